@@ -1,0 +1,98 @@
+"""One exception tree for the whole appliance.
+
+Every error carries a stable ``code`` that clients script against; the API maps
+``http_status`` to the response in exactly one place (``appliance.api.errors``).
+Messages must never contain secrets: callers pass redacted text.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class ApplianceError(Exception):
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class InvalidArgument(ApplianceError):
+    code = "invalid_argument"
+    http_status = 400
+
+
+class PayloadTooLarge(InvalidArgument):
+    """Same stable code as any bad input; the status tells HTTP clients to stop retrying."""
+
+    http_status = 413
+
+
+class Unauthenticated(ApplianceError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class NotFound(ApplianceError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(ApplianceError):
+    code = "conflict"
+    http_status = 409
+
+
+class QuotaExceeded(ApplianceError):
+    code = "quota_exceeded"
+    http_status = 429
+
+
+class Cancelled(ApplianceError):
+    code = "cancelled"
+    http_status = 409
+
+
+class InternalError(ApplianceError):
+    code = "internal_error"
+    http_status = 500
+
+
+class NotSupported(ApplianceError):
+    """A driver was asked for something its backend cannot do; never a silent success."""
+
+    code = "not_supported"
+    http_status = 501
+
+
+class StepFailed(ApplianceError):
+    """A user's step (psql script) failed; the message is the tool's own error text."""
+
+    code = "step_failed"
+    http_status = 422
+
+
+class CommandFailed(ApplianceError):
+    """A shell-out returned non-zero. Carries argv, exit code and stderr for the operator."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, stdout: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        tail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        super().__init__(
+            f"{self.argv[0]} exited with {returncode}" + (f": {tail}" if tail else ""),
+            {"argv": self.argv, "exit_code": returncode, "stderr": stderr[-4000:]},
+        )

@@ -1,0 +1,104 @@
+"""One typed settings object, read from an optional TOML file and ``SQLRS_*`` variables.
+
+Environment wins over the file, the file over the defaults. The object is built once by
+the entry points and passed down; no module reads the environment by itself.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/sqlrs-appliance")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sqlrs-appliance"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SQLRS_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           description="Where the control DB, store, sources, logs and the admin token live.")
+    listen: str = Field("127.0.0.1:7433", description="host:port the API listens on.")
+    database_url: str | None = Field(None, description="Control DB: postgresql://… or sqlite:///path; default SQLite in data_dir.")
+    redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir.")
+    default_org: str = Field("default", description="Org that owns everything in the embedded default.")
+
+    storage_backend: Literal["auto", "btrfs", "copy"] = Field(
+        "auto", description="Snapshot driver. auto: btrfs when the store is on btrfs, else a btrfs image, else copy.")
+    store_dir: Path | None = Field(None, description="Where states and clones live; default data_dir/store.")
+    btrfs_image: Literal["auto", "off"] = Field(
+        "auto", description="auto: when the store is not on btrfs and we may mount, loop-mount a btrfs image file there.")
+    btrfs_image_bytes: int = Field(20 * 1024**3, gt=0, description="Size of the sparse btrfs image file.")
+
+    runtime: Literal["process"] = Field("process", description="Instance runtime driver.")
+    pg_bin_dir: Path | None = Field(None, description="PostgreSQL binaries; default: newest /usr/lib/postgresql/*/bin.")
+    instance_os_user: str | None = Field(None, description="Unprivileged OS user that runs Postgres; default postgres when root, else the current user.")
+    instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
+    port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")
+    port_max: int = Field(6999, ge=1024, le=65535, description="Last port of the instance port pool.")
+    instance_ttl_seconds: int = Field(3600, gt=0, description="Default instance TTL.")
+    instance_max_ttl_seconds: int = Field(7 * 86400, gt=0, description="Upper bound for any TTL or extension.")
+
+    max_bundle_bytes: int = Field(64 * 1024**2, gt=0, description="Largest accepted source bundle (compressed and unpacked).")
+    max_bundle_files: int = Field(10000, gt=0, description="Most files a source bundle may hold.")
+
+    workers: int = Field(2, ge=1, le=64, description="RQ worker processes started by `sqlrs-appliance up`.")
+    step_timeout_seconds: int = Field(3600, gt=0, description="Longest a single step may run.")
+    job_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a running job proves it is alive.")
+    job_lost_after_seconds: float = Field(20.0, gt=0, description="A running job silent this long is failed by the reconciler.")
+    reconcile_interval_seconds: float = Field(5.0, gt=0, description="How often the reaper/reconciler runs.")
+
+    @field_validator("data_dir", "store_dir", "pg_bin_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _ports_ordered(self) -> "Settings":
+        if self.port_min > self.port_max:
+            raise ValueError("port_min must not exceed port_max")
+        return self
+
+    # Sources: init kwargs > env > TOML file > defaults.
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @property
+    def store_path(self) -> Path:
+        return self.store_dir or self.data_dir / "store"
+
+    @property
+    def control_db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'control.db'}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin.token"
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by SQLRS_CONFIG (if any); unknown keys are an error via extra=forbid."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SQLRS_CONFIG")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
