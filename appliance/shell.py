@@ -7,18 +7,19 @@ a shell. Tests of drivers whose tools cannot run here replace the runner with a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from .errors import CommandFailed
+from .errors import Cancelled, CommandFailed
 
 
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]
     returncode: int
-    stdout: str
+    stdout: str | bytes  # bytes only when asked for with binary_output=True
     stderr: str
 
 
@@ -43,28 +44,62 @@ class Runner:
         cwd: str | os.PathLike | None = None,
         timeout: float | None = None,
         run_as: RunAs | None = None,
+        cancel: Callable[[], bool] | None = None,
+        binary_output: bool = False,
     ) -> Completed:
+        """Run ``argv``; with ``cancel``, poll it and kill the whole process group when it says so."""
         argv = [os.fspath(a) for a in argv]
         kwargs: dict = {}
         if run_as is not None and os.geteuid() == 0 and run_as.uid != 0:
             kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=[])
-        text = not isinstance(input, bytes)
-        proc = subprocess.run(
+        text = not (isinstance(input, bytes) or binary_output)
+        proc = subprocess.Popen(
             argv,
-            input=input,
-            capture_output=True,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=text,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            timeout=timeout,
+            start_new_session=cancel is not None,
             **kwargs,
         )
-        out = proc.stdout if text else proc.stdout.decode(errors="replace")
-        err = proc.stderr if text else proc.stderr.decode(errors="replace")
+        out, err = _communicate(proc, input, timeout, cancel)
+        if not text:
+            err = err.decode(errors="replace")
+            if not binary_output:
+                out = out.decode(errors="replace")
         result = Completed(argv, proc.returncode, out or "", err or "")
         if check and proc.returncode != 0:
             raise CommandFailed(argv, proc.returncode, result.stderr, result.stdout)
         return result
+
+
+def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -> tuple:
+    if cancel is None:
+        try:
+            return proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    pending_input, waited = input, 0.0
+    while True:
+        try:
+            return proc.communicate(pending_input, timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pending_input = None  # already written by the first communicate() call
+            waited += 0.25
+            expired = timeout is not None and waited >= timeout
+            if expired or cancel():
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.communicate()
+                if expired:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0])))
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""The Quart application: auth in front, routes behind, one error mapping."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from quart import Quart, g, request
+from quart_schema import QuartSchema
+
+from .. import __version__
+from ..context import AppContext
+from .auth import authenticate
+from .errors import install_error_handlers
+
+PUBLIC_PATHS = {"/v1/health", "/openapi.json", "/docs", "/redocs", "/scalar"}
+
+
+def create_app(ctx: AppContext) -> Quart:
+    app = Quart("sqlrs-appliance")
+    app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_bundle_bytes + 1024 * 1024
+    app.config["BODY_TIMEOUT"] = 600
+    app.extensions["sqlrs"] = ctx
+    QuartSchema(app, info={"title": "sqlrs appliance", "version": __version__},
+                security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+                security=[{"bearer": []}])
+    install_error_handlers(app)
+
+    @app.before_request
+    async def _authenticate() -> None:
+        if request.path in PUBLIC_PATHS:
+            return
+        g.principal = await asyncio.to_thread(authenticate, request.headers.get("Authorization"))
+
+    from .routes import health, instances, jobs, sources, states
+    for module in (health, jobs, states, instances, sources):
+        app.register_blueprint(module.blueprint)
+    return app
+
+
+def context() -> AppContext:
+    from quart import current_app
+    return current_app.extensions["sqlrs"]
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking Control-DB/driver work off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

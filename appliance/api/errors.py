@@ -1,0 +1,53 @@
+"""The one place where errors become HTTP responses: ``{code, message, details?}``."""
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ApplianceError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {400: "invalid_argument", 401: "unauthenticated", 404: "not_found",
+               405: "invalid_argument", 409: "conflict", 413: "invalid_argument",
+               415: "invalid_argument", 429: "rate_limited"}
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None):
+    body = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return jsonify(body), status
+
+
+def install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApplianceError)
+    async def _appliance(error: ApplianceError):
+        return error_response(error.http_status, error.code, error.message, error.details)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _validation(error: RequestSchemaValidationError):
+        problems = []
+        inner = error.validation_error
+        if hasattr(inner, "errors"):
+            for item in inner.errors():
+                problems.append({"field": ".".join(str(p) for p in item.get("loc", ())),
+                                 "problem": item.get("msg", "")})
+        message = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems) or str(inner)
+        return error_response(400, "invalid_argument", f"invalid request: {message}",
+                              {"problems": problems} if problems else None)
+
+    @app.errorhandler(HTTPException)
+    async def _http(error: HTTPException):
+        status = error.code or 500
+        message = {400: "malformed request (is the body valid JSON?)",
+                   413: "request body too large"}.get(status, error.description or error.name)
+        return error_response(status, _HTTP_CODES.get(status, "internal_error"), message)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; see the appliance log")

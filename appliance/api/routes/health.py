@@ -1,0 +1,43 @@
+"""Liveness (no auth) and readiness (Control DB, Redis, store)."""
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_schema import validate_response
+
+from ... import __version__
+from ...control.models import SchemaVersion
+from ..app import call, context
+from ..schemas import Health, Readiness
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/v1/health")
+@validate_response(Health)
+async def health():
+    return {"ok": True, "version": __version__}
+
+
+def _checks(ctx) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        SchemaVersion.select().count()
+        checks["control_db"] = "ok"
+    except Exception as exc:
+        checks["control_db"] = f"error: {type(exc).__name__}"
+    try:
+        ctx.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    checks["store"] = "ok" if ctx.store.root.is_dir() else "error: store directory missing"
+    return checks
+
+
+@blueprint.get("/v1/ready")
+@validate_response(Readiness, 200)
+@validate_response(Readiness, 503)
+async def ready():
+    checks = await call(_checks, context())
+    ok = all(value == "ok" for value in checks.values())
+    return {"ok": ok, "checks": checks}, 200 if ok else 503

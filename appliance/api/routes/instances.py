@@ -1,0 +1,87 @@
+"""Instances: list, get (with the DSN for its owner), delete, extend."""
+from __future__ import annotations
+
+import datetime as dt
+
+from quart import Blueprint, g
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from ...control.models import Instance, utcnow
+from ...errors import InvalidArgument, NotFound
+from ...orchestrator import deletion
+from .. import serializers
+from ..app import call, context
+from ..listing import listing
+from ..schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
+
+blueprint = Blueprint("instances", __name__)
+
+
+def find_instance(org: str, ref: str) -> Instance:
+    """Exact id, a unique id prefix (8+ hex characters), or the instance's name."""
+    instance = Instance.get_or_none((Instance.org == org) & (Instance.instance_id == ref))
+    if instance is None and len(ref) >= 8:
+        matches = list(Instance.select().where((Instance.org == org) &
+                                               Instance.instance_id.startswith(ref.lower())).limit(2))
+        if len(matches) > 1:
+            raise InvalidArgument(f"instance prefix {ref} is ambiguous")
+        instance = matches[0] if matches else None
+    if instance is None:
+        instance = (Instance.select().where((Instance.org == org) & (Instance.name == ref) &
+                                            (Instance.status == "active")).first())
+    if instance is None:
+        raise NotFound(f"instance {ref} not found")
+    return instance
+
+
+@blueprint.get("/v1/instances")
+@validate_querystring(IdPrefixQuery)
+async def list_instances(query_args: IdPrefixQuery):
+    org = g.principal.org
+
+    def rows():
+        q = Instance.select().where(Instance.org == org).order_by(Instance.created_at)
+        if query_args.id_prefix:
+            q = q.where(Instance.instance_id.startswith(query_args.id_prefix.lower()))
+        return [serializers.instance_entry(i, org) for i in q]
+    return listing(await call(rows))
+
+
+@blueprint.get("/v1/instances/<ref>")
+@validate_response(InstanceEntry)
+async def get_instance(ref: str):
+    org = g.principal.org
+    return await call(lambda: serializers.instance_entry(find_instance(org, ref), org))
+
+
+@blueprint.delete("/v1/instances/<ref>")
+@validate_querystring(DeleteQuery)
+@validate_response(DeleteResult, 200)
+@validate_response(DeleteResult, 409)
+async def delete_instance(ref: str, query_args: DeleteQuery):
+    org, ctx = g.principal.org, context()
+
+    def delete():
+        instance = find_instance(org, ref)
+        return deletion.delete_instance(ctx, org, instance.instance_id, force=query_args.force,
+                                        dry_run=query_args.dry_run)
+    answer = await call(delete)
+    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200
+
+
+@blueprint.post("/v1/instances/<ref>/extend")
+@validate_request(ExtendRequest)
+@validate_response(InstanceEntry)
+async def extend_instance(ref: str, data: ExtendRequest):
+    org, ctx = g.principal.org, context()
+
+    def extend():
+        if data.ttl_seconds > ctx.settings.instance_max_ttl_seconds:
+            raise InvalidArgument(f"ttl_seconds exceeds the maximum of {ctx.settings.instance_max_ttl_seconds}")
+        instance = find_instance(org, ref)
+        if instance.status != "active":
+            raise InvalidArgument(f"instance {instance.instance_id} is {instance.status}; only active ones extend")
+        instance.expires_at = utcnow() + dt.timedelta(seconds=data.ttl_seconds)
+        instance.save()
+        return serializers.instance_entry(instance, org)
+    return await call(extend)

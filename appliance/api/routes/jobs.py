@@ -1,0 +1,98 @@
+"""Prepare jobs: create, list, get, cancel, delete, events; and the flat task list."""
+from __future__ import annotations
+
+from quart import Blueprint, g, request
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from ...control.models import PrepareJob, Task
+from ...errors import NotFound
+from ...orchestrator import deletion
+from ...orchestrator.submit import submit_prepare
+from .. import serializers
+from ..app import call, context
+from ..listing import listing
+from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobRequest,
+                       PrepareJobStatus, TaskListQuery)
+from ..streams import event_stream
+
+blueprint = Blueprint("jobs", __name__)
+
+
+def _job(org: str, job_id: str) -> PrepareJob:
+    job = PrepareJob.get_or_none((PrepareJob.job_id == job_id) & (PrepareJob.org == org))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+@blueprint.post("/v1/prepare-jobs")
+@validate_request(PrepareJobRequest)
+@validate_response(PrepareJobAccepted, 201)
+async def create_job(data: PrepareJobRequest):
+    job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True))
+    url = f"/v1/prepare-jobs/{job.job_id}"
+    return ({"job_id": job.job_id, "status": job.status, "status_url": url,
+             "events_url": f"{url}/events"}, 201, {"Location": url})
+
+
+@blueprint.get("/v1/prepare-jobs")
+@validate_querystring(JobListQuery)
+async def list_jobs(query_args: JobListQuery):
+    org = g.principal.org
+
+    def rows():
+        q = PrepareJob.select().where(PrepareJob.org == org).order_by(PrepareJob.created_at)
+        if query_args.job:
+            q = q.where(PrepareJob.job_id.startswith(query_args.job))
+        if query_args.status:
+            q = q.where(PrepareJob.status == query_args.status)
+        return [serializers.job_entry(job) for job in q]
+    return listing(await call(rows))
+
+
+@blueprint.get("/v1/prepare-jobs/<job_id>")
+@validate_response(PrepareJobStatus)
+async def get_job(job_id: str):
+    org = g.principal.org
+    return await call(lambda: serializers.job_status(_job(org, job_id), org))
+
+
+@blueprint.post("/v1/prepare-jobs/<job_id>/cancel")
+async def cancel_job(job_id: str):
+    org = g.principal.org
+
+    def cancel():
+        changed = deletion.request_cancel(_job(org, job_id))
+        return serializers.job_status(_job(org, job_id), org), 202 if changed else 200
+    return await call(cancel)
+
+
+@blueprint.delete("/v1/prepare-jobs/<job_id>")
+@validate_querystring(DeleteQuery)
+@validate_response(DeleteResult, 200)
+@validate_response(DeleteResult, 409)
+async def delete_job(job_id: str, query_args: DeleteQuery):
+    answer = await call(deletion.delete_job, context(), g.principal.org, job_id,
+                        force=query_args.force, dry_run=query_args.dry_run)
+    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200
+
+
+@blueprint.get("/v1/prepare-jobs/<job_id>/events")
+async def job_events(job_id: str):
+    org = g.principal.org
+    await call(_job, org, job_id)
+    return await event_stream(job_id)
+
+
+@blueprint.get("/v1/tasks")
+@validate_querystring(TaskListQuery)
+async def list_tasks(query_args: TaskListQuery):
+    org = g.principal.org
+
+    def rows():
+        q = (Task.select(Task, PrepareJob.job_id).join(PrepareJob).where(PrepareJob.org == org)
+             .order_by(PrepareJob.created_at, Task.position))
+        if query_args.job:
+            q = q.where(PrepareJob.job_id == query_args.job)
+        return [serializers.task_entry(t, t.job.job_id) for t in q]
+    return listing(await call(rows))

@@ -1,0 +1,47 @@
+"""Source bundles (tar.gz uploads) and server-side projects (admin only)."""
+from __future__ import annotations
+
+from quart import Blueprint, g, request
+from quart_schema import validate_request, validate_response
+
+from ...control.models import Project
+from ...errors import InvalidArgument, Unauthenticated
+from ...orchestrator.sources import register_project, store_bundle
+from .. import serializers
+from ..app import call, context
+from ..listing import listing
+from ..schemas import ProjectEntry, ProjectRequest, SourceAccepted
+
+blueprint = Blueprint("sources", __name__)
+
+
+@blueprint.post("/v1/sources")
+@validate_response(SourceAccepted, 201)
+@validate_response(SourceAccepted, 200)
+async def upload_source():
+    data = await request.get_data(cache=False)
+    if not data:
+        raise InvalidArgument("empty body: send a tar.gz bundle (Content-Type: application/gzip)")
+    source_id, created = await call(store_bundle, context(), g.principal.org, data)
+    return {"source_id": source_id, "size_bytes": len(data), "created": created}, 201 if created else 200
+
+
+def _project_entry(project: Project) -> dict:
+    return {"name": project.name, "repo_path": project.repo_path, "org": project.org,
+            "created_at": serializers.ts(project.created_at)}
+
+
+@blueprint.post("/v1/projects")
+@validate_request(ProjectRequest)
+@validate_response(ProjectEntry, 201)
+async def create_project(data: ProjectRequest):
+    if g.principal.role != "admin":
+        raise Unauthenticated("registering a project needs an admin token")
+    project = await call(register_project, context(), g.principal.org, data.name, data.repo_path)
+    return _project_entry(project), 201
+
+
+@blueprint.get("/v1/projects")
+async def list_projects():
+    org = g.principal.org
+    return listing(await call(lambda: [_project_entry(p) for p in Project.select().where(Project.org == org)]))

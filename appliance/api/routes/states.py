@@ -1,0 +1,86 @@
+"""States: the immutable, content-addressed tree."""
+from __future__ import annotations
+
+import peewee as pw
+from quart import Blueprint, g
+from quart_schema import validate_querystring, validate_response
+
+from ...control.models import Instance, State
+from ...errors import InvalidArgument, NotFound
+from ...orchestrator import deletion
+from .. import serializers
+from ..app import call, context
+from ..listing import listing
+from ..schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
+
+blueprint = Blueprint("states", __name__)
+
+
+def _refcounts(org: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    children = (State.select(State.parent_state_id, pw.fn.COUNT(State.id).alias("n"))
+                .where((State.org == org) & State.parent_state_id.is_null(False))
+                .group_by(State.parent_state_id))
+    for row in children:
+        counts[row.parent_state_id] = counts.get(row.parent_state_id, 0) + row.n
+    users = (Instance.select(Instance.state_id, pw.fn.COUNT(Instance.instance_id).alias("n"))
+             .where((Instance.org == org) & Instance.status.in_(["starting", "active"]))
+             .group_by(Instance.state_id))
+    for row in users:
+        counts[row.state_id] = counts.get(row.state_id, 0) + row.n
+    return counts
+
+
+def find_state(org: str, state_id: str) -> State:
+    """Exact id, or a unique prefix of at least 8 hex characters."""
+    state = State.get_or_none((State.org == org) & (State.state_id == state_id))
+    if state is None and len(state_id) >= 8:
+        matches = list(State.select().where((State.org == org) & State.state_id.startswith(state_id.lower()))
+                       .limit(2))
+        if len(matches) > 1:
+            raise InvalidArgument(f"state prefix {state_id} is ambiguous")
+        state = matches[0] if matches else None
+    if state is None:
+        raise NotFound(f"state {state_id} not found")
+    return state
+
+
+@blueprint.get("/v1/states")
+@validate_querystring(IdPrefixQuery)
+async def list_states(query_args: IdPrefixQuery):
+    org = g.principal.org
+
+    def rows():
+        q = State.select().where(State.org == org).order_by(State.created_at)
+        if query_args.id_prefix:
+            q = q.where(State.state_id.startswith(query_args.id_prefix.lower()))
+        counts = _refcounts(org)
+        return [serializers.state_entry(s, counts.get(s.state_id, 0)) for s in q]
+    return listing(await call(rows))
+
+
+@blueprint.get("/v1/states/<state_id>")
+@validate_response(StateEntry)
+async def get_state(state_id: str):
+    org = g.principal.org
+
+    def one():
+        state = find_state(org, state_id)
+        return serializers.state_entry(state, _refcounts(org).get(state.state_id, 0))
+    return await call(one)
+
+
+@blueprint.delete("/v1/states/<state_id>")
+@validate_querystring(DeleteQuery)
+@validate_response(DeleteResult, 200)
+@validate_response(DeleteResult, 409)
+async def delete_state(state_id: str, query_args: DeleteQuery):
+    org = g.principal.org
+
+    def delete():
+        state = find_state(org, state_id)
+        return deletion.delete_state(context_, org, state.state_id, recurse=query_args.recurse,
+                                     force=query_args.force, dry_run=query_args.dry_run)
+    context_ = context()
+    answer = await call(delete)
+    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200

@@ -1,0 +1,197 @@
+"""Request and response schemas of the v1 API: they validate input and generate /openapi.json."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceRef(Strict):
+    source_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="An uploaded bundle")
+    project: str | None = Field(None, description="A project registered on the server")
+    ref: str | None = Field(None, description="Git ref of the project (branch, tag or commit)")
+    work_dir: str = Field(".", max_length=1024, description="psql's working directory inside the bundle")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SourceRef":
+        if bool(self.source_id) == bool(self.project or self.ref):
+            raise ValueError("give either source_id, or project and ref")
+        if self.project and not self.ref or self.ref and not self.project:
+            raise ValueError("project and ref go together")
+        return self
+
+
+class InstanceOptions(Strict):
+    ttl_seconds: int | None = Field(None, gt=0)
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class PrepareJobRequest(Strict):
+    prepare_kind: str = Field(description="psql or lb")
+    image_id: str = Field(min_length=1, max_length=255)
+    psql_args: list[str] | None = Field(None, max_length=1000)
+    liquibase_args: list[str] | None = None
+    source: SourceRef | None = None
+    stdin: str | None = Field(None, max_length=16 * 1024 * 1024)
+    plan_only: bool = False
+    instance: InstanceOptions | None = None
+    priority: int = Field(0, ge=-100, le=100)
+
+
+class PrepareJobAccepted(BaseModel):
+    job_id: str
+    status: TaskStatus
+    status_url: str
+    events_url: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict | None = None
+
+
+class TaskInput(BaseModel):
+    kind: str
+    id: str
+
+
+class TaskEntry(BaseModel):
+    task_id: str
+    job_id: str
+    type: str
+    status: TaskStatus
+    input: TaskInput | None
+    task_hash: str | None
+    output_state_id: str | None
+    cached: bool | None
+    summary: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class PrepareJobEntry(BaseModel):
+    job_id: str
+    status: TaskStatus
+    prepare_kind: str
+    image_id: str
+    resolved_image_id: str | None
+    signature: str | None
+    plan_only: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    org: str
+
+
+class PrepareJobResult(BaseModel):
+    dsn: str | None
+    instance_id: str
+    state_id: str
+    image_id: str
+
+
+class PrepareJobStatus(PrepareJobEntry):
+    tasks: list[TaskEntry]
+    result: PrepareJobResult | None
+    error: ErrorBody | None
+
+
+class DeleteTreeNode(BaseModel):
+    kind: str
+    id: str
+    blocked: str | None = None
+    connections: int | None = None
+    children: list["DeleteTreeNode"] = []
+
+
+class DeleteResult(BaseModel):
+    dry_run: bool
+    outcome: Literal["deleted", "would_delete", "blocked"]
+    root: DeleteTreeNode
+
+
+class StateEntry(BaseModel):
+    state_id: str
+    parent_state_id: str | None
+    image_id: str
+    prepare_kind: str
+    summary: str | None
+    size_bytes: int
+    created_at: str
+    last_used_at: str
+    use_count: int
+    refcount: int
+    host: str
+    exported: bool
+
+
+class InstanceEntry(BaseModel):
+    instance_id: str
+    state_id: str
+    image_id: str
+    status: str
+    dsn: str | None = None
+    host: str
+    port: int | None
+    created_at: str
+    expires_at: str
+    name: str | None
+    job_id: str | None
+
+
+class ExtendRequest(Strict):
+    ttl_seconds: int = Field(gt=0, description="New lifetime counted from now")
+
+
+class SourceAccepted(BaseModel):
+    source_id: str
+    size_bytes: int
+    created: bool
+
+
+class ProjectRequest(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    repo_path: str = Field(min_length=1, max_length=4096)
+
+
+class ProjectEntry(BaseModel):
+    name: str
+    repo_path: str
+    org: str
+    created_at: str
+
+
+class DeleteQuery(BaseModel):
+    force: bool = False
+    dry_run: bool = False
+    recurse: bool = False
+
+
+class JobListQuery(BaseModel):
+    job: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$")
+    status: TaskStatus | None = None
+
+
+class TaskListQuery(BaseModel):
+    job: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+
+
+class IdPrefixQuery(BaseModel):
+    id_prefix: str | None = Field(None, pattern=r"^[0-9a-fA-F]{1,64}$")
+
+
+class Health(BaseModel):
+    ok: bool
+    version: str
+
+
+class Readiness(BaseModel):
+    ok: bool
+    checks: dict[str, str]

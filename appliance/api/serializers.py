@@ -1,0 +1,75 @@
+"""Control-DB rows → API dictionaries. The only place a DSN (a secret) is ever rendered."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from ..control.models import Instance, JobEvent, PrepareJob, State, Task
+from ..engine.instances import dsn
+
+
+def ts(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def job_entry(job: PrepareJob) -> dict[str, Any]:
+    return {"job_id": job.job_id, "status": job.status, "prepare_kind": job.prepare_kind,
+            "image_id": job.image_id, "resolved_image_id": job.resolved_image_id,
+            "signature": job.signature, "plan_only": job.plan_only, "created_at": ts(job.created_at),
+            "started_at": ts(job.started_at), "finished_at": ts(job.finished_at), "org": job.org}
+
+
+def task_entry(task: Task, job_id: str) -> dict[str, Any]:
+    return {"task_id": task.task_id, "job_id": job_id, "type": task.type, "status": task.status,
+            "input": {"kind": task.input_kind, "id": task.input_id} if task.input_kind else None,
+            "task_hash": task.task_hash, "output_state_id": task.output_state_id,
+            "cached": task.cached, "summary": task.summary, "started_at": ts(task.started_at),
+            "finished_at": ts(task.finished_at)}
+
+
+def job_status(job: PrepareJob, viewer_org: str) -> dict[str, Any]:
+    body = job_entry(job)
+    tasks = Task.select().where(Task.job == job).order_by(Task.position)
+    body["tasks"] = [task_entry(t, job.job_id) for t in tasks]
+    body["result"] = None
+    if job.result_instance_id:
+        instance = Instance.get_or_none(Instance.instance_id == job.result_instance_id)
+        body["result"] = {
+            "dsn": dsn(instance) if instance and instance.status == "active"
+            and instance.org == viewer_org else None,
+            "instance_id": job.result_instance_id, "state_id": job.result_state_id,
+            "image_id": job.resolved_image_id}
+    body["error"] = json.loads(job.error_json) if job.error_json else None
+    return body
+
+
+def event(ev: JobEvent) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": ev.type, "ts": ts(ev.ts)}
+    for key in ("task_id", "status", "message"):
+        value = getattr(ev, key)
+        if value is not None:
+            body[key] = value
+    if ev.payload_json:
+        body.update(json.loads(ev.payload_json))
+    return body
+
+
+def state_entry(state: State, refcount: int) -> dict[str, Any]:
+    return {"state_id": state.state_id, "parent_state_id": state.parent_state_id,
+            "image_id": state.image_id, "prepare_kind": state.prepare_kind, "summary": state.summary,
+            "size_bytes": state.size_bytes, "created_at": ts(state.created_at),
+            "last_used_at": ts(state.last_used_at), "use_count": state.use_count,
+            "refcount": refcount, "host": state.host, "exported": False}
+
+
+def instance_entry(instance: Instance, viewer_org: str) -> dict[str, Any]:
+    body = {"instance_id": instance.instance_id, "state_id": instance.state_id,
+            "image_id": instance.image_id, "status": instance.status, "host": instance.host,
+            "port": instance.port, "created_at": ts(instance.created_at),
+            "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id}
+    if instance.status == "active" and instance.org == viewer_org:
+        body["dsn"] = dsn(instance)
+    return body

@@ -1,0 +1,131 @@
+"""The HTTP client of the v1 API, turning every failure into a ``CliFailure`` with an exit code.
+
+One place decides what a transport error or an error body means for the user, so every
+verb prints the same ``error: <code>: <message>`` and exits with the same code.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import httpx
+
+from .. import __version__
+from ..errors import ApplianceError
+from . import exit_codes
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+REQUEST_TIMEOUT_SECONDS = 120.0  # uploads of large bundles take a while; events have no read timeout
+
+
+class CliFailure(ApplianceError):
+    """Anything that ends the command unsuccessfully; carries the exit code to use."""
+
+    def __init__(self, code: str, message: str, exit_code: int, details: dict[str, Any] | None = None,
+                 hint: str | None = None):
+        super().__init__(message, details)
+        self.code = code
+        self.exit_code = exit_code
+        self.hint = hint
+
+
+class ApiError(CliFailure):
+    """The API answered with an error body ``{code, message, details?}``."""
+
+    def __init__(self, http_status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                 hint: str | None = None):
+        super().__init__(code, message, exit_codes.for_http_status(http_status), details, hint)
+        self.http_status = http_status
+
+
+class ApiClient:
+    def __init__(self, url: str, token: str | None, *, transport: httpx.BaseTransport | None = None):
+        headers = {"User-Agent": f"sqlrs-cli/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.url = url
+        self._http = httpx.Client(base_url=url, headers=headers, transport=transport,
+                                  timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plain requests ------------------------------------------------------------------
+    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
+        """Send a request; any status outside ``ok`` raises ``ApiError``."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code not in ok:
+            raise api_error(response)
+        return response
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=_query(params)).json()
+
+    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, json=body).json()
+
+    def post_bytes(self, path: str, data: bytes, content_type: str) -> Any:
+        return self.request("POST", path, content=data, headers={"Content-Type": content_type}).json()
+
+    # -- event stream --------------------------------------------------------------------
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every event of a job from the first, then live; ends when the job is terminal."""
+        timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_SECONDS)
+        try:
+            with self._http.stream("GET", f"/v1/prepare-jobs/{job_id}/events", timeout=timeout,
+                                   headers={"Accept": "application/x-ndjson"}) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise api_error(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.TransportError) -> CliFailure:
+        if isinstance(exc, httpx.ConnectError):
+            message = f"cannot connect to the appliance at {self.url} (is it running? set --url or SQLRS_URL)"
+        elif isinstance(exc, httpx.TimeoutException):
+            message = f"the appliance at {self.url} did not answer in time"
+        else:
+            message = f"connection to the appliance at {self.url} failed: {type(exc).__name__}"
+        return CliFailure("unavailable", message, exit_codes.UNAVAILABLE)
+
+
+def api_error(response: httpx.Response) -> ApiError:
+    """Read ``{code, message, details?}``; fall back to the status line for non-JSON answers."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "code" in body and "message" in body:
+        code, message, details = str(body["code"]), str(body["message"]), body.get("details")
+    else:
+        code = "unauthenticated" if status == 401 else ("internal_error" if status >= 500 else "http_error")
+        message = f"HTTP {status} {response.reason_phrase}".strip()
+        details = None
+    hint = None
+    if status == 401:
+        hint = "pass a token with --token or --token-file (or SQLRS_TOKEN / SQLRS_TOKEN_FILE)"
+    return ApiError(status, code, message, details if isinstance(details, dict) else None, hint)
+
+
+def _query(params: dict[str, Any]) -> dict[str, str]:
+    """Drop unset parameters and spell booleans the way the API's query parser reads them."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out

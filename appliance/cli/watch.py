@@ -1,0 +1,151 @@
+"""Follow a prepare job's event stream and show progress on stderr.
+
+Events say *that* something changed; the job status (``GET /v1/prepare-jobs/{id}``) says
+what each task is (type, summary, cached), so the display re-reads it on every task or
+status event. A TTY gets a rich live table; anything else gets one plain line per step.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from . import exit_codes
+from .client import ApiClient, CliFailure
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+MAX_RECONNECTS = 5
+_ICONS = {"queued": "·", "running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "-"}
+
+
+class ProgressView(Protocol):
+    def update(self, status: dict[str, Any]) -> None: ...
+    def log(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def follow_job(client: ApiClient, job_id: str, console: Console) -> dict[str, Any]:
+    """Show progress until the job is terminal; return its final ``PrepareJobStatus``."""
+    view: ProgressView = LiveView(console) if console.is_terminal else PlainView(console)
+    seen = 0
+    try:
+        for _attempt in range(MAX_RECONNECTS + 1):
+            index = 0
+            for event in client.events(job_id):
+                index += 1
+                if index <= seen:
+                    continue  # a reconnect replays from the first event
+                seen = index
+                if event.get("type") in ("task", "status"):
+                    view.update(client.get(f"/v1/prepare-jobs/{job_id}"))
+                elif event.get("type") == "log" and event.get("message"):
+                    view.log(event["message"])
+            status = client.get(f"/v1/prepare-jobs/{job_id}")
+            view.update(status)
+            if status["status"] in TERMINAL:
+                return status
+    finally:
+        view.close()
+    raise CliFailure("stream_ended", f"the event stream of job {job_id} kept ending before the job did; "
+                     f"resume with: sqlrs watch {job_id}", exit_codes.UNAVAILABLE)
+
+
+def task_label(task: dict[str, Any]) -> str:
+    return task.get("summary") or task["type"]
+
+
+def cache_word(task: dict[str, Any]) -> str:
+    if task.get("cached") is None or task["type"] != "state_execute":
+        return ""
+    return "cached" if task["cached"] else "built"
+
+
+def server_elapsed(task: dict[str, Any]) -> float | None:
+    """Seconds a finished task took, from the server's own clock (no skew with ours)."""
+    try:
+        started = dt.datetime.fromisoformat(task["started_at"].replace("Z", "+00:00"))
+        finished = dt.datetime.fromisoformat(task["finished_at"].replace("Z", "+00:00"))
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+    return (finished - started).total_seconds()
+
+
+class PlainView:
+    """One line per finished step and per job status change: fit for logs and CI."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.reported: set[tuple[str, str]] = set()
+        self.job_status: str | None = None
+
+    def update(self, status: dict[str, Any]) -> None:
+        if status["status"] != self.job_status:
+            self.job_status = status["status"]
+            self.console.print(f"job {status['job_id']}: {self.job_status}", markup=False)
+        for task in status.get("tasks") or []:
+            if task["status"] not in TERMINAL or (task["task_id"], task["status"]) in self.reported:
+                continue
+            self.reported.add((task["task_id"], task["status"]))
+            elapsed = server_elapsed(task)
+            extras = ", ".join(x for x in (task["status"] if task["status"] != "succeeded" else "",
+                                            cache_word(task),
+                                            f"{elapsed:.2f}s" if elapsed is not None else "") if x)
+            line = f"  {_ICONS[task['status']]} {task['type']}: {task_label(task)}"
+            self.console.print(line + (f" ({extras})" if extras else ""), markup=False)
+
+    def log(self, message: str) -> None:
+        pass  # psql's output belongs to a failed job's error message, which the caller prints
+
+    def close(self) -> None:
+        pass
+
+
+class LiveView:
+    """A live table on the terminal: each task, cached/built, elapsed; the last log line."""
+
+    def __init__(self, console: Console):
+        self.status: dict[str, Any] | None = None
+        self.running_since: dict[str, float] = {}
+        self.last_log = ""
+        self.started = time.monotonic()
+        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=8, transient=False)
+        self.live.start()
+
+    def update(self, status: dict[str, Any]) -> None:
+        self.status = status
+        for task in status.get("tasks") or []:
+            if task["status"] == "running":
+                self.running_since.setdefault(task["task_id"], time.monotonic())
+
+    def log(self, message: str) -> None:
+        self.last_log = message.strip().splitlines()[-1] if message.strip() else ""
+
+    def close(self) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+    def render(self) -> Group:
+        job = self.status or {}
+        header = Text(f"job {job.get('job_id', '')}  {job.get('status', 'connecting')}  "
+                      f"{time.monotonic() - self.started:.1f}s", style="bold")
+        grid = Table(box=None, show_header=False, pad_edge=False)
+        for _ in range(4):
+            grid.add_column()
+        for task in job.get("tasks") or []:
+            grid.add_row(_ICONS.get(task["status"], "?"), f"{task['type']}: {task_label(task)}",
+                         cache_word(task), self._elapsed(task))
+        parts: list[Any] = [header, grid]
+        if self.last_log and job.get("status") not in TERMINAL:
+            parts.append(Text(self.last_log[:200], style="dim"))
+        return Group(*parts)
+
+    def _elapsed(self, task: dict[str, Any]) -> str:
+        if task["status"] == "running" and task["task_id"] in self.running_since:
+            return f"{time.monotonic() - self.running_since[task['task_id']]:.1f}s"
+        elapsed = server_elapsed(task)
+        return f"{elapsed:.2f}s" if elapsed is not None and task["status"] in TERMINAL else ""

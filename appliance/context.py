@@ -1,0 +1,62 @@
+"""Everything a process of the appliance needs, built once from ``Settings`` and passed down."""
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import peewee
+from redis import Redis
+
+from .control.db import open_database
+from .runtime.base import InstanceRuntime
+from .settings import Settings
+from .shell import Runner
+from .storage.store import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: peewee.Database
+    runner: Runner
+    store: SnapshotStore
+    runtime: InstanceRuntime
+    host: str = field(default_factory=socket.gethostname)
+    storage_warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def redis(self) -> Redis:
+        if not self.settings.redis_url:
+            raise RuntimeError("no Redis URL configured (the supervisor sets one for its children)")
+        return Redis.from_url(self.settings.redis_url)
+
+    @property
+    def sources_dir(self):
+        return self.settings.data_dir / "sources"
+
+    @property
+    def run_dir(self):
+        return self.settings.data_dir / "run"
+
+    @property
+    def logs_dir(self):
+        return self.settings.data_dir / "logs"
+
+
+def build_context(settings: Settings, runner: Runner | None = None) -> AppContext:
+    from .runtime.process import ProcessRuntime
+    from .storage.select import open_store
+
+    runner = runner or Runner()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.control_db_url)
+    store, warnings = open_store(settings, runner)
+    for warning in warnings:
+        log.warning(warning)
+    runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
+    return AppContext(settings=settings, db=db, runner=runner, store=store, runtime=runtime,
+                      storage_warnings=warnings)

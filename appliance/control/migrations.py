@@ -1,0 +1,46 @@
+"""Versioned schema migrations, applied in order, each in its own transaction.
+
+A migration is appended, never edited, once it has shipped: the version number in
+``schema_version`` is how an upgraded appliance knows what an old Control DB already has.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import peewee as pw
+
+from . import models as m
+
+
+def _v1_initial(db: pw.Database) -> None:
+    db.create_tables([model for model in m.ALL_MODELS if model is not m.SchemaVersion])
+
+
+MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
+    (1, _v1_initial),
+]
+
+
+def current_version(db: pw.Database) -> int:
+    if not db.table_exists(m.SchemaVersion._meta.table_name):
+        return 0
+    row = m.SchemaVersion.select(pw.fn.MAX(m.SchemaVersion.version)).scalar()
+    return row or 0
+
+
+def migrate(db: pw.Database) -> list[int]:
+    """Bring the schema up to date; returns the versions applied now."""
+    db.create_tables([m.SchemaVersion], safe=True)
+    applied = []
+    for version, step in MIGRATIONS:
+        if version <= current_version(db):
+            continue
+        with db.atomic():
+            step(db)
+            m.SchemaVersion.create(version=version)
+        applied.append(version)
+    return applied
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1][0]

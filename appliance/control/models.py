@@ -1,0 +1,183 @@
+"""peewee models. Every user-visible row carries an ``org``.
+
+Secrets: ``Instance.password`` is the only secret column; serializers never emit it except
+as part of the owner's DSN, and events/logs never see it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee as pw
+
+database_proxy = pw.DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = pw.IntegerField(primary_key=True)
+    applied_at = pw.DateTimeField(default=utcnow)
+
+
+class Org(BaseModel):
+    slug = pw.CharField(primary_key=True, max_length=63)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class ApiToken(BaseModel):
+    token_hash = pw.CharField(unique=True, max_length=64)
+    org = pw.CharField(max_length=63)
+    role = pw.CharField(max_length=32)
+    name = pw.CharField(max_length=128)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class SourceBundle(BaseModel):
+    org = pw.CharField(max_length=63)
+    source_id = pw.CharField(max_length=64)
+    size_bytes = pw.BigIntegerField()
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("org", "source_id"), True),)
+
+
+class Project(BaseModel):
+    """A git repository on the server that an org may prepare from by ``{project, ref}``."""
+
+    org = pw.CharField(max_length=63)
+    name = pw.CharField(max_length=128)
+    repo_path = pw.TextField()
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("org", "name"), True),)
+
+
+class PrepareJob(BaseModel):
+    job_id = pw.CharField(primary_key=True, max_length=32)
+    org = pw.CharField(max_length=63, index=True)
+    status = pw.CharField(max_length=16, index=True)
+    prepare_kind = pw.CharField(max_length=16)
+    image_id = pw.CharField(max_length=255)
+    resolved_image_id = pw.CharField(max_length=255, null=True)
+    signature = pw.CharField(max_length=64, null=True, index=True)
+    plan_only = pw.BooleanField(default=False)
+    request_json = pw.TextField()
+    source_id = pw.CharField(max_length=64, null=True)
+    work_dir = pw.CharField(max_length=1024, default=".")
+    instance_ttl_seconds = pw.IntegerField()
+    instance_name = pw.CharField(max_length=128, null=True)
+    priority = pw.IntegerField(default=0)
+    cancel_requested = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField(default=utcnow)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    heartbeat_at = pw.DateTimeField(null=True)
+    worker = pw.CharField(max_length=255, null=True)
+    error_json = pw.TextField(null=True)
+    result_state_id = pw.CharField(max_length=64, null=True)
+    result_instance_id = pw.CharField(max_length=32, null=True)
+
+
+class Task(BaseModel):
+    job = pw.ForeignKeyField(PrepareJob, backref="tasks", on_delete="CASCADE")
+    task_id = pw.CharField(max_length=64)
+    position = pw.IntegerField()
+    type = pw.CharField(max_length=32)
+    status = pw.CharField(max_length=16)
+    input_kind = pw.CharField(max_length=16, null=True)
+    input_id = pw.CharField(max_length=255, null=True)
+    task_hash = pw.CharField(max_length=64, null=True)
+    output_state_id = pw.CharField(max_length=64, null=True)
+    cached = pw.BooleanField(null=True)
+    summary = pw.TextField(null=True)
+    step_json = pw.TextField(null=True)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("job", "task_id"), True),)
+
+
+class JobEvent(BaseModel):
+    job = pw.ForeignKeyField(PrepareJob, backref="events", on_delete="CASCADE")
+    seq = pw.IntegerField()
+    ts = pw.DateTimeField(default=utcnow)
+    type = pw.CharField(max_length=16)
+    task_id = pw.CharField(max_length=64, null=True)
+    status = pw.CharField(max_length=16, null=True)
+    message = pw.TextField(null=True)
+    payload_json = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("job", "seq"), True),)
+
+
+class BaseImage(BaseModel):
+    """The initdb'd cluster of one resolved image: the root every state tree grows from."""
+
+    org = pw.CharField(max_length=63)
+    base_key = pw.CharField(max_length=64)
+    resolved_image_id = pw.CharField(max_length=255)
+    size_bytes = pw.BigIntegerField(default=0)
+    created_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("org", "base_key"), True),)
+
+
+class State(BaseModel):
+    org = pw.CharField(max_length=63)
+    state_id = pw.CharField(max_length=64)
+    parent_state_id = pw.CharField(max_length=64, null=True, index=True)
+    image_id = pw.CharField(max_length=255)
+    prepare_kind = pw.CharField(max_length=16)
+    task_hash = pw.CharField(max_length=64)
+    summary = pw.TextField(null=True)
+    size_bytes = pw.BigIntegerField(default=0)
+    host = pw.CharField(max_length=255)
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(default=utcnow)
+    use_count = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("org", "state_id"), True),)
+
+
+class Volume(BaseModel):
+    """A writable clone on disk. Every clone has a row first, so the reconciler can trace it."""
+
+    volume_id = pw.CharField(primary_key=True, max_length=32)
+    org = pw.CharField(max_length=63)
+    purpose = pw.CharField(max_length=16)  # build | instance
+    job_id = pw.CharField(max_length=32, null=True, index=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class Instance(BaseModel):
+    instance_id = pw.CharField(primary_key=True, max_length=32)
+    org = pw.CharField(max_length=63, index=True)
+    state_id = pw.CharField(max_length=64, index=True)
+    image_id = pw.CharField(max_length=255)
+    job_id = pw.CharField(max_length=32, null=True)
+    volume_id = pw.CharField(max_length=32)
+    status = pw.CharField(max_length=16)  # active | expired | failed
+    host = pw.CharField(max_length=255)
+    port = pw.IntegerField(null=True)
+    password = pw.CharField(max_length=128)
+    name = pw.CharField(max_length=128, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()
+
+
+ALL_MODELS = [SchemaVersion, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
+              BaseImage, State, Volume, Instance]

@@ -1,0 +1,179 @@
+"""Server side of source bundles: unpack an uploaded tar.gz safely and name it by content.
+
+Hostile input is the normal case here, so:
+
+* sizes are counted while decompressing, never taken from headers (gzip/tar bombs);
+* only regular files and directories are accepted. Every symlink and hardlink is
+  rejected, internal ones included: whether a chain of "internal" links escapes depends
+  on the order the OS resolves them, and the client packer never sends links anyway;
+* nothing appears at ``dest`` unless the whole bundle is valid (temp dir + rename).
+
+``source_id`` hashes only regular files (path + content), so tar order, mtimes, owners,
+modes and directory entries do not change it, and uploading the same files twice is
+idempotent.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+from appliance.errors import InvalidArgument, PayloadTooLarge
+
+from .hashing import digest
+
+_CHUNK = 64 * 1024
+_TAR_OVERHEAD_PER_ENTRY = 4 * 1024  # header, pax records, padding
+
+
+def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) -> str:
+    """Validate and unpack ``data`` into ``dest``; return its ``source_id``.
+
+    If ``dest`` already exists (same bundle uploaded before) it is left untouched.
+    ``max_files`` bounds every tar entry (directories too), ``max_bytes`` both the
+    compressed upload and the unpacked file content.
+    """
+    dest = Path(dest)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"bundle is larger than {max_bytes} bytes", {"limit_bytes": max_bytes})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        files = _extract(data, staging, max_bytes=max_bytes, max_files=max_files)
+        source_id = digest(*(record for path in sorted(files) for record in (("path", path), ("sha256", files[path]))))
+        if not dest.exists():
+            try:
+                os.rename(staging, dest)
+            except OSError:
+                if not dest.exists():  # not a lost race with an identical upload
+                    raise
+        return source_id
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def store_bundle(data: bytes, sources_dir: Path, *, max_bytes: int, max_files: int) -> tuple[str, Path]:
+    """Unpack into ``sources_dir/<source_id>``: the content-addressed home of a bundle."""
+    sources_dir = Path(sources_dir)
+    sources_dir.mkdir(parents=True, exist_ok=True)
+    staging_dest = sources_dir / f".incoming-{os.getpid()}-{os.urandom(6).hex()}"
+    source_id = unpack_bundle(data, staging_dest, max_bytes=max_bytes, max_files=max_files)
+    final = sources_dir / source_id
+    try:
+        if final.exists():
+            shutil.rmtree(staging_dest, ignore_errors=True)
+        else:
+            os.rename(staging_dest, final)
+    except OSError:
+        shutil.rmtree(staging_dest, ignore_errors=True)
+        if not final.exists():
+            raise
+    return source_id, final
+
+
+class _BoundedGunzip(io.RawIOBase):
+    """Decompresses lazily and stops the moment output exceeds ``limit`` bytes."""
+
+    def __init__(self, data: bytes, limit: int):
+        self._gzip = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
+        self._limit = limit
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._limit - self.produced + 1)
+        chunk = self._gzip.read(want)
+        self.produced += len(chunk)
+        if self.produced > self._limit:
+            raise PayloadTooLarge(f"bundle unpacks to more than {self._limit} bytes", {"limit_bytes": self._limit})
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> dict[str, str]:
+    stream = _BoundedGunzip(data, limit=max_bytes + _TAR_OVERHEAD_PER_ENTRY * (max_files + 2))
+    files: dict[str, str] = {}
+    directories: set[str] = set()
+    parents: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(stream, _CHUNK), mode="r|") as archive:
+            for count, member in enumerate(archive, start=1):
+                if count > max_files:
+                    raise PayloadTooLarge(f"bundle has more than {max_files} entries", {"limit_files": max_files})
+                path = _safe_member_path(member.name)
+                if path is None:  # the archive root itself ("." or "./")
+                    continue
+                _claim(path, member.isdir(), files, directories, parents)
+                if member.isdir():
+                    (staging / path).mkdir(mode=0o755, parents=True, exist_ok=True)
+                    continue
+                if not member.isreg():
+                    raise InvalidArgument(
+                        f"bundle entry {member.name!r} is {_kind(member)}; only regular files and directories are allowed",
+                        {"path": member.name},
+                    )
+                source = archive.extractfile(member)
+                assert source is not None  # regular files always have a body
+                target = staging / path
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                sha = hashlib.sha256()
+                with open(target, "xb") as out:
+                    while chunk := source.read(_CHUNK):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise PayloadTooLarge(f"bundle unpacks to more than {max_bytes} bytes", {"limit_bytes": max_bytes})
+                        sha.update(chunk)
+                        out.write(chunk)
+                os.chmod(target, 0o644)
+                files[path] = sha.hexdigest()
+    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise InvalidArgument(f"bundle is not a valid gzip-compressed tar archive: {exc}") from None
+    return files
+
+
+def _safe_member_path(name: str) -> str | None:
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+        raise InvalidArgument(f"bundle entry {name!r} has an unsafe path", {"path": name})
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise InvalidArgument(f"bundle entry {name!r} leaves the bundle", {"path": name})
+    return posixpath.join(*parts) if parts else None
+
+
+def _claim(path: str, is_dir: bool, files: dict[str, str], directories: set[str], parents: set[str]) -> None:
+    """One entry per path, and no path both a file and a directory (explicit or implied)."""
+    if path in files or path in directories:
+        raise InvalidArgument(f"bundle entry {path!r} appears twice", {"path": path})
+    if not is_dir and path in parents:
+        raise InvalidArgument(f"bundle entry {path!r} is both a file and a directory", {"path": path})
+    parent = posixpath.dirname(path)
+    while parent:
+        if parent in files:
+            raise InvalidArgument(f"bundle entry {path!r} is inside a file", {"path": path})
+        parents.add(parent)
+        parent = posixpath.dirname(parent)
+    if is_dir:
+        directories.add(path)
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "a symlink"
+    if member.islnk():
+        return "a hardlink"
+    if member.ischr() or member.isblk():
+        return "a device file"
+    if member.isfifo():
+        return "a fifo"
+    return "an unsupported entry type"

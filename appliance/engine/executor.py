@@ -1,0 +1,261 @@
+"""Runs one prepare job: resolve the base, build each uncached step, bind an instance.
+
+Only step boundaries are snapshotted, after a clean ``pg_ctl -m fast`` stop, so every state
+is a shutdown checkpoint. A state is committed to storage first and recorded second; a
+failure in between destroys the snapshot, so a state exists fully or not at all.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..context import AppContext
+from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
+from ..errors import ApplianceError, Cancelled, CommandFailed, InternalError, StepFailed
+from ..orchestrator.events import TERMINAL_STATUSES, append_event
+from ..orchestrator.locks import LockSet
+from ..runtime.base import Endpoint
+from . import instances
+from .hashing import digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildCluster:
+    """The one writable clone a job builds on; it sits at the last state the job reached."""
+
+    volume_id: str
+    path: Path
+    run_dir: Path
+    endpoint: Endpoint | None = None  # None while Postgres is stopped
+
+
+class JobRun:
+    def __init__(self, ctx: AppContext, job: PrepareJob):
+        self.ctx, self.job, self.org = ctx, job, job.org
+        self.locks = LockSet(ctx.redis, ttl_seconds=ctx.settings.job_lost_after_seconds)
+        self.build: BuildCluster | None = None
+        self.result: dict | None = None
+        self._stop_heartbeat = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def execute(self) -> None:
+        job = self.job
+        if job.status in TERMINAL_STATUSES:
+            return
+        job.status, job.worker = "running", f"{self.ctx.host}:{os.getpid()}"
+        job.started_at = job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
+        job.save()
+        append_event(job.job_id, "status", status="running")
+        heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
+        heartbeat.start()
+        try:
+            self._run_tasks()
+        except Cancelled as exc:
+            self._finish("cancelled", exc)
+        except ApplianceError as exc:
+            self._finish("failed", exc)
+        except Exception as exc:  # a bug or an unexpected platform failure: say so, keep details out
+            log.exception("job %s failed unexpectedly", job.job_id)
+            self._finish("failed", InternalError(f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            self._stop_heartbeat.set()
+            heartbeat.join(timeout=5)
+            if self.build is not None:
+                instances.release_volume(self.ctx, self.org, self.build.volume_id)
+
+    def _heartbeat(self) -> None:
+        interval = self.ctx.settings.job_heartbeat_seconds
+        while not self._stop_heartbeat.wait(interval):
+            try:
+                PrepareJob.update(heartbeat_at=utcnow()).where(
+                    PrepareJob.job_id == self.job.job_id).execute()
+                self.locks.renew()
+            except Exception as exc:  # never let the heartbeat thread die silently
+                log.warning("heartbeat of job %s failed: %s", self.job.job_id, exc)
+
+    def cancelled(self) -> bool:
+        return bool(PrepareJob.select(PrepareJob.cancel_requested)
+                    .where(PrepareJob.job_id == self.job.job_id).scalar())
+
+    def _finish(self, status: str, error: ApplianceError | None = None) -> None:
+        job = PrepareJob.get_by_id(self.job.job_id)
+        now = utcnow()
+        if error is not None:
+            job.error_json = json.dumps(error.to_dict())
+            Task.update(status="cancelled" if status == "cancelled" else "failed", finished_at=now).where(
+                (Task.job == job) & (Task.status == "running")).execute()
+            Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
+        job.status, job.finished_at = status, now
+        job.save()
+        if error is not None:
+            append_event(job.job_id, "error", message=error.message, error=error.to_dict())
+        append_event(job.job_id, "status", status=status)
+        if status == "succeeded" and self.result is not None:
+            append_event(job.job_id, "result", result=self.result)
+
+    # -- tasks ---------------------------------------------------------------------------
+    def _run_tasks(self) -> None:
+        tasks = list(Task.select().where(Task.job == self.job).order_by(Task.position))
+        for task in tasks:
+            if task.status == "succeeded":
+                continue
+            if self.cancelled():
+                raise Cancelled("job cancelled")
+            self._task_status(task, "running")
+            handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
+                       "prepare_instance": self._prepare_instance}[task.type]
+            handler(task)
+            self._task_status(task, "succeeded")
+        self._finish("succeeded")
+
+    def _task_status(self, task: Task, status: str) -> None:
+        now = utcnow()
+        task.status = status
+        if status == "running":
+            task.started_at = now
+        else:
+            task.finished_at = now
+        task.save()
+        append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
+                     message=task.summary if status == "running" else None)
+
+    def _log(self, task: Task, message: str) -> None:
+        append_event(self.job.job_id, "log", task_id=task.task_id, message=message)
+
+    @property
+    def base_key(self) -> str:
+        return digest(("image", self.job.resolved_image_id))[:32]
+
+    def _resolve_image(self, task: Task) -> None:
+        key = self.base_key
+        if BaseImage.get_or_none((BaseImage.org == self.org) & (BaseImage.base_key == key)):
+            self._log(task, f"base cluster for {self.job.resolved_image_id} is cached")
+            return
+        with self.locks.hold(f"base:{self.org}:{key}", cancelled=self.cancelled):
+            if BaseImage.get_or_none((BaseImage.org == self.org) & (BaseImage.base_key == key)):
+                return
+            self._log(task, f"initdb: creating the base cluster for {self.job.resolved_image_id}")
+            volume_id = self._new_volume()
+            path = self.ctx.store.create_volume(self.org, volume_id)
+            try:
+                self.ctx.runtime.init_cluster(path, self.job.resolved_image_id)
+                size = self.ctx.store.commit_base(self.org, volume_id, key)
+                BaseImage.create(org=self.org, base_key=key, resolved_image_id=self.job.resolved_image_id,
+                                 size_bytes=size)
+            finally:
+                instances.release_volume(self.ctx, self.org, volume_id)
+
+    def _execute_step(self, task: Task) -> None:
+        state_id = task.output_state_id
+        if self._state_exists(state_id):
+            self._mark_cached(task, state_id)
+            return
+        with self.locks.hold(f"state:{self.org}:{state_id}", cancelled=self.cancelled):
+            if self._state_exists(state_id):  # someone built it while we waited
+                self._mark_cached(task, state_id)
+                return
+            task.cached = False
+            task.save()
+            build = self._build_cluster_at(task.input_kind, task.input_id)
+            step = json.loads(task.step_json)
+            self._run_psql(task, build, step)
+            self.ctx.runtime.stop(build.path, mode="fast")
+            build.endpoint = None
+            self._log(task, "snapshot: start")
+            size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
+            try:
+                State.create(org=self.org, state_id=state_id,
+                             parent_state_id=task.input_id if task.input_kind == "state" else None,
+                             image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
+                             task_hash=task.task_hash, summary=task.summary, size_bytes=size,
+                             host=self.ctx.host)
+            except BaseException:
+                self.ctx.store.destroy_state(self.org, state_id)
+                raise
+            self._log(task, f"snapshot: complete ({size} bytes)")
+
+    def _state_exists(self, state_id: str) -> bool:
+        return State.select().where((State.org == self.org) & (State.state_id == state_id)).exists()
+
+    def _mark_cached(self, task: Task, state_id: str) -> None:
+        task.cached = True
+        task.save()
+        self._touch_state(state_id)
+        self._log(task, f"cache hit: state {state_id[:12]}")
+        if self.build is not None:  # our clone is behind this state now: it is of no more use
+            instances.release_volume(self.ctx, self.org, self.build.volume_id)
+            self.build = None
+
+    def _touch_state(self, state_id: str) -> None:
+        State.update(last_used_at=utcnow(), use_count=State.use_count + 1).where(
+            (State.org == self.org) & (State.state_id == state_id)).execute()
+
+    def _build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
+        """A running build cluster at the step's input: keep ours, or clone the input afresh."""
+        if self.build is None:
+            volume_id = self._new_volume()
+            if input_kind == "image":
+                path = self.ctx.store.clone_base(self.org, self.base_key, volume_id)
+            else:
+                path = self.ctx.store.clone_state(self.org, input_id, volume_id)
+            self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
+        if self.build.endpoint is None:
+            self.build.endpoint = self.ctx.runtime.start(self.build.path, self.build.run_dir,
+                                                         port=5432, listen_host=None)
+        return self.build
+
+    def _new_volume(self) -> str:
+        volume_id = instances.new_id()
+        Volume.create(volume_id=volume_id, org=self.org, purpose="build", job_id=self.job.job_id)
+        return volume_id
+
+    def _run_psql(self, task: Task, build: BuildCluster, step: dict) -> None:
+        argv = self.ctx.runtime.psql_command(build.endpoint) + list(step["argv"])
+        source = self.ctx.sources_dir / self.org / (self.job.source_id or ".empty")
+        cwd = (source / self.job.work_dir).resolve()
+        self._log(task, f"psql: {step['summary']}")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               "HOME": str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
+        try:
+            result = self.ctx.runner(argv, input=step.get("stdin"), env=env, cwd=cwd,
+                                     run_as=self.ctx.runtime.run_as, cancel=self.cancelled,
+                                     timeout=self.ctx.settings.step_timeout_seconds)
+        except CommandFailed as exc:
+            message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"
+            self._log(task, message)
+            raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
+                             {"task_id": task.task_id, "exit_code": exc.returncode}) from None
+        output = (result.stdout + result.stderr).strip()
+        if output:
+            self._log(task, output)
+
+    def _prepare_instance(self, task: Task) -> None:
+        state_id = task.input_id
+        reuse = None
+        if self.build is not None:  # the clone we built on is already at the final state
+            reuse, self.build = self.build.volume_id, None
+        instance = instances.create_instance(
+            self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
+            job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,
+            name=self.job.instance_name, reuse_volume_id=reuse)
+        self._touch_state(state_id)
+        PrepareJob.update(result_state_id=state_id, result_instance_id=instance.instance_id).where(
+            PrepareJob.job_id == self.job.job_id).execute()
+        self._log(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")
+        self.result = {"instance_id": instance.instance_id, "state_id": state_id,
+                       "image_id": self.job.resolved_image_id}
+
+
+def execute_job(ctx: AppContext, job_id: str) -> None:
+    job = PrepareJob.get_or_none(PrepareJob.job_id == job_id)
+    if job is None:
+        log.warning("job %s vanished before it ran", job_id)
+        return
+    JobRun(ctx, job).execute()

@@ -1,0 +1,39 @@
+"""The one hash primitive; every state id and task hash is built from it.
+
+Records are length-prefixed (``<key>=<len>:<value>\\n``), so no choice of values can
+make two different record sequences encode to the same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+
+_PARENT_PREFIXES = ("image:", "state:")
+
+
+def digest(*records: tuple[str, str]) -> str:
+    """SHA-256 (lowercase hex) over ``"<key>=<len>:<value>\\n"`` records, len in UTF-8 bytes."""
+    h = hashlib.sha256()
+    for key, value in records:
+        raw = value.encode("utf-8")
+        h.update(f"{key}={len(raw)}:".encode("utf-8"))
+        h.update(raw)
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def state_id(parent: str, task_hash: str) -> str:
+    """``H(parent, step)``: parent is ``image:<resolved image id>`` or ``state:<state id>``."""
+    if not parent.startswith(_PARENT_PREFIXES) or parent.endswith(":"):
+        raise ValueError(f"parent must be 'image:<id>' or 'state:<id>', got {parent!r}")
+    return digest(("parent", parent), ("task", task_hash))
+
+
+def chain_state_ids(resolved_image_id: str, task_hashes: list[str]) -> list[str]:
+    """The state id after each step; a shared prefix of steps gives a shared prefix of ids."""
+    ids: list[str] = []
+    parent = f"image:{resolved_image_id}"
+    for task_hash in task_hashes:
+        current = state_id(parent, task_hash)
+        ids.append(current)
+        parent = f"state:{current}"
+    return ids

@@ -1,0 +1,100 @@
+"""Instances: a writable clone of a state with a running Postgres, a port and a password.
+
+The password lives only in the Instance row and in the DSN returned to its owner; it is
+set as a SCRAM verifier so Postgres never sees the plaintext either.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from pathlib import Path
+
+from ..context import AppContext
+from ..control.models import Instance, Volume, utcnow
+from ..runtime.ports import PortPool
+
+log = logging.getLogger(__name__)
+SUPERUSER = "sqlrs"
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+def dsn(instance: Instance) -> str:
+    return (f"postgres://{SUPERUSER}:{instance.password}@{instance.host}:{instance.port}"
+            f"/postgres?sslmode=disable")
+
+
+def volume_path(ctx: AppContext, org: str, volume_id: str) -> Path:
+    return ctx.store.volume_path(org, volume_id)
+
+
+def instance_run_dir(ctx: AppContext, volume_id: str) -> Path:
+    return ctx.run_dir / volume_id
+
+
+def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, job_id: str | None,
+                    ttl_seconds: int, name: str | None, reuse_volume_id: str | None = None) -> Instance:
+    """Start an instance of ``state_id``; reuses a stopped build clone of it when one is handed in."""
+    instance_id = new_id()
+    volume_id = reuse_volume_id or new_id()
+    with ctx.redis.lock("sqlrs:lock:ports", timeout=30, blocking_timeout=60):
+        taken = {row.port for row in Instance.select(Instance.port).where(Instance.port.is_null(False))}
+        port = PortPool(ctx.settings.port_min, ctx.settings.port_max).first_free(
+            taken, ctx.settings.instance_host)
+        with ctx.db.atomic():
+            if reuse_volume_id:
+                Volume.update(purpose="instance", job_id=job_id).where(
+                    Volume.volume_id == volume_id).execute()
+            else:
+                Volume.create(volume_id=volume_id, org=org, purpose="instance", job_id=job_id)
+            instance = Instance.create(
+                instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
+                volume_id=volume_id, status="starting", host=ctx.settings.instance_host, port=port,
+                password=secrets.token_urlsafe(24), name=name,
+                expires_at=utcnow() + dt.timedelta(seconds=ttl_seconds))
+    try:
+        if not reuse_volume_id:
+            ctx.store.clone_state(org, state_id, volume_id)
+        endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
+                                     port=port, listen_host=ctx.settings.instance_host)
+        ctx.runtime.set_password(endpoint, instance.password)
+    except BaseException:
+        release_volume(ctx, org, volume_id)
+        instance.delete_instance()
+        raise
+    instance.status = "active"
+    instance.save()
+    return instance
+
+
+def release_volume(ctx: AppContext, org: str, volume_id: str) -> None:
+    """Stop whatever runs on a clone, destroy it, then forget it (in that order, crash-safe)."""
+    path = volume_path(ctx, org, volume_id)
+    try:
+        if path.exists():
+            ctx.runtime.stop(path, mode="fast")
+    except Exception as exc:
+        log.warning("fast stop of %s failed (%s); stopping immediately", volume_id, exc)
+        ctx.runtime.stop(path, mode="immediate")
+    ctx.store.destroy_volume(org, volume_id)
+    Volume.delete().where(Volume.volume_id == volume_id).execute()
+
+
+def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | None = None) -> None:
+    """Tear an instance down; keep its row with a final status (e.g. expired) or delete it."""
+    release_volume(ctx, instance.org, instance.volume_id)
+    if keep_row_as:
+        Instance.update(status=keep_row_as, port=None).where(
+            Instance.instance_id == instance.instance_id).execute()
+    else:
+        instance.delete_instance()
+
+
+def connection_count(ctx: AppContext, instance: Instance) -> int:
+    from ..runtime.base import Endpoint
+    endpoint = Endpoint(host=instance.host, port=instance.port,
+                        socket_dir=instance_run_dir(ctx, instance.volume_id), user=SUPERUSER)
+    return ctx.runtime.connection_count(endpoint)

@@ -1,0 +1,77 @@
+"""Client side of source bundles: pack exactly the files a psql request reads.
+
+The same planner that hashes steps on the server walks the includes here, so the
+bundle holds every file the server will need and nothing else. Files are stored at
+the path psql sees (symlinks on the client are followed and stored as plain files),
+and the archive is deterministic: same files, same bytes, same ``source_id``.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import InvalidArgument
+
+from .psql import plan_psql_with_files
+from .psql_args import parse_psql_args
+
+
+@dataclass(frozen=True)
+class PackedBundle:
+    data: bytes  # tar.gz for POST /v1/sources
+    work_dir: str  # psql's working directory inside the bundle
+    psql_args: list[str]  # the args to send (absolute -f paths made relative)
+    files: list[str]  # bundle paths, sorted
+
+
+def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = None) -> PackedBundle:
+    """Bundle the files referenced by ``psql_args`` (and their includes) as seen from ``cwd``."""
+    cwd = Path(os.path.abspath(cwd))
+    args = _relativize_file_args(psql_args, cwd)
+    _, visited = plan_psql_with_files(args, root=Path("/"), work_dir=str(cwd).lstrip("/") or ".", stdin=stdin)
+    absolute = {name: Path(os.path.normpath(cwd / name)) for name in visited}
+    root = Path(os.path.commonpath([str(cwd), *(str(p) for p in absolute.values())]))
+    entries = sorted((path.relative_to(root).as_posix(), physical) for path, physical in
+                     ((absolute[name], visited[name]) for name in visited))
+    return PackedBundle(
+        data=_deterministic_tar_gz(entries),
+        work_dir=cwd.relative_to(root).as_posix(),
+        psql_args=args,
+        files=[name for name, _ in entries],
+    )
+
+
+def _relativize_file_args(psql_args: list[str], cwd: Path) -> list[str]:
+    """Rewrite only absolute ``-f`` values (in whatever spelling) relative to ``cwd``."""
+    args = list(psql_args)
+    for action in parse_psql_args(psql_args).actions:
+        if action.kind != "file" or not os.path.isabs(action.value):
+            continue
+        if not os.path.exists(action.value):
+            raise InvalidArgument(f"file not found: {action.value!r}", {"path": action.value})
+        relative = os.path.relpath(action.value, cwd)
+        token = args[action.token_index]
+        args[action.token_index] = token[: action.value_offset] + relative
+    return args
+
+
+def _deterministic_tar_gz(entries: list[tuple[str, Path]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, physical in entries:
+            content = physical.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            archive.addfile(info, io.BytesIO(content))
+    compressed = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=compressed, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return compressed.getvalue()

@@ -1,0 +1,1 @@
+"""Admission, queueing, single-flight locks, deletion and the reconciler."""

@@ -1,0 +1,160 @@
+"""Deleting jobs, states and instances: whole trees or nothing, with a dry run.
+
+The answer is always a ``DeleteResult`` tree (upstream sqlrs's shape) so a client can show
+exactly what would go and what blocks it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..context import AppContext
+from ..control.models import Instance, PrepareJob, State, Task
+from ..engine import instances
+from ..errors import NotFound
+from .events import TERMINAL_STATUSES, append_event
+
+
+@dataclass
+class Node:
+    kind: str
+    id: str
+    blocked: str | None = None
+    connections: int | None = None
+    children: list["Node"] = field(default_factory=list)
+    row: Any = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": self.kind, "id": self.id,
+                                "children": [c.to_dict() for c in self.children]}
+        if self.blocked:
+            body["blocked"] = self.blocked
+        if self.connections is not None:
+            body["connections"] = self.connections
+        return body
+
+    def any_blocked(self) -> bool:
+        return bool(self.blocked) or any(child.any_blocked() for child in self.children)
+
+
+def result(node: Node, dry_run: bool) -> dict[str, Any]:
+    if node.any_blocked():
+        outcome = "blocked"
+    else:
+        outcome = "would_delete" if dry_run else "deleted"
+    return {"dry_run": dry_run, "outcome": outcome, "root": node.to_dict()}
+
+
+# -- instances -------------------------------------------------------------------------------
+def _instance_node(ctx: AppContext, instance: Instance, force: bool) -> Node:
+    node = Node("instance", instance.instance_id, row=instance)
+    if instance.status == "active":
+        try:
+            node.connections = instances.connection_count(ctx, instance)
+        except Exception:
+            node.connections = 0  # not answering: nobody can be connected
+        if node.connections and not force:
+            node.blocked = "active_connections"
+    return node
+
+
+def delete_instance(ctx: AppContext, org: str, instance_id: str, *, force: bool, dry_run: bool) -> dict:
+    instance = Instance.get_or_none((Instance.org == org) & (Instance.instance_id == instance_id))
+    if instance is None:
+        raise NotFound(f"instance {instance_id} not found")
+    node = _instance_node(ctx, instance, force)
+    answer = result(node, dry_run)
+    if answer["outcome"] == "deleted":
+        instances.destroy_instance(ctx, instance)
+    return answer
+
+
+# -- states ----------------------------------------------------------------------------------
+def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: bool,
+                busy_states: set[str]) -> Node:
+    node = Node("state", state.state_id, row=state)
+    children = list(State.select().where((State.org == org) & (State.parent_state_id == state.state_id)))
+    users = list(Instance.select().where((Instance.org == org) & (Instance.state_id == state.state_id)
+                                         & (Instance.status.in_(["starting", "active"]))))
+    if state.state_id in busy_states:
+        node.blocked = "active_tasks"
+    if not recurse:
+        if children or users:
+            node.blocked = node.blocked or "has_descendants"
+        return node
+    node.children = ([_instance_node(ctx, i, force) for i in users] +
+                     [_state_node(ctx, org, c, recurse, force, busy_states) for c in children])
+    if not node.blocked and any(child.any_blocked() for child in node.children):
+        node.blocked = "blocked_by_descendant"
+    return node
+
+
+def _states_in_use(org: str) -> set[str]:
+    live = (Task.select(Task.input_id, Task.output_state_id).join(PrepareJob)
+            .where((PrepareJob.org == org) & (PrepareJob.status.not_in(list(TERMINAL_STATUSES)))))
+    used: set[str] = set()
+    for task in live:
+        used.update(x for x in (task.input_id, task.output_state_id) if x)
+    return used
+
+
+def delete_state(ctx: AppContext, org: str, state_id: str, *, recurse: bool, force: bool,
+                 dry_run: bool) -> dict:
+    state = State.get_or_none((State.org == org) & (State.state_id == state_id))
+    if state is None:
+        raise NotFound(f"state {state_id} not found")
+    node = _state_node(ctx, org, state, recurse, force, _states_in_use(org))
+    answer = result(node, dry_run)
+    if answer["outcome"] == "deleted":
+        _delete_bottom_up(ctx, org, node)
+    return answer
+
+
+def _delete_bottom_up(ctx: AppContext, org: str, node: Node) -> None:
+    for child in node.children:
+        _delete_bottom_up(ctx, org, child)
+    if node.kind == "instance":
+        instances.destroy_instance(ctx, node.row)
+    else:
+        ctx.store.destroy_state(org, node.id)
+        node.row.delete_instance()
+
+
+# -- jobs ------------------------------------------------------------------------------------
+def request_cancel(job: PrepareJob) -> bool:
+    """Ask a job to stop; returns False when it had already finished."""
+    if job.status in TERMINAL_STATUSES:
+        return False
+    PrepareJob.update(cancel_requested=True).where(PrepareJob.job_id == job.job_id).execute()
+    if job.status == "queued":
+        # Nobody runs it yet: finish it here. A worker that picks it up later sees the status.
+        updated = PrepareJob.update(status="cancelled").where(
+            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")).execute()
+        if updated:
+            Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
+            append_event(job.job_id, "status", status="cancelled")
+    return True
+
+
+def delete_job(ctx: AppContext, org: str, job_id: str, *, force: bool, dry_run: bool,
+               wait_seconds: float = 30.0) -> dict:
+    job = PrepareJob.get_or_none((PrepareJob.org == org) & (PrepareJob.job_id == job_id))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    node = Node("job", job.job_id)
+    if job.status not in TERMINAL_STATUSES and not force:
+        node.blocked = "active_tasks"
+    answer = result(node, dry_run)
+    if answer["outcome"] != "deleted":
+        return answer
+    if job.status not in TERMINAL_STATUSES:
+        request_cancel(job)
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            job = PrepareJob.get_by_id(job_id)
+            if job.status in TERMINAL_STATUSES:
+                break
+            time.sleep(0.2)
+    job.delete_instance(recursive=True)
+    return answer

@@ -1,0 +1,47 @@
+"""The append-only event log of a prepare job (what `/events` replays and follows).
+
+Events are rows in the Control DB, numbered per job from 0, so a client can resume from
+any point and a restarted API loses nothing. Nothing secret is ever put in an event.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee as pw
+
+from ..control.models import JobEvent, PrepareJob, utcnow
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+MAX_MESSAGE_CHARS = 16_000
+
+
+def append_event(job_id: str, type: str, *, task_id: str | None = None, status: str | None = None,
+                 message: str | None = None, result: dict[str, Any] | None = None,
+                 error: dict[str, Any] | None = None) -> JobEvent:
+    payload = {k: v for k, v in (("result", result), ("error", error)) if v is not None}
+    if message is not None and len(message) > MAX_MESSAGE_CHARS:
+        message = "…" + message[-MAX_MESSAGE_CHARS:]
+    db = JobEvent._meta.database
+    for _attempt in range(20):
+        try:
+            with db.atomic():
+                last = (JobEvent.select(pw.fn.MAX(JobEvent.seq))
+                        .where(JobEvent.job == job_id).scalar())
+                return JobEvent.create(
+                    job=job_id, seq=0 if last is None else last + 1, ts=utcnow(), type=type,
+                    task_id=task_id, status=status, message=message,
+                    payload_json=json.dumps(payload) if payload else None)
+        except pw.IntegrityError:
+            continue  # another writer took this seq; take the next one
+    raise RuntimeError(f"could not append an event to job {job_id}")
+
+
+def events_after(job_id: str, after_seq: int) -> list[JobEvent]:
+    return list(JobEvent.select().where((JobEvent.job == job_id) & (JobEvent.seq > after_seq))
+                .order_by(JobEvent.seq))
+
+
+def job_is_terminal(job_id: str) -> bool:
+    status = PrepareJob.select(PrepareJob.status).where(PrepareJob.job_id == job_id).scalar()
+    return status is None or status in TERMINAL_STATUSES

@@ -1,0 +1,47 @@
+"""Single-flight: one builder per state (and per base image), across every worker.
+
+A lock lives in Redis with a TTL renewed by the holder's heartbeat, so a SIGKILLed worker's
+lock frees itself. Waiters re-check the Control DB after acquiring: whoever built the state
+first wins and everyone else sees a cache hit.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from redis import Redis
+from redis.lock import Lock
+
+from ..errors import Cancelled
+
+
+class LockSet:
+    """The locks a job holds; its heartbeat thread extends all of them."""
+
+    def __init__(self, redis: Redis, ttl_seconds: float):
+        self.redis = redis
+        self.ttl = ttl_seconds
+        self._held: list[Lock] = []
+
+    @contextmanager
+    def hold(self, name: str, *, cancelled: Callable[[], bool]) -> Iterator[None]:
+        lock = self.redis.lock(f"sqlrs:lock:{name}", timeout=self.ttl, thread_local=False)
+        while not lock.acquire(blocking=True, blocking_timeout=0.5):
+            if cancelled():
+                raise Cancelled("cancelled while waiting for another job to build the same state")
+        self._held.append(lock)
+        try:
+            yield
+        finally:
+            self._held.remove(lock)
+            try:
+                lock.release()
+            except Exception:  # expired and taken over: nothing of ours left to release
+                pass
+
+    def renew(self) -> None:
+        for lock in list(self._held):
+            try:
+                lock.reacquire()
+            except Exception:
+                pass

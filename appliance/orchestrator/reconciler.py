@@ -1,0 +1,131 @@
+"""The reaper/reconciler: make the machine match the Control DB, and the DB match reality.
+
+It fails jobs whose worker went silent (SIGKILL, host loss), re-enqueues queued jobs Redis
+forgot, reaps expired instances, and removes every clone that no live row owns. Each pass
+is idempotent; running it twice, or in two processes, does no harm.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..context import AppContext
+from ..control.models import Instance, PrepareJob, Task, Volume, utcnow
+from ..engine import instances
+from ..errors import InternalError
+from .events import TERMINAL_STATUSES, append_event
+from .queue import enqueue_prepare, is_known_to_redis
+
+log = logging.getLogger(__name__)
+ORPHAN_GRACE_SECONDS = 60  # a snapshot is committed a moment before its row is written
+
+
+@dataclass
+class ReconcileReport:
+    lost_jobs: list[str] = field(default_factory=list)
+    requeued_jobs: list[str] = field(default_factory=list)
+    expired_instances: list[str] = field(default_factory=list)
+    released_volumes: list[str] = field(default_factory=list)
+    orphan_paths: list[str] = field(default_factory=list)
+
+
+def reconcile(ctx: AppContext) -> ReconcileReport:
+    report = ReconcileReport()
+    _fail_lost_jobs(ctx, report)
+    _requeue_forgotten_jobs(ctx, report)
+    _reap_expired_instances(ctx, report)
+    _release_unowned_volumes(ctx, report)
+    _remove_orphans_on_disk(ctx, report)
+    return report
+
+
+def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:
+    deadline = utcnow() - dt.timedelta(seconds=ctx.settings.job_lost_after_seconds)
+    for job in PrepareJob.select().where((PrepareJob.status == "running") &
+                                         (PrepareJob.heartbeat_at < deadline)):
+        error = InternalError(f"the worker running this job ({job.worker}) stopped responding; "
+                              "nothing it was building was recorded")
+        now = utcnow()
+        with ctx.db.atomic():
+            updated = PrepareJob.update(status="failed", finished_at=now,
+                                        error_json=json.dumps(error.to_dict())).where(
+                (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "running")).execute()
+            if not updated:
+                continue
+            Task.update(status="failed", finished_at=now).where(
+                (Task.job == job) & (Task.status == "running")).execute()
+            Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
+            append_event(job.job_id, "error", message=error.message, error=error.to_dict())
+            append_event(job.job_id, "status", status="failed")
+        report.lost_jobs.append(job.job_id)
+        log.warning("job %s failed: worker %s lost", job.job_id, job.worker)
+
+
+def _requeue_forgotten_jobs(ctx: AppContext, report: ReconcileReport) -> None:
+    settled = utcnow() - dt.timedelta(seconds=5)
+    for job in PrepareJob.select().where((PrepareJob.status == "queued") &
+                                         (PrepareJob.created_at < settled)):
+        if not is_known_to_redis(ctx.redis, job.job_id):
+            enqueue_prepare(ctx.redis, job.job_id, timeout_seconds=ctx.settings.step_timeout_seconds * 10)
+            report.requeued_jobs.append(job.job_id)
+
+
+def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
+    for instance in Instance.select().where((Instance.status == "active") &
+                                            (Instance.expires_at < utcnow())):
+        try:
+            instances.destroy_instance(ctx, instance, keep_row_as="expired")
+            report.expired_instances.append(instance.instance_id)
+        except Exception as exc:
+            log.error("could not reap instance %s: %s", instance.instance_id, exc)
+
+
+def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
+    live_jobs = {j.job_id for j in PrepareJob.select(PrepareJob.job_id)
+                 .where(PrepareJob.status.not_in(list(TERMINAL_STATUSES)))}
+    live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)
+                      .where(Instance.status.in_(["starting", "active"]))}
+    for volume in Volume.select():
+        owned = (volume.job_id in live_jobs if volume.purpose == "build"
+                 else volume.volume_id in live_instances)
+        if owned:
+            continue
+        try:
+            instances.release_volume(ctx, volume.org, volume.volume_id)
+            report.released_volumes.append(volume.volume_id)
+        except Exception as exc:
+            log.error("could not release volume %s: %s", volume.volume_id, exc)
+
+
+def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport) -> None:
+    from ..control.models import BaseImage, State
+
+    known_volumes = {v.volume_id for v in Volume.select(Volume.volume_id)}
+    for org, volume_id in ctx.store.list_volumes():
+        if volume_id not in known_volumes and _older_than_grace(ctx.store.volume_path(org, volume_id)):
+            path = ctx.store.volume_path(org, volume_id)
+            ctx.runtime.stop(path, mode="immediate")
+            ctx.store.destroy_volume(org, volume_id)
+            report.orphan_paths.append(str(path))
+    known_states = {(s.org, s.state_id) for s in State.select(State.org, State.state_id)}
+    for org, state_id in ctx.store.list_states():
+        path = ctx.store.state_path(org, state_id)
+        if (org, state_id) not in known_states and _older_than_grace(path):
+            ctx.store.destroy_state(org, state_id)
+            report.orphan_paths.append(str(path))
+    known_bases = {(b.org, b.base_key) for b in BaseImage.select(BaseImage.org, BaseImage.base_key)}
+    for org, key in ctx.store.list_bases():
+        path = ctx.store.base_path(org, key)
+        if (org, key) not in known_bases and _older_than_grace(path):
+            ctx.store.destroy_base(org, key)
+            report.orphan_paths.append(str(path))
+
+
+def _older_than_grace(path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > ORPHAN_GRACE_SECONDS
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,113 @@
+"""Source bundles (uploaded tar.gz) and server-side project refs, both content addressed.
+
+An uploaded bundle is unpacked once into ``sources/<org>/<source_id>`` and never changes;
+a project ref is resolved to a commit and its tree is stored the same way, so the planner
+only ever reads an immutable directory.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..context import AppContext
+from ..control.models import Project, SourceBundle
+from ..engine.bundle import unpack_bundle
+from ..errors import InvalidArgument, NotFound, PayloadTooLarge
+
+SOURCE_ID = re.compile(r"^[0-9a-f]{64}$")
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    source_id: str
+    root: Path
+    commit: str | None = None
+
+
+def source_root(ctx: AppContext, org: str, source_id: str) -> Path:
+    return ctx.sources_dir / org / source_id
+
+
+def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
+    """Unpack and record a bundle; returns (source_id, created). Idempotent by content."""
+    if len(data) > ctx.settings.max_bundle_bytes:
+        raise PayloadTooLarge(f"bundle is {len(data)} bytes; the limit is {ctx.settings.max_bundle_bytes}")
+    staging = ctx.sources_dir / org / ".incoming"
+    staging.mkdir(parents=True, exist_ok=True)
+    _readable(ctx.sources_dir, ctx.sources_dir / org)
+    staged = staging / secrets.token_hex(8)
+    try:
+        source_id = unpack_bundle(data, staged, max_bytes=ctx.settings.max_bundle_bytes,
+                                  max_files=ctx.settings.max_bundle_files)
+        final = source_root(ctx, org, source_id)
+        if staged.exists() and not final.exists():
+            try:
+                staged.rename(final)
+            except OSError:
+                if not final.is_dir():  # lost a race with an identical upload: fine
+                    raise
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    _, created = SourceBundle.get_or_create(org=org, source_id=source_id,
+                                            defaults={"size_bytes": len(data)})
+    return source_id, created
+
+
+def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSource | None:
+    if not source:
+        return None
+    if source.get("source_id"):
+        source_id = source["source_id"]
+        root = source_root(ctx, org, source_id)
+        if not SOURCE_ID.match(source_id) or not root.is_dir() or not SourceBundle.get_or_none(
+                (SourceBundle.org == org) & (SourceBundle.source_id == source_id)):
+            raise InvalidArgument(f"source {source_id} was not uploaded (POST /v1/sources first)",
+                                  {"source_id": source_id})
+        return ResolvedSource(source_id, root)
+    return _resolve_project_ref(ctx, org, source.get("project") or "", source.get("ref") or "")
+
+
+def register_project(ctx: AppContext, org: str, name: str, repo_path: str) -> Project:
+    if not PROJECT_NAME.match(name):
+        raise InvalidArgument(f"invalid project name {name!r}")
+    path = Path(repo_path)
+    if not path.is_absolute() or not path.is_dir():
+        raise InvalidArgument(f"repository path {repo_path!r} is not an absolute directory on the server")
+    result = ctx.runner(["git", "-C", str(path), "rev-parse", "--git-dir"], check=False)
+    if result.returncode != 0:
+        raise InvalidArgument(f"{repo_path!r} is not a git repository")
+    project, created = Project.get_or_create(org=org, name=name, defaults={"repo_path": str(path)})
+    if not created and project.repo_path != str(path):
+        project.repo_path = str(path)
+        project.save()
+    return project
+
+
+def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> ResolvedSource:
+    project = Project.get_or_none((Project.org == org) & (Project.name == name))
+    if project is None:
+        raise NotFound(f"project {name!r} not found")
+    if not GIT_REF.match(ref) or ".." in ref:
+        raise InvalidArgument(f"invalid git ref {ref!r}")
+    found = ctx.runner(["git", "-C", project.repo_path, "rev-parse", "--verify", "--quiet",
+                        f"{ref}^{{commit}}"], check=False)
+    if found.returncode != 0:
+        raise InvalidArgument(f"ref {ref!r} does not name a commit in project {name!r}",
+                              {"project": name, "ref": ref})
+    commit = found.stdout.strip()
+    archive = ctx.runner(["git", "-C", project.repo_path, "archive", "--format=tar.gz", commit],
+                         binary_output=True)
+    source_id, _ = store_bundle(ctx, org, archive.stdout)
+    return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)
+
+
+def _readable(*dirs: Path) -> None:
+    """Bundles are read by psql running as the unprivileged instance user."""
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)

@@ -1,0 +1,115 @@
+"""Admission of a prepare job: validate, plan, record, enqueue.
+
+Everything a client can get wrong (kind, image, flags, files, includes, TTL) is checked
+here, synchronously, before anything is written, so bad input answers 4xx and changes
+nothing. The plan (steps, task hashes, state ids) is fixed at admission and never changes
+when the job is retried.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict
+from typing import Any
+
+from ..context import AppContext
+from ..control.models import PrepareJob, State, Task, utcnow
+from ..engine.hashing import chain_state_ids, digest
+from ..engine.psql import plan_psql
+from ..errors import InvalidArgument
+from .events import append_event
+from .queue import enqueue_prepare
+from .sources import resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PrepareJob:
+    kind = request.get("prepare_kind")
+    if kind == "lb":
+        raise InvalidArgument("prepare_kind 'lb' (Liquibase) is not enabled on this appliance yet")
+    if kind != "psql":
+        raise InvalidArgument(f"unknown prepare_kind {kind!r}; expected 'psql' or 'lb'")
+    resolved_image = ctx.runtime.resolve_image(request["image_id"])
+    ttl = _instance_ttl(ctx, request.get("instance") or {})
+    source = resolve_source(ctx, org, request.get("source"))
+    work_dir = (request.get("source") or {}).get("work_dir") or "."
+    if source is None:
+        root = ctx.sources_dir / org / ".empty"
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = source.root
+    plan = plan_psql(list(request.get("psql_args") or []), root=root, work_dir=work_dir,
+                     stdin=request.get("stdin"))
+    state_ids = chain_state_ids(resolved_image, [step.task_hash for step in plan.steps])
+    plan_only = bool(request.get("plan_only"))
+    signature = digest(("kind", kind), ("image", resolved_image), ("plan_only", str(plan_only)),
+                       *(("task", step.task_hash) for step in plan.steps))
+
+    job_id = secrets.token_hex(16)
+    with ctx.db.atomic():
+        job = PrepareJob.create(
+            job_id=job_id, org=org, status="queued", prepare_kind=kind,
+            image_id=request["image_id"], resolved_image_id=resolved_image, signature=signature,
+            plan_only=plan_only, request_json=json.dumps(request, sort_keys=True),
+            source_id=source.source_id if source else None, work_dir=work_dir,
+            instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
+            priority=int(request.get("priority") or 0))
+        _record_tasks(job, org, resolved_image, plan.steps, state_ids)
+        append_event(job_id, "status", status="queued")
+        if plan_only:
+            _finish_plan_only(job)
+    if not plan_only:
+        try:
+            enqueue_prepare(ctx.redis, job_id, timeout_seconds=_rq_timeout(ctx, len(plan.steps)))
+        except Exception as exc:  # Redis down: the job is safe in the DB; the reconciler enqueues it
+            log.warning("could not enqueue job %s now (%s); the reconciler will", job_id, exc)
+    return job
+
+
+def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids) -> None:
+    existing = {row.state_id for row in State.select(State.state_id)
+                .where((State.org == org) & (State.state_id.in_(state_ids)))}
+    position = 0
+
+    def add(task_id: str, type_: str, **fields: Any) -> None:
+        nonlocal position
+        Task.create(job=job, task_id=task_id, position=position, type=type_,
+                    status=fields.pop("status", "queued"), **fields)
+        position += 1
+
+    add("plan", "plan", status="succeeded", started_at=utcnow(), finished_at=utcnow(),
+        summary=f"{len(steps)} step(s)")
+    add("resolve-image", "resolve_image", input_kind="image", input_id=job.image_id,
+        summary=resolved_image)
+    parent_kind, parent_id = "image", resolved_image
+    for step, state_id in zip(steps, state_ids):
+        add(f"execute-{step.index}", "state_execute", input_kind=parent_kind, input_id=parent_id,
+            task_hash=step.task_hash, output_state_id=state_id, cached=state_id in existing,
+            summary=step.summary, step_json=json.dumps(asdict(step)))
+        parent_kind, parent_id = "state", state_id
+    if not job.plan_only:
+        add("prepare-instance", "prepare_instance", input_kind=parent_kind, input_id=parent_id)
+
+
+def _finish_plan_only(job: PrepareJob) -> None:
+    now = utcnow()
+    Task.update(status="succeeded", started_at=now, finished_at=now).where(
+        (Task.job == job) & (Task.status == "queued")).execute()
+    job.status, job.started_at, job.finished_at = "succeeded", now, now
+    job.save()
+    append_event(job.job_id, "status", status="succeeded")
+
+
+def _instance_ttl(ctx: AppContext, instance: dict[str, Any]) -> int:
+    ttl = instance.get("ttl_seconds") or ctx.settings.instance_ttl_seconds
+    if ttl > ctx.settings.instance_max_ttl_seconds:
+        raise InvalidArgument(
+            f"ttl_seconds {ttl} exceeds the maximum of {ctx.settings.instance_max_ttl_seconds}",
+            {"max_ttl_seconds": ctx.settings.instance_max_ttl_seconds})
+    return int(ttl)
+
+
+def _rq_timeout(ctx: AppContext, steps: int) -> int:
+    return ctx.settings.step_timeout_seconds * max(1, steps) + 600

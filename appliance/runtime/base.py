@@ -1,0 +1,68 @@
+"""The instance-runtime Protocol every driver (process, docker, nomad) implements.
+
+A runtime turns a *volume* (a writable directory handed over by the storage layer) into a
+running Postgres and back. Everything the cluster needs lives in ``volume/pgdata`` so the
+volume can be snapshotted after a clean stop and cloned; sockets and logs go to a separate
+``run_dir`` that is never snapshotted. Operations a backend cannot do raise
+:class:`appliance.errors.NotSupported`; no driver pretends success.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from ..shell import RunAs
+
+#: The cluster superuser every runtime creates; instances hand out its credentials.
+SUPERUSER = "sqlrs"
+
+#: Where Postgres data lives inside a volume.
+PGDATA_DIRNAME = "pgdata"
+
+StopMode = Literal["fast", "immediate"]
+
+
+def pgdata_of(volume: Path) -> Path:
+    """The data directory inside a volume (one place, so every caller agrees)."""
+    return Path(volume) / PGDATA_DIRNAME
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach a running cluster."""
+
+    host: str | None  # TCP address it listens on; None = unix socket only (build instances)
+    port: int
+    socket_dir: Path
+    user: str  # cluster superuser, "sqlrs"
+
+
+@runtime_checkable
+class InstanceRuntime(Protocol):
+    name: str
+    run_as: RunAs | None  # identity psql/pg_ctl run as; None = the current user
+
+    def resolve_image(self, image_id: str) -> str:
+        """Return the pinned id of an image (the cache key part), or raise InvalidArgument."""
+
+    def init_cluster(self, volume: Path, image: str) -> None:
+        """Create an empty, password-less cluster in ``volume/pgdata``."""
+
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None) -> Endpoint:
+        """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections."""
+
+    def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
+        """Stop the cluster (no-op when it is not running); ``fast`` leaves a clean checkpoint."""
+
+    def is_running(self, volume: Path) -> bool:
+        """Whether any process of this cluster is still alive."""
+
+    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
+        """The argv prefix that runs psql against the endpoint as the superuser."""
+
+    def set_password(self, endpoint: Endpoint, password: str) -> None:
+        """Give the superuser a SCRAM password without the plaintext reaching Postgres."""
+
+    def connection_count(self, endpoint: Endpoint) -> int:
+        """Client connections open right now, not counting the one asking."""

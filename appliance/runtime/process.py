@@ -1,0 +1,388 @@
+"""The ``process`` runtime: the host's Postgres binaries, clusters started with ``pg_ctl``.
+
+Postgres refuses to run as root, so when we are root every Postgres tool runs as an
+unprivileged OS user (default ``postgres``) through :class:`appliance.shell.RunAs`.
+Nothing about where a cluster listens is written into pgdata: listen address, port and
+socket directory are passed at start, so one snapshot can run as many clones side by side.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import ipaddress
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from ..shell import RunAs, Runner
+from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .scram import scram_sha256_verifier
+
+# Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
+# in Postgres's comma-separated socket list, so only plainly safe characters are accepted.
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
+_IMAGE = re.compile(r"^postgres(?::(?P<major>\d+)(?:@sha256:(?P<digest>[0-9a-f]{64}))?)?$")
+_TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
+_KILL_WAIT_SECONDS = 30.0
+
+# Appended to postgresql.conf of every new cluster; snapshots and clones inherit it.
+CLUSTER_SETTINGS = """
+# --- sqlrs: settings for disposable clones of immutable states ---
+# Durability comes from snapshots, not from the WAL: a state is recorded only after a
+# clean `pg_ctl -m fast` stop, and the runtime then fsyncs pgdata once (initdb -S).
+# Per-commit fsyncs and full-page images would only slow builds and the shutdown
+# checkpoint; an instance that loses writes in a host crash is thrown away anyway.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+# No replicas or archives: minimal WAL lets CREATE/COPY in one transaction skip WAL.
+wal_level = minimal
+max_wal_senders = 0
+archive_mode = off
+# Fewer checkpoints while a build runs; the shutdown checkpoint writes what is left.
+max_wal_size = 1GB
+checkpoint_timeout = 30min
+# The log goes to the run dir through `pg_ctl -l`, never into pgdata (it would be
+# snapshotted and copied into every clone).
+logging_collector = off
+# Statements may carry password verifiers; never log them.
+log_statement = 'none'
+log_min_duration_statement = -1
+# Only the OS user that runs Postgres may use the socket (local connections are trusted).
+unix_socket_permissions = 0700
+password_encryption = 'scram-sha-256'
+# Do not probe for huge pages on every start of many small clusters.
+huge_pages = off
+"""
+
+# Local (socket) connections are trusted: the socket lives in a 0700 run dir of the OS
+# user. Every TCP connection, from wherever listen_addresses lets it in, needs SCRAM.
+PG_HBA = """# TYPE  DATABASE  USER  ADDRESS  METHOD
+local   all       all            trust
+host    all       all   all      scram-sha-256
+"""
+
+
+class ProcessRuntime:
+    """Runs clusters as child processes of ``pg_ctl`` on this host."""
+
+    name = "process"
+
+    def __init__(self, runner: Runner, *, pg_bin_dir: Path | None = None, os_user: str | None = None,
+                 start_timeout: int = 60, stop_timeout: int = 60):
+        self._runner = runner
+        self.bin_dir = find_bin_dir(runner, pg_bin_dir)
+        self.os_user, self.run_as, self._home = _os_identity(os_user)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._image_cache: tuple[tuple[int, int, int], str, str] | None = None
+
+    # --- images -------------------------------------------------------------------------
+    def installed_image(self) -> tuple[str, str]:
+        """``(postgres:<major>, pinned id)``; the pin changes whenever the binaries do."""
+        binary = self.bin_dir / "postgres"
+        st = binary.stat()
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._image_cache is None or self._image_cache[0] != key:
+            version = self._run([binary, "--version"]).stdout.strip()
+            match = re.search(r"\(PostgreSQL\) (\d+)", version)
+            if not match:
+                raise InternalError(f"cannot parse the Postgres version from {version!r}")
+            digest = hashlib.sha256(f"{version}\n{self.bin_dir}".encode()).hexdigest()
+            tag = f"postgres:{match.group(1)}"
+            self._image_cache = (key, tag, f"{tag}@sha256:{digest}")
+        return self._image_cache[1], self._image_cache[2]
+
+    def resolve_image(self, image_id: str) -> str:
+        tag, pinned = self.installed_image()
+        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
+            if match.group("digest") is None or image_id == pinned:
+                return pinned
+        available = f"{tag}, pinned as {pinned}" if match and match.group("digest") else tag
+        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
+        raise InvalidArgument(
+            f"image {shown} is not available on this host (available: {available})",
+            {"image_id": shown, "available": [tag, pinned]},
+        )
+
+    # --- cluster lifecycle ----------------------------------------------------------------
+    def init_cluster(self, volume: Path, image: str) -> None:
+        self.resolve_image(image)
+        volume = _safe_path(volume, "volume")
+        if not volume.is_dir():
+            raise NotFound(f"volume {volume} does not exist")
+        pgdata = pgdata_of(volume)
+        if pgdata.exists() and any(pgdata.iterdir()):
+            raise Conflict(f"volume {volume} already holds a cluster")
+        self._own_dir(volume)
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        self._own_dir(pgdata)
+        self._run([
+            self.bin_dir / "initdb", "-D", pgdata, "-U", SUPERUSER,
+            "--auth-local=trust", "--auth-host=scram-sha-256",
+            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
+        ])
+        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(CLUSTER_SETTINGS)
+        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        self._flush(pgdata)
+
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None) -> Endpoint:
+        pgdata = self._existing_pgdata(volume)
+        run_dir = _safe_path(run_dir, "run_dir")
+        port = _valid_port(port)
+        listen = _valid_listen_host(listen_host)
+        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+        if self.is_running(volume):
+            raise Conflict(f"the cluster in {volume} is already running")
+        _remove_stale_pidfile(pgdata)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own_dir(run_dir)
+        log = run_dir / "postgres.log"
+        options = " ".join([
+            "-c", f"listen_addresses={shlex.quote(listen)}",
+            "-c", f"port={port}",
+            "-c", f"unix_socket_directories={shlex.quote(str(run_dir))}",
+        ])
+        argv = [self.bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-w", "-t", str(self.start_timeout),
+                "-o", options, "start"]
+        try:
+            self._run(argv, timeout=self.start_timeout + 30)
+        except (CommandFailed, subprocess.TimeoutExpired) as exc:
+            self._stop_quietly(volume)  # never leave a half-started server behind
+            stderr = getattr(exc, "stderr", "") or ""
+            if isinstance(stderr, bytes):
+                stderr = stderr.decode(errors="replace")
+            raise CommandFailed(
+                [os.fspath(a) for a in argv], getattr(exc, "returncode", -1),
+                f"{stderr}\n--- tail of {log} ---\n{_tail(log)}",
+            ) from None
+        return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
+
+    def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
+        if mode not in ("fast", "immediate"):
+            raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        if not self.is_running(volume):
+            return
+        if self._postmaster_pid(pgdata) is not None:
+            try:
+                self._run([self.bin_dir / "pg_ctl", "-D", pgdata, "-m", mode, "-w",
+                           "-t", str(self.stop_timeout), "stop"], timeout=self.stop_timeout + 30)
+            except (CommandFailed, subprocess.TimeoutExpired):
+                pass  # stale or wedged postmaster: fall through to killing what is left
+            else:
+                if mode == "fast":
+                    self._flush(pgdata)
+                return
+        self._kill_cluster(pgdata)
+
+    def is_running(self, volume: Path) -> bool:
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        if not (pgdata / "postmaster.pid").exists():
+            return False  # a clean stop removes it; without it no backend can be left
+        return self._postmaster_pid(pgdata) is not None or bool(_cluster_pids(pgdata))
+
+    # --- talking to a running cluster ---------------------------------------------------------
+    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
+        if not dbname or "=" in dbname or re.match(r"^postgres(ql)?://", dbname):
+            raise InvalidArgument("dbname must be a database name, not a connection string")
+        return [str(self.bin_dir / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(endpoint.socket_dir),
+                "-p", str(endpoint.port), "-U", endpoint.user, "-d", dbname]
+
+    def command_env(self) -> dict[str, str]:
+        """A clean environment for Postgres tools: no inherited PG* variables can redirect
+        a connection, and messages are in the C locale so they can be parsed."""
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C",
+                "HOME": self._home}
+
+    def set_password(self, endpoint: Endpoint, password: str) -> None:
+        if not _ROLE.match(endpoint.user):
+            raise InvalidArgument(f"unexpected role name {endpoint.user!r}")
+        if not isinstance(password, str) or not password:
+            raise InvalidArgument("password must be a non-empty string")
+        verifier = scram_sha256_verifier(password)
+        sql = ("SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n"
+               f'ALTER ROLE "{endpoint.user}" PASSWORD \'{verifier}\';\n')
+        try:
+            self._psql(endpoint, sql)
+        except CommandFailed as exc:
+            raise CommandFailed(exc.argv, exc.returncode, exc.stderr.replace(verifier, "<redacted>"),
+                                exc.stdout.replace(verifier, "<redacted>")) from None
+
+    def connection_count(self, endpoint: Endpoint) -> int:
+        out = self._psql(endpoint, "SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();\n")
+        return int(out.strip())
+
+    # --- helpers --------------------------------------------------------------------------
+    def _run(self, argv: list, *, input: str | None = None, timeout: float | None = None):
+        return self._runner(argv, input=input, env=self.command_env(), cwd="/", timeout=timeout,
+                            run_as=self.run_as)
+
+    def _psql(self, endpoint: Endpoint, sql: str) -> str:
+        return self._run(self.psql_command(endpoint) + ["-q", "-A", "-t"], input=sql).stdout
+
+    def _own_dir(self, path: Path) -> None:
+        if self.run_as is not None:
+            os.chown(path, self.run_as.uid, self.run_as.gid)
+        os.chmod(path, 0o700)
+
+    def _flush(self, pgdata: Path) -> None:
+        """Write the cluster's files to disk once (fsync is off inside Postgres).
+
+        ``initdb --sync-only`` fsyncs just this pgdata, unlike syncfs, which would also
+        wait for every other instance's dirty pages on the same filesystem."""
+        self._run([self.bin_dir / "initdb", "--sync-only", "-D", pgdata])
+
+    def _existing_pgdata(self, volume: Path) -> Path:
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        if not (pgdata / "PG_VERSION").is_file():
+            raise NotFound(f"no cluster in volume {volume}")
+        return pgdata
+
+    def _postmaster_pid(self, pgdata: Path) -> int | None:
+        """The live postmaster named by postmaster.pid, if it really runs this pgdata."""
+        try:
+            pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if pid > 0 and _is_cluster_process(pid, os.path.realpath(pgdata)) else None
+
+    def _kill_cluster(self, pgdata: Path) -> None:
+        """SIGKILL the postmaster, then any backend it orphaned, and wait until all are gone."""
+        deadline = time.monotonic() + _KILL_WAIT_SECONDS
+        while True:
+            postmaster = self._postmaster_pid(pgdata)
+            pids = ([postmaster] if postmaster else []) + [p for p in _cluster_pids(pgdata) if p != postmaster]
+            if not pids:
+                _remove_stale_pidfile(pgdata)
+                return
+            if time.monotonic() > deadline:
+                raise InternalError(f"processes {pids} of {pgdata} survive SIGKILL")
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.05)
+
+    def _stop_quietly(self, volume: Path) -> None:
+        try:
+            self.stop(volume, mode="immediate")
+        except Exception:  # noqa: BLE001 - best effort while reporting the real failure
+            pass
+
+
+# --- module helpers ---------------------------------------------------------------------------
+def find_bin_dir(runner: Runner, configured: Path | None) -> Path:
+    """The configured bin dir, else the newest /usr/lib/postgresql/*/bin, else pg_config's."""
+    if configured is not None:
+        if not _has_tools(Path(configured)):
+            raise InvalidArgument(f"{configured} does not contain the PostgreSQL tools {', '.join(_TOOLS)}")
+        return Path(configured)
+    candidates = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin") if _has_tools(Path(p))]
+    if candidates:
+        return max(candidates, key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p.parent.name)))
+    if shutil.which("pg_config"):
+        found = Path(runner(["pg_config", "--bindir"]).stdout.strip())
+        if _has_tools(found):
+            return found
+    raise NotFound("no PostgreSQL binaries found: install PostgreSQL or set pg_bin_dir")
+
+
+def _has_tools(bin_dir: Path) -> bool:
+    return all(os.access(bin_dir / tool, os.X_OK) for tool in _TOOLS)
+
+
+def _os_identity(os_user: str | None) -> tuple[str, RunAs | None, str]:
+    """(user name, RunAs or None, home) of the OS user Postgres runs as."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid())
+        if os_user not in (None, me.pw_name):
+            raise InvalidArgument(f"running Postgres as {os_user!r} needs root; we run as {me.pw_name!r}")
+        return me.pw_name, None, me.pw_dir
+    name = os_user or "postgres"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise InvalidArgument(f"OS user {name!r} for Postgres does not exist") from None
+    if entry.pw_uid == 0:
+        raise InvalidArgument("Postgres refuses to run as root: set an unprivileged instance OS user")
+    return name, RunAs(entry.pw_uid, entry.pw_gid), entry.pw_dir
+
+
+def _safe_path(path: Path, what: str) -> Path:
+    text = os.fspath(path)
+    if not _SAFE_PATH.match(text) or "/../" in f"{text}/":
+        raise InvalidArgument(f"{what} must be an absolute path of letters, digits and ._+@:-")
+    return Path(text)
+
+
+def _valid_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgument(f"port must be an integer in 1-65535, not {port!r}")
+    return port
+
+
+def _valid_listen_host(host: str | None) -> str:
+    """Postgres's listen_addresses value: '' (socket only), '*', an IP or a host name."""
+    if host is None:
+        return ""
+    if host == "*" or (isinstance(host, str) and _HOSTNAME.match(host)):
+        return host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
+
+
+def _is_cluster_process(pid: int, real_pgdata: str) -> bool:
+    """A live (not zombie) postgres process whose working directory is this pgdata.
+
+    Postgres chdirs into its data directory, which tells our clusters apart from each
+    other and from an unrelated process that inherited a stale pid."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return False
+    return cwd == real_pgdata and os.path.basename(exe) in ("postgres", "postmaster")
+
+
+def _cluster_pids(pgdata: Path) -> list[int]:
+    real = os.path.realpath(pgdata)
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _is_cluster_process(int(e.name), real)]
+
+
+def _remove_stale_pidfile(pgdata: Path) -> None:
+    """Drop postmaster.pid once no process of the cluster is alive.
+
+    Postgres's own check is ``kill(pid, 0)``, which an unreaped zombie postmaster (its
+    parent is whoever adopted it) passes, so it would refuse to start forever. We only
+    get here after proving no process has this pgdata as its working directory, which is
+    what the lock file protects against.
+    """
+    if not _cluster_pids(pgdata):
+        (pgdata / "postmaster.pid").unlink(missing_ok=True)
+
+
+def _tail(log: Path, max_bytes: int = 4000) -> str:
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"

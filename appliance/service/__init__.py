@@ -1,0 +1,1 @@
+"""Running the appliance: the embedded supervisor, workers and the reconciler loop."""

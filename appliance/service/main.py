@@ -1,0 +1,82 @@
+"""`sqlrs-appliance`: run the embedded appliance, a worker, or one reconciler pass."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ApplianceError
+from ..settings import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def cli(log_level: str) -> None:
+    """The sqlrs appliance service."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Overrides SQLRS_DATA_DIR.")
+@click.option("--listen", help="host:port for the API; overrides SQLRS_LISTEN.")
+@click.option("--workers", type=int, help="Worker processes; overrides SQLRS_WORKERS.")
+def up(data_dir: Path | None, listen: str | None, workers: int | None) -> None:
+    """Run the embedded appliance (API, workers, private redis) until SIGTERM."""
+    from .supervisor import up as run_up
+    run_up(load_settings(data_dir=data_dir, listen=listen, workers=workers))
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run one RQ worker (settings from SQLRS_* variables)."""
+    from .worker import run_worker
+    run_worker(load_settings(), burst=burst)
+
+
+@cli.command("reconcile")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def reconcile_once(data_dir: Path | None) -> None:
+    """Run one reconciler pass and print what it changed (JSON)."""
+    from ..context import build_context
+    from ..orchestrator.reconciler import reconcile
+    ctx = build_context(load_settings(data_dir=data_dir))
+    click.echo(json.dumps(vars(reconcile(ctx)), indent=2))
+
+
+@cli.command("migrate")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def migrate_cmd(data_dir: Path | None) -> None:
+    """Apply Control DB migrations and exit."""
+    from ..control.db import open_database
+    from ..control.migrations import migrate
+    applied = migrate(open_database(load_settings(data_dir=data_dir).control_db_url))
+    click.echo(f"applied migrations: {applied or 'none (up to date)'}")
+
+
+@cli.command("destroy")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--yes", is_flag=True, help="Really delete everything under the data dir.")
+def destroy(data_dir: Path, yes: bool) -> None:
+    """Stop every instance of a stopped appliance, unmount its store and delete its data dir."""
+    from .teardown import destroy_data_dir
+    if not yes:
+        raise click.UsageError("this deletes every state and instance; pass --yes to confirm")
+    destroy_data_dir(load_settings(data_dir=data_dir))
+    click.echo(f"destroyed {data_dir}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ApplianceError as exc:
+        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""`sqlrs-appliance up`: the embedded default in one foreground process tree.
+
+It prepares the data dir (migrations, admin token, store), starts a private redis-server
+unless one is configured, keeps N worker processes alive (restarting any that die, as
+systemd would), runs the reconciler loop in a thread, and serves the API until SIGTERM.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from ..api.app import create_app
+from ..api.auth import ensure_admin_token
+from ..context import AppContext, build_context
+from ..control.migrations import migrate
+from ..orchestrator.reconciler import reconcile
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The effective settings as SQLRS_* variables, so children see exactly what we see."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"SQLRS_{name.upper()}"] = str(value)
+    return env
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Secrets (control DB, token) stay private; the unprivileged Postgres user may traverse."""
+    os.umask(0o077)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o711)
+    for public in ("sources", "run"):
+        (settings.data_dir / public).mkdir(exist_ok=True)
+        (settings.data_dir / public).chmod(0o755)
+
+
+def bootstrap(settings: Settings) -> AppContext:
+    prepare_data_dir(settings)
+    ctx = build_context(settings)
+    migrate(ctx.db)
+    ensure_admin_token(settings.admin_token_file, settings.default_org)
+    ctx.store.root.chmod(0o711)
+    ctx.store.sweep_temporaries()  # only safe before any worker commits
+    return ctx
+
+
+class WorkerPool:
+    def __init__(self, count: int, env: dict[str, str], log_dir: Path):
+        self.count, self.env, self.log_dir = count, env, log_dir
+        self.processes: list[subprocess.Popen] = []
+        self.stopping = threading.Event()
+
+    def _spawn(self, index: int) -> subprocess.Popen:
+        log_file = open(self.log_dir / f"worker-{index}.log", "ab")
+        return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
+                                env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes = [self._spawn(i) for i in range(self.count)]
+        threading.Thread(target=self._watch, daemon=True, name="worker-watch").start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for i, proc in enumerate(self.processes):
+                if proc.poll() is not None and not self.stopping.is_set():
+                    log.warning("worker %d (pid %d) exited with %s; restarting", i, proc.pid, proc.returncode)
+                    self.processes[i] = self._spawn(i)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping.set()
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def reconcile_forever(ctx: AppContext, stop: threading.Event) -> None:
+    while not stop.wait(ctx.settings.reconcile_interval_seconds):
+        try:
+            report = reconcile(ctx)
+            if any(vars(report).values()):
+                log.info("reconciled: %s", report)
+        except Exception:
+            log.exception("reconciler pass failed")
+
+
+def up(settings: Settings) -> None:
+    from .redis_server import PrivateRedis
+
+    ctx = bootstrap(settings)
+    redis = None
+    if not settings.redis_url:
+        redis = PrivateRedis(settings.data_dir / "run")
+        settings = settings.model_copy(update={"redis_url": redis.start()})
+        ctx.settings = settings
+        ctx.__dict__.pop("redis", None)
+    pool = WorkerPool(settings.workers, settings_env(settings), settings.data_dir / "logs")
+    stop = threading.Event()
+    try:
+        pool.start()
+        threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True,
+                         name="reconciler").start()
+        asyncio.run(_serve(ctx))
+    finally:
+        stop.set()
+        pool.stop()
+        if redis:
+            redis.stop()
+
+
+async def _serve(ctx: AppContext) -> None:
+    config = Config()
+    config.bind = [ctx.settings.listen]
+    config.graceful_timeout = 5
+    config.accesslog = None
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.set)
+    log.info("sqlrs appliance listening on http://%s", ctx.settings.listen)
+    await serve(create_app(ctx), config, shutdown_trigger=shutdown.wait)

@@ -1,0 +1,1 @@
+"""Snapshot storage: one Protocol, drivers per filesystem, one shared layout."""

@@ -1,0 +1,94 @@
+"""Choose the snapshot driver from settings and the host, and say why in plain words.
+
+An explicit choice is honoured or refused, never silently downgraded; ``auto`` takes the
+fastest option that works and warns the operator when that is the O(size) copy driver.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CommandFailed
+from ..settings import Settings
+from ..shell import Runner
+from .base import SnapshotDriver
+from .btrfs import BtrfsDriver
+from .copy import CopyDriver
+from .image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
+from .store import SnapshotStore
+
+__all__ = ["StorageConfigError", "open_store", "image_path"]
+
+# Filesystems on which ``cp --reflink=auto`` shares blocks instead of copying them.
+_REFLINK_FILESYSTEMS = {"btrfs", "xfs"}
+
+
+def image_path(settings: Settings) -> Path:
+    return settings.data_dir / "store.btrfs.img"
+
+
+def open_store(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str]]:
+    """The store for these settings, plus warnings for the operator (full sentences)."""
+    store_dir = settings.store_path
+    fs = filesystem_type(store_dir)
+    backend = settings.storage_backend
+
+    if backend == "copy":
+        hint = "or set storage_backend=auto"
+        warnings = [] if fs in _REFLINK_FILESYSTEMS else [_copy_warning(store_dir, fs, hint)]
+        return _open(store_dir, CopyDriver(runner)), warnings
+
+    if fs == "btrfs":
+        return _open(store_dir, BtrfsDriver(runner)), []
+
+    if backend == "btrfs":
+        if settings.btrfs_image == "off":
+            raise StorageConfigError(
+                f"storage_backend is btrfs but the store {store_dir} is on {fs} and btrfs_image "
+                "is off; put the store on btrfs, set btrfs_image=auto, or choose another backend."
+            )
+        if not can_mount():
+            raise StorageConfigError(
+                f"storage_backend is btrfs but the store {store_dir} is on {fs} and the btrfs "
+                "image cannot be mounted here (it needs root, mkfs.btrfs, mount and loop devices)."
+            )
+        _mount_image(settings, runner)
+        return _open(store_dir, BtrfsDriver(runner)), []
+
+    # auto
+    if settings.btrfs_image == "auto" and can_mount():
+        try:
+            _mount_image(settings, runner)
+        except (StorageConfigError, CommandFailed) as exc:
+            failure = f"The btrfs image could not be mounted: {exc.message.rstrip('.')}."
+            hint = "or fix the btrfs image problem above"
+            return _open(store_dir, CopyDriver(runner)), [failure, _copy_warning(store_dir, fs, hint)]
+        return _open(store_dir, BtrfsDriver(runner)), []
+    if settings.btrfs_image == "off":
+        hint = "or set btrfs_image=auto"
+    else:
+        hint = "or run as root with mkfs.btrfs and loop devices so the btrfs image can be used"
+    warnings = [] if fs in _REFLINK_FILESYSTEMS else [_copy_warning(store_dir, fs, hint)]
+    return _open(store_dir, CopyDriver(runner)), warnings
+
+
+def _mount_image(settings: Settings, runner: Runner) -> None:
+    store_dir = settings.store_path
+    ensure_btrfs_image(image_path(settings), store_dir, settings.btrfs_image_bytes, runner)
+    mounted = filesystem_type(store_dir)
+    if mounted != "btrfs":
+        raise StorageConfigError(
+            f"The btrfs image was mounted but the store {store_dir} reports {mounted}; "
+            "check for another mount over it."
+        )
+
+
+def _copy_warning(store_dir: Path, fs: str, hint: str) -> str:
+    return (
+        f"The store {store_dir} is on {fs}: the copy driver clones in O(size); "
+        f"put the store on btrfs/XFS {hint}."
+    )
+
+
+def _open(store_dir: Path, driver: SnapshotDriver) -> SnapshotStore:
+    store_dir.mkdir(parents=True, exist_ok=True)
+    return SnapshotStore(store_dir, driver)

@@ -1,0 +1,193 @@
+"""The on-disk layout and bookkeeping shared by every snapshot driver.
+
+Layout: ``<root>/orgs/<org>/{states,bases,volumes}/<id>``. Org first, so a path can never
+name another org's object and a tenant's bytes are one ``du`` away.
+
+Everything is made under a temporary sibling name (``.tmp-<id>-<random>``) and renamed into
+place without replacing anything, so a state, base or volume exists fully or not at all,
+whatever the driver and wherever a crash happens; ``sweep_temporaries`` removes the leftovers.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Callable
+
+from ..errors import Conflict, NotFound
+from .base import SnapshotDriver
+
+_log = logging.getLogger(__name__)
+_SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+TEMPORARY_PREFIX = ".tmp-"
+_KINDS = ("states", "bases", "volumes")
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def rename_no_replace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, raising :class:`Conflict` if ``target`` exists.
+
+    Plain ``os.rename`` silently replaces an empty directory, so two writers racing for
+    the same state id could both "win"; ``renameat2(RENAME_NOREPLACE)`` makes the check and
+    the rename one atomic step. Falls back to check-then-rename where it is unsupported.
+    """
+    if _renameat2 is not None:
+        rc = _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise Conflict(f"{target.name} already exists", {"path": str(target)})
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), str(source), None, str(target))
+    if os.path.lexists(target):
+        raise Conflict(f"{target.name} already exists", {"path": str(target)})
+    os.rename(source, target)
+
+
+def validate_id(value: str, what: str) -> str:
+    """Reject anything that is not one safe path component (no '/', '..', hidden names)."""
+    if not isinstance(value, str) or not _SAFE_ID.match(value):
+        raise ValueError(f"{what} must match {_SAFE_ID.pattern}, got {value!r}")
+    return value
+
+
+class SnapshotStore:
+    """States, bases and volumes of every org under one root, made by one driver."""
+
+    def __init__(self, root: Path, driver: SnapshotDriver):
+        self.root = Path(root)
+        self.driver = driver
+
+    # -- paths ---------------------------------------------------------------------------
+    def state_path(self, org: str, state_id: str) -> Path:
+        return self._path(org, "states", validate_id(state_id, "state id"))
+
+    def base_path(self, org: str, base_key: str) -> Path:
+        return self._path(org, "bases", validate_id(base_key, "base key"))
+
+    def volume_path(self, org: str, volume_id: str) -> Path:
+        return self._path(org, "volumes", validate_id(volume_id, "volume id"))
+
+    def _path(self, org: str, kind: str, name: str) -> Path:
+        return self.root / "orgs" / validate_id(org, "org") / kind / name
+
+    # -- volumes -------------------------------------------------------------------------
+    def create_volume(self, org: str, volume_id: str) -> Path:
+        """An empty writable volume (a fresh ``initdb`` goes here)."""
+        return self._make(self.volume_path(org, volume_id), self.driver.create_volume)
+
+    def clone_state(self, org: str, state_id: str, volume_id: str) -> Path:
+        """A writable volume holding a copy of a state."""
+        return self._clone(self.state_path(org, state_id), self.volume_path(org, volume_id))
+
+    def clone_base(self, org: str, base_key: str, volume_id: str) -> Path:
+        """A writable volume holding a copy of a base."""
+        return self._clone(self.base_path(org, base_key), self.volume_path(org, volume_id))
+
+    def destroy_volume(self, org: str, volume_id: str) -> None:
+        self.driver.destroy(self.volume_path(org, volume_id))
+
+    # -- states and bases ----------------------------------------------------------------
+    def commit_state(self, org: str, volume_id: str, state_id: str) -> int:
+        """Freeze a volume into a state; returns the state's used bytes."""
+        return self._commit(self.volume_path(org, volume_id), self.state_path(org, state_id))
+
+    def commit_base(self, org: str, volume_id: str, base_key: str) -> int:
+        """Freeze a volume into a base; returns the base's used bytes."""
+        return self._commit(self.volume_path(org, volume_id), self.base_path(org, base_key))
+
+    def destroy_state(self, org: str, state_id: str) -> None:
+        self.driver.destroy(self.state_path(org, state_id))
+
+    def destroy_base(self, org: str, base_key: str) -> None:
+        self.driver.destroy(self.base_path(org, base_key))
+
+    def has_state(self, org: str, state_id: str) -> bool:
+        return os.path.isdir(self.state_path(org, state_id))
+
+    def has_base(self, org: str, base_key: str) -> bool:
+        return os.path.isdir(self.base_path(org, base_key))
+
+    # -- reconciliation ------------------------------------------------------------------
+    def list_volumes(self) -> list[tuple[str, str]]:
+        return self._list("volumes")
+
+    def list_states(self) -> list[tuple[str, str]]:
+        return self._list("states")
+
+    def list_bases(self) -> list[tuple[str, str]]:
+        return self._list("bases")
+
+    def sweep_temporaries(self) -> int:
+        """Remove ``.tmp-*`` leftovers of a crash; returns how many were removed.
+
+        Call it at start-up, before any worker commits: an in-flight commit's temporary
+        looks exactly like a crash's leftover.
+        """
+        removed = 0
+        for org in self._orgs():
+            for kind in _KINDS:
+                kind_dir = self.root / "orgs" / org / kind
+                for entry in _entries(kind_dir):
+                    if entry.startswith(TEMPORARY_PREFIX):
+                        self.driver.destroy(kind_dir / entry)
+                        removed += 1
+        return removed
+
+    # -- internals -----------------------------------------------------------------------
+    def _commit(self, volume: Path, final: Path) -> int:
+        if not os.path.isdir(volume):
+            raise NotFound(f"volume {volume.name} does not exist")
+        if os.path.lexists(final):
+            raise Conflict(f"{final.name} already exists")
+        self._make(final, lambda tmp: self.driver.snapshot(volume, tmp))
+        return self.driver.used_bytes(final)
+
+    def _clone(self, source: Path, target: Path) -> Path:
+        if not os.path.isdir(source):
+            raise NotFound(f"{source.name} does not exist")
+        return self._make(target, lambda tmp: self.driver.clone(source, tmp))
+
+    def _make(self, final: Path, build: Callable[[Path], None]) -> Path:
+        """Build under a temporary sibling name, then rename into place without replacing."""
+        if os.path.lexists(final):
+            raise Conflict(f"{final.name} already exists")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{TEMPORARY_PREFIX}{final.name}-{secrets.token_hex(6)}"
+        try:
+            build(tmp)
+            rename_no_replace(tmp, final)
+        except BaseException:
+            try:
+                self.driver.destroy(tmp)
+            except Exception:  # keep the original error; sweep_temporaries retries at start-up
+                _log.warning("could not remove the temporary %s", tmp, exc_info=True)
+            raise
+        return final
+
+    def _orgs(self) -> list[str]:
+        return [o for o in _entries(self.root / "orgs") if _SAFE_ID.match(o)]
+
+    def _list(self, kind: str) -> list[tuple[str, str]]:
+        found = []
+        for org in self._orgs():
+            for name in _entries(self.root / "orgs" / org / kind):
+                if not name.startswith(TEMPORARY_PREFIX):
+                    found.append((org, name))
+        return sorted(found)
+
+
+def _entries(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except FileNotFoundError:
+        return []

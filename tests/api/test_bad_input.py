@@ -1,0 +1,156 @@
+"""Bad input answers a clear 4xx with a stable code and changes nothing."""
+from __future__ import annotations
+
+import os
+import tarfile
+
+import pytest
+
+from appliance.control.models import JobEvent, PrepareJob, SourceBundle, State, Task
+
+from .conftest import make_tarball
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(model.select().count() for model in (PrepareJob, Task, JobEvent, State, SourceBundle))
+
+
+async def upload(client, data: bytes):
+    return await client.post("/v1/sources", data=data,
+                             headers={**client.auth, "Content-Type": "application/gzip"})
+
+
+async def submit(client, **body):
+    request = {"prepare_kind": "psql", "image_id": "postgres:15", **body}
+    return await client.post("/v1/prepare-jobs", json=request, headers=client.auth)
+
+
+async def assert_rejected(response, status: int, code: str, fragment: str = "") -> dict:
+    body = await response.get_json()
+    assert response.status_code == status, body
+    assert body["code"] == code
+    assert fragment.lower() in body["message"].lower(), body["message"]
+    return body
+
+
+@pytest.fixture
+async def source_id(client) -> str:
+    data = make_tarball([("schema.sql", b"create table t (id int);\n", {}),
+                         ("a.sql", b"\\i b.sql\n", {}), ("b.sql", b"\\i a.sql\n", {})])
+    return (await (await upload(client, data)).get_json())["source_id"]
+
+
+async def test_an_unknown_prepare_kind_is_rejected(client):
+    before = counts()
+    await assert_rejected(await submit(client, prepare_kind="mysql", psql_args=["-c", "select 1"]),
+                          400, "invalid_argument", "prepare_kind")
+    assert counts() == before
+
+
+async def test_connection_flags_in_psql_args_are_rejected(client):
+    before = counts()
+    for flags in (["-h", "db.example"], ["--port=5432"], ["-U", "admin"], ["-d", "prod"]):
+        await assert_rejected(await submit(client, psql_args=[*flags, "-c", "select 1"]),
+                              400, "invalid_argument")
+    assert counts() == before
+
+
+async def test_a_file_missing_from_the_bundle_is_rejected(client, source_id):
+    before = counts()
+    body = await assert_rejected(
+        await submit(client, psql_args=["-f", "missing.sql"], source={"source_id": source_id}),
+        400, "invalid_argument", "missing.sql")
+    assert counts() == before
+    assert body["message"]
+
+
+async def test_an_include_cycle_is_rejected(client, source_id):
+    before = counts()
+    await assert_rejected(await submit(client, psql_args=["-f", "a.sql"], source={"source_id": source_id}),
+                          400, "invalid_argument", "cycle")
+    assert counts() == before
+
+
+async def test_a_path_escaping_the_bundle_is_rejected(client, source_id):
+    before = counts()
+    await assert_rejected(await submit(client, psql_args=["-f", "../../etc/passwd"],
+                                       source={"source_id": source_id}), 400, "invalid_argument")
+    assert counts() == before
+
+
+async def test_a_bundle_with_a_traversal_entry_is_rejected(client, ctx):
+    before = counts()
+    await assert_rejected(await upload(client, make_tarball([("../evil.sql", b"select 1;", {})])),
+                          400, "invalid_argument")
+    assert counts() == before
+    assert not (ctx.sources_dir.parent / "evil.sql").exists()
+
+
+async def test_a_bundle_with_a_symlink_escaping_it_is_rejected(client):
+    before = counts()
+    data = make_tarball([("link.sql", None, {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"})])
+    await assert_rejected(await upload(client, data), 400, "invalid_argument")
+    assert counts() == before
+
+
+async def test_an_oversize_bundle_is_rejected(client, ctx):
+    before = counts()
+    data = make_tarball([("big.sql", os.urandom(ctx.settings.max_bundle_bytes + 1), {})])
+    await assert_rejected(await upload(client, data), 413, "invalid_argument")
+    assert counts() == before
+
+
+async def test_a_decompression_bomb_is_rejected(client, ctx):
+    before = counts()
+    data = make_tarball([("zeros.sql", b"\0" * (ctx.settings.max_bundle_bytes * 4), {})])
+    assert len(data) < ctx.settings.max_bundle_bytes
+    await assert_rejected(await upload(client, data), 413, "invalid_argument")
+    assert counts() == before
+
+
+async def test_a_body_that_is_not_a_tarball_is_rejected(client):
+    await assert_rejected(await upload(client, b"definitely not gzip"), 400, "invalid_argument")
+
+
+async def test_malformed_json_is_rejected(client):
+    before = counts()
+    response = await client.post("/v1/prepare-jobs", data=b"{not json",
+                                 headers={**client.auth, "Content-Type": "application/json"})
+    await assert_rejected(response, 400, "invalid_argument")
+    assert counts() == before
+
+
+async def test_an_unknown_field_is_rejected(client):
+    await assert_rejected(await submit(client, psql_args=["-c", "select 1"], surprise=True),
+                          400, "invalid_argument", "surprise")
+
+
+async def test_an_unknown_image_is_rejected(client):
+    await assert_rejected(await submit(client, image_id="postgres:9", psql_args=["-c", "select 1"]),
+                          400, "invalid_argument", "postgres:9")
+
+
+async def test_a_ttl_above_the_maximum_is_rejected(client, ctx):
+    ttl = ctx.settings.instance_max_ttl_seconds + 1
+    await assert_rejected(await submit(client, psql_args=["-c", "select 1"], instance={"ttl_seconds": ttl}),
+                          400, "invalid_argument", "ttl")
+
+
+async def test_an_unknown_job_id_answers_not_found(client):
+    for method, path in (("GET", "/v1/prepare-jobs/0123456789abcdef0123456789abcdef"),
+                         ("GET", "/v1/prepare-jobs/nope/events"),
+                         ("POST", "/v1/prepare-jobs/0123456789abcdef0123456789abcdef/cancel"),
+                         ("DELETE", "/v1/prepare-jobs/0123456789abcdef0123456789abcdef")):
+        response = await client.open(path, method=method, headers=client.auth)
+        await assert_rejected(response, 404, "not_found")
+
+
+async def test_an_unknown_source_id_is_rejected(client):
+    await assert_rejected(await submit(client, psql_args=["-f", "a.sql"], source={"source_id": "0" * 64}),
+                          400, "invalid_argument", "not uploaded")
+
+
+async def test_requests_without_a_valid_token_are_unauthenticated(client):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
+        response = await client.get("/v1/prepare-jobs", headers=headers)
+        await assert_rejected(response, 401, "unauthenticated")

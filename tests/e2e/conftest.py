@@ -1,0 +1,50 @@
+"""One real embedded appliance per module: API + private redis + RQ worker processes + a btrfs
+image store it mounts itself + Postgres instances on loopback."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import free_tcp_port, public_tmpdir
+
+from .harness import Appliance
+
+_port_ranges = iter([(27000 + 100 * i, 27099 + 100 * i) for i in range(50)])
+
+
+def start_appliance(extra_env: dict[str, str] | None = None) -> Appliance:
+    if os.geteuid() != 0 and os.environ.get("CI"):
+        pytest.fail("the e2e suite runs as root in CI (it mounts a btrfs image)")
+    base = public_tmpdir("sqlrs-e2e-")
+    return Appliance(base / "data", free_tcp_port(), port_range=next(_port_ranges),
+                     extra_env=extra_env).start()
+
+
+@pytest.fixture(scope="module")
+def appliance() -> Iterator[Appliance]:
+    app = start_appliance({"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECONDS": "0.5",
+                           "SQLRS_RECONCILE_INTERVAL_SECONDS": "1"})
+    yield app
+    app.destroy()
+    shutil.rmtree(app.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Path:
+    """A user's working directory of SQL scripts."""
+    marker = uuid.uuid4().hex  # every test builds its own states
+    (tmp_path / "schema.sql").write_text(f"-- {marker}\ncreate table items (id int primary key, name text);\n")
+    (tmp_path / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 100) g;\n")
+    (tmp_path / "more.sql").write_text("create index items_name on items (name);\n")
+    return tmp_path
+
+
+def psql(dsn: str, sql: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql],
+                          capture_output=True, text=True, timeout=30)

@@ -1,0 +1,61 @@
+"""Concurrency and crash behaviour with real worker processes."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .test_prepare_psql import THREE_STEPS, executes
+
+
+def test_ten_identical_prepares_submitted_at_once_build_each_step_once(appliance, scripts):
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(lambda _: appliance.submit(THREE_STEPS, scripts), range(10)))
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    statuses = [appliance.wait(r.json()["job_id"], timeout=300) for r in responses]
+    assert all(s["status"] == "succeeded" for s in statuses), [s["error"] for s in statuses]
+    for index in range(3):
+        built = [s for s in statuses if executes(s)[index]["cached"] is False]
+        assert len(built) == 1, f"step {index} was built {len(built)} times"
+    assert len({s["result"]["instance_id"] for s in statuses}) == 10
+
+
+def _worker_pid(appliance, job_id: str) -> int | None:
+    with sqlite3.connect(appliance.data_dir / "control.db") as db:
+        row = db.execute("select worker from prepare_job where job_id = ?", (job_id,)).fetchone()
+    return int(row[0].rsplit(":", 1)[1]) if row and row[0] else None
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killing_the_worker_mid_step_fails_the_job_and_leaves_nothing_behind(appliance, scripts):
+    (scripts / "slow.sql").write_text("select pg_sleep(120);\n")
+    job_id = appliance.submit(["-f", "schema.sql", "-f", "slow.sql"], scripts).json()["job_id"]
+    _wait_for(lambda: any((e.get("message") or "").startswith("psql: -f slow.sql")
+                          for e in appliance.events(job_id)), 120, "the slow step to start")
+    volumes_dir = next((appliance.data_dir / "store" / "orgs").glob("*/volumes"))
+    building = list(volumes_dir.iterdir())
+    assert building, "a build clone exists while the step runs"
+    os.kill(_worker_pid(appliance, job_id), signal.SIGKILL)
+
+    status = _wait_for(lambda: (s := appliance.get(f"/v1/prepare-jobs/{job_id}").json())["status"]
+                       in ("failed", "succeeded", "cancelled") and s, 60, "the job to end")
+    assert status["status"] == "failed"
+    assert status["error"]["code"] == "internal_error"
+    _wait_for(lambda: not any(p.exists() for p in building), 30, "the build clone to be removed")
+    leftovers = subprocess.run(["pgrep", "-f", str(building[0])], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "a postgres process of the dead build is still running"
+    assert appliance.get("/v1/instances").json() == [] or all(
+        i["job_id"] != job_id for i in appliance.get("/v1/instances").json())
+    assert executes(status)[1]["output_state_id"] not in {s["state_id"] for s in appliance.get("/v1/states").json()}

@@ -1,0 +1,226 @@
+"""The behaviour every snapshot driver must have, run against each one on a real filesystem."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import Conflict, NotFound
+from appliance.storage.base import SnapshotDriver
+from appliance.storage.store import SnapshotStore
+
+ORG = "acme"
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def volume_with(store: SnapshotStore, volume_id: str, text: str) -> Path:
+    volume = store.create_volume(ORG, volume_id)
+    write(volume / "data", text)
+    return volume
+
+
+def temporaries(store: SnapshotStore) -> list[str]:
+    return [str(p) for p in store.root.glob("orgs/*/*/.tmp-*")]
+
+
+def test_every_driver_satisfies_the_protocol(store: SnapshotStore):
+    assert isinstance(store.driver, SnapshotDriver)
+
+
+def test_a_new_volume_is_an_empty_writable_directory(store: SnapshotStore):
+    volume = store.create_volume(ORG, "v1")
+    write(volume / "data", "x")
+    assert os.listdir(volume) == ["data"]
+    assert volume == store.volume_path(ORG, "v1")
+
+
+def test_creating_a_volume_that_exists_raises_conflict(store: SnapshotStore):
+    store.create_volume(ORG, "v1")
+    with pytest.raises(Conflict):
+        store.create_volume(ORG, "v1")
+
+
+def test_a_committed_state_holds_what_the_volume_held(store: SnapshotStore):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    assert (store.state_path(ORG, "s1") / "data").read_text() == "hello"
+
+
+def test_a_state_is_unaffected_by_later_writes_to_the_volume(store: SnapshotStore):
+    volume = volume_with(store, "v1", "before")
+    store.commit_state(ORG, "v1", "s1")
+    write(volume / "data", "after")
+    write(volume / "new", "new")
+    assert (store.state_path(ORG, "s1") / "data").read_text() == "before"
+    assert not (store.state_path(ORG, "s1") / "new").exists()
+
+
+def test_commit_returns_at_least_the_bytes_written(store: SnapshotStore):
+    volume = store.create_volume(ORG, "v1")
+    (volume / "data").write_bytes(os.urandom(256 * 1024))
+    assert store.commit_state(ORG, "v1", "s1") >= 256 * 1024
+
+
+def test_a_clone_of_a_state_is_writable(store: SnapshotStore):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    clone = store.clone_state(ORG, "s1", "c1")
+    write(clone / "data", "changed")
+    assert (clone / "data").read_text() == "changed"
+
+
+def test_writing_to_a_clone_leaves_the_state_unchanged(store: SnapshotStore):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    clone = store.clone_state(ORG, "s1", "c1")
+    write(clone / "data", "changed")
+    write(clone / "extra", "extra")
+    assert (store.state_path(ORG, "s1") / "data").read_text() == "hello"
+    assert not (store.state_path(ORG, "s1") / "extra").exists()
+
+
+def test_clones_of_one_state_are_independent_of_each_other(store: SnapshotStore):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    first = store.clone_state(ORG, "s1", "c1")
+    second = store.clone_state(ORG, "s1", "c2")
+    write(first / "data", "first")
+    assert (second / "data").read_text() == "hello"
+
+
+def test_a_base_can_be_committed_and_cloned(store: SnapshotStore):
+    volume_with(store, "v1", "base")
+    store.commit_base(ORG, "v1", "pg-15.4")
+    clone = store.clone_base(ORG, "pg-15.4", "c1")
+    assert (clone / "data").read_text() == "base"
+
+
+def test_cloning_an_unknown_state_raises_not_found(store: SnapshotStore):
+    with pytest.raises(NotFound):
+        store.clone_state(ORG, "missing", "c1")
+    assert store.list_volumes() == []
+
+
+def test_a_state_of_one_org_is_invisible_to_another(store: SnapshotStore):
+    volume_with(store, "v1", "secret")
+    store.commit_state(ORG, "v1", "s1")
+    assert store.has_state(ORG, "s1")
+    assert not store.has_state("other", "s1")
+    with pytest.raises(NotFound):
+        store.clone_state("other", "s1", "c1")
+
+
+def test_ownership_and_modes_survive_commit_and_clone(store: SnapshotStore, database_owner):
+    uid, gid = database_owner
+    volume = store.create_volume(ORG, "v1")
+    pgdata = volume / "pgdata"
+    pgdata.mkdir(mode=0o700)
+    (pgdata / "PG_VERSION").write_text("15\n")
+    os.chmod(pgdata / "PG_VERSION", 0o600)
+    for path in (pgdata, pgdata / "PG_VERSION"):
+        os.chown(path, uid, gid)
+    store.commit_state(ORG, "v1", "s1")
+    clone = store.clone_state(ORG, "s1", "c1")
+    for root in (store.state_path(ORG, "s1"), clone):
+        d, f = os.stat(root / "pgdata"), os.stat(root / "pgdata" / "PG_VERSION")
+        assert (d.st_uid, d.st_gid, stat.S_IMODE(d.st_mode)) == (uid, gid, 0o700)
+        assert (f.st_uid, f.st_gid, stat.S_IMODE(f.st_mode)) == (uid, gid, 0o600)
+
+
+def test_destroying_a_volume_twice_is_not_an_error(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    store.destroy_volume(ORG, "v1")
+    store.destroy_volume(ORG, "v1")
+    assert not store.volume_path(ORG, "v1").exists()
+
+
+def test_destroying_a_state_removes_it_and_is_idempotent(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    store.commit_state(ORG, "v1", "s1")
+    store.destroy_state(ORG, "s1")
+    store.destroy_state(ORG, "s1")
+    assert not store.has_state(ORG, "s1")
+
+
+def test_destroying_a_base_removes_it(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    store.commit_base(ORG, "v1", "b1")
+    store.destroy_base(ORG, "b1")
+    assert store.list_bases() == []
+
+
+def test_destroying_a_volume_with_read_only_directories_removes_it(store: SnapshotStore):
+    volume = volume_with(store, "v1", "x")
+    locked = volume / "locked"
+    locked.mkdir()
+    (locked / "f").write_text("x")
+    os.chmod(locked, 0o500)
+    store.destroy_volume(ORG, "v1")
+    assert not volume.exists()
+
+
+def test_committing_a_missing_volume_raises_not_found_and_leaves_nothing(store: SnapshotStore):
+    with pytest.raises(NotFound):
+        store.commit_state(ORG, "missing", "s1")
+    assert not store.has_state(ORG, "s1")
+    assert temporaries(store) == []
+
+
+def test_a_volume_path_that_is_not_a_directory_is_not_found(store: SnapshotStore):
+    broken = store.volume_path(ORG, "v1")
+    broken.parent.mkdir(parents=True)
+    broken.write_text("a regular file where a volume should be")
+    with pytest.raises(NotFound):
+        store.commit_state(ORG, "v1", "s1")
+    assert temporaries(store) == []
+
+
+def test_committing_to_an_existing_state_id_raises_conflict(store: SnapshotStore):
+    volume = volume_with(store, "v1", "first")
+    store.commit_state(ORG, "v1", "s1")
+    write(volume / "data", "second")
+    with pytest.raises(Conflict):
+        store.commit_state(ORG, "v1", "s1")
+    assert (store.state_path(ORG, "s1") / "data").read_text() == "first"
+    assert temporaries(store) == []
+
+
+def test_the_lists_show_what_exists_in_every_org(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    store.commit_state(ORG, "v1", "s1")
+    store.commit_base(ORG, "v1", "b1")
+    store.clone_state(ORG, "s1", "c1")
+    store.create_volume("other", "v2")
+    assert store.list_volumes() == [(ORG, "c1"), (ORG, "v1"), ("other", "v2")]
+    assert store.list_states() == [(ORG, "s1")]
+    assert store.list_bases() == [(ORG, "b1")]
+
+
+def test_the_lists_of_an_empty_store_are_empty(store: SnapshotStore):
+    assert (store.list_volumes(), store.list_states(), store.list_bases()) == ([], [], [])
+
+
+def test_sweeping_removes_the_temporaries_a_crash_left_and_counts_them(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    store.commit_state(ORG, "v1", "s1")
+    states = store.state_path(ORG, "s1").parent
+    store.driver.snapshot(store.volume_path(ORG, "v1"), states / ".tmp-s2-abc")
+    (store.volume_path(ORG, "v1").parent / ".tmp-c1-def").mkdir()
+    assert store.sweep_temporaries() == 2
+    assert temporaries(store) == []
+    assert store.list_states() == [(ORG, "s1")]
+    assert store.list_volumes() == [(ORG, "v1")]
+
+
+def test_temporaries_are_not_listed(store: SnapshotStore):
+    volume_with(store, "v1", "x")
+    states = store.state_path(ORG, "s1").parent
+    states.mkdir(parents=True)
+    store.driver.snapshot(store.volume_path(ORG, "v1"), states / ".tmp-s1-abc")
+    assert store.list_states() == []
+    assert not store.has_state(ORG, "s1")
