@@ -33,10 +33,10 @@ def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = Non
     cwd = Path(os.path.abspath(cwd))
     args = _relativize_file_args(psql_args, cwd)
     _, visited = plan_psql_with_files(args, root=Path("/"), work_dir=str(cwd).lstrip("/") or ".", stdin=stdin)
-    absolute = {name: Path(os.path.normpath(cwd / name)) for name in visited}
-    root = Path(os.path.commonpath([str(cwd), *(str(p) for p in absolute.values())]))
-    entries = sorted((path.relative_to(root).as_posix(), physical) for path, physical in
-                     ((absolute[name], visited[name]) for name in visited))
+    # name: path as psql sees it from cwd; physical: where to read it (symlinks followed)
+    located = [(Path(os.path.normpath(cwd / name)), physical) for name, physical in visited.items()]
+    root = Path(os.path.commonpath([str(cwd), *(str(path) for path, _ in located)]))
+    entries = sorted((path.relative_to(root).as_posix(), physical) for path, physical in located)
     return PackedBundle(
         data=_deterministic_tar_gz(entries),
         work_dir=cwd.relative_to(root).as_posix(),

@@ -125,14 +125,14 @@ def parse_psql_args(args: list[str]) -> ParsedArgs:
         token = args[i]
         if token == "--":
             if i + 1 < len(args):
-                _reject_positional(args[i + 1])
+                _reject_positional(i + 1)
             break
         if token.startswith("--"):
             i = _parse_long(args, i, parsed)
         elif token.startswith("-") and token != "-":
             i = _parse_short_cluster(args, i, parsed)
         else:
-            _reject_positional(token)
+            _reject_positional(i)
     return parsed
 
 
@@ -221,8 +221,10 @@ def _reject_flag(short: str) -> None:
     raise InvalidArgument(f"psql flag -{short}/--{long} is not accepted: {why}", {"flag": f"--{long}"})
 
 
-def _reject_positional(token: str) -> None:
+def _reject_positional(index: int) -> None:
+    # The value is not echoed: a positional argument may be a connection string with a password.
     raise InvalidArgument(
-        f"unexpected psql argument {token!r}: database and user names are chosen by the service",
-        {"argument": token},
+        f"unexpected positional psql argument (argument {index + 1}): "
+        "database and user names are chosen by the service",
+        {"argument_index": index},
     )

@@ -6,6 +6,7 @@ only ever reads an immutable directory.
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -46,6 +47,7 @@ def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
                                   max_files=ctx.settings.max_bundle_files)
         final = source_root(ctx, org, source_id)
         if staged.exists() and not final.exists():
+            _readable_tree(staged)
             try:
                 staged.rename(final)
             except OSError:
@@ -104,6 +106,13 @@ def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> Reso
                          binary_output=True)
     source_id, _ = store_bundle(ctx, org, archive.stdout)
     return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)
+
+
+def _readable_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
 
 
 def _readable(*dirs: Path) -> None:

@@ -157,11 +157,22 @@ class SnapshotStore:
             raise NotFound(f"{source.name} does not exist")
         return self._make(target, lambda tmp: self.driver.clone(source, tmp))
 
+    def _ensure_dir(self, directory: Path) -> None:
+        """Create layout directories 0711 whatever the umask: the unprivileged database user
+        must traverse them to reach its own volume, but may not list anyone else's."""
+        missing = []
+        while not directory.exists() and directory != self.root.parent:
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            path.chmod(0o711)
+
     def _make(self, final: Path, build: Callable[[Path], None]) -> Path:
         """Build under a temporary sibling name, then rename into place without replacing."""
         if os.path.lexists(final):
             raise Conflict(f"{final.name} already exists")
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(final.parent)
         tmp = final.parent / f"{TEMPORARY_PREFIX}{final.name}-{secrets.token_hex(6)}"
         try:
             build(tmp)

@@ -107,6 +107,16 @@ class Appliance:
         assert response.status_code == 201, response.text
         return self.wait(response.json()["job_id"])
 
+    def first_event(self, job_id: str, predicate, timeout: float = 120.0) -> dict[str, Any]:
+        """Follow the live stream until an event matches (the stream itself never ends early)."""
+        with httpx.stream("GET", f"{self.url}/v1/prepare-jobs/{job_id}/events", headers=self.headers,
+                          timeout=timeout) as response:
+            for line in response.iter_lines():
+                if line.strip() and predicate(event := json.loads(line)):
+                    return event
+        raise AssertionError(f"job {job_id} ended without a matching event")
+
     def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Every event of a job that has ended (on a running job this follows it to the end)."""
         response = self.get(f"/v1/prepare-jobs/{job_id}/events")
         return [json.loads(line) for line in response.text.splitlines() if line.strip()]

@@ -42,8 +42,7 @@ def _wait_for(predicate, timeout: float, what: str):
 def test_killing_the_worker_mid_step_fails_the_job_and_leaves_nothing_behind(appliance, scripts):
     (scripts / "slow.sql").write_text("select pg_sleep(120);\n")
     job_id = appliance.submit(["-f", "schema.sql", "-f", "slow.sql"], scripts).json()["job_id"]
-    _wait_for(lambda: any((e.get("message") or "").startswith("psql: -f slow.sql")
-                          for e in appliance.events(job_id)), 120, "the slow step to start")
+    appliance.first_event(job_id, lambda e: (e.get("message") or "").startswith("psql: -f slow.sql"))
     volumes_dir = next((appliance.data_dir / "store" / "orgs").glob("*/volumes"))
     building = list(volumes_dir.iterdir())
     assert building, "a build clone exists while the step runs"

@@ -278,3 +278,20 @@ def test_no_readline_does_not_change_the_hash(src_root):
 
 def test_output_format_flags_key_every_step(src_root):
     assert hashes(src_root, "-A", "-c", "select 1") != hashes(src_root, "-c", "select 1")
+
+
+def test_an_include_after_an_escape_string_with_an_escaped_quote_is_found(source, src_root):
+    source("a.sql", "select E'it\\'s';\n\\i p.sql\n")
+    with pytest.raises(InvalidArgument, match="p.sql"):
+        plan_psql(["-f", "a.sql"], root=src_root)
+
+
+def test_an_include_after_a_tagged_dollar_quote_is_found(source, src_root):
+    source("a.sql", "do $body$ begin perform '$$'; end $body$;\n\\i p.sql\n")
+    with pytest.raises(InvalidArgument, match="p.sql"):
+        plan_psql(["-f", "a.sql"], root=src_root)
+
+
+def test_backslash_copy_data_is_not_scanned_for_includes(source, src_root):
+    source("a.sql", "\\copy t from stdin\nit's data\n\\i missing.sql\n\\.\nselect 1;\n")
+    assert plan_psql(["-f", "a.sql"], root=src_root).steps

@@ -1,0 +1,168 @@
+"""ls / rm / status / cancel / extend: what exists on the appliance, and removing it."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from . import exit_codes
+from .client import ApiClient, CliFailure
+from .output import (delete_tree_lines, human_bytes, instances_table, jobs_table, print_json, short,
+                     state_tree_lines, stdout_console, tasks_table)
+
+MIN_PREFIX = 8
+MAX_JOB_ID = 32
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+# -- ls ------------------------------------------------------------------------------------
+def list_objects(client: ApiClient, what: str, job: str | None, output: str, long: bool) -> int:
+    if what == "tasks":
+        rows = client.get("/v1/tasks", job=job)
+    elif what == "jobs":
+        rows = client.get("/v1/prepare-jobs", job=job)
+    elif what == "states":
+        rows = client.get("/v1/states")
+    else:
+        rows = client.get("/v1/instances")
+    if output == "json":
+        print_json(rows)
+        return exit_codes.OK
+    console = stdout_console()
+    if not rows:
+        console.print(f"no {what}", markup=False)
+    elif what == "states":
+        for line in state_tree_lines(rows, long):
+            console.print(line, markup=False, highlight=False)
+    else:
+        render = {"tasks": tasks_table, "jobs": jobs_table, "instances": instances_table}[what]
+        console.print(render(rows, long))
+    return exit_codes.OK
+
+
+# -- rm ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    kind: str  # instance | state | job
+    id: str
+
+    @property
+    def path(self) -> str:
+        return {"instance": "/v1/instances/", "state": "/v1/states/", "job": "/v1/prepare-jobs/"}[self.kind] + self.id
+
+
+def check_prefix(prefix: str) -> str:
+    """Ids are hex; a short prefix would match too much by accident, so it must have 8+ characters."""
+    if not _HEX.match(prefix):
+        raise CliFailure("invalid_argument", f"{prefix!r} is not an id prefix (hex digits expected)",
+                         exit_codes.USAGE)
+    if len(prefix) < MIN_PREFIX:
+        raise CliFailure("invalid_argument", f"id prefix {prefix!r} is too short: give at least "
+                         f"{MIN_PREFIX} characters", exit_codes.USAGE)
+    return prefix.lower()
+
+
+def choose_target(prefix: str, instances: list[dict[str, Any]], states: list[dict[str, Any]],
+                  jobs: list[dict[str, Any]]) -> Target | None:
+    """Exactly one match across all kinds wins; none is None; more than one is a usage error."""
+    matches = [Target(kind, row[key]) for kind, key, rows in
+               (("instance", "instance_id", instances), ("state", "state_id", states), ("job", "job_id", jobs))
+               for row in rows if row[key].lower().startswith(prefix)]
+    exact = [m for m in matches if m.id.lower() == prefix]
+    if len(exact) == 1:
+        return exact[0]
+    if len(matches) > 1:
+        listed = ", ".join(f"{m.kind} {m.id}" for m in matches[:10])
+        raise CliFailure("ambiguous", f"id prefix {prefix} matches {len(matches)} objects: {listed}",
+                         exit_codes.USAGE)
+    return matches[0] if matches else None
+
+
+def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_run: bool, output: str,
+           long: bool, err: Console) -> int:
+    prefix = check_prefix(prefix)
+    target = choose_target(
+        prefix,
+        client.get("/v1/instances", id_prefix=prefix),
+        client.get("/v1/states", id_prefix=prefix),
+        client.get("/v1/prepare-jobs", job=prefix) if len(prefix) <= MAX_JOB_ID else [])
+    if target is None:
+        err.print(f"nothing matches {prefix}", markup=False)
+        return exit_codes.OK
+    params: dict[str, Any] = {"force": force, "dry_run": dry_run}
+    if target.kind == "state":
+        params["recurse"] = recurse
+    response = client.request("DELETE", target.path, ok=(200, 409),
+                              params={k: "true" if v else "false" for k, v in params.items()})
+    result = response.json()
+    if output == "json":
+        print_json(result)
+    else:
+        print_delete_result(result, long)
+    if result.get("outcome") == "blocked":
+        if output != "json":
+            hint = "use -r to delete dependent states too" if target.kind == "state" and not recurse else \
+                "use -f to force it"
+            err.print(f"error: blocked: {target.kind} {short(target.id, long)} was not deleted ({hint})",
+                      markup=False)
+        return exit_codes.BLOCKED
+    return exit_codes.OK
+
+
+def print_delete_result(result: dict[str, Any], long: bool) -> None:
+    heading = {"deleted": "deleted:", "would_delete": "would delete (dry run):",
+               "blocked": "blocked, nothing deleted:"}.get(result.get("outcome", ""), result.get("outcome", ""))
+    sys.stdout.write(heading + "\n")
+    for line in delete_tree_lines(result["root"], long):
+        sys.stdout.write("  " + line + "\n")
+
+
+# -- status --------------------------------------------------------------------------------
+def show_status(client: ApiClient, output: str) -> int:
+    health = client.get("/v1/health")
+    ready = client.request("GET", "/v1/ready", ok=(200, 503)).json()
+    jobs, states, instances = client.get("/v1/prepare-jobs"), client.get("/v1/states"), client.get("/v1/instances")
+    counts = {
+        "jobs": len(jobs),
+        "jobs_active": sum(1 for j in jobs if j["status"] in ("queued", "running")),
+        "states": len(states),
+        "states_bytes": sum(s.get("size_bytes") or 0 for s in states),
+        "instances": len(instances),
+        "instances_active": sum(1 for i in instances if i["status"] == "active"),
+    }
+    if output == "json":
+        print_json({"url": client.url, "health": health, "ready": ready, "counts": counts})
+    else:
+        checks = ", ".join(f"{k} {v}" for k, v in (ready.get("checks") or {}).items())
+        stdout_console().print(
+            f"appliance  {client.url}  version {health.get('version', '?')}\n"
+            f"ready      {'yes' if ready.get('ok') else 'NO'}  ({checks})\n"
+            f"jobs       {counts['jobs']} ({counts['jobs_active']} queued or running)\n"
+            f"states     {counts['states']} ({human_bytes(counts['states_bytes'])})\n"
+            f"instances  {counts['instances']} ({counts['instances_active']} active)", markup=False)
+    return exit_codes.OK if ready.get("ok") else exit_codes.UNAVAILABLE
+
+
+# -- cancel / extend -----------------------------------------------------------------------
+def cancel_job(client: ApiClient, job_id: str, output: str, err: Console) -> int:
+    response = client.request("POST", f"/v1/prepare-jobs/{job_id}/cancel", ok=(200, 202))
+    status = response.json()
+    if output == "json":
+        print_json(status)
+    elif response.status_code == 202:
+        err.print(f"job {job_id}: cancel requested", markup=False)
+    else:
+        err.print(f"job {job_id} had already finished: {status.get('status')}", markup=False)
+    return exit_codes.OK
+
+
+def extend_instance(client: ApiClient, ref: str, ttl_seconds: int, output: str) -> int:
+    instance = client.post_json(f"/v1/instances/{ref}/extend", {"ttl_seconds": ttl_seconds})
+    if output == "json":
+        print_json(instance)
+    else:
+        sys.stdout.write(f"instance {instance['instance_id']} expires at {instance['expires_at']}\n")
+    return exit_codes.OK

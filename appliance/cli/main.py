@@ -1,0 +1,217 @@
+"""`sqlrs`: verbs and global options. Each verb is a thin shell over a module that does the work."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ApplianceError, InvalidArgument
+from . import exit_codes
+from .client import ApiClient, CliFailure
+from .config import CliConfig, default_config_path, read_config_file, resolve_config
+from .output import stderr_console
+
+PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+DETACHED = 130  # like a shell after Ctrl+C: the job itself keeps running
+
+
+class SqlrsGroup(click.Group):
+    """Turns every failure into ``error: <code>: <message>`` on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliFailure as failure:
+            _print_error(failure.code, failure.message, failure.hint)
+            ctx.exit(failure.exit_code)
+        except InvalidArgument as error:  # local input: a missing file, a bad flag, a bad config
+            _print_error(error.code, error.message)
+            ctx.exit(exit_codes.USAGE)
+        except ApplianceError as error:
+            _print_error(error.code, error.message)
+            ctx.exit(exit_codes.UNAVAILABLE)
+
+
+def _print_error(code: str, message: str, hint: str | None = None) -> None:
+    click.echo(f"error: {code}: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+@click.group(cls=SqlrsGroup, epilog=exit_codes.EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--url", metavar="URL", help="Appliance API base URL [env SQLRS_URL; default http://127.0.0.1:7433].")
+@click.option("--token", metavar="TOKEN", help="Bearer token [env SQLRS_TOKEN]. Prefer --token-file.")
+@click.option("--token-file", metavar="FILE", help="File holding the bearer token [env SQLRS_TOKEN_FILE].")
+@click.option("--output", type=click.Choice(["human", "json"]), help="Output format [env SQLRS_OUTPUT; default human].")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml].")
+@click.version_option(package_name="sqlrs-appliance", prog_name="sqlrs")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str | None, output: str | None,
+        config_file: Path | None) -> None:
+    """sqlrs: PostgreSQL databases in known, reproducible states, from the sqlrs appliance."""
+    env = os.environ
+    file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
+    ctx.obj = resolve_config({"url": url, "token": token, "token_file": token_file, "output": output},
+                             env, file_values)
+
+
+def _client(cfg: CliConfig) -> ApiClient:
+    return ApiClient(cfg.url, cfg.token)
+
+
+def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: bool = False) -> int:
+    from .prepare import report_finished
+    from .watch import follow_job
+    err = stderr_console()
+    try:
+        status = follow_job(client, job_id, err)
+    except KeyboardInterrupt:
+        click.echo(f"\ndetached; job {job_id} keeps running.\n  resume: sqlrs watch {job_id}\n"
+                   f"  cancel: sqlrs cancel {job_id}", err=True)
+        return DETACHED
+    return report_finished(status, cfg.output, err, long)
+
+
+def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[str, ...], plan_only: bool,
+                       ttl: int | None = None, instance_name: str | None = None, no_watch: bool = False,
+                       long: bool = False) -> None:
+    from .prepare import print_accepted, submit_psql
+    if not psql_args:
+        raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
+    with _client(cfg) as client:
+        accepted = submit_psql(client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
+                               stdin_stream=sys.stdin, plan_only=plan_only, ttl_seconds=ttl, name=instance_name)
+        if no_watch:
+            print_accepted(accepted, cfg.url, cfg.output)
+            sys.exit(exit_codes.OK)
+        sys.exit(_follow_and_report(client, cfg, accepted["job_id"], long))
+
+
+_image = click.option("--image", metavar="IMG", help="Base image [config key image; default postgres:15].")
+_long = click.option("--long", is_flag=True, help="Show ids in full.")
+_args = click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+
+
+@cli.command("prepare:psql", context_settings=PSQL_ARGS,
+             epilog="Example: sqlrs prepare:psql -- -f schema.sql -f data.sql")
+@_image
+@click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Instance lifetime.")
+@click.option("--name", "instance_name", metavar="NAME", help="Name the instance (for run:psql --instance).")
+@click.option("--no-watch", is_flag=True, help="Print JOB_ID/STATUS_URL/EVENTS_URL and return at once.")
+@_long
+@_args
+@click.pass_obj
+def prepare_psql(cfg: CliConfig, image: str | None, ttl: int | None, instance_name: str | None,
+                 no_watch: bool, long: bool, psql_args: tuple[str, ...]) -> None:
+    """Build (or reuse) the state the psql scripts produce; print DSN=… of a fresh instance of it.
+
+    Local files named by -f (and their includes) are uploaded; -f - reads standard input.
+    """
+    _submit_and_follow(cfg, image=image, psql_args=psql_args, plan_only=False, ttl=ttl,
+                       instance_name=instance_name, no_watch=no_watch, long=long)
+
+
+@cli.command("plan:psql", context_settings=PSQL_ARGS)
+@_image
+@_long
+@_args
+@click.pass_obj
+def plan_psql(cfg: CliConfig, image: str | None, long: bool, psql_args: tuple[str, ...]) -> None:
+    """Show the steps prepare:psql would run and which are already cached; creates nothing."""
+    _submit_and_follow(cfg, image=image, psql_args=psql_args, plan_only=True, long=long)
+
+
+@cli.command()
+@click.argument("job_id")
+@_long
+@click.pass_obj
+def watch(cfg: CliConfig, job_id: str, long: bool) -> None:
+    """Follow a prepare job until it ends, then print what prepare:psql prints."""
+    with _client(cfg) as client:
+        sys.exit(_follow_and_report(client, cfg, job_id, long))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_obj
+def cancel(cfg: CliConfig, job_id: str) -> None:
+    """Cancel a queued or running prepare job."""
+    from .inventory import cancel_job
+    with _client(cfg) as client:
+        sys.exit(cancel_job(client, job_id, cfg.output, stderr_console()))
+
+
+@cli.command("ls")
+@click.option("--instances", "what", flag_value="instances", default=True, help="Instances (the default).")
+@click.option("--states", "what", flag_value="states", help="States, as a tree.")
+@click.option("--jobs", "what", flag_value="jobs", help="Prepare jobs.")
+@click.option("--tasks", "what", flag_value="tasks", help="Tasks (of one job with --job).")
+@click.option("--job", metavar="JOB", help="Only this job (a job id prefix for --jobs, a full id for --tasks).")
+@_long
+@click.pass_obj
+def ls(cfg: CliConfig, what: str, job: str | None, long: bool) -> None:
+    """List instances, states, jobs or tasks."""
+    from .inventory import list_objects
+    with _client(cfg) as client:
+        sys.exit(list_objects(client, what, job, cfg.output, long))
+
+
+@cli.command()
+@click.option("-r", "--recurse", is_flag=True, help="Also delete the states (and instances) that depend on a state.")
+@click.option("-f", "--force", is_flag=True, help="Delete even when in use (open connections, running job).")
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+@_long
+@click.argument("id_prefix")
+@click.pass_obj
+def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id_prefix: str) -> None:
+    """Delete the one instance, state or job whose id starts with ID_PREFIX (8+ hex characters)."""
+    from .inventory import check_prefix, remove
+    check_prefix(id_prefix)  # before any network: a usage error needs no appliance
+    with _client(cfg) as client:
+        sys.exit(remove(client, id_prefix, recurse=recurse, force=force, dry_run=dry_run, output=cfg.output,
+                        long=long, err=stderr_console()))
+
+
+@cli.command()
+@click.pass_obj
+def status(cfg: CliConfig) -> None:
+    """Health, readiness and counts of the appliance."""
+    from .inventory import show_status
+    with _client(cfg) as client:
+        sys.exit(show_status(client, cfg.output))
+
+
+@cli.command("run:psql", context_settings=PSQL_ARGS)
+@click.option("--instance", "instance_ref", metavar="ID|PREFIX|NAME", help="Default: the newest active instance.")
+@_args
+@click.pass_obj
+def run_psql_command(cfg: CliConfig, instance_ref: str | None, psql_args: tuple[str, ...]) -> None:
+    """Run the local psql against an instance (connection flags are rejected); exits with psql's code."""
+    from .run import check_run_args, run_psql
+    check_run_args(list(psql_args))
+    with _client(cfg) as client:
+        sys.exit(run_psql(client, instance_ref, list(psql_args)))
+
+
+@cli.command()
+@click.argument("instance_ref", metavar="INSTANCE")
+@click.option("--ttl", type=click.IntRange(min=1), required=True, metavar="SECONDS", help="New lifetime from now.")
+@click.pass_obj
+def extend(cfg: CliConfig, instance_ref: str, ttl: int) -> None:
+    """Extend an instance's lifetime to SECONDS from now."""
+    from .inventory import extend_instance
+    with _client(cfg) as client:
+        sys.exit(extend_instance(client, instance_ref, ttl, cfg.output))
+
+
+def main() -> None:
+    cli(prog_name="sqlrs")
+
+
+if __name__ == "__main__":
+    main()

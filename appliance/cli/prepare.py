@@ -1,0 +1,106 @@
+"""prepare:psql / plan:psql: pack local files, upload them, submit the job, report the outcome."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from ..engine.packing import pack_psql_bundle
+from ..engine.psql_args import parse_psql_args
+from . import exit_codes
+from .client import ApiClient, CliFailure
+from .output import print_json, short, stdout_console, tasks_table
+
+JSON_GZIP = "application/gzip"
+
+
+def reads_stdin(psql_args: list[str]) -> bool:
+    """Whether ``-f -`` asks for this process's standard input."""
+    return any(a.kind == "file" and a.value == "-" for a in parse_psql_args(psql_args).actions)
+
+
+def build_request(*, image: str, psql_args: list[str], source: dict[str, str] | None, stdin: str | None,
+                  plan_only: bool, ttl_seconds: int | None, name: str | None) -> dict[str, Any]:
+    """The ``PrepareJobRequest`` body; unset optional fields are left out, not sent as null."""
+    body: dict[str, Any] = {"prepare_kind": "psql", "image_id": image, "psql_args": psql_args,
+                            "plan_only": plan_only}
+    if source is not None:
+        body["source"] = source
+    if stdin is not None:
+        body["stdin"] = stdin
+    instance = {k: v for k, v in (("ttl_seconds", ttl_seconds), ("name", name)) if v is not None}
+    if instance and not plan_only:
+        body["instance"] = instance
+    return body
+
+
+def submit_psql(client: ApiClient, *, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO,
+                plan_only: bool, ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
+    """Pack and upload what the args read (nothing for ``-c`` only), then create the job."""
+    stdin = stdin_stream.read() if reads_stdin(psql_args) else None
+    packed = pack_psql_bundle(psql_args, cwd, stdin=stdin)  # InvalidArgument for a missing file
+    source = None
+    args = list(psql_args)
+    if packed.files:
+        uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
+        source = {"source_id": uploaded["source_id"], "work_dir": packed.work_dir}
+        args = packed.psql_args
+    body = build_request(image=image, psql_args=args, source=source, stdin=stdin, plan_only=plan_only,
+                         ttl_seconds=ttl_seconds, name=name)
+    return client.post_json("/v1/prepare-jobs", body)
+
+
+def print_accepted(accepted: dict[str, Any], url: str, output: str) -> None:
+    """``--no-watch``: where to find the job, as KEY=VALUE lines (or the API's JSON)."""
+    if output == "json":
+        print_json(accepted)
+        return
+    sys.stdout.write(f"JOB_ID={accepted['job_id']}\nSTATUS_URL={url}{accepted['status_url']}\n"
+                     f"EVENTS_URL={url}{accepted['events_url']}\n")
+
+
+def job_failure(status: dict[str, Any]) -> CliFailure | None:
+    """A failed or cancelled job as the failure to report (exit 1); None when it succeeded."""
+    if status["status"] == "succeeded":
+        return None
+    error = status.get("error") or {}
+    code = error.get("code") or ("cancelled" if status["status"] == "cancelled" else "job_failed")
+    message = error.get("message") or f"job {status['job_id']} {status['status']}"
+    return CliFailure(code, message, exit_codes.JOB_FAILED, error.get("details"))
+
+
+def report_prepared(status: dict[str, Any], output: str, err: Console) -> int:
+    """Print a finished prepare job: JSON status, or ``DSN=…`` as the last line of stdout."""
+    failure = job_failure(status)
+    if output == "json":
+        print_json(status)
+    if failure is not None:
+        raise failure
+    result = status.get("result") or {}
+    if output == "json":
+        return exit_codes.OK
+    if not result.get("dsn"):
+        raise CliFailure("no_dsn", f"job {status['job_id']} succeeded but its instance has no DSN any more "
+                         "(expired or deleted?)", exit_codes.JOB_FAILED)
+    err.print(f"instance {short(result.get('instance_id'))} of state {short(result.get('state_id'))}",
+              markup=False)
+    sys.stdout.write(f"DSN={result['dsn']}\n")
+    return exit_codes.OK
+
+
+def report_planned(status: dict[str, Any], output: str, long: bool) -> int:
+    """Print a finished plan job: its tasks (cached or not), or the JSON status."""
+    failure = job_failure(status)
+    if output == "json":
+        print_json(status)
+    elif failure is None:
+        stdout_console().print(tasks_table(status.get("tasks") or [], long))
+    if failure is not None:
+        raise failure
+    return exit_codes.OK
+
+
+def report_finished(status: dict[str, Any], output: str, err: Console, long: bool = False) -> int:
+    return report_planned(status, output, long) if status.get("plan_only") else report_prepared(status, output, err)
