@@ -35,6 +35,11 @@ def public_tmpdir(prefix: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def runner() -> Runner:
+    return Runner()
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     run_dir = public_tmpdir("sqlrs-redis-")
     server = PrivateRedis(run_dir)

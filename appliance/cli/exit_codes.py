@@ -6,6 +6,7 @@ JOB_FAILED = 1  # the prepare job failed or was cancelled
 USAGE = 2  # invalid usage or input: bad flags, 4xx invalid_argument / not_found, ambiguous prefix
 UNAVAILABLE = 3  # cannot reach the appliance, or it answered 5xx
 BLOCKED = 4  # a delete was refused (409) because something still depends on the object
+DETACHED = 130  # Ctrl+C while watching, like a shell: the job itself keeps running
 
 EPILOG = """\b
 Exit codes:
@@ -14,6 +15,7 @@ Exit codes:
   2  invalid usage or input (bad flags, invalid_argument, not_found, ambiguous prefix)
   3  the appliance cannot be reached, or it failed internally (5xx)
   4  a delete was blocked (409): something still depends on it
+  130  detached from a job with Ctrl+C (it keeps running)
 run:psql exits with psql's own exit code."""
 
 

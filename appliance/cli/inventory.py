@@ -6,11 +6,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-
 from . import exit_codes
 from .client import ApiClient, CliFailure
-from .output import (delete_tree_lines, human_bytes, instances_table, jobs_table, print_json, short,
+from .output import (delete_tree_lines, note, human_bytes, instances_table, jobs_table, print_json, short,
                      state_tree_lines, stdout_console, tasks_table)
 
 MIN_PREFIX = 8
@@ -37,9 +35,10 @@ def list_objects(client: ApiClient, what: str, job: str | None, output: str, lon
     elif what == "states":
         for line in state_tree_lines(rows, long):
             console.print(line, markup=False, highlight=False)
+    elif what == "tasks":
+        console.print(tasks_table(rows, long, with_job=True))
     else:
-        render = {"tasks": tasks_table, "jobs": jobs_table, "instances": instances_table}[what]
-        console.print(render(rows, long))
+        console.print((jobs_table if what == "jobs" else instances_table)(rows, long))
     return exit_codes.OK
 
 
@@ -82,7 +81,7 @@ def choose_target(prefix: str, instances: list[dict[str, Any]], states: list[dic
 
 
 def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_run: bool, output: str,
-           long: bool, err: Console) -> int:
+           long: bool) -> int:
     prefix = check_prefix(prefix)
     target = choose_target(
         prefix,
@@ -90,7 +89,7 @@ def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_ru
         client.get("/v1/states", id_prefix=prefix),
         client.get("/v1/prepare-jobs", job=prefix) if len(prefix) <= MAX_JOB_ID else [])
     if target is None:
-        err.print(f"nothing matches {prefix}", markup=False)
+        note(f"nothing matches {prefix}")
         return exit_codes.OK
     params: dict[str, Any] = {"force": force, "dry_run": dry_run}
     if target.kind == "state":
@@ -103,11 +102,8 @@ def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_ru
     else:
         print_delete_result(result, long)
     if result.get("outcome") == "blocked":
-        if output != "json":
-            hint = "use -r to delete dependent states too" if target.kind == "state" and not recurse else \
-                "use -f to force it"
-            err.print(f"error: blocked: {target.kind} {short(target.id, long)} was not deleted ({hint})",
-                      markup=False)
+        hint = "-r also deletes what depends on it, -f forces it" if target.kind == "state" else "-f forces it"
+        note(f"error: blocked: {target.kind} {short(target.id, long)} was not deleted ({hint})")
         return exit_codes.BLOCKED
     return exit_codes.OK
 
@@ -142,20 +138,20 @@ def show_status(client: ApiClient, output: str) -> int:
             f"ready      {'yes' if ready.get('ok') else 'NO'}  ({checks})\n"
             f"jobs       {counts['jobs']} ({counts['jobs_active']} queued or running)\n"
             f"states     {counts['states']} ({human_bytes(counts['states_bytes'])})\n"
-            f"instances  {counts['instances']} ({counts['instances_active']} active)", markup=False)
+            f"instances  {counts['instances']} ({counts['instances_active']} active)")
     return exit_codes.OK if ready.get("ok") else exit_codes.UNAVAILABLE
 
 
 # -- cancel / extend -----------------------------------------------------------------------
-def cancel_job(client: ApiClient, job_id: str, output: str, err: Console) -> int:
+def cancel_job(client: ApiClient, job_id: str, output: str) -> int:
     response = client.request("POST", f"/v1/prepare-jobs/{job_id}/cancel", ok=(200, 202))
     status = response.json()
     if output == "json":
         print_json(status)
     elif response.status_code == 202:
-        err.print(f"job {job_id}: cancel requested", markup=False)
+        note(f"job {job_id}: cancel requested")
     else:
-        err.print(f"job {job_id} had already finished: {status.get('status')}", markup=False)
+        note(f"job {job_id} had already finished: {status.get('status')}")
     return exit_codes.OK
 
 

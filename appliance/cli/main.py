@@ -15,7 +15,6 @@ from .config import CliConfig, default_config_path, read_config_file, resolve_co
 from .output import stderr_console
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
-DETACHED = 130  # like a shell after Ctrl+C: the job itself keeps running
 
 
 class SqlrsGroup(click.Group):
@@ -73,8 +72,8 @@ def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: boo
     except KeyboardInterrupt:
         click.echo(f"\ndetached; job {job_id} keeps running.\n  resume: sqlrs watch {job_id}\n"
                    f"  cancel: sqlrs cancel {job_id}", err=True)
-        return DETACHED
-    return report_finished(status, cfg.output, err, long)
+        return exit_codes.DETACHED
+    return report_finished(status, cfg.output, long)
 
 
 def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[str, ...], plan_only: bool,
@@ -143,7 +142,7 @@ def cancel(cfg: CliConfig, job_id: str) -> None:
     """Cancel a queued or running prepare job."""
     from .inventory import cancel_job
     with _client(cfg) as client:
-        sys.exit(cancel_job(client, job_id, cfg.output, stderr_console()))
+        sys.exit(cancel_job(client, job_id, cfg.output))
 
 
 @cli.command("ls")
@@ -174,7 +173,7 @@ def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id
     check_prefix(id_prefix)  # before any network: a usage error needs no appliance
     with _client(cfg) as client:
         sys.exit(remove(client, id_prefix, recurse=recurse, force=force, dry_run=dry_run, output=cfg.output,
-                        long=long, err=stderr_console()))
+                        long=long))
 
 
 @cli.command()

@@ -26,6 +26,12 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def note(text: str) -> None:
+    """A message for the human on stderr: unwrapped, unstyled, so logs keep one line per note."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
     sys.stdout.flush()
@@ -116,10 +122,15 @@ def cached_label(task: dict[str, Any]) -> str:
     return "yes" if task["cached"] else "no"
 
 
-def tasks_table(tasks: list[dict[str, Any]], long: bool = False) -> Table:
-    return table(["task", "type", "status", "summary", "cached", "output state"],
-                 [[short(t["task_id"], long), t["type"], t["status"], t.get("summary") or "",
-                   cached_label(t), short(t.get("output_state_id"), long)] for t in tasks])
+def tasks_table(tasks: list[dict[str, Any]], long: bool = False, with_job: bool = False) -> Table:
+    """Task ids are names within their job (``execute-0``), so only the job id is shortened."""
+    columns = ["task", "type", "status", "summary", "cached", "output state"]
+    rows = [[t["task_id"], t["type"], t["status"], t.get("summary") or "", cached_label(t),
+             short(t.get("output_state_id"), long)] for t in tasks]
+    if with_job:
+        columns.insert(0, "job")
+        rows = [[short(t["job_id"], long), *row] for t, row in zip(tasks, rows)]
+    return table(columns, rows)
 
 
 def jobs_table(jobs: list[dict[str, Any]], long: bool = False) -> Table:

@@ -5,13 +5,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from rich.console import Console
-
 from ..engine.packing import pack_psql_bundle
 from ..engine.psql_args import parse_psql_args
 from . import exit_codes
 from .client import ApiClient, CliFailure
-from .output import print_json, short, stdout_console, tasks_table
+from .output import note, print_json, short, stdout_console, tasks_table
 
 JSON_GZIP = "application/gzip"
 
@@ -71,7 +69,7 @@ def job_failure(status: dict[str, Any]) -> CliFailure | None:
     return CliFailure(code, message, exit_codes.JOB_FAILED, error.get("details"))
 
 
-def report_prepared(status: dict[str, Any], output: str, err: Console) -> int:
+def report_prepared(status: dict[str, Any], output: str) -> int:
     """Print a finished prepare job: JSON status, or ``DSN=…`` as the last line of stdout."""
     failure = job_failure(status)
     if output == "json":
@@ -84,8 +82,7 @@ def report_prepared(status: dict[str, Any], output: str, err: Console) -> int:
     if not result.get("dsn"):
         raise CliFailure("no_dsn", f"job {status['job_id']} succeeded but its instance has no DSN any more "
                          "(expired or deleted?)", exit_codes.JOB_FAILED)
-    err.print(f"instance {short(result.get('instance_id'))} of state {short(result.get('state_id'))}",
-              markup=False)
+    note(f"instance {short(result.get('instance_id'))} of state {short(result.get('state_id'))}")
     sys.stdout.write(f"DSN={result['dsn']}\n")
     return exit_codes.OK
 
@@ -102,5 +99,5 @@ def report_planned(status: dict[str, Any], output: str, long: bool) -> int:
     return exit_codes.OK
 
 
-def report_finished(status: dict[str, Any], output: str, err: Console, long: bool = False) -> int:
-    return report_planned(status, output, long) if status.get("plan_only") else report_prepared(status, output, err)
+def report_finished(status: dict[str, Any], output: str, long: bool = False) -> int:
+    return report_planned(status, output, long) if status.get("plan_only") else report_prepared(status, output)

@@ -56,13 +56,15 @@ def follow_job(client: ApiClient, job_id: str, console: Console) -> dict[str, An
 
 
 def task_label(task: dict[str, Any]) -> str:
-    return task.get("summary") or task["type"]
+    """``state_execute: -f a.sql``; just the type when the task has no summary."""
+    return f"{task['type']}: {task['summary']}" if task.get("summary") else task["type"]
 
 
-def cache_word(task: dict[str, Any]) -> str:
-    if task.get("cached") is None or task["type"] != "state_execute":
+def cache_word(task: dict[str, Any], plan_only: bool = False) -> str:
+    """For a step: reused from the cache, or built (``to build`` when only planning)."""
+    if task.get("cached") is None or task["type"] != "state_execute" or task["status"] != "succeeded":
         return ""
-    return "cached" if task["cached"] else "built"
+    return "cached" if task["cached"] else ("to build" if plan_only else "built")
 
 
 def server_elapsed(task: dict[str, Any]) -> float | None:
@@ -84,19 +86,27 @@ class PlainView:
         self.job_status: str | None = None
 
     def update(self, status: dict[str, Any]) -> None:
-        if status["status"] != self.job_status:
-            self.job_status = status["status"]
-            self.console.print(f"job {status['job_id']}: {self.job_status}", markup=False)
+        changed = status["status"] != self.job_status
+        self.job_status = status["status"]
+        if changed and self.job_status not in TERMINAL:
+            self._line(f"job {status['job_id']}: {self.job_status}")
         for task in status.get("tasks") or []:
             if task["status"] not in TERMINAL or (task["task_id"], task["status"]) in self.reported:
                 continue
             self.reported.add((task["task_id"], task["status"]))
             elapsed = server_elapsed(task)
             extras = ", ".join(x for x in (task["status"] if task["status"] != "succeeded" else "",
-                                            cache_word(task),
+                                            cache_word(task, bool(status.get("plan_only"))),
                                             f"{elapsed:.2f}s" if elapsed is not None else "") if x)
-            line = f"  {_ICONS[task['status']]} {task['type']}: {task_label(task)}"
-            self.console.print(line + (f" ({extras})" if extras else ""), markup=False)
+            line = f"  {_ICONS[task['status']]} {task_label(task)}"
+            self._line(line + (f" ({extras})" if extras else ""))
+        if changed and self.job_status in TERMINAL:
+            self._line(f"job {status['job_id']}: {self.job_status}")
+
+    def _line(self, text: str) -> None:
+        """Unwrapped, unstyled: log collectors should see one line per event."""
+        self.console.file.write(text + "\n")
+        self.console.file.flush()
 
     def log(self, message: str) -> None:
         pass  # psql's output belongs to a failed job's error message, which the caller prints
@@ -137,8 +147,8 @@ class LiveView:
         for _ in range(4):
             grid.add_column()
         for task in job.get("tasks") or []:
-            grid.add_row(_ICONS.get(task["status"], "?"), f"{task['type']}: {task_label(task)}",
-                         cache_word(task), self._elapsed(task))
+            grid.add_row(_ICONS.get(task["status"], "?"), task_label(task),
+                         cache_word(task, bool(job.get("plan_only"))), self._elapsed(task))
         parts: list[Any] = [header, grid]
         if self.last_log and job.get("status") not in TERMINAL:
             parts.append(Text(self.last_log[:200], style="dim"))

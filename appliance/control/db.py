@@ -29,9 +29,20 @@ def open_database(url: str) -> peewee.Database:
     return db
 
 
+def write_transaction(db: peewee.Database):
+    """A transaction that will write. On SQLite it takes the write lock up front (BEGIN
+    IMMEDIATE): a deferred transaction that reads first and writes later cannot wait for the
+    lock and fails at once with "database is locked" when another process wrote meanwhile."""
+    if isinstance(db, peewee.DatabaseProxy):
+        db = db.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
 def close_database(db: peewee.Database) -> None:
     if not db.is_closed():
         db.close()
 
 
-__all__ = ["open_database", "close_database", "ALL_MODELS"]
+__all__ = ["open_database", "close_database", "write_transaction", "ALL_MODELS"]

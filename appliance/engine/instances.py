@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from ..context import AppContext
+from ..control.db import write_transaction
 from ..control.models import Instance, Volume, utcnow
 from ..runtime.ports import PortPool
 
@@ -44,7 +45,7 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
         taken = {row.port for row in Instance.select(Instance.port).where(Instance.port.is_null(False))}
         port = PortPool(ctx.settings.port_min, ctx.settings.port_max).first_free(
             taken, ctx.settings.instance_host)
-        with ctx.db.atomic():
+        with write_transaction(ctx.db):
             if reuse_volume_id:
                 Volume.update(purpose="instance", job_id=job_id).where(
                     Volume.volume_id == volume_id).execute()

@@ -10,6 +10,7 @@ from typing import Any
 
 import peewee as pw
 
+from ..control.db import write_transaction
 from ..control.models import JobEvent, PrepareJob, utcnow
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -25,7 +26,7 @@ def append_event(job_id: str, type: str, *, task_id: str | None = None, status: 
     db = JobEvent._meta.database
     for _attempt in range(20):
         try:
-            with db.atomic():
+            with write_transaction(db):
                 last = (JobEvent.select(pw.fn.MAX(JobEvent.seq))
                         .where(JobEvent.job == job_id).scalar())
                 return JobEvent.create(

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..context import AppContext
+from ..control.db import write_transaction
 from ..control.models import Instance, PrepareJob, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
@@ -49,7 +50,7 @@ def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:
         error = InternalError(f"the worker running this job ({job.worker}) stopped responding; "
                               "nothing it was building was recorded")
         now = utcnow()
-        with ctx.db.atomic():
+        with write_transaction(ctx.db):
             updated = PrepareJob.update(status="failed", finished_at=now,
                                         error_json=json.dumps(error.to_dict())).where(
                 (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "running")).execute()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..context import AppContext
+from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
 from ..engine.psql import plan_psql
@@ -48,7 +49,7 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
                        *(("task", step.task_hash) for step in plan.steps))
 
     job_id = secrets.token_hex(16)
-    with ctx.db.atomic():
+    with write_transaction(ctx.db):
         job = PrepareJob.create(
             job_id=job_id, org=org, status="queued", prepare_kind=kind,
             image_id=request["image_id"], resolved_image_id=resolved_image, signature=signature,

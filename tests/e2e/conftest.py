@@ -27,11 +27,12 @@ def start_appliance(extra_env: dict[str, str] | None = None) -> Appliance:
 
 
 @pytest.fixture(scope="module")
-def appliance() -> Iterator[Appliance]:
+def appliance(request) -> Iterator[Appliance]:
+    """Its logs are copied to /tmp/sqlrs-e2e-logs/<module> at the end, for post-mortems."""
     app = start_appliance({"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECONDS": "0.5",
                            "SQLRS_RECONCILE_INTERVAL_SECONDS": "1"})
     yield app
-    app.destroy()
+    app.destroy(keep_logs_in=Path("/tmp/sqlrs-e2e-logs") / request.module.__name__.rsplit(".", 1)[-1])
     shutil.rmtree(app.data_dir.parent, ignore_errors=True)
 
 

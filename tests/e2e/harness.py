@@ -58,8 +58,13 @@ class Appliance:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
-    def destroy(self) -> None:
+    def destroy(self, keep_logs_in: Path | None = None) -> None:
         self.stop()
+        if keep_logs_in is not None and (self.data_dir / "logs").is_dir():
+            import shutil
+            shutil.rmtree(keep_logs_in, ignore_errors=True)
+            shutil.copytree(self.data_dir / "logs", keep_logs_in)
+            (keep_logs_in / "appliance.log").write_text(self.log_text())
         subprocess.run([sys.executable, "-m", "appliance.service.main", "destroy", "--data-dir",
                         str(self.data_dir), "--yes"], env=self.env, capture_output=True)
 

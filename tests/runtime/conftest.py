@@ -23,11 +23,6 @@ TEST_PORTS = PortPool(26000, 26999)
 
 
 @pytest.fixture(scope="session")
-def runner() -> Runner:
-    return Runner()
-
-
-@pytest.fixture(scope="session")
 def runtime(runner: Runner) -> ProcessRuntime:
     return ProcessRuntime(runner)
 

@@ -30,11 +30,6 @@ def btrfs_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def runner() -> Runner:
-    return Runner()
-
-
-@pytest.fixture(scope="session")
 def btrfs_root(tmp_path_factory, runner: Runner):
     """A fresh btrfs filesystem on a sparse image, mounted for the whole session."""
     if os.geteuid() != 0:

@@ -1,0 +1,92 @@
+"""The `sqlrs` CLI against a real appliance: the interface outside checks script against."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import psql
+
+
+def sqlrs(appliance, *args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "appliance.cli.main", "--url", appliance.url,
+            "--token-file", str(appliance.data_dir / "admin.token"), *args]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, input=input, timeout=180)
+
+
+def test_prepare_prints_the_dsn_as_its_last_line(appliance, scripts):
+    result = sqlrs(appliance, "prepare:psql", "--", "-f", "schema.sql", "-f", "data.sql", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("DSN=postgres://")
+    assert psql(last[len("DSN="):], "select count(*) from items").stdout.strip() == "100"
+
+
+def test_json_output_prints_the_final_job_status(appliance, scripts):
+    result = sqlrs(appliance, "--output", "json", "prepare:psql", "--", "-f", "schema.sql", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["status"] == "succeeded"
+    assert [t["type"] for t in status["tasks"]] == ["plan", "resolve_image", "state_execute", "prepare_instance"]
+    assert status["result"]["dsn"].startswith("postgres://")
+
+
+def test_a_second_prepare_reports_every_step_as_cached(appliance, scripts):
+    args = ["--output", "json", "prepare:psql", "--", "-f", "schema.sql", "-f", "data.sql"]
+    sqlrs(appliance, *args, cwd=scripts)
+    again = json.loads(sqlrs(appliance, *args, cwd=scripts).stdout)
+    assert [t["cached"] for t in again["tasks"] if t["type"] == "state_execute"] == [True, True]
+
+
+def test_ls_states_prints_a_json_array(appliance, scripts):
+    sqlrs(appliance, "prepare:psql", "--", "-f", "schema.sql", cwd=scripts)
+    result = sqlrs(appliance, "--output", "json", "ls", "--states", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    states = json.loads(result.stdout)
+    assert isinstance(states, list) and states and {"state_id", "parent_state_id", "size_bytes"} <= set(states[0])
+
+
+def test_a_failed_job_exits_non_zero_with_the_code_and_message_on_stderr(appliance, scripts):
+    (scripts / "broken.sql").write_text("select * from missing_table;\n")
+    result = sqlrs(appliance, "prepare:psql", "--", "-f", "schema.sql", "-f", "broken.sql", cwd=scripts)
+    assert result.returncode == 1
+    assert "step_failed" in result.stderr and "missing_table" in result.stderr
+    assert "DSN=" not in result.stdout
+
+
+def test_a_missing_local_file_is_a_usage_error(appliance, scripts):
+    result = sqlrs(appliance, "prepare:psql", "--", "-f", "nope.sql", cwd=scripts)
+    assert result.returncode == 2
+    assert "nope.sql" in result.stderr
+
+
+def test_run_psql_runs_the_local_psql_against_the_instance(appliance, scripts):
+    status = json.loads(sqlrs(appliance, "--output", "json", "prepare:psql", "--name", "runme", "--",
+                              "-f", "schema.sql", "-f", "data.sql", cwd=scripts).stdout)
+    result = sqlrs(appliance, "run:psql", "--instance", status["result"]["instance_id"], "--", "-At", "-c",
+                   "select count(*) from items", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "100"
+
+
+def test_rm_refuses_an_instance_with_connections_unless_forced(appliance, scripts):
+    status = json.loads(sqlrs(appliance, "--output", "json", "prepare:psql", "--", "-f", "schema.sql",
+                              cwd=scripts).stdout)
+    instance_id = status["result"]["instance_id"]
+    holder = subprocess.Popen(["psql", "-X", status["result"]["dsn"], "-c", "select pg_sleep(30)"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sleeping = "select count(*) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()"
+        deadline = time.monotonic() + 10
+        while psql(status["result"]["dsn"], sleeping).stdout.strip() != "1" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        blocked = sqlrs(appliance, "rm", instance_id, cwd=scripts)
+        assert blocked.returncode == 4, blocked.stdout + blocked.stderr
+        assert "active_connections" in blocked.stdout + blocked.stderr
+        forced = sqlrs(appliance, "rm", "-f", instance_id, cwd=scripts)
+        assert forced.returncode == 0, forced.stderr
+        assert appliance.get(f"/v1/instances/{instance_id}").status_code == 404
+    finally:
+        holder.kill()
