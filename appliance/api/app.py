@@ -12,15 +12,17 @@ from ..context import AppContext
 from .auth import authenticate
 from .errors import install_error_handlers
 
-PUBLIC_PATHS = {"/v1/health", "/openapi.json", "/docs", "/redocs", "/scalar"}
+PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
 
 
 def create_app(ctx: AppContext) -> Quart:
-    app = Quart("sqlrs-appliance")
+    app = Quart("sqlrs-appliance", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_bundle_bytes + 1024 * 1024
     app.config["BODY_TIMEOUT"] = 600
     app.extensions["sqlrs"] = ctx
+    # No browser UIs: they load scripts from CDNs, which air-gapped sites cannot reach.
     QuartSchema(app, info={"title": "sqlrs appliance", "version": __version__},
+                swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
                 security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
                 security=[{"bearer": []}])
     install_error_handlers(app)

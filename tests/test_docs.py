@@ -1,0 +1,64 @@
+"""Docs that cannot drift: every setting, route, CLI verb and service command is documented."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from appliance.api.app import create_app
+from appliance.cli.main import cli as sqlrs_cli
+from appliance.service.main import cli as service_cli
+from appliance.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def doc(name: str) -> str:
+    return (ROOT / name).read_text()
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_is_documented_with_its_environment_variable(field):
+    text = doc("docs/configuration.md")
+    assert f"`{field}`" in text and f"`SQLRS_{field.upper()}`" in text
+
+
+class _NoContext:
+    class settings:
+        max_bundle_bytes = 1
+
+
+def _routes() -> list[tuple[str, str]]:
+    app = create_app(_NoContext)
+    found = []
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            found.append((method, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)))
+    return found
+
+
+@pytest.mark.parametrize("method,route", _routes())
+def test_every_route_is_documented(method, route):
+    if route == "/openapi.json":
+        return
+    pattern = re.escape(route)
+    pattern = re.sub(r"\\\{[^}]+\\\}", r"\\{[a-z_]+\\}", pattern)
+    rows = [line for line in doc("docs/api.md").splitlines() if line.startswith("|")]
+    assert any(re.search(rf"\|\s*{method}\s*\|\s*`{pattern}`", row) for row in rows), (method, route)
+
+
+@pytest.mark.parametrize("verb", sorted(sqlrs_cli.commands))
+def test_every_cli_verb_is_documented(verb):
+    assert f"`{verb}" in doc("docs/cli.md") or f"sqlrs {verb}" in doc("docs/cli.md")
+
+
+@pytest.mark.parametrize("command", sorted(service_cli.commands))
+def test_every_service_command_is_documented(command):
+    assert f"`sqlrs-appliance {command}" in doc("docs/operations.md")
+
+
+def test_the_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = doc("README.md")
+    assert "make demo" in readme and "make test" in readme
+    assert "exec make test" in doc(".ci/run")
