@@ -78,7 +78,7 @@ class Appliance:
         return {"Authorization": f"Bearer {self.token}"}
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.get(self.url + path, headers=self.headers, timeout=30, **kw)
+        return httpx.get(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
 
     def post(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.post(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
