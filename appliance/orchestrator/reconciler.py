@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..context import AppContext
 from ..control.db import write_transaction
-from ..control.models import Instance, PrepareJob, Task, Volume, utcnow
+from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
 from .events import TERMINAL_STATUSES, append_event
@@ -33,13 +33,13 @@ class ReconcileReport:
     orphan_paths: list[str] = field(default_factory=list)
 
 
-def reconcile(ctx: AppContext) -> ReconcileReport:
+def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
     report = ReconcileReport()
     _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
     _reap_expired_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
-    _remove_orphans_on_disk(ctx, report)
+    _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
     return report
 
 
@@ -101,12 +101,20 @@ def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
             log.error("could not release volume %s: %s", volume.volume_id, exc)
 
 
-def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport) -> None:
-    from ..control.models import BaseImage, State
+def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: float) -> None:
+    def unclaimed_for_long(path) -> bool:
+        # ctime, not mtime: copies keep the source's mtime, but the rename into place sets ctime.
+        try:
+            return time.time() - path.stat().st_ctime > grace
+        except FileNotFoundError:
+            return False
+
+    def being_built(kind: str, org: str, key: str) -> bool:
+        return bool(ctx.redis.exists(f"sqlrs:lock:{kind}:{org}:{key}"))
 
     known_volumes = {v.volume_id for v in Volume.select(Volume.volume_id)}
     for org, volume_id in ctx.store.list_volumes():
-        if volume_id not in known_volumes and _older_than_grace(ctx.store.volume_path(org, volume_id)):
+        if volume_id not in known_volumes and unclaimed_for_long(ctx.store.volume_path(org, volume_id)):
             path = ctx.store.volume_path(org, volume_id)
             ctx.runtime.stop(path, mode="immediate")
             ctx.store.destroy_volume(org, volume_id)
@@ -114,19 +122,15 @@ def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport) -> None:
     known_states = {(s.org, s.state_id) for s in State.select(State.org, State.state_id)}
     for org, state_id in ctx.store.list_states():
         path = ctx.store.state_path(org, state_id)
-        if (org, state_id) not in known_states and _older_than_grace(path):
+        if ((org, state_id) not in known_states and unclaimed_for_long(path)
+                and not being_built("state", org, state_id)):
             ctx.store.destroy_state(org, state_id)
             report.orphan_paths.append(str(path))
     known_bases = {(b.org, b.base_key) for b in BaseImage.select(BaseImage.org, BaseImage.base_key)}
     for org, key in ctx.store.list_bases():
         path = ctx.store.base_path(org, key)
-        if (org, key) not in known_bases and _older_than_grace(path):
+        if (org, key) not in known_bases and unclaimed_for_long(path) and not being_built("base", org, key):
             ctx.store.destroy_base(org, key)
             report.orphan_paths.append(str(path))
 
 
-def _older_than_grace(path) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime > ORPHAN_GRACE_SECONDS
-    except FileNotFoundError:
-        return False

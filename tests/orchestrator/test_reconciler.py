@@ -1,0 +1,73 @@
+"""The reconciler against a real Control DB and Redis: Redis holds nothing the DB cannot rebuild."""
+from __future__ import annotations
+
+import datetime as dt
+
+from appliance.control.models import PrepareJob, Volume, utcnow
+from appliance.orchestrator.queue import is_known_to_redis
+from appliance.orchestrator.reconciler import reconcile
+from appliance.orchestrator.submit import submit_prepare
+
+REQUEST = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "create table t (i int)"]}
+
+
+def test_a_queued_job_that_redis_forgot_is_enqueued_again(ctx, redis):
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    assert is_known_to_redis(redis, job.job_id)
+    redis.flushall()  # Redis restarted without persistence
+    PrepareJob.update(created_at=utcnow() - dt.timedelta(minutes=1)).execute()
+    report = reconcile(ctx)
+    assert report.requeued_jobs == [job.job_id]
+    assert is_known_to_redis(redis, job.job_id)
+
+
+def test_a_running_job_without_heartbeats_is_failed_with_a_clear_error(ctx, redis):
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    stale = utcnow() - dt.timedelta(seconds=ctx.settings.job_lost_after_seconds + 5)
+    PrepareJob.update(status="running", heartbeat_at=stale, worker="host:123").execute()
+    report = reconcile(ctx)
+    assert report.lost_jobs == [job.job_id]
+    failed = PrepareJob.get_by_id(job.job_id)
+    assert failed.status == "failed" and "host:123" in failed.error_json
+
+
+def test_a_job_with_a_fresh_heartbeat_is_left_alone(ctx, redis):
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="running", heartbeat_at=utcnow(), worker="host:123").execute()
+    assert reconcile(ctx).lost_jobs == []
+    assert PrepareJob.get_by_id(job.job_id).status == "running"
+
+
+def test_a_clone_whose_job_ended_is_destroyed_and_forgotten(ctx, redis):
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="failed").execute()
+    Volume.create(volume_id="ab" * 16, org="default", purpose="build", job_id=job.job_id)
+    path = ctx.store.create_volume("default", "ab" * 16)
+    (path / "marker").write_text("x")
+    report = reconcile(ctx)
+    assert report.released_volumes == ["ab" * 16]
+    assert not path.exists() and Volume.select().count() == 0
+
+
+def test_a_clone_no_row_knows_is_removed_from_disk(ctx, redis):
+    path = ctx.store.create_volume("default", "cd" * 16)
+    report = reconcile(ctx, orphan_grace_seconds=-1)
+    assert str(path) in report.orphan_paths and not path.exists()
+
+
+def test_a_fresh_unclaimed_state_directory_is_left_for_its_writer(ctx, redis):
+    path = ctx.store.create_volume("default", "ef" * 16)
+    ctx.store.commit_state("default", "ef" * 16, "0" * 64)
+    reconcile(ctx)  # the default grace: a commit is recorded a moment after it lands on disk
+    assert ctx.store.has_state("default", "0" * 64)
+
+
+def test_an_unclaimed_state_whose_build_lock_is_held_is_left_alone(ctx, redis):
+    ctx.store.create_volume("default", "ab" * 16)
+    ctx.store.commit_state("default", "ab" * 16, "1" * 64)
+    redis.set(f"sqlrs:lock:state:default:{'1' * 64}", "holder")
+    reconcile(ctx, orphan_grace_seconds=-1)
+    assert ctx.store.has_state("default", "1" * 64)
+    redis.delete(f"sqlrs:lock:state:default:{'1' * 64}")
+    reconcile(ctx, orphan_grace_seconds=-1)
+    assert not ctx.store.has_state("default", "1" * 64)
