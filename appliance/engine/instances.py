@@ -85,7 +85,11 @@ def release_volume(ctx: AppContext, org: str, volume_id: str) -> None:
 
 
 def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | None = None) -> None:
-    """Tear an instance down; keep its row with a final status (e.g. expired) or delete it."""
+    """Tear an instance down; keep its row with a final status (e.g. expired) or delete it.
+
+    The row says ``deleting`` first, so the reconciler never mistakes a half torn-down
+    instance for one whose Postgres died and tries to revive it."""
+    Instance.update(status="deleting").where(Instance.instance_id == instance.instance_id).execute()
     release_volume(ctx, instance.org, instance.volume_id)
     if keep_row_as:
         Instance.update(status=keep_row_as, port=None).where(

@@ -29,6 +29,7 @@ class ReconcileReport:
     lost_jobs: list[str] = field(default_factory=list)
     requeued_jobs: list[str] = field(default_factory=list)
     expired_instances: list[str] = field(default_factory=list)
+    revived_instances: list[str] = field(default_factory=list)
     released_volumes: list[str] = field(default_factory=list)
     orphan_paths: list[str] = field(default_factory=list)
 
@@ -38,6 +39,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SEC
     _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
     _reap_expired_instances(ctx, report)
+    _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
     return report
@@ -82,6 +84,25 @@ def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
             report.expired_instances.append(instance.instance_id)
         except Exception as exc:
             log.error("could not reap instance %s: %s", instance.instance_id, exc)
+
+
+def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
+    """After a host reboot (or an OOM kill) an active instance's Postgres is gone: start it again
+    on its own port, so its DSN works again; if that fails, the instance is failed and released."""
+    for instance in Instance.select().where((Instance.status == "active") & (Instance.expires_at >= utcnow())):
+        path = ctx.store.volume_path(instance.org, instance.volume_id)
+        if ctx.runtime.is_running(path):
+            continue
+        try:
+            ctx.runtime.stop(path, mode="immediate")  # clears what a killed postmaster left behind
+            ctx.runtime.start(path, instances.instance_run_dir(ctx, instance.volume_id), port=instance.port,
+                              listen_host=ctx.settings.instance_host)
+            report.revived_instances.append(instance.instance_id)
+            log.warning("instance %s was not running; started it again", instance.instance_id)
+        except Exception as exc:
+            log.error("instance %s is not running and could not be started (%s); failing it",
+                      instance.instance_id, exc)
+            instances.destroy_instance(ctx, instance, keep_row_as="failed")
 
 
 def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:

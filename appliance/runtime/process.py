@@ -148,6 +148,10 @@ class ProcessRuntime:
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         _remove_stale_pidfile(pgdata)
+        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
+            # A killed postmaster's socket lock names its (possibly zombie) pid; the run dir is
+            # this cluster's alone and nothing of it runs, so the lock is stale.
+            leftover.unlink(missing_ok=True)
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._own_dir(run_dir)
         log = run_dir / "postgres.log"

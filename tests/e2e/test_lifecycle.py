@@ -145,3 +145,16 @@ def test_openapi_describes_the_prepare_request_without_auth(appliance):
     assert "/v1/prepare-jobs" in spec["paths"]
     schema = json.dumps(spec)
     assert "psql_args" in schema and "PrepareJobStatus" in schema
+
+
+def test_an_instance_whose_postgres_died_is_started_again_on_its_port(appliance, scripts):
+    status = appliance.prepare(["-f", "schema.sql"], scripts)
+    dsn, instance_id = status["result"]["dsn"], status["result"]["instance_id"]
+    volume = next(p for p in (appliance.data_dir / "store" / "orgs").glob("*/volumes/*")
+                  if (p / "pgdata" / "postmaster.pid").exists() and
+                  appliance.get(f"/v1/instances/{instance_id}").json()["port"] == int(
+                      (p / "pgdata" / "postmaster.pid").read_text().splitlines()[3]))
+    postmaster = int((volume / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+    subprocess.run(["kill", "-9", str(postmaster)], check=True)
+    _wait_until(lambda: psql(dsn, "select count(*) from items").returncode == 0, timeout=60)
+    assert appliance.get(f"/v1/instances/{instance_id}").json()["status"] == "active"

@@ -202,3 +202,15 @@ def test_a_cluster_without_a_password_refuses_every_tcp_login(runtime, runner, v
     endpoint = start(volume, listen_host="127.0.0.1")
     result = tcp_psql(runtime, runner, endpoint, "", "select 1")
     assert result.returncode != 0
+
+
+def test_a_killed_cluster_starts_again_on_the_same_port(runtime, runner, volume, run_dir_for, free_port):
+    port, run_dir = free_port(), run_dir_for(volume)
+    runtime.start(volume, run_dir, port=port, listen_host=None)
+    try:
+        os.kill(_postmaster_pid(volume), signal.SIGKILL)  # leaves its socket lock file behind
+        runtime.stop(volume, mode="immediate")
+        endpoint = runtime.start(volume, run_dir, port=port, listen_host=None)
+        assert socket_psql(runtime, runner, endpoint, "select 1") == "1"
+    finally:
+        runtime.stop(volume, mode="immediate")
