@@ -42,10 +42,6 @@ class AppContext:
     def run_dir(self):
         return self.settings.data_dir / "run"
 
-    @property
-    def logs_dir(self):
-        return self.settings.data_dir / "logs"
-
 
 def build_context(settings: Settings, runner: Runner | None = None) -> AppContext:
     from .runtime.process import ProcessRuntime

@@ -47,3 +47,9 @@ def context() -> AppContext:
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking Control-DB/driver work off the event loop."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def deletion_response(answer: dict) -> tuple[dict, int]:
+    """A blocked delete answers 409 with its DeleteResult; a dry run always answers 200."""
+    blocked = answer["outcome"] == "blocked" and not answer["dry_run"]
+    return answer, 409 if blocked else 200

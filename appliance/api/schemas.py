@@ -195,3 +195,5 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ok: bool
     checks: dict[str, str]
+    store_driver: str
+    warnings: list[str]

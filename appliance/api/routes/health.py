@@ -38,6 +38,8 @@ def _checks(ctx) -> dict[str, str]:
 @validate_response(Readiness, 200)
 @validate_response(Readiness, 503)
 async def ready():
-    checks = await call(_checks, context())
+    ctx = context()
+    checks = await call(_checks, ctx)
     ok = all(value == "ok" for value in checks.values())
-    return {"ok": ok, "checks": checks}, 200 if ok else 503
+    return ({"ok": ok, "checks": checks, "store_driver": ctx.store.driver.name,
+             "warnings": ctx.storage_warnings}, 200 if ok else 503)

@@ -7,31 +7,24 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, utcnow
-from ...errors import InvalidArgument, NotFound
+from ...errors import InvalidArgument
 from ...orchestrator import deletion
 from .. import serializers
-from ..app import call, context
+from ..app import call, context, deletion_response
 from ..listing import listing
+from ..lookup import by_id_or_prefix, require
 from ..schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
 
 blueprint = Blueprint("instances", __name__)
 
 
 def find_instance(org: str, ref: str) -> Instance:
-    """Exact id, a unique id prefix (8+ hex characters), or the instance's name."""
-    instance = Instance.get_or_none((Instance.org == org) & (Instance.instance_id == ref))
-    if instance is None and len(ref) >= 8:
-        matches = list(Instance.select().where((Instance.org == org) &
-                                               Instance.instance_id.startswith(ref.lower())).limit(2))
-        if len(matches) > 1:
-            raise InvalidArgument(f"instance prefix {ref} is ambiguous")
-        instance = matches[0] if matches else None
+    """Full id, a unique id prefix, or the name of an active instance."""
+    instance = by_id_or_prefix(Instance, Instance.instance_id, org, ref, "instance")
     if instance is None:
         instance = (Instance.select().where((Instance.org == org) & (Instance.name == ref) &
                                             (Instance.status == "active")).first())
-    if instance is None:
-        raise NotFound(f"instance {ref} not found")
-    return instance
+    return require(instance, "instance", ref)
 
 
 @blueprint.get("/v1/instances")
@@ -66,7 +59,7 @@ async def delete_instance(ref: str, query_args: DeleteQuery):
         return deletion.delete_instance(ctx, org, instance.instance_id, force=query_args.force,
                                         dry_run=query_args.dry_run)
     answer = await call(delete)
-    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200
+    return deletion_response(answer)
 
 
 @blueprint.post("/v1/instances/<ref>/extend")

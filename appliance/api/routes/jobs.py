@@ -9,7 +9,7 @@ from ...errors import NotFound
 from ...orchestrator import deletion
 from ...orchestrator.submit import submit_prepare
 from .. import serializers
-from ..app import call, context
+from ..app import call, context, deletion_response
 from ..listing import listing
 from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobRequest,
                        PrepareJobStatus, TaskListQuery)
@@ -74,7 +74,7 @@ async def cancel_job(job_id: str):
 async def delete_job(job_id: str, query_args: DeleteQuery):
     answer = await call(deletion.delete_job, context(), g.principal.org, job_id,
                         force=query_args.force, dry_run=query_args.dry_run)
-    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200
+    return deletion_response(answer)
 
 
 @blueprint.get("/v1/prepare-jobs/<job_id>/events")

@@ -6,11 +6,11 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_response
 
 from ...control.models import Instance, State
-from ...errors import InvalidArgument, NotFound
 from ...orchestrator import deletion
 from .. import serializers
-from ..app import call, context
+from ..app import call, context, deletion_response
 from ..listing import listing
+from ..lookup import by_id_or_prefix, require
 from ..schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
 
 blueprint = Blueprint("states", __name__)
@@ -31,18 +31,8 @@ def _refcounts(org: str) -> dict[str, int]:
     return counts
 
 
-def find_state(org: str, state_id: str) -> State:
-    """Exact id, or a unique prefix of at least 8 hex characters."""
-    state = State.get_or_none((State.org == org) & (State.state_id == state_id))
-    if state is None and len(state_id) >= 8:
-        matches = list(State.select().where((State.org == org) & State.state_id.startswith(state_id.lower()))
-                       .limit(2))
-        if len(matches) > 1:
-            raise InvalidArgument(f"state prefix {state_id} is ambiguous")
-        state = matches[0] if matches else None
-    if state is None:
-        raise NotFound(f"state {state_id} not found")
-    return state
+def find_state(org: str, ref: str) -> State:
+    return require(by_id_or_prefix(State, State.state_id, org, ref, "state"), "state", ref)
 
 
 @blueprint.get("/v1/states")
@@ -75,12 +65,11 @@ async def get_state(state_id: str):
 @validate_response(DeleteResult, 200)
 @validate_response(DeleteResult, 409)
 async def delete_state(state_id: str, query_args: DeleteQuery):
-    org = g.principal.org
+    org, ctx = g.principal.org, context()
 
     def delete():
         state = find_state(org, state_id)
-        return deletion.delete_state(context_, org, state.state_id, recurse=query_args.recurse,
+        return deletion.delete_state(ctx, org, state.state_id, recurse=query_args.recurse,
                                      force=query_args.force, dry_run=query_args.dry_run)
-    context_ = context()
     answer = await call(delete)
-    return answer, 409 if answer["outcome"] == "blocked" and not query_args.dry_run else 200
+    return deletion_response(answer)
