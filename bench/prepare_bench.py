@@ -5,13 +5,16 @@ For a small (a few MB) and a large (>= 1 GiB of table heap) state, in one run:
   (b) a cache hit through a real embedded appliance: POST /v1/prepare-jobs -> poll -> select 1
       on the DSN (p50/p95 over N repetitions, each instance deleted before the next);
   (c) the raw floor: btrfs subvolume snapshot of the state + pg_ctl start.
-Writes a markdown table to stdout and bench/out/results.md, and a chart to bench/out/prepare.png.
+Writes a markdown table to stdout and bench/out/results.md, a chart to bench/out/prepare.png and
+every sample to bench/out/samples.json.
 It is a benchmark, not a test: run it with `make bench` (as root: it mounts a btrfs image).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -136,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="sqlrs-bench-", dir="/tmp"))
     base.chmod(0o755)
     app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
-                    extra_env={"SQLRS_BTRFS_IMAGE_BYTES": str(16 * ONE_GIB)})
+                    extra_env={"SQLRS_BTRFS_IMAGE_BYTES": str(16 * ONE_GIB),
+                               # no periodic reconciler pass inside a measurement (instances are
+                               # deleted by the bench itself, so nothing needs reaping)
+                               "SQLRS_RECONCILE_INTERVAL_SECONDS": "3600"})
     rebuild = ClassicRebuild(base, free_tcp_port())
     floor = RawFloor(app.data_dir / "store" / "bench-floor", base, free_tcp_port())
     api: ApiSession | None = None
@@ -166,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
     write_chart(rows, args.out / "prepare.png")
+    (args.out / "samples.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     print("\n" + text)
-    print(f"wrote {args.out / 'results.md'} and {args.out / 'prepare.png'}")
+    print(f"wrote results.md, prepare.png and samples.json (every sample) to {args.out}")
     return 0
 
 

@@ -108,6 +108,7 @@ def write_chart(rows: list[SizeRow], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     series = [("(a) rebuild", lambda r: r.rebuild, "#c0504d"),
               ("(b) cache hit p50", lambda r: r.hit_p50, "#4f81bd"),
@@ -126,6 +127,8 @@ def write_chart(rows: list[SizeRow], path: Path) -> None:
         ax.bar_label(bars, labels=[_s(y) for y in ys], fontsize=7, padding=2)
     ax.axhline(TARGET_P50_SECONDS, color="black", linestyle="--", linewidth=1, label="target 0.25 s")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g} s"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("seconds to a usable DSN (log scale)")
     ax.set_xticks(range(len(rows)), [f"{r.name}\n{_mb(r.table_bytes)} table, {r.store.split(' ')[0]}" for r in rows])
     ax.set_title("sqlrs prepare: rebuild from scripts vs cache hit through the API")
