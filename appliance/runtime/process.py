@@ -34,6 +34,7 @@ _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
 _IMAGE = re.compile(r"^postgres(?::(?P<major>\d+)(?:@sha256:(?P<digest>[0-9a-f]{64}))?)?$")
 _TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
 _KILL_WAIT_SECONDS = 30.0
+_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 
 # Appended to postgresql.conf of every new cluster; snapshots and clones inherit it.
 CLUSTER_SETTINGS = """
@@ -160,10 +161,10 @@ class ProcessRuntime:
             "-c", f"port={port}",
             "-c", f"unix_socket_directories={shlex.quote(str(run_dir))}",
         ])
-        argv = [self.bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-w", "-t", str(self.start_timeout),
-                "-o", options, "start"]
+        argv = [self.bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-W", "-o", options, "start"]
         try:
             self._run(argv, timeout=self.start_timeout + 30)
+            self._wait_until_ready(pgdata, argv, log)
         except (CommandFailed, subprocess.TimeoutExpired) as exc:
             self._stop_quietly(volume)  # never leave a half-started server behind
             stderr = getattr(exc, "stderr", "") or ""
@@ -174,6 +175,24 @@ class ProcessRuntime:
                 f"{stderr}\n--- tail of {log} ---\n{_tail(log)}",
             ) from None
         return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
+
+    def _wait_until_ready(self, pgdata: Path, argv: list, log: Path) -> None:
+        """Poll postmaster.pid for "ready" every few ms; ``pg_ctl -w`` polls only every 100 ms,
+        which is most of a cache hit's time to a usable DSN."""
+        started = time.monotonic()
+        while time.monotonic() - started < self.start_timeout:
+            try:
+                lines = (pgdata / "postmaster.pid").read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+                return
+            if lines and lines[0].isdigit() and not _is_cluster_process(int(lines[0]), os.path.realpath(pgdata)):
+                break  # the postmaster exited: the log says why
+            if not lines and time.monotonic() - started > 0.5 and not _cluster_pids(pgdata):
+                break  # it died before writing its lock file (bad settings, port taken, ...)
+            time.sleep(0.003)
+        raise CommandFailed([os.fspath(a) for a in argv], 1, f"postgres did not become ready\n{_tail(log)}")
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         if mode not in ("fast", "immediate"):
