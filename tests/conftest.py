@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +16,7 @@ from redis import Redis
 
 from appliance.runtime.process import ProcessRuntime
 from appliance.service.redis_server import PrivateRedis
-from appliance.shell import RunAs, Runner
+from appliance.shell import Runner
 
 
 def free_tcp_port() -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..context import AppContext
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import ApplianceError, Cancelled, CommandFailed, InternalError, StepFailed
-from ..orchestrator.events import TERMINAL_STATUSES, append_event
+from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet
 from ..runtime.base import Endpoint
 from . import instances
@@ -46,12 +46,12 @@ class JobRun:
     # -- lifecycle -----------------------------------------------------------------------
     def execute(self) -> None:
         job = self.job
-        if job.status in TERMINAL_STATUSES:
+        now = utcnow()
+        claimed = PrepareJob.update(status="running", worker=f"{self.ctx.host}:{os.getpid()}",
+                                    started_at=now, heartbeat_at=now).where(
+            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")).execute()
+        if not claimed:  # cancelled while queued, or a duplicate delivery of a job already taken
             return
-        job.status, job.worker = "running", f"{self.ctx.host}:{os.getpid()}"
-        job.started_at = job.started_at or utcnow()
-        job.heartbeat_at = utcnow()
-        job.save()
         append_event(job.job_id, "status", status="running")
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()

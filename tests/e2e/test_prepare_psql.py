@@ -1,7 +1,6 @@
 """prepare:psql end to end: HTTP → RQ → a real worker process → real Postgres on btrfs."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from .conftest import psql
 

@@ -56,7 +56,7 @@ def test_a_clone_no_row_knows_is_removed_from_disk(ctx, redis):
 
 
 def test_a_fresh_unclaimed_state_directory_is_left_for_its_writer(ctx, redis):
-    path = ctx.store.create_volume("default", "ef" * 16)
+    ctx.store.create_volume("default", "ef" * 16)
     ctx.store.commit_state("default", "ef" * 16, "0" * 64)
     reconcile(ctx)  # the default grace: a commit is recorded a moment after it lands on disk
     assert ctx.store.has_state("default", "0" * 64)

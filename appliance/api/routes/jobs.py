@@ -1,7 +1,7 @@
 """Prepare jobs: create, list, get, cancel, delete, events; and the flat task list."""
 from __future__ import annotations
 
-from quart import Blueprint, g, request
+from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import PrepareJob, Task
