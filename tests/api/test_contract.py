@@ -45,3 +45,16 @@ async def test_the_job_list_filters_by_id_prefix_and_status(client):
     assert [j["job_id"] for j in by_prefix] == [job["job_id"]]
     running = await (await client.get("/v1/prepare-jobs?status=running", headers=client.auth)).get_json()
     assert running == []
+
+
+async def test_metrics_count_jobs_but_not_the_steps_of_a_plan(client):
+    body = {"prepare_kind": "psql", "image_id": "postgres:15", "plan_only": True, "psql_args": ["-c", "select 1"]}
+    await client.post("/v1/prepare-jobs", json=body, headers=client.auth)
+    text = (await (await client.get("/metrics", headers=client.auth)).get_data()).decode()
+    assert 'sqlrs_prepare_jobs{status="succeeded"} 1.0' in text
+    assert "sqlrs_steps_total{" not in text
+    assert "sqlrs_states 0.0" in text
+
+
+async def test_metrics_need_a_token(client):
+    assert (await client.get("/metrics")).status_code == 401

@@ -1,6 +1,8 @@
 """prepare:psql end to end: HTTP → RQ → a real worker process → real Postgres on btrfs."""
 from __future__ import annotations
 
+import re
+
 
 from .conftest import psql
 
@@ -30,6 +32,9 @@ def test_repeating_a_prepare_runs_no_psql_at_all(appliance, scripts):
     messages = [e.get("message") or "" for e in appliance.events(second["job_id"])]
     assert not any(m.startswith("psql:") for m in messages)
     assert any(m.startswith("cache hit") for m in messages)
+    metrics = appliance.get("/metrics").text
+    hits = re.search(r'^sqlrs_steps_total\{outcome="cache_hit"\} (\d+)', metrics, re.M)
+    assert hits and float(hits.group(1)) >= 3
 
 
 def test_changing_the_third_file_reuses_the_first_two_states(appliance, scripts):

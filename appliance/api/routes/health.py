@@ -1,7 +1,7 @@
 """Liveness (no auth) and readiness (Control DB, Redis, store)."""
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, Response
 from quart_schema import validate_response
 
 from ... import __version__
@@ -43,3 +43,11 @@ async def ready():
     ok = all(value == "ok" for value in checks.values())
     return ({"ok": ok, "checks": checks, "store_driver": ctx.store.driver.name,
              "warnings": ctx.storage_warnings}, 200 if ok else 503)
+
+
+@blueprint.get("/metrics")
+async def metrics():
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from ..metrics import render
+    return Response(await call(render), content_type=CONTENT_TYPE_LATEST)
