@@ -93,11 +93,18 @@ class _TomlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        from .errors import InvalidArgument
+
         path = os.environ.get("SQLRS_CONFIG")
         if not path:
             return {}
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                return tomllib.load(fh)
+        except FileNotFoundError:
+            raise InvalidArgument(f"configuration file {path} (SQLRS_CONFIG) does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidArgument(f"configuration file {path} is not valid TOML: {exc}") from None
 
 
 def load_settings(**overrides: Any) -> Settings:

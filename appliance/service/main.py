@@ -71,8 +71,13 @@ def destroy(data_dir: Path, yes: bool) -> None:
 
 
 def main() -> None:
+    from pydantic import ValidationError
     try:
         cli(standalone_mode=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        click.echo(f"configuration error: {problems}", err=True)
+        sys.exit(2)
     except ApplianceError as exc:
         click.echo(f"error [{exc.code}]: {exc.message}", err=True)
         sys.exit(1)

@@ -1,0 +1,68 @@
+"""One typed settings object: defaults < TOML file < SQLRS_* environment < explicit overrides."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from appliance.errors import InvalidArgument
+from appliance.settings import load_settings
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    path = tmp_path / "appliance.toml"
+    monkeypatch.setenv("SQLRS_CONFIG", str(path))
+    monkeypatch.delenv("SQLRS_LISTEN", raising=False)
+    return path
+
+
+def test_the_file_beats_the_defaults(config_file):
+    config_file.write_text('listen = "0.0.0.0:9000"\n')
+    assert load_settings().listen == "0.0.0.0:9000"
+
+
+def test_the_environment_beats_the_file(config_file, monkeypatch):
+    config_file.write_text('listen = "0.0.0.0:9000"\n')
+    monkeypatch.setenv("SQLRS_LISTEN", "127.0.0.1:9001")
+    assert load_settings().listen == "127.0.0.1:9001"
+
+
+def test_an_explicit_override_beats_the_environment(config_file, monkeypatch):
+    config_file.write_text("")
+    monkeypatch.setenv("SQLRS_LISTEN", "127.0.0.1:9001")
+    assert load_settings(listen="127.0.0.1:9002").listen == "127.0.0.1:9002"
+
+
+def test_an_unknown_key_in_the_file_is_an_error(config_file):
+    config_file.write_text("listen = 1\n")
+    with pytest.raises(ValidationError, match="listen"):
+        load_settings()
+
+
+def test_an_inverted_port_range_is_an_error(config_file):
+    config_file.write_text("port_min = 7000\nport_max = 6000\n")
+    with pytest.raises(ValidationError, match="port_min"):
+        load_settings()
+
+
+def test_the_service_reports_a_bad_setting_in_one_line(config_file, tmp_path):
+    config_file.write_text('storage_backend = "zfs-please"\n')
+    result = subprocess.run([sys.executable, "-m", "appliance.service.main", "up", "--data-dir", str(tmp_path / "d")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("configuration error: storage_backend")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_is_a_clear_error(config_file):
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        load_settings()
+
+
+def test_a_config_file_that_is_not_toml_is_a_clear_error(config_file):
+    config_file.write_text("listen = \n")
+    with pytest.raises(InvalidArgument, match="not valid TOML"):
+        load_settings()
