@@ -64,10 +64,11 @@ class WorkerPool:
         self.stopping = threading.Event()
 
     def _spawn(self, index: int) -> subprocess.Popen:
-        log_file = open(self.log_dir / f"worker-{index}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
-                                env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        """A long-lived child to supervise, not a command to run: hence Popen, not the Runner."""
+        with open(self.log_dir / f"worker-{index}.log", "ab") as log_file:
+            return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
+                                    env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
+                                    stdout=log_file, stderr=subprocess.STDOUT)
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
