@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import BinaryIO, Callable, Mapping, Sequence
 
 from .errors import Cancelled, CommandFailed
 
@@ -73,6 +74,63 @@ class Runner:
         if check and proc.returncode != 0:
             raise CommandFailed(argv, proc.returncode, result.stderr, result.stdout)
         return result
+
+
+    def pipe_from(self, argv: Sequence[str], sink: Callable[[BinaryIO], None], *,
+                  env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> Completed:
+        """Run ``argv`` and hand its stdout, as a stream, to ``sink`` (e.g. an upload).
+
+        If ``sink`` raises, the whole process group is killed and the error propagates; if the
+        program fails, :class:`CommandFailed` is raised even though ``sink`` consumed a stream
+        (the caller must then discard what it wrote). Nothing is buffered in memory."""
+        argv = [os.fspath(a) for a in argv]
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                    env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
+            try:
+                sink(proc.stdout)
+            except BaseException:
+                _kill_group(proc)
+                raise
+            finally:
+                proc.stdout.close()
+            proc.wait()
+            return _finished(argv, proc.returncode, stderr)
+
+    def pipe_into(self, argv: Sequence[str], source: BinaryIO, *, env: Mapping[str, str] | None = None,
+                  cwd: str | os.PathLike | None = None, chunk_size: int = 1024 * 1024) -> Completed:
+        """Run ``argv`` feeding ``source`` (e.g. a download) to its stdin in chunks."""
+        argv = [os.fspath(a) for a in argv]
+        with tempfile.TemporaryFile() as stderr:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
+            try:
+                while chunk := source.read(chunk_size):
+                    proc.stdin.write(chunk)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the program stopped reading: its exit code and stderr say why
+            except BaseException:
+                _kill_group(proc)
+                raise
+            proc.wait()
+            return _finished(argv, proc.returncode, stderr)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _finished(argv: list[str], returncode: int, stderr_file) -> Completed:
+    stderr_file.seek(0)
+    err = stderr_file.read().decode(errors="replace")
+    if returncode != 0:
+        raise CommandFailed(argv, returncode, err)
+    return Completed(argv, returncode, "", err)
 
 
 def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -> tuple:

@@ -6,8 +6,23 @@ state directory exists fully or not at all, whatever the driver.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from ..errors import Conflict, NotSupported
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    """How a driver streams one snapshot: a program writing the stream to stdout."""
+
+    argv: list[str]
+    format: str  # e.g. "tar", "btrfs-send", "zfs-send"; stored in the export manifest
+    parent: Path | None  # the snapshot the stream is relative to; None for a full stream
 
 
 @runtime_checkable
@@ -28,3 +43,57 @@ class SnapshotDriver(Protocol):
 
     def used_bytes(self, path: Path) -> int:
         """Bytes a volume or snapshot refers to."""
+
+    def publish(self, staged: Path, final: Path) -> None:
+        """Move a finished volume or snapshot from its temporary name to its final one,
+        atomically and never replacing anything (raise ``Conflict`` if ``final`` exists)."""
+
+    def send_command(self, snapshot: Path, parent: Path | None) -> SendCommand:
+        """How to stream ``snapshot``: relative to ``parent`` when the driver can, else full."""
+
+    def receive(self, stream: BinaryIO, staged: Path, fmt: str, parent: Path | None) -> None:
+        """Create the read-only snapshot ``staged`` from a stream ``send_command`` produced."""
+
+
+class DriverBase:
+    """What drivers over plain directories share; a driver overrides what its fs does better.
+
+    Streaming is opt-in: a driver that cannot stream says so with ``NotSupported``."""
+
+    name = "base"
+
+    def publish(self, staged: Path, final: Path) -> None:
+        rename_no_replace(staged, final)
+
+    def send_command(self, snapshot: Path, parent: Path | None) -> SendCommand:
+        raise NotSupported(f"the {self.name} driver cannot stream snapshots")
+
+    def receive(self, stream: BinaryIO, staged: Path, fmt: str, parent: Path | None) -> None:
+        raise NotSupported(f"the {self.name} driver cannot receive snapshot streams")
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def rename_no_replace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, raising :class:`Conflict` if ``target`` exists.
+
+    Plain ``os.rename`` silently replaces an empty directory, so two writers racing for
+    the same state id could both "win"; ``renameat2(RENAME_NOREPLACE)`` makes the check and
+    the rename one atomic step. Falls back to check-then-rename where it is unsupported.
+    """
+    if _renameat2 is not None:
+        rc = _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise Conflict(f"{target.name} already exists", {"path": str(target)})
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), str(source), None, str(target))
+    if os.path.lexists(target):
+        raise Conflict(f"{target.name} already exists", {"path": str(target)})
+    os.rename(source, target)

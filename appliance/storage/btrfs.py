@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..shell import Runner
+from .base import DriverBase
 from .copy import remove_tree
 
 # The root directory of every btrfs subvolume has this inode number (BTRFS_FIRST_FREE_OBJECTID).
@@ -24,7 +25,7 @@ def is_subvolume(path: Path) -> bool:
     return st.st_ino == _SUBVOLUME_ROOT_INODE and os.path.isdir(path) and not os.path.islink(path)
 
 
-class BtrfsDriver:
+class BtrfsDriver(DriverBase):
     """Snapshot and clone with ``btrfs subvolume snapshot``."""
 
     name = "btrfs"

@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from ..shell import Runner
+from .base import DriverBase
 
 
 def remove_tree(path: Path) -> None:
@@ -55,7 +56,7 @@ def du_bytes(path: Path, runner: Runner) -> int:
         raise OSError(errno.EIO, f"unexpected du output for {path}: {out!r}") from exc
 
 
-class CopyDriver:
+class CopyDriver(DriverBase):
     """Snapshot and clone by copying; CoW where the filesystem supports reflinks."""
 
     name = "copy"

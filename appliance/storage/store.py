@@ -9,8 +9,6 @@ whatever the driver and wherever a crash happens; ``sweep_temporaries`` removes 
 """
 from __future__ import annotations
 
-import ctypes
-import errno
 import logging
 import os
 import re
@@ -25,33 +23,6 @@ _log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 TEMPORARY_PREFIX = ".tmp-"
 _KINDS = ("states", "bases", "volumes")
-
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
-
-
-def rename_no_replace(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target``, raising :class:`Conflict` if ``target`` exists.
-
-    Plain ``os.rename`` silently replaces an empty directory, so two writers racing for
-    the same state id could both "win"; ``renameat2(RENAME_NOREPLACE)`` makes the check and
-    the rename one atomic step. Falls back to check-then-rename where it is unsupported.
-    """
-    if _renameat2 is not None:
-        rc = _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
-        if rc == 0:
-            return
-        err = ctypes.get_errno()
-        if err == errno.EEXIST:
-            raise Conflict(f"{target.name} already exists", {"path": str(target)})
-        if err not in (errno.EINVAL, errno.ENOSYS):
-            raise OSError(err, os.strerror(err), str(source), None, str(target))
-    if os.path.lexists(target):
-        raise Conflict(f"{target.name} already exists", {"path": str(target)})
-    os.rename(source, target)
-
 
 def validate_id(value: str, what: str) -> str:
     """Reject anything that is not one safe path component (no '/', '..', hidden names)."""
@@ -176,7 +147,7 @@ class SnapshotStore:
         tmp = final.parent / f"{TEMPORARY_PREFIX}{final.name}-{secrets.token_hex(6)}"
         try:
             build(tmp)
-            rename_no_replace(tmp, final)
+            self.driver.publish(tmp, final)
         except BaseException:
             try:
                 self.driver.destroy(tmp)

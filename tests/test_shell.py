@@ -1,0 +1,61 @@
+"""The one seam for external programs: argv lists, errors that carry argv, exit code and stderr."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from appliance.errors import Cancelled, CommandFailed
+from appliance.shell import Completed, RecordingRunner, Runner
+
+
+def test_a_failing_command_raises_with_its_argv_exit_code_and_stderr(runner: Runner):
+    with pytest.raises(CommandFailed) as error:
+        runner(["sh", "-c", "echo boom >&2; exit 3"])
+    assert error.value.argv == ["sh", "-c", "echo boom >&2; exit 3"]
+    assert error.value.returncode == 3 and "boom" in error.value.stderr
+
+
+def test_cancel_kills_a_running_command(runner: Runner):
+    calls = iter([False, True])
+    with pytest.raises(Cancelled):
+        runner(["sleep", "30"], cancel=lambda: next(calls))
+
+
+def test_pipe_from_streams_stdout_to_a_sink(runner: Runner):
+    received = io.BytesIO()
+    runner.pipe_from(["head", "-c", "3000000", "/dev/zero"], lambda stream: received.write(stream.read()))
+    assert received.getbuffer().nbytes == 3_000_000
+
+
+def test_pipe_from_raises_when_the_producer_fails_even_after_the_sink_read_it(runner: Runner):
+    with pytest.raises(CommandFailed) as error:
+        runner.pipe_from(["sh", "-c", "echo partial; echo broken >&2; exit 1"], lambda stream: stream.read())
+    assert "broken" in error.value.stderr
+
+
+def test_pipe_from_kills_the_producer_when_the_sink_fails(runner: Runner):
+    def sink(stream):
+        stream.read(10)
+        raise RuntimeError("upload failed")
+    with pytest.raises(RuntimeError, match="upload failed"):
+        runner.pipe_from(["cat", "/dev/zero"], sink)
+
+
+def test_pipe_into_feeds_a_stream_to_stdin(runner: Runner, tmp_path):
+    target = tmp_path / "out"
+    runner.pipe_into(["sh", "-c", f"cat > {target}"], io.BytesIO(b"x" * 5_000_000))
+    assert target.stat().st_size == 5_000_000
+
+
+def test_pipe_into_reports_a_consumer_that_fails(runner: Runner):
+    with pytest.raises(CommandFailed):
+        runner.pipe_into(["sh", "-c", "head -c 1 >/dev/null; exit 4"], io.BytesIO(b"y" * 5_000_000))
+
+
+def test_the_recording_runner_rejects_a_command_nobody_expected():
+    recorder = RecordingRunner({("lvs",): lambda argv: Completed(argv, 0, "{}", "")})
+    assert recorder(["lvs", "--reportformat", "json"]).stdout == "{}"
+    with pytest.raises(CommandFailed):
+        recorder(["lvcreate", "-n", "x"])
+    assert recorder.calls == [["lvs", "--reportformat", "json"], ["lvcreate", "-n", "x"]]
