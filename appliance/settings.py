@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -31,12 +31,26 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir.")
     default_org: str = Field("default", description="Org that owns everything in the embedded default.")
 
-    storage_backend: Literal["auto", "btrfs", "copy"] = Field(
-        "auto", description="Snapshot driver. auto: btrfs when the store is on btrfs, else a btrfs image, else copy.")
+    storage_backend: Literal["auto", "zfs", "lvm", "btrfs", "copy"] = Field(
+        "auto", description="Snapshot driver. auto: zfs when zfs_dataset exists, else btrfs when the store is on "
+                            "btrfs, else a btrfs image, else copy.")
+    zfs_dataset: str | None = Field(None, description="ZFS dataset holding the store (e.g. tank/sqlrs); its "
+                                                      "mountpoint is the store directory.")
+    lvm_thin_pool: str | None = Field(None, description="LVM thin pool as vg/pool for the lvm driver.")
+    lvm_volume_bytes: int = Field(50 * 1024**3, gt=0, description="Virtual size of each LVM thin volume.")
+    lvm_filesystem: Literal["ext4", "xfs"] = Field("xfs", description="Filesystem made on LVM thin volumes.")
     store_dir: Path | None = Field(None, description="Where states and clones live; default data_dir/store.")
     btrfs_image: Literal["auto", "off"] = Field(
         "auto", description="auto: when the store is not on btrfs and we may mount, loop-mount a btrfs image file there.")
     btrfs_image_bytes: int = Field(20 * 1024**3, gt=0, description="Size of the sparse btrfs image file.")
+
+    artifacts_url: str | None = Field(None, description="Object store for artifacts and snapshot streams: "
+                                                        "s3://bucket[/prefix] or file:///dir; default data_dir/objects.")
+    s3_endpoint: str | None = Field(None, description="S3/MinIO endpoint host:port for an s3:// artifacts_url.")
+    s3_access_key: str | None = Field(None, description="S3 access key.")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (never logged).")
+    s3_secure: bool = Field(True, description="Use TLS to reach the S3 endpoint.")
+    s3_region: str | None = Field(None, description="S3 region, if the server needs one.")
 
     runtime: Literal["process"] = Field("process", description="Instance runtime driver.")
     pg_bin_dir: Path | None = Field(None, description="PostgreSQL binaries; default: newest /usr/lib/postgresql/*/bin.")
@@ -80,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def control_db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'control.db'}"
+
+    @property
+    def objects_url(self) -> str:
+        return self.artifacts_url or f"file://{self.data_dir / 'objects'}"
 
     @property
     def admin_token_file(self) -> Path:

@@ -66,3 +66,11 @@ def test_a_config_file_that_is_not_toml_is_a_clear_error(config_file):
     config_file.write_text("listen = \n")
     with pytest.raises(InvalidArgument, match="not valid TOML"):
         load_settings()
+
+
+def test_worker_processes_get_the_real_secret_not_its_mask(config_file):
+    from appliance.service.supervisor import settings_env
+    config_file.write_text('s3_secret_key = "s3cr3t"\n')
+    settings = load_settings()
+    assert "s3cr3t" not in repr(settings)
+    assert settings_env(settings)["SQLRS_S3_SECRET_KEY"] == "s3cr3t"

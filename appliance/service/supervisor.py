@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from hypercorn.asyncio import serve
+from pydantic import SecretStr
 from hypercorn.config import Config
 
 from ..api.app import create_app
@@ -32,6 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The effective settings as SQLRS_* variables, so children see exactly what we see."""
     env = {}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             env[f"SQLRS_{name.upper()}"] = str(value)
     return env
