@@ -34,6 +34,12 @@ class AppContext:
             raise RuntimeError("no Redis URL configured (the supervisor sets one for its children)")
         return Redis.from_url(self.settings.redis_url)
 
+    @cached_property
+    def objects(self):
+        """The object store for artifacts and snapshot streams (S3/MinIO or a local directory)."""
+        from .artifacts.store import open_object_store
+        return open_object_store(self.settings)
+
     @property
     def sources_dir(self):
         return self.settings.data_dir / "sources"

@@ -61,6 +61,13 @@ class Cancelled(ApplianceError):
     http_status = 409
 
 
+class CacheFullUnreclaimable(ApplianceError):
+    """The store is full and nothing may be evicted; details say why (reasons, numbers)."""
+
+    code = "cache_full_unreclaimable"
+    http_status = 507
+
+
 class InternalError(ApplianceError):
     code = "internal_error"
     http_status = 500

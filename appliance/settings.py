@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     instance_ttl_seconds: int = Field(3600, gt=0, description="Default instance TTL.")
     instance_max_ttl_seconds: int = Field(7 * 86400, gt=0, description="Upper bound for any TTL or extension.")
 
+    cache_max_bytes: int | None = Field(None, gt=0, description="Cap on the bytes states may use; default: "
+                                                               "the store's size less cache_reserve_bytes.")
+    cache_high_watermark: float = Field(0.90, gt=0, le=1, description="Eviction starts above this share of the cap.")
+    cache_low_watermark: float = Field(0.80, gt=0, le=1, description="Eviction stops at this share of the cap.")
+    cache_reserve_bytes: int = Field(2 * 1024**3, ge=0, description="Free space always kept on the store.")
+    cache_min_state_age_seconds: int = Field(600, ge=0, description="States younger than this are never evicted.")
+
     max_bundle_bytes: int = Field(64 * 1024**2, gt=0, description="Largest accepted source bundle (compressed and unpacked).")
     max_bundle_files: int = Field(10000, gt=0, description="Most files a source bundle may hold.")
 
@@ -76,9 +83,11 @@ class Settings(BaseSettings):
         return value.expanduser().resolve() if value is not None else None
 
     @model_validator(mode="after")
-    def _ports_ordered(self) -> "Settings":
+    def _ranges_ordered(self) -> "Settings":
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
+        if self.cache_low_watermark > self.cache_high_watermark:
+            raise ValueError("cache_low_watermark must not exceed cache_high_watermark")
         return self
 
     # Sources: init kwargs > env > TOML file > defaults.

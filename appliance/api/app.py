@@ -33,8 +33,8 @@ def create_app(ctx: AppContext) -> Quart:
             return
         g.principal = await asyncio.to_thread(authenticate, request.headers.get("Authorization"))
 
-    from .routes import health, instances, jobs, sources, states
-    for module in (health, jobs, states, instances, sources):
+    from .routes import cache, health, instances, jobs, sources, states
+    for module in (health, jobs, states, instances, sources, cache):
         app.register_blueprint(module.blueprint)
     return app
 

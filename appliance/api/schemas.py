@@ -197,3 +197,47 @@ class Readiness(BaseModel):
     checks: dict[str, str]
     store_driver: str
     warnings: list[str]
+
+
+class CacheEviction(BaseModel):
+    completed_at: str
+    trigger: str
+    evicted_count: int
+    freed_bytes: int
+    blocked_count: int
+    usage_bytes_before: int
+    usage_bytes_after: int
+
+
+class CacheStatus(BaseModel):
+    usage_bytes: int
+    org_usage_bytes: int
+    configured_max_bytes: int | None
+    effective_max_bytes: int
+    reserve_bytes: int
+    high_watermark: float
+    low_watermark: float
+    min_state_age_seconds: int
+    store_total_bytes: int
+    store_free_bytes: int
+    state_count: int
+    reclaimable_bytes: int
+    blocked_count: int
+    pressure_reasons: list[str]
+    last_eviction: CacheEviction | None
+
+
+class ExplainStep(BaseModel):
+    task_id: str
+    summary: str
+    state_id: str
+    cached: bool
+
+
+class CacheExplainResponse(BaseModel):
+    decision: Literal["hit", "miss"]
+    reason_code: str = Field(description="exact_state_match | step_changed:<n> | image_changed | no_matching_state")
+    signature: str
+    resolved_image_id: str
+    matched_state_id: str | None
+    steps: list[ExplainStep]

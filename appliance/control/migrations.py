@@ -12,12 +12,22 @@ import peewee as pw
 from . import models as m
 
 
+_V1_MODELS = [m.Org, m.ApiToken, m.SourceBundle, m.Project, m.PrepareJob, m.Task, m.JobEvent, m.BaseImage,
+              m.State, m.Volume, m.Instance]
+
+
 def _v1_initial(db: pw.Database) -> None:
-    db.create_tables([model for model in m.ALL_MODELS if model is not m.SchemaVersion])
+    db.create_tables(_V1_MODELS)
+
+
+def _v2_cache_evictions(db: pw.Database) -> None:
+    db.create_tables([m.CacheEviction])
+    db.execute_sql("CREATE INDEX IF NOT EXISTS state_last_used_at ON state (last_used_at)")
 
 
 MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (1, _v1_initial),
+    (2, _v2_cache_evictions),
 ]
 
 

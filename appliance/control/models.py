@@ -179,5 +179,18 @@ class Instance(BaseModel):
     expires_at = pw.DateTimeField()
 
 
+class CacheEviction(BaseModel):
+    """One eviction pass, for `GET /v1/cache/status` and for operators asking "what went?"."""
+
+    completed_at = pw.DateTimeField(default=utcnow, index=True)
+    trigger = pw.CharField(max_length=32)
+    evicted_count = pw.IntegerField()
+    freed_bytes = pw.BigIntegerField()
+    blocked_count = pw.IntegerField()
+    usage_bytes_before = pw.BigIntegerField()
+    usage_bytes_after = pw.BigIntegerField()
+    evicted_json = pw.TextField()
+
+
 ALL_MODELS = [SchemaVersion, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance]
+              BaseImage, State, Volume, Instance, CacheEviction]

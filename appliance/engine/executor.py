@@ -6,6 +6,7 @@ failure in between destroys the snapshot, so a state exists fully or not at all.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from ..context import AppContext
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
-from ..errors import ApplianceError, Cancelled, CommandFailed, InternalError, StepFailed
+from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
+                      StepFailed)
+from ..orchestrator import cache
 from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet
 from ..runtime.base import Endpoint
@@ -163,13 +166,17 @@ class JobRun:
                 return
             task.cached = False
             task.save()
+            cache.ensure_room(self.ctx)
             build = self._build_cluster_at(task.input_kind, task.input_id)
             step = json.loads(task.step_json)
             self._run_psql(task, build, step)
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
             self._log(task, "snapshot: start")
-            size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
+            try:
+                size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
+            except (OSError, CommandFailed) as exc:
+                raise _out_of_space(exc) or exc
             try:
                 State.create(org=self.org, state_id=state_id,
                              parent_state_id=task.input_id if task.input_kind == "state" else None,
@@ -230,6 +237,8 @@ class JobRun:
         except CommandFailed as exc:
             message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"
             self._log(task, message)
+            if full := _out_of_space(exc):
+                raise full from None
             raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
                              {"task_id": task.task_id, "exit_code": exc.returncode}) from None
         output = (result.stdout + result.stderr).strip()
@@ -251,6 +260,16 @@ class JobRun:
         self._log(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")
         self.result = {"instance_id": instance.instance_id, "state_id": state_id,
                        "image_id": self.job.resolved_image_id}
+
+
+def _out_of_space(exc: Exception) -> CacheFullUnreclaimable | None:
+    """ENOSPC while building is the cache's problem, not the user's script's: say so."""
+    text = getattr(exc, "stderr", "") or str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        return CacheFullUnreclaimable(
+            "the store ran out of space while building a state; nothing was recorded",
+            {"reasons": ["physical_free_exhausted"], "detail": text.strip().splitlines()[-1][:500]})
+    return None
 
 
 def execute_job(ctx: AppContext, job_id: str) -> None:

@@ -90,7 +90,7 @@ def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: b
     return node
 
 
-def _states_in_use(org: str) -> set[str]:
+def states_in_use(org: str) -> set[str]:
     live = (Task.select(Task.input_id, Task.output_state_id).join(PrepareJob)
             .where((PrepareJob.org == org) & (PrepareJob.status.not_in(list(TERMINAL_STATUSES)))))
     used: set[str] = set()
@@ -104,7 +104,7 @@ def delete_state(ctx: AppContext, org: str, state_id: str, *, recurse: bool, for
     state = State.get_or_none((State.org == org) & (State.state_id == state_id))
     if state is None:
         raise NotFound(f"state {state_id} not found")
-    node = _state_node(ctx, org, state, recurse, force, _states_in_use(org))
+    node = _state_node(ctx, org, state, recurse, force, states_in_use(org))
     answer = result(node, dry_run)
     if answer["outcome"] == "deleted":
         _delete_bottom_up(ctx, org, node)

@@ -17,6 +17,7 @@ from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
+from . import cache
 from .events import TERMINAL_STATUSES, append_event
 from .queue import enqueue_prepare, is_known_to_redis
 
@@ -32,6 +33,7 @@ class ReconcileReport:
     revived_instances: list[str] = field(default_factory=list)
     released_volumes: list[str] = field(default_factory=list)
     orphan_paths: list[str] = field(default_factory=list)
+    evicted_states: list[str] = field(default_factory=list)
 
 
 def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
@@ -42,6 +44,9 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SEC
     _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
+    eviction = cache.evict(ctx, trigger="reconciler")
+    if eviction is not None:
+        report.evicted_states = [e["state_id"] for e in json.loads(eviction.evicted_json)]
     return report
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
-from ..engine.psql import plan_psql
+from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
 from .events import append_event
 from .queue import enqueue_prepare
@@ -26,14 +26,27 @@ from .sources import resolve_source
 log = logging.getLogger(__name__)
 
 
-def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PrepareJob:
+@dataclass(frozen=True)
+class PlannedPrepare:
+    """Everything admission derives from a request, before anything is written."""
+
+    kind: str
+    resolved_image: str
+    source_id: str | None
+    work_dir: str
+    steps: list[PsqlStep]
+    state_ids: list[str]
+    signature: str
+
+
+def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedPrepare:
+    """Validate and plan a request; raises a 4xx error for anything a client got wrong."""
     kind = request.get("prepare_kind")
     if kind == "lb":
         raise InvalidArgument("prepare_kind 'lb' (Liquibase) is not enabled on this appliance yet")
     if kind != "psql":
         raise InvalidArgument(f"unknown prepare_kind {kind!r}; expected 'psql' or 'lb'")
     resolved_image = ctx.runtime.resolve_image(request["image_id"])
-    ttl = _instance_ttl(ctx, request.get("instance") or {})
     source = resolve_source(ctx, org, request.get("source"))
     work_dir = (request.get("source") or {}).get("work_dir") or "."
     if source is None:
@@ -44,9 +57,18 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
     plan = plan_psql(list(request.get("psql_args") or []), root=root, work_dir=work_dir,
                      stdin=request.get("stdin"))
     state_ids = chain_state_ids(resolved_image, [step.task_hash for step in plan.steps])
-    plan_only = bool(request.get("plan_only"))
-    signature = digest(("kind", kind), ("image", resolved_image), ("plan_only", str(plan_only)),
+    signature = digest(("kind", kind), ("image", resolved_image),
                        *(("task", step.task_hash) for step in plan.steps))
+    return PlannedPrepare(kind, resolved_image, source.source_id if source else None, work_dir,
+                          plan.steps, state_ids, signature)
+
+
+def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PrepareJob:
+    ttl = _instance_ttl(ctx, request.get("instance") or {})
+    planned = plan_prepare(ctx, org, request)
+    kind, resolved_image, work_dir = planned.kind, planned.resolved_image, planned.work_dir
+    plan_only = bool(request.get("plan_only"))
+    signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
 
     job_id = secrets.token_hex(16)
     with write_transaction(ctx.db):
@@ -54,16 +76,16 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
             job_id=job_id, org=org, status="queued", prepare_kind=kind,
             image_id=request["image_id"], resolved_image_id=resolved_image, signature=signature,
             plan_only=plan_only, request_json=json.dumps(request, sort_keys=True),
-            source_id=source.source_id if source else None, work_dir=work_dir,
+            source_id=planned.source_id, work_dir=work_dir,
             instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
             priority=int(request.get("priority") or 0))
-        _record_tasks(job, org, resolved_image, plan.steps, state_ids)
+        _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids)
         append_event(job_id, "status", status="queued")
         if plan_only:
             _finish_plan_only(job)
     if not plan_only:
         try:
-            enqueue_prepare(ctx.redis, job_id, timeout_seconds=_rq_timeout(ctx, len(plan.steps)))
+            enqueue_prepare(ctx.redis, job_id, timeout_seconds=_rq_timeout(ctx, len(planned.steps)))
         except Exception as exc:  # Redis down: the job is safe in the DB; the reconciler enqueues it
             log.warning("could not enqueue job %s now (%s); the reconciler will", job_id, exc)
     return job

@@ -58,3 +58,26 @@ async def test_metrics_count_jobs_but_not_the_steps_of_a_plan(client):
 
 async def test_metrics_need_a_token(client):
     assert (await client.get("/metrics")).status_code == 401
+
+
+async def test_cache_status_reports_capacity_and_no_pressure_on_an_empty_store(client):
+    body = await (await client.get("/v1/cache/status", headers=client.auth)).get_json()
+    assert body["usage_bytes"] == 0 and body["state_count"] == 0 and body["last_eviction"] is None
+    assert body["effective_max_bytes"] > 0 and body["store_total_bytes"] >= body["store_free_bytes"] > 0
+
+
+async def test_cache_explain_answers_without_creating_a_job(client):
+    from appliance.control.models import PrepareJob
+    body = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"]}
+    answer = await client.post("/v1/cache/explain/prepare", json=body, headers=client.auth)
+    assert answer.status_code == 200
+    explained = await answer.get_json()
+    assert (explained["decision"], explained["reason_code"]) == ("miss", "no_matching_state")
+    assert explained["steps"][0]["task_id"] == "execute-0"
+    assert PrepareJob.select().count() == 0
+
+
+async def test_cache_explain_rejects_bad_input_like_a_prepare_does(client):
+    body = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-h", "x", "-c", "select 1"]}
+    response = await client.post("/v1/cache/explain/prepare", json=body, headers=client.auth)
+    assert response.status_code == 400 and (await response.get_json())["code"] == "invalid_argument"
