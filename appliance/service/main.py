@@ -58,6 +58,22 @@ def migrate_cmd(data_dir: Path | None) -> None:
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
 
 
+@cli.command("doctor")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(data_dir: Path | None, as_json: bool) -> None:
+    """Check the host: storage choice and why, Postgres, ports, Control DB, Redis, object store."""
+    from .doctor import as_dicts, run_checks
+    checks = run_checks(load_settings(data_dir=data_dir))
+    if as_json:
+        click.echo(json.dumps(as_dicts(checks), indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{'ok ' if check.ok else 'FAIL'}  {check.name:<13} {check.detail}")
+    if not all(check.ok for check in checks):
+        sys.exit(1)
+
+
 @cli.command("destroy")
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
 @click.option("--yes", is_flag=True, help="Really delete everything under the data dir.")

@@ -5,6 +5,7 @@ fastest option that works and warns the operator when that is the O(size) copy d
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CommandFailed
@@ -16,7 +17,7 @@ from .copy import CopyDriver
 from .image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
 from .store import SnapshotStore
 
-__all__ = ["StorageConfigError", "open_store", "image_path"]
+__all__ = ["StorageConfigError", "StoreChoice", "choose_store", "open_store", "image_path"]
 
 # Filesystems on which ``cp --reflink=auto`` shares blocks instead of copying them.
 _REFLINK_FILESYSTEMS = {"btrfs", "xfs"}
@@ -26,8 +27,36 @@ def image_path(settings: Settings) -> Path:
     return settings.data_dir / "store.btrfs.img"
 
 
+@dataclass(frozen=True)
+class StoreChoice:
+    store: SnapshotStore
+    reason: str  # one sentence an operator can read in `sqlrs-appliance doctor`
+    warnings: list[str]
+
+
 def open_store(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str]]:
     """The store for these settings, plus warnings for the operator (full sentences)."""
+    choice = choose_store(settings, runner)
+    return choice.store, choice.warnings
+
+
+def choose_store(settings: Settings, runner: Runner) -> StoreChoice:
+    store, warnings = _choose(settings, runner)
+    return StoreChoice(store, _reason(settings, store), warnings)
+
+
+def _reason(settings: Settings, store: SnapshotStore) -> str:
+    driver = store.driver.name
+    if settings.storage_backend != "auto":
+        return f"{driver}: storage_backend is {settings.storage_backend}"
+    if driver == "btrfs" and image_path(settings).exists():
+        return f"btrfs: the store is the btrfs image {image_path(settings)}, loop-mounted by the appliance"
+    if driver == "btrfs":
+        return f"btrfs: the store {store.root} is on btrfs"
+    return f"copy: no btrfs store or image is available for {store.root}"
+
+
+def _choose(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str]]:
     store_dir = settings.store_path
     fs = filesystem_type(store_dir)
     backend = settings.storage_backend

@@ -1,0 +1,96 @@
+"""`sqlrs-appliance doctor`: what this host offers the appliance, what it chose, and why.
+
+Every check runs even when an earlier one fails, so one run shows every problem; the exit
+code is non-zero when any check failed. It prepares the store as `up` would (so it may mount
+the btrfs image) but starts no service and changes no row.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from ..settings import Settings
+from ..shell import Runner
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _storage(settings: Settings, runner: Runner) -> str:
+    from ..storage.select import choose_store
+    choice = choose_store(settings, runner)
+    return " ".join([choice.reason + "."] + choice.warnings)
+
+
+def _postgres(settings: Settings, runner: Runner) -> str:
+    from ..runtime.process import ProcessRuntime
+    runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
+    image, resolved = runtime.installed_image()
+    return f"{image} in {runtime.bin_dir} (resolves to {resolved}); instances run as {runtime.os_user}"
+
+
+def _ports(settings: Settings, runner: Runner) -> str:
+    from ..runtime.ports import port_is_bindable
+    free = sum(port_is_bindable(settings.instance_host, p) for p in range(settings.port_min, settings.port_max + 1))
+    if free == 0:
+        raise RuntimeError(f"no free port in {settings.port_min}-{settings.port_max} on {settings.instance_host}")
+    return f"{free} of {settings.port_max - settings.port_min + 1} ports free on {settings.instance_host}"
+
+
+def _control_db(settings: Settings, runner: Runner) -> str:
+    from ..control.db import close_database, open_database
+    from ..control.migrations import current_version, latest_version
+    db = open_database(settings.control_db_url)
+    try:
+        version = current_version(db)
+    finally:
+        close_database(db)
+    engine = "PostgreSQL" if settings.control_db_url.startswith("postgres") else "SQLite"
+    state = "up to date" if version == latest_version() else "`up` or `sqlrs-appliance migrate` will migrate it"
+    return f"{engine}, schema version {version} of {latest_version()}: {state}"
+
+
+def _redis(settings: Settings, runner: Runner) -> str:
+    if not settings.redis_url:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("SQLRS_REDIS_URL is not set and redis-server is not installed")
+        return "private redis-server (started by `up`)"
+    from redis import Redis
+    Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    return "configured Redis answers"
+
+
+def _objects(settings: Settings, runner: Runner) -> str:
+    from ..artifacts.store import open_object_store
+    objects = open_object_store(settings)
+    list(objects.list(f"{settings.default_org}/"))
+    scheme = settings.objects_url.split(":", 1)[0]
+    return f"{'S3/MinIO' if scheme == 's3' else 'local directory'} object store answers"
+
+
+CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [
+    ("storage", _storage), ("postgres", _postgres), ("ports", _ports), ("control_db", _control_db),
+    ("redis", _redis), ("object_store", _objects),
+]
+
+
+def run_checks(settings: Settings, runner: Runner | None = None) -> list[Check]:
+    runner = runner or Runner()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name, check in CHECKS:
+        try:
+            results.append(Check(name, True, check(settings, runner)))
+        except Exception as exc:  # a doctor reports every failure instead of stopping at the first
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            results.append(Check(name, False, message))
+    return results
+
+
+def as_dicts(checks: list[Check]) -> list[dict]:
+    return [asdict(check) for check in checks]

@@ -1,0 +1,33 @@
+"""`sqlrs-appliance doctor` tells an operator what the host offers and what is wrong, in one run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from appliance.service.doctor import run_checks
+from appliance.settings import Settings
+
+
+def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
+    settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url, storage_backend="copy")
+    checks = {check.name: check for check in run_checks(settings)}
+    assert set(checks) == {"storage", "postgres", "ports", "control_db", "redis", "object_store"}
+    assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
+    assert checks["postgres"].ok and "postgres:15@sha256:" in checks["postgres"].detail
+    assert checks["redis"].ok
+
+
+def test_a_failing_check_does_not_hide_the_others(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", redis_url="redis://127.0.0.1:1/0", storage_backend="copy")
+    checks = {check.name: check for check in run_checks(settings)}
+    assert not checks["redis"].ok
+    assert checks["postgres"].ok and checks["storage"].ok
+
+
+def test_the_command_exits_non_zero_and_prints_json_when_a_check_fails(tmp_path):
+    env = {"SQLRS_REDIS_URL": "redis://127.0.0.1:1/0", "SQLRS_STORAGE_BACKEND": "copy", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "appliance.service.main", "doctor", "--data-dir",
+                             str(tmp_path / "d"), "--json"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    assert {c["name"]: c["ok"] for c in json.loads(result.stdout)}["redis"] is False
