@@ -6,6 +6,7 @@ a shell. Tests of drivers whose tools cannot run here replace the runner with a
 """
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -80,15 +81,17 @@ class Runner:
                   env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> Completed:
         """Run ``argv`` and hand its stdout, as a stream, to ``sink`` (e.g. an upload).
 
-        If ``sink`` raises, the whole process group is killed and the error propagates; if the
-        program fails, :class:`CommandFailed` is raised even though ``sink`` consumed a stream
-        (the caller must then discard what it wrote). Nothing is buffered in memory."""
+        The stream raises :class:`CommandFailed` when it reaches EOF and the program exited
+        non-zero, so a consumer that completes only at EOF (a multipart upload) can never
+        complete on a failed producer. If ``sink`` raises, the whole process group is killed and
+        the error propagates; if the program fails, :class:`CommandFailed` is raised even when
+        ``sink`` swallowed it. Nothing is buffered in memory."""
         argv = [os.fspath(a) for a in argv]
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                     env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
             try:
-                sink(proc.stdout)
+                sink(_ProducerStream(proc, argv, stderr))
             except BaseException:
                 _kill_group(proc)
                 raise
@@ -115,6 +118,28 @@ class Runner:
                 raise
             proc.wait()
             return _finished(argv, proc.returncode, stderr)
+
+
+class _ProducerStream(io.RawIOBase):
+    """A program's stdout that turns "EOF after a non-zero exit" into :class:`CommandFailed`.
+
+    Without this a reader cannot tell a complete stream from one cut short by a failure."""
+
+    def __init__(self, proc: subprocess.Popen, argv: list[str], stderr_file) -> None:
+        super().__init__()
+        self._proc, self._argv, self._stderr = proc, argv, stderr_file
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._proc.stdout.read(len(buffer))
+        if not data:
+            self._proc.wait()
+            _finished(self._argv, self._proc.returncode, self._stderr)
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -59,3 +59,20 @@ def test_the_recording_runner_rejects_a_command_nobody_expected():
     with pytest.raises(CommandFailed):
         recorder(["lvcreate", "-n", "x"])
     assert recorder.calls == [["lvs", "--reportformat", "json"], ["lvcreate", "-n", "x"]]
+
+
+def test_the_stream_pipe_from_hands_over_raises_at_eof_when_the_producer_failed(runner: Runner):
+    seen: list[bytes] = []
+    raised_inside_the_sink: list[CommandFailed] = []
+
+    def sink(stream):
+        try:
+            while chunk := stream.read(4):
+                seen.append(chunk)
+        except CommandFailed as exc:
+            raised_inside_the_sink.append(exc)
+            raise
+    with pytest.raises(CommandFailed):
+        runner.pipe_from(["sh", "-c", "echo partial; echo broken >&2; exit 1"], sink)
+    assert b"".join(seen) == b"partial\n"
+    assert "broken" in raised_inside_the_sink[0].stderr

@@ -33,8 +33,8 @@ def create_app(ctx: AppContext) -> Quart:
             return
         g.principal = await asyncio.to_thread(authenticate, request.headers.get("Authorization"))
 
-    from .routes import cache, health, instances, jobs, sources, states
-    for module in (health, jobs, states, instances, sources, cache):
+    from .routes import artifacts, cache, health, instances, jobs, sources, states, transfer
+    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts):
         app.register_blueprint(module.blueprint)
     return app
 

@@ -54,6 +54,9 @@ class SnapshotDriver(Protocol):
     def receive(self, stream: BinaryIO, staged: Path, fmt: str, parent: Path | None) -> None:
         """Create the read-only snapshot ``staged`` from a stream ``send_command`` produced."""
 
+    def activate(self, root: Path) -> None:
+        """Make every volume and snapshot under ``root`` reachable again after a reboot."""
+
 
 class DriverBase:
     """What drivers over plain directories share; a driver overrides what its fs does better.
@@ -64,6 +67,9 @@ class DriverBase:
 
     def publish(self, staged: Path, final: Path) -> None:
         rename_no_replace(staged, final)
+
+    def activate(self, root: Path) -> None:
+        """Directories and subvolumes survive a reboot as they are: nothing to do."""
 
     def send_command(self, snapshot: Path, parent: Path | None) -> SendCommand:
         raise NotSupported(f"the {self.name} driver cannot stream snapshots")

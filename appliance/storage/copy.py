@@ -13,9 +13,13 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
+from ..errors import InvalidArgument
 from ..shell import Runner
-from .base import DriverBase
+from .base import DriverBase, SendCommand
+
+TAR_FORMAT = "tar"
 
 
 def remove_tree(path: Path) -> None:
@@ -78,6 +82,22 @@ class CopyDriver(DriverBase):
 
     def used_bytes(self, path: Path) -> int:
         return du_bytes(path, self._run)
+
+    def send_command(self, snapshot: Path, parent: Path | None) -> SendCommand:
+        """A full tar of the snapshot directory (plain directories have no cheap delta).
+
+        Numeric owners, because the receiving host may map names to other ids; "." as the
+        member list carries the top directory's own owner and 0700 mode, which Postgres needs."""
+        return SendCommand(["tar", "--create", "--file=-", "--numeric-owner", "--sparse",
+                            f"--directory={snapshot}", "."], TAR_FORMAT, None)
+
+    def receive(self, stream: BinaryIO, staged: Path, fmt: str, parent: Path | None) -> None:
+        if fmt != TAR_FORMAT:
+            raise InvalidArgument(f"the {self.name} driver cannot receive a {fmt!r} stream")
+        os.mkdir(staged, 0o700)
+        # Owners are restored when we are root (tar's default then), modes always.
+        self._run.pipe_into(["tar", "--extract", "--file=-", "--numeric-owner", "--same-permissions",
+                             f"--directory={staged}"], stream)
 
     def _copy(self, source: Path, target: Path) -> None:
         # "source/." copies the directory itself (owner, mode, times, xattrs) into a new

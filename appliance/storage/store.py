@@ -14,10 +14,10 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from ..errors import Conflict, NotFound
-from .base import SnapshotDriver
+from .base import SendCommand, SnapshotDriver
 
 _log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -87,6 +87,38 @@ class SnapshotStore:
 
     def has_base(self, org: str, base_key: str) -> bool:
         return os.path.isdir(self.base_path(org, base_key))
+
+    # -- streams -------------------------------------------------------------------------
+    def send_state_command(self, org: str, state_id: str, parent_state_id: str | None) -> SendCommand:
+        """How to stream a state, relative to ``parent_state_id`` when the driver can."""
+        state = self.state_path(org, state_id)
+        if not os.path.isdir(state):
+            raise NotFound(f"state {state_id} does not exist")
+        parent = None
+        if parent_state_id is not None:
+            parent = self.state_path(org, parent_state_id)
+            if not os.path.isdir(parent):
+                raise NotFound(f"state {parent_state_id} does not exist")
+        return self.driver.send_command(state, parent)
+
+    def receive_state(self, org: str, state_id: str, stream: BinaryIO, fmt: str,
+                      parent_state_id: str | None) -> int:
+        """Make a state from a stream ``send_state_command`` produced; returns its used bytes.
+
+        Received under a temporary name and published only after the stream was read to its
+        end (a verifying stream raises there), so a failed or refused stream leaves nothing."""
+        parent = None
+        if parent_state_id is not None:
+            parent = self.state_path(org, parent_state_id)
+            if not os.path.isdir(parent):
+                raise NotFound(f"state {parent_state_id} (the stream's parent) does not exist")
+
+        def receive(tmp: Path) -> None:
+            self.driver.receive(stream, tmp, fmt, parent)
+            while stream.read(1024 * 1024):  # trailing bytes the tool did not need
+                pass
+        final = self._make(self.state_path(org, state_id), receive)
+        return self.driver.used_bytes(final)
 
     # -- reconciliation ------------------------------------------------------------------
     def list_volumes(self) -> list[tuple[str, str]]:

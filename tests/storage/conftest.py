@@ -3,8 +3,10 @@ btrfs image for the btrfs driver. Without the kernel features the btrfs tests sk
 except in CI, where they fail."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import secrets
 import uuid
 from pathlib import Path
 
@@ -81,13 +83,15 @@ def non_btrfs_dir(tmp_path: Path, runner: Runner):
     unmount(mountpoint, runner)
 
 
-@pytest.fixture(params=["copy", "btrfs"])
+@pytest.fixture(params=["copy", "btrfs", "zfs"])
 def driver_and_root(request, tmp_path: Path, runner: Runner):
     """Every driver on the filesystem it is meant for, with an empty store root."""
     if request.param == "copy":
         root = tmp_path / "store"
         root.mkdir()
         return CopyDriver(runner), root
+    if request.param == "zfs":
+        return zfs_driver_on_fresh_dataset(request, runner)
     root = request.getfixturevalue("btrfs_dir") / "store"
     root.mkdir()
     return BtrfsDriver(runner), root
@@ -107,3 +111,72 @@ def database_owner() -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
     except KeyError:
         return 65534, 65534
+
+
+# -- zfs (zfs-fuse here, OpenZFS elsewhere) ---------------------------------------------------
+ZFS_POOL_BYTES = 512 * 1024**2
+
+
+def zfs_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"zfs must work in CI, but: {reason}")
+    pytest.skip(f"!!! SKIPPING zfs tests: no working zfs here ({reason}); they need the zfs tools "
+                "and a running zfs daemon (zfs-fuse: see scripts/install-deps) !!!")
+
+
+@contextlib.contextmanager
+def file_backed_pool(runner: Runner, directory: Path):
+    """A new pool on a sparse file, with a dataset ``<pool>/store``; destroyed afterwards.
+
+    The pool name is unique per run, so parallel or crashed runs never collide."""
+    try:
+        runner(["zpool", "list", "-H", "-o", "name"])
+    except (CommandFailed, FileNotFoundError) as exc:
+        zfs_unavailable(str(exc))
+    pool = f"sqlrstest{os.getpid()}{secrets.token_hex(3)}"
+    image, mountpoint = directory / f"{pool}.img", directory / pool
+    with open(image, "wb") as fh:
+        fh.truncate(ZFS_POOL_BYTES)
+    try:
+        runner(["zpool", "create", "-m", str(mountpoint), pool, str(image)])
+    except CommandFailed as exc:
+        image.unlink()
+        zfs_unavailable(str(exc))
+    try:
+        runner(["zfs", "create", f"{pool}/store"])
+        yield f"{pool}/store", mountpoint / "store"
+    finally:
+        from appliance.storage.zfs import run_while_busy, unmount
+
+        unmount(runner, pool)
+        run_while_busy(runner, ["zpool", "destroy", "-f", pool])
+        image.unlink()
+
+
+@pytest.fixture(scope="session")
+def zfs_pool(tmp_path_factory, runner: Runner):
+    """(dataset, mountpoint) of a fresh file-backed pool's ``store`` dataset, for the session."""
+    with file_backed_pool(runner, tmp_path_factory.mktemp("zfs")) as dataset_and_mountpoint:
+        yield dataset_and_mountpoint
+
+
+def zfs_driver_on_fresh_dataset(request, runner: Runner):
+    """The zfs driver over the session pool, with a new per-test dataset as the store root.
+
+    The driver maps every path under the pool's ``store`` mountpoint, so a sibling store next
+    to the root (the stream tests' "other host") works too; both are destroyed afterwards."""
+    from appliance.storage.zfs import ZfsDriver, dataset_exists, destroy_dataset
+
+    pool_dataset, _ = request.getfixturevalue("zfs_pool")
+    name = uuid.uuid4().hex[:12]
+    runner(["zfs", "create", f"{pool_dataset}/{name}"])
+    driver = ZfsDriver(runner, pool_dataset)
+
+    def destroy_all() -> None:
+        for dataset in (f"{pool_dataset}/{name}", f"{pool_dataset}/{name}-other"):
+            if dataset_exists(runner, dataset):
+                destroy_dataset(runner, dataset, recursive=True, with_clones=True)
+        remove_tree(driver.root / f"{name}-other")
+
+    request.addfinalizer(destroy_all)
+    return driver, driver.root / name

@@ -1,14 +1,17 @@
 """The behaviour every snapshot driver must have, run against each one on a real filesystem."""
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
 
-from appliance.errors import Conflict, NotFound
-from appliance.storage.base import SnapshotDriver
+from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound
+from appliance.shell import Runner
+from appliance.storage.base import SendCommand, SnapshotDriver
 from appliance.storage.store import SnapshotStore
 
 ORG = "acme"
@@ -224,3 +227,105 @@ def test_temporaries_are_not_listed(store: SnapshotStore):
     store.driver.snapshot(store.volume_path(ORG, "v1"), states / ".tmp-s1-abc")
     assert store.list_states() == []
     assert not store.has_state(ORG, "s1")
+
+
+# -- streams: send a state, receive it into another store --------------------------------------
+def sibling_store(store: SnapshotStore) -> SnapshotStore:
+    """A second store on the same filesystem, standing in for another host."""
+    root = store.root.parent / f"{store.root.name}-other"
+    root.mkdir()
+    return SnapshotStore(root, store.driver)
+
+
+def send_to_file(store: SnapshotStore, state_id: str, parent_id: str | None, target: Path) -> SendCommand:
+    command = store.send_state_command(ORG, state_id, parent_id)
+    with open(target, "wb") as out:
+        Runner().pipe_from(command.argv, lambda stream: shutil.copyfileobj(stream, out))
+    return command
+
+
+def chain_of_two(store: SnapshotStore) -> None:
+    volume = volume_with(store, "v1", "first")
+    store.commit_state(ORG, "v1", "s1")
+    write(volume / "data", "second")
+    write(volume / "more", "more")
+    store.commit_state(ORG, "v1", "s2")
+
+
+def test_a_sent_state_received_by_another_store_holds_the_same_files(store: SnapshotStore, tmp_path: Path):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    command = send_to_file(store, "s1", None, tmp_path / "s1.stream")
+    other = sibling_store(store)
+    with open(tmp_path / "s1.stream", "rb") as stream:
+        other.receive_state(ORG, "s1", stream, command.format, None)
+    assert (other.state_path(ORG, "s1") / "data").read_text() == "hello"
+    assert temporaries(other) == []
+
+
+def test_a_child_sent_against_its_parent_is_received_after_the_parent(store: SnapshotStore, tmp_path: Path):
+    chain_of_two(store)
+    first = send_to_file(store, "s1", None, tmp_path / "s1.stream")
+    second = send_to_file(store, "s2", "s1", tmp_path / "s2.stream")
+    other = sibling_store(store)
+    for state_id, command, parent in (("s1", first, None), ("s2", second, "s1")):
+        with open(tmp_path / f"{state_id}.stream", "rb") as stream:
+            other.receive_state(ORG, state_id, stream, command.format, parent)
+    assert (other.state_path(ORG, "s2") / "data").read_text() == "second"
+    assert (other.state_path(ORG, "s2") / "more").read_text() == "more"
+    assert (other.state_path(ORG, "s1") / "data").read_text() == "first"
+
+
+def test_ownership_and_modes_survive_send_and_receive(store: SnapshotStore, database_owner, tmp_path: Path):
+    uid, gid = database_owner
+    volume = store.create_volume(ORG, "v1")
+    os.chmod(volume, 0o700)
+    os.chown(volume, uid, gid)
+    (volume / "PG_VERSION").write_text("15\n")
+    os.chmod(volume / "PG_VERSION", 0o600)
+    os.chown(volume / "PG_VERSION", uid, gid)
+    store.commit_state(ORG, "v1", "s1")
+    command = send_to_file(store, "s1", None, tmp_path / "s1.stream")
+    other = sibling_store(store)
+    with open(tmp_path / "s1.stream", "rb") as stream:
+        other.receive_state(ORG, "s1", stream, command.format, None)
+    received = other.state_path(ORG, "s1")
+    for path, mode in ((received, 0o700), (received / "PG_VERSION", 0o600)):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode)
+
+
+def test_a_received_state_can_be_cloned_into_a_writable_volume(store: SnapshotStore, tmp_path: Path):
+    volume_with(store, "v1", "hello")
+    store.commit_state(ORG, "v1", "s1")
+    command = send_to_file(store, "s1", None, tmp_path / "s1.stream")
+    other = sibling_store(store)
+    with open(tmp_path / "s1.stream", "rb") as stream:
+        other.receive_state(ORG, "s1", stream, command.format, None)
+    clone = other.clone_state(ORG, "s1", "c1")
+    write(clone / "data", "changed")
+    assert (other.state_path(ORG, "s1") / "data").read_text() == "hello"
+
+
+def test_a_truncated_stream_leaves_no_state_and_no_temporary(store: SnapshotStore, tmp_path: Path):
+    volume = store.create_volume(ORG, "v1")
+    (volume / "data").write_bytes(os.urandom(512 * 1024))
+    store.commit_state(ORG, "v1", "s1")
+    command = send_to_file(store, "s1", None, tmp_path / "s1.stream")
+    whole = (tmp_path / "s1.stream").read_bytes()
+    other = sibling_store(store)
+    with pytest.raises(CommandFailed):
+        other.receive_state(ORG, "s1", io.BytesIO(whole[: len(whole) // 2]), command.format, None)
+    assert not other.has_state(ORG, "s1")
+    assert temporaries(other) == [] and list(other.state_path(ORG, "s1").parent.iterdir()) == []
+
+
+def test_a_stream_of_a_format_the_driver_does_not_know_is_refused(store: SnapshotStore):
+    with pytest.raises(InvalidArgument):
+        store.receive_state(ORG, "s1", io.BytesIO(b"x"), "no-such-format", None)
+    assert not store.has_state(ORG, "s1") and temporaries(store) == []
+
+
+def test_sending_an_unknown_state_raises_not_found(store: SnapshotStore):
+    with pytest.raises(NotFound):
+        store.send_state_command(ORG, "missing", None)

@@ -1,0 +1,51 @@
+"""A job's artifacts (report and logs) in the object store: list and download."""
+from __future__ import annotations
+
+import mimetypes
+
+from quart import Blueprint, Response, g
+
+from ...artifacts.jobs import list_job_artifacts, open_job_artifact
+from ...control.models import PrepareJob
+from ...errors import NotFound
+from ..app import call, context
+
+blueprint = Blueprint("artifacts", __name__)
+_CHUNK = 256 * 1024
+
+
+def _own_job(org: str, job_id: str) -> PrepareJob:
+    job = PrepareJob.get_or_none((PrepareJob.job_id == job_id) & (PrepareJob.org == org))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+@blueprint.get("/v1/prepare-jobs/<job_id>/artifacts")
+async def list_artifacts(job_id: str):
+    org, ctx = g.principal.org, context()
+
+    def rows():
+        _own_job(org, job_id)
+        return list_job_artifacts(ctx, org, job_id)
+    return await call(rows)
+
+
+@blueprint.get("/v1/prepare-jobs/<job_id>/artifacts/<path:name>")
+async def download_artifact(job_id: str, name: str):
+    org, ctx = g.principal.org, context()
+
+    def open_it():
+        _own_job(org, job_id)
+        return open_job_artifact(ctx, org, job_id, name)
+    reader = await call(open_it)
+
+    async def chunks():
+        try:
+            while chunk := await call(reader.read, _CHUNK):
+                yield chunk
+        finally:
+            await call(reader.close)
+    content_type = ("text/plain; charset=utf-8" if name.endswith(".log")
+                    else mimetypes.guess_type(name)[0] or "application/octet-stream")
+    return Response(chunks(), content_type=content_type)

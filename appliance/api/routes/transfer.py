@@ -1,0 +1,66 @@
+"""Moving states between hosts and stores through the object store (export / import).
+
+Both run synchronously inside the request for now: a big state keeps the request open for
+as long as its stream takes.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, g
+from quart_schema import validate_request, validate_response
+
+from ...artifacts.streams import export_state, import_state
+from ...control.models import State
+from .. import serializers
+from ..app import call, context
+from ..schemas import StateEntry
+from .states import _refcounts, find_state
+
+blueprint = Blueprint("transfer", __name__)
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="The exported state to import")
+
+
+class ExportManifest(BaseModel):
+    format_version: int
+    state_id: str
+    parent_state_id: str | None
+    incremental_from: str | None
+    image_id: str
+    prepare_kind: str
+    task_hash: str
+    summary: str | None
+    size_bytes: int
+    driver: str
+    format: str
+    stream_sha256: str
+    stream_bytes: int
+    exported_at: str
+
+
+@blueprint.post("/v1/states/<state_id>/export")
+@validate_response(ExportManifest)
+async def export(state_id: str):
+    org, ctx = g.principal.org, context()
+
+    def run():
+        state = find_state(org, state_id)
+        return export_state(ctx, org, state.state_id).to_dict()
+    return await call(run)
+
+
+@blueprint.post("/v1/states/import")
+@validate_request(ImportRequest)
+@validate_response(StateEntry, 200)
+@validate_response(StateEntry, 201)
+async def import_(data: ImportRequest):
+    org, ctx = g.principal.org, context()
+
+    def run():
+        existed = State.get_or_none((State.org == org) & (State.state_id == data.state_id)) is not None
+        state = import_state(ctx, org, data.state_id)
+        return serializers.state_entry(state, _refcounts(org).get(state.state_id, 0)), 200 if existed else 201
+    return await call(run)
