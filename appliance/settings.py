@@ -46,6 +46,7 @@ class Settings(BaseSettings):
 
     artifacts_url: str | None = Field(None, description="Object store for artifacts and snapshot streams: "
                                                         "s3://bucket[/prefix] or file:///dir; default data_dir/objects.")
+    artifact_retention_seconds: int = Field(30 * 86400, gt=0, description="How long job logs and reports are kept.")
     s3_endpoint: str | None = Field(None, description="S3/MinIO endpoint host:port for an s3:// artifacts_url.")
     s3_access_key: str | None = Field(None, description="S3 access key.")
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key (never logged).")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
+import uuid
 import shutil
 import socket
 import subprocess
@@ -16,7 +18,17 @@ from redis import Redis
 
 from appliance.runtime.process import ProcessRuntime
 from appliance.service.redis_server import PrivateRedis
+from appliance.api.app import create_app
+from appliance.api.auth import ensure_admin_token
+from appliance.context import build_context
+from appliance.control.db import close_database
+from appliance.control.migrations import migrate
+from appliance.errors import CommandFailed
+from appliance.settings import Settings
 from appliance.shell import Runner
+from appliance.storage.btrfs import BtrfsDriver, is_subvolume
+from appliance.storage.copy import remove_tree
+from appliance.storage.image import unmount
 
 
 def free_tcp_port() -> int:
@@ -107,3 +119,103 @@ def control_db_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'control.db'}"
     return request.getfixturevalue("control_postgres").new_database_url()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server process (moto) on loopback, for the whole session."""
+    from tests.support.s3 import S3Server
+    server = S3Server(tmp_path_factory.mktemp("s3") / "server.log")
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# -- btrfs: one loop-mounted image for the whole session ------------------------------------
+BTRFS_ROOT_BYTES = 512 * 1024**2
+
+
+def btrfs_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"btrfs must be mountable in CI, but: {reason}")
+    pytest.skip(f"!!! SKIPPING btrfs tests: cannot mount a btrfs image here ({reason}); "
+                "they need root, loop devices and btrfs in the kernel !!!")
+
+
+@pytest.fixture(scope="session")
+def btrfs_root(tmp_path_factory, runner: Runner):
+    """A fresh btrfs filesystem on a sparse image, mounted for the whole session."""
+    if os.geteuid() != 0:
+        btrfs_unavailable("not running as root")
+    base = tmp_path_factory.mktemp("btrfs")
+    image, mountpoint = base / "root.img", base / "mnt"
+    mountpoint.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(BTRFS_ROOT_BYTES)
+    try:
+        runner(["mkfs.btrfs", "-q", str(image)])
+        runner(["mount", "-o", "loop", str(image), str(mountpoint)])
+    except (CommandFailed, FileNotFoundError) as exc:
+        btrfs_unavailable(str(exc))
+    yield mountpoint
+    unmount(mountpoint, runner)
+    image.unlink()
+
+
+@pytest.fixture
+def btrfs_dir(btrfs_root: Path, runner: Runner):
+    """A private directory on the session's btrfs; its subvolumes are deleted afterwards."""
+    directory = btrfs_root / uuid.uuid4().hex
+    directory.mkdir()
+    yield directory
+    destroy_everything(directory, BtrfsDriver(runner))
+
+
+def destroy_everything(directory: Path, driver: BtrfsDriver) -> None:
+    for current, dirs, _ in os.walk(directory, topdown=True):
+        for name in list(dirs):
+            path = Path(current) / name
+            if is_subvolume(path):
+                driver.destroy(path)
+                dirs.remove(name)
+    remove_tree(directory)
+
+
+@pytest.fixture(scope="session")
+def database_owner() -> tuple[int, int]:
+    """A non-root uid/gid like the one Postgres runs as."""
+    try:
+        entry = pwd.getpwnam("postgres")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+# -- zfs (zfs-fuse here, OpenZFS elsewhere) ---------------------------------------------------
+
+
+# -- an in-process appliance context and API client on both Control DB engines ---------------
+@pytest.fixture
+def ctx(tmp_path: Path, control_db_url: str, redis_url: str, redis):
+    settings = Settings(data_dir=tmp_path / "data", database_url=control_db_url, redis_url=redis_url,
+                        storage_backend="copy", btrfs_image="off", max_bundle_bytes=256 * 1024,
+                        max_bundle_files=50)
+    context = build_context(settings)
+    migrate(context.db)
+    yield context
+    close_database(context.db)
+
+
+@pytest.fixture
+def token(ctx) -> str:
+    return ensure_admin_token(ctx.settings.admin_token_file, ctx.settings.default_org)
+
+
+@pytest.fixture
+def client(ctx, token):
+    app = create_app(ctx)
+    client = app.test_client()
+    client.auth = {"Authorization": f"Bearer {token}"}
+    return client

@@ -62,7 +62,7 @@ def state_entry(state: State, refcount: int) -> dict[str, Any]:
             "image_id": state.image_id, "prepare_kind": state.prepare_kind, "summary": state.summary,
             "size_bytes": state.size_bytes, "created_at": ts(state.created_at),
             "last_used_at": ts(state.last_used_at), "use_count": state.use_count,
-            "refcount": refcount, "host": state.host, "exported": False}
+            "refcount": refcount, "host": state.host, "exported": state.exported_at is not None}
 
 
 def instance_entry(instance: Instance, viewer_org: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import peewee as pw
 
 from ..control.db import write_transaction
-from ..control.models import State
+from ..control.models import State, utcnow
 from ..errors import InvalidArgument, NotFound
 from .manifest import Manifest
 
@@ -91,6 +91,12 @@ class HashingReader:
 
 
 # -- export ------------------------------------------------------------------------------------
+def _mark_exported(org: str, state_id: str) -> None:
+    """The Control DB remembers exports, so listing states never asks the object store."""
+    State.update(exported_at=utcnow()).where(
+        (State.org == org) & (State.state_id == state_id) & State.exported_at.is_null()).execute()
+
+
 def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
     """Stream a state into the object store; exporting an exported state answers its manifest."""
     state = State.get_or_none((State.org == org) & (State.state_id == state_id))
@@ -98,6 +104,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
         raise NotFound(f"state {state_id} not found")
     existing = read_manifest(ctx.objects, org, state_id)
     if existing is not None:
+        _mark_exported(org, state_id)
         return existing
     parent = state.parent_state_id
     delta_possible = (parent is not None and ctx.store.has_state(org, parent)
@@ -122,6 +129,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
         format=command.format, stream_sha256=hashing[0].sha256, stream_bytes=hashing[0].bytes,
         exported_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     ctx.objects.put_bytes(manifest_key(org, state_id), manifest.to_json())
+    _mark_exported(org, state_id)
     log.info("exported state %s of org %s (%d bytes, %s)", state_id, org, manifest.stream_bytes,
              "delta" if manifest.incremental_from else "full")
     return manifest

@@ -25,9 +25,23 @@ def _v2_cache_evictions(db: pw.Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS state_last_used_at ON state (last_used_at)")
 
 
+def _v3_state_exported_at(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    if _has_column(db, "state", "exported_at"):
+        return
+    apply(SchemaMigrator.from_database(db).add_column("state", "exported_at", pw.DateTimeField(null=True)))
+
+
+def _has_column(db: pw.Database, table: str, column: str) -> bool:
+    """Table-creating migrations build tables from today's models, so a column a later
+    migration adds may already be there on a database created after it was written."""
+    return any(c.name == column for c in db.get_columns(table))
+
+
 MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (1, _v1_initial),
     (2, _v2_cache_evictions),
+    (3, _v3_state_exported_at),
 ]
 
 

@@ -148,6 +148,7 @@ class State(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
     last_used_at = pw.DateTimeField(default=utcnow)
     use_count = pw.IntegerField(default=0)
+    exported_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("org", "state_id"), True),)

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts.jobs import write_job_artifacts
 from ..context import AppContext
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
@@ -72,6 +73,16 @@ class JobRun:
             heartbeat.join(timeout=5)
             if self.build is not None:
                 instances.release_volume(self.ctx, self.org, self.build.volume_id)
+            self._write_artifacts()
+
+    def _write_artifacts(self) -> None:
+        """The job's report and step logs go to the object store; an unreachable store costs
+        the artifacts, never the job."""
+        try:
+            write_job_artifacts(self.ctx, self.job.job_id,
+                                retain_seconds=self.ctx.settings.artifact_retention_seconds)
+        except Exception as exc:
+            log.warning("could not store the artifacts of job %s: %s", self.job.job_id, exc)
 
     def _heartbeat(self) -> None:
         interval = self.ctx.settings.job_heartbeat_seconds

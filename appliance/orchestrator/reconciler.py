@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ..artifacts.jobs import sweep_expired_artifacts
 from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
@@ -34,6 +35,7 @@ class ReconcileReport:
     released_volumes: list[str] = field(default_factory=list)
     orphan_paths: list[str] = field(default_factory=list)
     evicted_states: list[str] = field(default_factory=list)
+    expired_artifacts: int = 0
 
 
 def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
@@ -44,6 +46,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SEC
     _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
+    report.expired_artifacts = _sweep_artifacts(ctx)
     eviction = cache.evict(ctx, trigger="reconciler")
     if eviction is not None:
         report.evicted_states = [e["state_id"] for e in json.loads(eviction.evicted_json)]
@@ -89,6 +92,14 @@ def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
             report.expired_instances.append(instance.instance_id)
         except Exception as exc:
             log.error("could not reap instance %s: %s", instance.instance_id, exc)
+
+
+def _sweep_artifacts(ctx: AppContext) -> int:
+    try:
+        return sweep_expired_artifacts(ctx)
+    except Exception as exc:  # the object store being away must not stop the rest of the pass
+        log.warning("artifact sweep failed: %s", exc)
+        return 0
 
 
 def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:

@@ -14,6 +14,8 @@ from ..shell import Runner
 from .base import SnapshotDriver
 from .btrfs import BtrfsDriver
 from .copy import CopyDriver
+from .lvm import LvmDriver
+from .zfs import ZfsDriver, dataset_mountpoint, pool_exists
 from .image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
 from .store import SnapshotStore
 
@@ -47,6 +49,11 @@ def choose_store(settings: Settings, runner: Runner) -> StoreChoice:
 
 def _reason(settings: Settings, store: SnapshotStore) -> str:
     driver = store.driver.name
+    if driver == "zfs":
+        why = "storage_backend is zfs" if settings.storage_backend == "zfs" else "zfs_dataset exists"
+        return f"zfs: {why}; dataset {settings.zfs_dataset} is mounted at {store.root}"
+    if driver == "lvm":
+        return f"lvm: storage_backend is lvm (thin pool {settings.lvm_thin_pool}, {settings.lvm_filesystem})"
     if settings.storage_backend != "auto":
         return f"{driver}: storage_backend is {settings.storage_backend}"
     if driver == "btrfs" and image_path(settings).exists():
@@ -57,9 +64,14 @@ def _reason(settings: Settings, store: SnapshotStore) -> str:
 
 
 def _choose(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str]]:
+    backend = settings.storage_backend
+    if backend == "zfs" or (backend == "auto" and settings.zfs_dataset
+                            and pool_exists(runner, settings.zfs_dataset)):
+        return _open_zfs(settings, runner), []
+    if backend == "lvm":
+        return _open_lvm(settings, runner), []
     store_dir = settings.store_path
     fs = filesystem_type(store_dir)
-    backend = settings.storage_backend
 
     if backend == "copy":
         hint = "or set storage_backend=auto"
@@ -98,6 +110,29 @@ def _choose(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str
         hint = "or run as root with mkfs.btrfs and loop devices so the btrfs image can be used"
     warnings = [] if fs in _REFLINK_FILESYSTEMS else [_copy_warning(store_dir, fs, hint)]
     return _open(store_dir, CopyDriver(runner)), warnings
+
+
+def _open_zfs(settings: Settings, runner: Runner) -> SnapshotStore:
+    dataset = settings.zfs_dataset
+    if not dataset:
+        raise StorageConfigError("storage_backend is zfs but zfs_dataset is not set (e.g. tank/sqlrs).")
+    if not pool_exists(runner, dataset):
+        raise StorageConfigError(
+            f"storage_backend is zfs but the dataset {dataset} does not exist or zfs does not answer "
+            f"(check `zfs list {dataset}`; with zfs-fuse the zfs-fuse daemon must run).")
+    root = dataset_mountpoint(runner, dataset)
+    if settings.store_dir is not None and settings.store_dir != root:
+        raise StorageConfigError(
+            f"store_dir {settings.store_dir} is not where the dataset {dataset} is mounted ({root}); "
+            "leave store_dir unset with the zfs driver.")
+    return SnapshotStore(root, ZfsDriver(runner, dataset))
+
+
+def _open_lvm(settings: Settings, runner: Runner) -> SnapshotStore:
+    if not settings.lvm_thin_pool or settings.lvm_thin_pool.count("/") != 1:
+        raise StorageConfigError("storage_backend is lvm but lvm_thin_pool is not set as vg/pool.")
+    driver = LvmDriver(runner, settings.lvm_thin_pool, settings.lvm_volume_bytes, settings.lvm_filesystem)
+    return _open(settings.store_path, driver)
 
 
 def _mount_image(settings: Settings, runner: Runner) -> None:

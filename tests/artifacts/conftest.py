@@ -2,66 +2,13 @@
 loopback (never an in-process fake), and both object-store backends behind one fixture."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import urllib3
-
 from appliance.artifacts.local import LocalObjectStore
 from appliance.artifacts.s3 import S3ObjectStore
 from appliance.artifacts.store import ObjectStore
-from tests.conftest import free_tcp_port
-
-ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key-never-logged"
-
-
-class S3Server:
-    """``python -m moto.server`` on 127.0.0.1; started once per session."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_tcp_port()
-        self.endpoint = f"127.0.0.1:{self.port}"
-        self._log = open(log, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                         "-p", str(self.port)], stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_until_ready(self, attempts: int = 300) -> None:
-        http = urllib3.PoolManager(retries=False, timeout=1.0)
-        for _ in range(attempts):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the S3 server exited with {self.process.returncode}")
-            try:
-                http.request("GET", f"http://{self.endpoint}/")
-                return
-            except urllib3.exceptions.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("the S3 server did not answer")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
-
-    def store(self, prefix: str = "") -> S3ObjectStore:
-        """A store on a fresh bucket, so tests never see each other's objects."""
-        return S3ObjectStore(self.endpoint, f"b-{uuid.uuid4().hex[:20]}", prefix, access_key=ACCESS_KEY,
-                             secret_key=SECRET_KEY, secure=False, region="us-east-1")
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3") / "server.log")
-    try:
-        server.wait_until_ready()
-        yield server
-    finally:
-        server.stop()
-
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY
 
 @pytest.fixture(params=["local", "s3"])
 def objects(request, tmp_path: Path) -> ObjectStore:
@@ -95,7 +42,6 @@ from appliance.shell import Runner  # noqa: E402
 from appliance.storage.btrfs import BtrfsDriver  # noqa: E402
 from appliance.storage.copy import CopyDriver  # noqa: E402
 from appliance.storage.store import SnapshotStore  # noqa: E402
-from tests.storage.conftest import btrfs_dir, btrfs_root, database_owner  # noqa: E402,F401
 
 
 class Host:

@@ -6,7 +6,6 @@ import json
 from appliance.api.auth import hash_token
 from appliance.artifacts.jobs import write_job_artifacts
 from appliance.control.models import ApiToken, PrepareJob, State
-from tests.api.conftest import client, ctx, token  # noqa: F401  (the API test fixtures)
 
 ORG = "default"
 

@@ -25,3 +25,20 @@ def test_migrating_twice_changes_nothing(control_db_url):
         assert current_version(db) == latest_version()
     finally:
         close_database(db)
+
+
+def test_a_database_at_version_2_gains_the_exported_at_column(control_db_url):
+
+    from appliance.control.migrations import MIGRATIONS
+    from appliance.control.models import SchemaVersion
+    db = open_database(control_db_url)
+    try:
+        db.create_tables([SchemaVersion])
+        for version, step in MIGRATIONS[:2]:
+            step(db)
+            SchemaVersion.create(version=version)
+        db.execute_sql("ALTER TABLE state DROP COLUMN exported_at")  # the shape version 2 shipped with
+        assert migrate(db) == [3]
+        assert any(c.name == "exported_at" for c in db.get_columns("state"))
+    finally:
+        close_database(db)

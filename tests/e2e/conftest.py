@@ -2,6 +2,7 @@
 image store it mounts itself + Postgres instances on loopback."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,7 +12,9 @@ from typing import Iterator
 
 import pytest
 
+from appliance.shell import Runner
 from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.zfs import file_backed_pool
 
 from .harness import Appliance
 
@@ -26,14 +29,28 @@ def start_appliance(extra_env: dict[str, str] | None = None) -> Appliance:
                      extra_env=extra_env).start()
 
 
+FAST_RECOVERY = {"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECONDS": "0.5",
+                 "SQLRS_RECONCILE_INTERVAL_SECONDS": "1"}
+
+
+def appliance_on(request, driver: str) -> Iterator[Appliance]:
+    """A real appliance whose store is the btrfs image it mounts itself, or a fresh zfs pool.
+    Its logs are copied to /tmp/sqlrs-e2e-logs/<module>-<driver> at the end, for post-mortems."""
+    with contextlib.ExitStack() as stack:
+        env = dict(FAST_RECOVERY)
+        if driver == "zfs":
+            dataset, _ = stack.enter_context(file_backed_pool(Runner(), public_tmpdir("sqlrs-zfs-"), 4 * 1024**3))
+            env.update({"SQLRS_STORAGE_BACKEND": "zfs", "SQLRS_ZFS_DATASET": dataset})
+        app = start_appliance(env)
+        stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
+        module = request.module.__name__.rsplit(".", 1)[-1]
+        stack.callback(app.destroy, keep_logs_in=Path("/tmp/sqlrs-e2e-logs") / f"{module}-{driver}")
+        yield app
+
+
 @pytest.fixture(scope="module")
 def appliance(request) -> Iterator[Appliance]:
-    """Its logs are copied to /tmp/sqlrs-e2e-logs/<module> at the end, for post-mortems."""
-    app = start_appliance({"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECONDS": "0.5",
-                           "SQLRS_RECONCILE_INTERVAL_SECONDS": "1"})
-    yield app
-    app.destroy(keep_logs_in=Path("/tmp/sqlrs-e2e-logs") / request.module.__name__.rsplit(".", 1)[-1])
-    shutil.rmtree(app.data_dir.parent, ignore_errors=True)
+    yield from appliance_on(request, "btrfs")
 
 
 @pytest.fixture

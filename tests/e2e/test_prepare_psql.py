@@ -4,7 +4,16 @@ from __future__ import annotations
 import re
 
 
-from .conftest import psql
+import pytest
+
+from .conftest import appliance_on, psql
+
+
+@pytest.fixture(scope="module", params=["btrfs", "zfs"])
+def appliance(request):
+    """The same prepare flow, unchanged, on every snapshot driver that runs here for real."""
+    yield from appliance_on(request, request.param)
+
 
 THREE_STEPS = ["-f", "schema.sql", "-f", "data.sql", "-f", "more.sql"]
 
