@@ -33,18 +33,19 @@ FAST_RECOVERY = {"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECON
                  "SQLRS_RECONCILE_INTERVAL_SECONDS": "1"}
 
 
-def appliance_on(request, driver: str) -> Iterator[Appliance]:
+def appliance_on(request, driver: str, extra_env: dict[str, str] | None = None) -> Iterator[Appliance]:
     """A real appliance whose store is the btrfs image it mounts itself, or a fresh zfs pool.
     Its logs are copied to /tmp/sqlrs-e2e-logs/<module>-<driver> at the end, for post-mortems."""
     with contextlib.ExitStack() as stack:
-        env = dict(FAST_RECOVERY)
+        env = {**FAST_RECOVERY, **(extra_env or {})}
         if driver == "zfs":
             dataset, _ = stack.enter_context(file_backed_pool(Runner(), public_tmpdir("sqlrs-zfs-"), 4 * 1024**3))
             env.update({"SQLRS_STORAGE_BACKEND": "zfs", "SQLRS_ZFS_DATASET": dataset})
         app = start_appliance(env)
         stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
         module = request.module.__name__.rsplit(".", 1)[-1]
-        stack.callback(app.destroy, keep_logs_in=Path("/tmp/sqlrs-e2e-logs") / f"{module}-{driver}")
+        logs = f"{module}-{driver}" + (f"-{extra_env['SQLRS_DEFAULT_ORG']}" if "SQLRS_DEFAULT_ORG" in (extra_env or {}) else "")
+        stack.callback(app.destroy, keep_logs_in=Path("/tmp/sqlrs-e2e-logs") / logs)
         yield app
 
 

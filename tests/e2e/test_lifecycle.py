@@ -158,3 +158,17 @@ def test_an_instance_whose_postgres_died_is_started_again_on_its_port(appliance,
     subprocess.run(["kill", "-9", str(postmaster)], check=True)
     _wait_until(lambda: psql(dsn, "select count(*) from items").returncode == 0, timeout=60)
     assert appliance.get(f"/v1/instances/{instance_id}").json()["status"] == "active"
+
+
+def test_every_finished_job_leaves_a_report_and_its_step_logs_as_artifacts(appliance, scripts):
+    (scripts / "noisy.sql").write_text("select 'hello from a step' as greeting;\n")
+    status = appliance.prepare(["-f", "schema.sql", "-f", "noisy.sql"], scripts)
+    job_id = status["job_id"]
+    names = {a["name"] for a in _wait_until(lambda: appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts").json())}
+    assert {"report.json", "logs/execute-1.log"} <= names
+    report = appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts/report.json").json()
+    assert report["status"] == "succeeded"
+    assert [t["decision"] for t in report["tasks"] if t["type"] == "state_execute"] == ["built", "built"]
+    log = appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts/logs/execute-1.log").text
+    assert "hello from a step" in log
+    assert status["result"]["dsn"].split("@")[0].split(":")[-1] not in log
