@@ -9,3 +9,7 @@ test:  ## install everything the tests need and run them
 
 bench:  ## cache-hit vs rebuild benchmark (writes bench/out/)
 	python3 bench/prepare_bench.py
+
+.PHONY: clone-bench
+clone-bench:  ## snapshot/clone/start time vs state size on btrfs and zfs (writes bench/out/clone.*)
+	python3 bench/clone_bench.py

@@ -59,20 +59,24 @@ class JobRun:
         append_event(job.job_id, "status", status="running")
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()
+        outcome: tuple[str, ApplianceError | None] = ("succeeded", None)
         try:
             self._run_tasks()
         except Cancelled as exc:
-            self._finish("cancelled", exc)
+            outcome = ("cancelled", exc)
         except ApplianceError as exc:
-            self._finish("failed", exc)
+            outcome = ("failed", exc)
         except Exception as exc:  # a bug or an unexpected platform failure: say so, keep details out
             log.exception("job %s failed unexpectedly", job.job_id)
-            self._finish("failed", InternalError(f"internal error: {type(exc).__name__}: {exc}"))
+            outcome = ("failed", InternalError(f"internal error: {type(exc).__name__}: {exc}"))
+        try:
+            # Tidy up before saying the job is over: a client that sees "failed" sees no clone left.
+            if self.build is not None:
+                instances.release_volume(self.ctx, self.org, self.build.volume_id)
         finally:
             self._stop_heartbeat.set()
             heartbeat.join(timeout=5)
-            if self.build is not None:
-                instances.release_volume(self.ctx, self.org, self.build.volume_id)
+            self._finish(*outcome)
             self._write_artifacts()
 
     def _write_artifacts(self) -> None:
@@ -127,7 +131,6 @@ class JobRun:
                        "prepare_instance": self._prepare_instance}[task.type]
             handler(task)
             self._task_status(task, "succeeded")
-        self._finish("succeeded")
 
     def _task_status(self, task: Task, status: str) -> None:
         now = utcnow()
@@ -248,13 +251,24 @@ class JobRun:
         except CommandFailed as exc:
             message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"
             self._log(task, message)
-            if full := _out_of_space(exc):
+            if full := _out_of_space(exc) or self._store_exhausted(message):
                 raise full from None
             raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
                              {"task_id": task.task_id, "exit_code": exc.returncode}) from None
         output = (result.stdout + result.stderr).strip()
         if output:
             self._log(task, output)
+
+    def _store_exhausted(self, message: str) -> CacheFullUnreclaimable | None:
+        """Postgres may die of a full disk (a PANIC on a WAL write) and psql then only says
+        the connection was lost: the free space on the store tells the real story."""
+        fs = os.statvfs(self.ctx.store.root)
+        free, total = fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
+        if free >= max(64 * 1024**2, total // 100):
+            return None
+        return CacheFullUnreclaimable(
+            "the store ran out of space while building a state; nothing was recorded",
+            {"reasons": ["physical_free_exhausted"], "store_free_bytes": free, "detail": _first_error_line(message)})
 
     def _prepare_instance(self, task: Task) -> None:
         state_id = task.input_id
@@ -273,14 +287,24 @@ class JobRun:
                        "image_id": self.job.resolved_image_id}
 
 
+_OUT_OF_SPACE_SIGNS = ("No space left on device", "Disk quota exceeded",
+                       "HINT:  Check free disk space.")  # Postgres: "could not extend file …"
+
+
 def _out_of_space(exc: Exception) -> CacheFullUnreclaimable | None:
     """ENOSPC while building is the cache's problem, not the user's script's: say so."""
     text = getattr(exc, "stderr", "") or str(exc)
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+    if getattr(exc, "errno", None) == errno.ENOSPC or any(sign in text for sign in _OUT_OF_SPACE_SIGNS):
         return CacheFullUnreclaimable(
             "the store ran out of space while building a state; nothing was recorded",
-            {"reasons": ["physical_free_exhausted"], "detail": text.strip().splitlines()[-1][:500]})
+            {"reasons": ["physical_free_exhausted"], "detail": _first_error_line(text)})
     return None
+
+
+def _first_error_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or "FATAL" in line or "No space" in line]
+    return (errors or lines or [""])[0][:500]
 
 
 def execute_job(ctx: AppContext, job_id: str) -> None:
