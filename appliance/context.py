@@ -27,6 +27,7 @@ class AppContext:
     runtime: InstanceRuntime
     host: str = field(default_factory=socket.gethostname)
     storage_warnings: list[str] = field(default_factory=list)
+    storage_reason: str = ""
 
     @cached_property
     def redis(self) -> Redis:
@@ -51,14 +52,16 @@ class AppContext:
 
 def build_context(settings: Settings, runner: Runner | None = None) -> AppContext:
     from .runtime.process import ProcessRuntime
-    from .storage.select import open_store
+    from .storage.select import choose_store
 
     runner = runner or Runner()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.control_db_url)
-    store, warnings = open_store(settings, runner)
+    choice = choose_store(settings, runner)
+    store, warnings = choice.store, choice.warnings
+    log.info("storage: %s", choice.reason)
     for warning in warnings:
         log.warning(warning)
     runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
     return AppContext(settings=settings, db=db, runner=runner, store=store, runtime=runtime,
-                      storage_warnings=warnings)
+                      storage_warnings=warnings, storage_reason=choice.reason)

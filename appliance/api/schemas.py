@@ -196,6 +196,7 @@ class Readiness(BaseModel):
     ok: bool
     checks: dict[str, str]
     store_driver: str
+    store_reason: str
     warnings: list[str]
 
 

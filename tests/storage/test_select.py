@@ -91,3 +91,32 @@ def test_explicit_copy_is_honoured_on_btrfs(btrfs_dir: Path, tmp_path: Path, run
     settings = make_settings(data_dir=tmp_path, store_dir=btrfs_dir / "store", storage_backend="copy")
     store, warnings = open_store(settings, runner)
     assert (store.driver.name, warnings) == ("copy", [])
+
+
+def test_auto_chooses_zfs_when_the_configured_dataset_exists_and_says_why(zfs_pool, tmp_path, runner, make_settings):
+    from appliance.storage.select import choose_store
+    dataset, mountpoint = zfs_pool
+    choice = choose_store(make_settings(data_dir=tmp_path, zfs_dataset=dataset), runner)
+    assert choice.store.driver.name == "zfs" and choice.store.root == mountpoint
+    assert choice.reason == f"zfs: zfs_dataset exists; dataset {dataset} is mounted at {mountpoint}"
+
+
+def test_auto_skips_a_configured_dataset_that_does_not_exist(tmp_path, runner, make_settings):
+    settings = make_settings(data_dir=tmp_path, zfs_dataset="nosuchpool/sqlrs", btrfs_image="off")
+    store, _ = open_store(settings, runner)
+    assert store.driver.name != "zfs"
+
+
+def test_explicit_zfs_without_a_dataset_is_refused(tmp_path, runner, make_settings):
+    with pytest.raises(StorageConfigError, match="zfs_dataset is not set"):
+        open_store(make_settings(data_dir=tmp_path, storage_backend="zfs"), runner)
+
+
+def test_explicit_zfs_with_a_missing_dataset_is_refused(tmp_path, runner, make_settings):
+    with pytest.raises(StorageConfigError, match="nosuchpool/sqlrs does not exist"):
+        open_store(make_settings(data_dir=tmp_path, storage_backend="zfs", zfs_dataset="nosuchpool/sqlrs"), runner)
+
+
+def test_explicit_lvm_without_a_thin_pool_is_refused(tmp_path, runner, make_settings):
+    with pytest.raises(StorageConfigError, match="lvm_thin_pool"):
+        open_store(make_settings(data_dir=tmp_path, storage_backend="lvm"), runner)
