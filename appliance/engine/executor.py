@@ -228,8 +228,9 @@ class JobRun:
                 path = self.ctx.store.clone_state(self.org, input_id, volume_id)
             self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
         if self.build.endpoint is None:
-            self.build.endpoint = self.ctx.runtime.start(self.build.path, self.build.run_dir,
-                                                         port=5432, listen_host=None)
+            self.build.endpoint = self.ctx.runtime.start(
+                self.build.path, self.build.run_dir, port=5432, listen_host=None,
+                labels={"sqlrs.org": self.org, "sqlrs.job": self.job.job_id, "sqlrs.purpose": "build"})
         return self.build
 
     def _new_volume(self) -> str:

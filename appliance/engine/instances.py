@@ -60,7 +60,8 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
         if not reuse_volume_id:
             ctx.store.clone_state(org, state_id, volume_id)
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
-                                     port=port, listen_host=ctx.settings.instance_host)
+                                     port=port, listen_host=ctx.settings.instance_host,
+                                     labels=instance_labels(instance))
         ctx.runtime.set_password(endpoint, instance.password)
     except BaseException:
         release_volume(ctx, org, volume_id)
@@ -69,6 +70,11 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
     instance.status = "active"
     instance.save()
     return instance
+
+
+def instance_labels(instance: Instance) -> dict[str, str]:
+    return {"sqlrs.org": instance.org, "sqlrs.instance": instance.instance_id,
+            "sqlrs.state": instance.state_id, "sqlrs.job": instance.job_id or ""}
 
 
 def release_volume(ctx: AppContext, org: str, volume_id: str) -> None:

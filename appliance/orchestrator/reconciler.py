@@ -112,7 +112,7 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
         try:
             ctx.runtime.stop(path, mode="immediate")  # clears what a killed postmaster left behind
             ctx.runtime.start(path, instances.instance_run_dir(ctx, instance.volume_id), port=instance.port,
-                              listen_host=ctx.settings.instance_host)
+                              listen_host=ctx.settings.instance_host, labels=instances.instance_labels(instance))
             report.revived_instances.append(instance.instance_id)
             log.warning("instance %s was not running; started it again", instance.instance_id)
         except Exception as exc:

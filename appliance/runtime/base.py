@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Mapping, Protocol, runtime_checkable
 
 from ..shell import RunAs
 
@@ -49,8 +49,12 @@ class InstanceRuntime(Protocol):
     def init_cluster(self, volume: Path, image: str) -> None:
         """Create an empty, password-less cluster in ``volume/pgdata``."""
 
-    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None) -> Endpoint:
-        """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections."""
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
+              labels: Mapping[str, str] | None = None) -> Endpoint:
+        """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections.
+
+        ``labels`` (org, job, state, instance ids) let an operator tell what a container or a
+        scheduler job is; runtimes without such a place ignore them."""
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         """Stop the cluster (no-op when it is not running); ``fast`` leaves a clean checkpoint."""

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
@@ -139,7 +140,8 @@ class ProcessRuntime:
         (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
         self._flush(pgdata)
 
-    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None) -> Endpoint:
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
+              labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
         run_dir = _safe_path(run_dir, "run_dir")
         port = _valid_port(port)
