@@ -53,7 +53,17 @@ class Settings(BaseSettings):
     s3_secure: bool = Field(True, description="Use TLS to reach the S3 endpoint.")
     s3_region: str | None = Field(None, description="S3 region, if the server needs one.")
 
-    runtime: Literal["process"] = Field("process", description="Instance runtime driver.")
+    runtime: Literal["process", "docker", "nomad"] = Field("process", description="Instance runtime driver.")
+    docker_image: str = Field("sqlrs/postgres:15", description="Postgres image for the docker and nomad runtimes "
+                                                               "(built offline by scripts/build-postgres-image).")
+    instance_memory_mb: int = Field(256, gt=0, description="Memory limit of one instance container.")
+    instance_cpus: float = Field(1.0, gt=0, description="CPU limit of one instance container.")
+    nomad_addr: str = Field("http://127.0.0.1:4646", description="Nomad HTTP API address for the nomad runtime.")
+    nomad_token: SecretStr | None = Field(None, description="Nomad ACL token (never logged).")
+    nomad_namespace: str = Field("default", description="Nomad namespace the appliance's jobs go to.")
+    nomad_region: str | None = Field(None, description="Nomad region, if not the agent's own.")
+    nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"], description="Datacenters jobs may run in.")
+    nomad_node_id: str | None = Field(None, description="Nomad node that holds this host's store (jobs are pinned to it).")
     pg_bin_dir: Path | None = Field(None, description="PostgreSQL binaries; default: newest /usr/lib/postgresql/*/bin.")
     instance_os_user: str | None = Field(None, description="Unprivileged OS user that runs Postgres; default postgres when root, else the current user.")
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")

@@ -7,6 +7,7 @@ systemd would), runs the reconciler loop in a thread, and serves the API until S
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
         if value is not None:
             env[f"SQLRS_{name.upper()}"] = str(value)
     return env
