@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     cache_reserve_bytes: int = Field(2 * 1024**3, ge=0, description="Free space always kept on the store.")
     cache_min_state_age_seconds: int = Field(600, ge=0, description="States younger than this are never evicted.")
 
+    warm_pool_size: int = Field(0, ge=0, le=100, description="Running, unbound clones kept per hot state (0: off).")
+    warm_pool_hot_window_seconds: int = Field(3600, gt=0, description="A state handed out as an instance within this window is hot.")
+    warm_pool_max_states: int = Field(10, ge=0, description="At most this many hot states get a warm pool.")
+
     max_bundle_bytes: int = Field(64 * 1024**2, gt=0, description="Largest accepted source bundle (compressed and unpacked).")
     max_bundle_files: int = Field(10000, gt=0, description="Most files a source bundle may hold.")
 

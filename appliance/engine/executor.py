@@ -19,7 +19,8 @@ from ..context import AppContext
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
-from ..orchestrator import cache
+from ..orchestrator import cache, warm_pool
+from ..orchestrator.queue import enqueue_refill
 from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet
 from ..runtime.base import Endpoint
@@ -273,13 +274,21 @@ class JobRun:
 
     def _prepare_instance(self, task: Task) -> None:
         state_id = task.input_id
-        reuse = None
+        reuse, instance = None, None
         if self.build is not None:  # the clone we built on is already at the final state
             reuse, self.build = self.build.volume_id, None
-        instance = instances.create_instance(
-            self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
-            job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,
-            name=self.job.instance_name, reuse_volume_id=reuse)
+        elif warm_pool.enabled(self.ctx):
+            instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
+                                       ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)
+            if instance is not None:
+                self._log(task, "warm pool: bound a running clone")
+        if instance is None:
+            instance = instances.create_instance(
+                self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
+                job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,
+                name=self.job.instance_name, reuse_volume_id=reuse)
+        if warm_pool.enabled(self.ctx):
+            enqueue_refill(self.ctx.redis)
         self._touch_state(state_id)
         PrepareJob.update(result_state_id=state_id, result_instance_id=instance.instance_id).where(
             PrepareJob.job_id == self.job.job_id).execute()

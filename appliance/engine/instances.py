@@ -17,6 +17,7 @@ from ..runtime.ports import PortPool
 
 log = logging.getLogger(__name__)
 SUPERUSER = "sqlrs"
+POOLED_LIFETIME = 10 * 365 * 86400  # pooled instances never expire; trimming the pool removes them
 
 
 def new_id() -> str:
@@ -37,8 +38,12 @@ def instance_run_dir(ctx: AppContext, volume_id: str) -> Path:
 
 
 def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, job_id: str | None,
-                    ttl_seconds: int, name: str | None, reuse_volume_id: str | None = None) -> Instance:
-    """Start an instance of ``state_id``; reuses a stopped build clone of it when one is handed in."""
+                    ttl_seconds: int, name: str | None, reuse_volume_id: str | None = None,
+                    pooled: bool = False) -> Instance:
+    """Start an instance of ``state_id``; reuses a stopped build clone of it when one is handed in.
+
+    A ``pooled`` instance runs but has no password yet (its role cannot log in over TCP) and
+    belongs to no job: it waits in the warm pool until a prepare binds it."""
     instance_id = new_id()
     volume_id = reuse_volume_id or new_id()
     with ctx.redis.lock("sqlrs:lock:ports", timeout=30, blocking_timeout=60):
@@ -55,21 +60,40 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
                 instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
                 volume_id=volume_id, status="starting", host=ctx.settings.instance_host, port=port,
                 password=secrets.token_urlsafe(24), name=name,
-                expires_at=utcnow() + dt.timedelta(seconds=ttl_seconds))
+                expires_at=utcnow() + dt.timedelta(seconds=POOLED_LIFETIME if pooled else ttl_seconds))
     try:
         if not reuse_volume_id:
             ctx.store.clone_state(org, state_id, volume_id)
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
                                      port=port, listen_host=ctx.settings.instance_host,
                                      labels=instance_labels(instance))
-        ctx.runtime.set_password(endpoint, instance.password)
+        if not pooled:
+            ctx.runtime.set_password(endpoint, instance.password)
     except BaseException:
         release_volume(ctx, org, volume_id)
         instance.delete_instance()
         raise
-    instance.status = "active"
+    instance.status = "pooled" if pooled else "active"
     instance.save()
     return instance
+
+
+def bind_pooled(ctx: AppContext, instance: Instance, *, job_id: str | None, ttl_seconds: int,
+                name: str | None) -> Instance:
+    """Hand a claimed pooled instance to its owner: fresh credentials, the owner's TTL and name."""
+    instance.password = secrets.token_urlsafe(24)
+    ctx.runtime.set_password(endpoint_of(ctx, instance), instance.password)
+    instance.status, instance.job_id, instance.name = "active", job_id, name
+    instance.created_at = utcnow()
+    instance.expires_at = utcnow() + dt.timedelta(seconds=ttl_seconds)
+    instance.save()
+    return instance
+
+
+def endpoint_of(ctx: AppContext, instance: Instance):
+    from ..runtime.base import Endpoint
+    return Endpoint(host=instance.host, port=instance.port,
+                    socket_dir=instance_run_dir(ctx, instance.volume_id), user=SUPERUSER)
 
 
 def instance_labels(instance: Instance) -> dict[str, str]:
@@ -105,7 +129,4 @@ def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | 
 
 
 def connection_count(ctx: AppContext, instance: Instance) -> int:
-    from ..runtime.base import Endpoint
-    endpoint = Endpoint(host=instance.host, port=instance.port,
-                        socket_dir=instance_run_dir(ctx, instance.volume_id), user=SUPERUSER)
-    return ctx.runtime.connection_count(endpoint)
+    return ctx.runtime.connection_count(endpoint_of(ctx, instance))

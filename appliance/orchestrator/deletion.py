@@ -117,6 +117,8 @@ def _delete_bottom_up(ctx: AppContext, org: str, node: Node) -> None:
     if node.kind == "instance":
         instances.destroy_instance(ctx, node.row)
     else:
+        from .warm_pool import empty_pool
+        empty_pool(ctx, org, node.id)  # pooled clones belong to nobody and must not pin the state
         ctx.store.destroy_state(org, node.id)
         node.row.delete_instance()
 

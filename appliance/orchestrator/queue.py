@@ -12,6 +12,8 @@ from rq.job import Job
 
 PREPARE_QUEUE = "sqlrs-prepare"
 RUN_PREPARE = "jobs.prepare.run_prepare_job"
+REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
+REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 
 
 def prepare_queue(redis: Redis) -> Queue:
@@ -30,3 +32,10 @@ def is_known_to_redis(redis: Redis, job_id: str) -> bool:
     except NoSuchJobError:
         return False
     return job.get_status(refresh=False) in {"queued", "started", "deferred", "scheduled"}
+
+
+def enqueue_refill(redis: Redis) -> None:
+    """At most one refill waits in the queue: it tops up every hot state at once."""
+    if not is_known_to_redis(redis, REFILL_JOB_ID):
+        prepare_queue(redis).enqueue(REFILL_WARM_POOL, job_id=REFILL_JOB_ID, job_timeout=600, result_ttl=0,
+                                     failure_ttl=3600, description="refill the warm pool")

@@ -18,7 +18,7 @@ from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
-from . import cache
+from . import cache, warm_pool
 from .events import TERMINAL_STATUSES, append_event
 from .queue import enqueue_prepare, is_known_to_redis
 
@@ -36,6 +36,7 @@ class ReconcileReport:
     orphan_paths: list[str] = field(default_factory=list)
     evicted_states: list[str] = field(default_factory=list)
     expired_artifacts: int = 0
+    pooled_instances: int = 0
 
 
 def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
@@ -47,6 +48,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SEC
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
     report.expired_artifacts = _sweep_artifacts(ctx)
+    report.pooled_instances = _refill_warm_pool(ctx)
     eviction = cache.evict(ctx, trigger="reconciler")
     if eviction is not None:
         report.evicted_states = [e["state_id"] for e in json.loads(eviction.evicted_json)]
@@ -94,6 +96,14 @@ def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
             log.error("could not reap instance %s: %s", instance.instance_id, exc)
 
 
+def _refill_warm_pool(ctx: AppContext) -> int:
+    try:
+        return warm_pool.refill(ctx)
+    except Exception as exc:  # e.g. no free port: the pool waits, the rest of the pass goes on
+        log.warning("warm pool refill failed: %s", exc)
+        return 0
+
+
 def _sweep_artifacts(ctx: AppContext) -> int:
     try:
         return sweep_expired_artifacts(ctx)
@@ -105,7 +115,8 @@ def _sweep_artifacts(ctx: AppContext) -> int:
 def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
     """After a host reboot (or an OOM kill) an active instance's Postgres is gone: start it again
     on its own port, so its DSN works again; if that fails, the instance is failed and released."""
-    for instance in Instance.select().where((Instance.status == "active") & (Instance.expires_at >= utcnow())):
+    for instance in Instance.select().where(Instance.status.in_(["active", "pooled"])
+                                            & (Instance.expires_at >= utcnow())):
         path = ctx.store.volume_path(instance.org, instance.volume_id)
         if ctx.runtime.is_running(path):
             continue
@@ -125,7 +136,7 @@ def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
     live_jobs = {j.job_id for j in PrepareJob.select(PrepareJob.job_id)
                  .where(PrepareJob.status.not_in(list(TERMINAL_STATUSES)))}
     live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)
-                      .where(Instance.status.in_(["starting", "active"]))}
+                      .where(Instance.status.in_(["starting", "active", "pooled", "binding"]))}
     for volume in Volume.select():
         owned = (volume.job_id in live_jobs if volume.purpose == "build"
                  else volume.volume_id in live_instances)

@@ -16,11 +16,14 @@ from ..lookup import by_id_or_prefix, require
 from ..schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
 
 blueprint = Blueprint("instances", __name__)
+UNBOUND = ("pooled", "binding")  # warm-pool clones belong to no one until a prepare binds them
 
 
 def find_instance(org: str, ref: str) -> Instance:
     """Full id, a unique id prefix, or the name of an active instance."""
     instance = by_id_or_prefix(Instance, Instance.instance_id, org, ref, "instance")
+    if instance is not None and instance.status in UNBOUND:
+        instance = None
     if instance is None:
         instance = (Instance.select().where((Instance.org == org) & (Instance.name == ref) &
                                             (Instance.status == "active")).first())
@@ -33,7 +36,8 @@ async def list_instances(query_args: IdPrefixQuery):
     org = g.principal.org
 
     def rows():
-        q = Instance.select().where(Instance.org == org).order_by(Instance.created_at)
+        q = (Instance.select().where((Instance.org == org) & Instance.status.not_in(UNBOUND))
+             .order_by(Instance.created_at))
         if query_args.id_prefix:
             q = q.where(Instance.instance_id.startswith(query_args.id_prefix.lower()))
         return [serializers.instance_entry(i, org) for i in q]

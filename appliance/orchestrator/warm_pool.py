@@ -1,0 +1,93 @@
+"""The warm pool: running clones of hot states, waiting to be bound by a cache-hit prepare.
+
+A pooled instance has Postgres up but no password (its role cannot log in over TCP) and no
+owner; binding it costs one password change instead of a clone and a Postgres start. Which
+states are hot comes from recent demand (instances handed out within the hot window, most first), the
+size per state from configuration. Pooled instances belong to nobody until bound, so they
+count against no quota, and they never block eviction: deleting a state empties its pool.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import peewee as pw
+
+from ..context import AppContext
+from ..control.models import Instance, State, utcnow
+from ..engine import instances
+
+log = logging.getLogger(__name__)
+POOLED = "pooled"
+BINDING = "binding"  # claimed by a prepare, credentials being set
+
+
+def enabled(ctx: AppContext) -> bool:
+    return ctx.settings.warm_pool_size > 0
+
+
+def hot_states(ctx: AppContext) -> list[State]:
+    """States that prepares handed out as instances within the hot window, most demanded first."""
+    since = utcnow() - dt.timedelta(seconds=ctx.settings.warm_pool_hot_window_seconds)
+    demand = (Instance.select(Instance.org, Instance.state_id, pw.fn.COUNT(Instance.instance_id).alias("n"))
+              .where((Instance.created_at >= since) & Instance.job_id.is_null(False))
+              .group_by(Instance.org, Instance.state_id)
+              .order_by(pw.fn.COUNT(Instance.instance_id).desc())
+              .limit(ctx.settings.warm_pool_max_states))
+    hot = []
+    for row in demand:
+        state = State.get_or_none((State.org == row.org) & (State.state_id == row.state_id) & (State.host == ctx.host))
+        if state is not None:
+            hot.append(state)
+    return hot
+
+
+def pooled(org: str, state_id: str) -> list[Instance]:
+    return list(Instance.select().where((Instance.org == org) & (Instance.state_id == state_id)
+                                        & (Instance.status == POOLED)).order_by(Instance.created_at))
+
+
+def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds: int,
+          name: str | None) -> Instance | None:
+    """Bind a pooled instance of the state to a job, or None when the pool is empty."""
+    for candidate in pooled(org, state_id):
+        taken = Instance.update(status=BINDING).where(
+            (Instance.instance_id == candidate.instance_id) & (Instance.status == POOLED)).execute()
+        if not taken:
+            continue  # another prepare was faster: try the next one
+        instance = Instance.get_by_id(candidate.instance_id)
+        try:
+            return instances.bind_pooled(ctx, instance, job_id=job_id, ttl_seconds=ttl_seconds, name=name)
+        except Exception as exc:  # a broken pooled clone must not fail the prepare: drop it, clone anew
+            log.warning("pooled instance %s could not be bound (%s); discarding it", instance.instance_id, exc)
+            instances.destroy_instance(ctx, instance)
+    return None
+
+
+def refill(ctx: AppContext) -> int:
+    """Top every hot state's pool up to its size and empty the pools of states gone cold."""
+    if not enabled(ctx):
+        return 0
+    created = 0
+    hot = hot_states(ctx)
+    for state in hot:
+        lock = ctx.redis.lock(f"sqlrs:lock:pool:{state.org}:{state.state_id}", timeout=120)
+        if not lock.acquire(blocking=False):
+            continue  # someone else is filling this one
+        try:
+            for _ in range(ctx.settings.warm_pool_size - len(pooled(state.org, state.state_id))):
+                instances.create_instance(ctx, org=state.org, state_id=state.state_id, image_id=state.image_id,
+                                          job_id=None, ttl_seconds=0, name=None, pooled=True)
+                created += 1
+        finally:
+            lock.release()
+    hot_keys = {(s.org, s.state_id) for s in hot}
+    for instance in Instance.select().where(Instance.status == POOLED):
+        if (instance.org, instance.state_id) not in hot_keys:
+            instances.destroy_instance(ctx, instance)
+    return created
+
+
+def empty_pool(ctx: AppContext, org: str, state_id: str) -> None:
+    for instance in pooled(org, state_id):
+        instances.destroy_instance(ctx, instance)

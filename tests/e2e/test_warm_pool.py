@@ -1,0 +1,67 @@
+"""The warm pool in a real appliance: cache hits bind running clones with fresh credentials."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import appliance_on, psql
+from .test_prepare_psql import executes
+
+
+@pytest.fixture(scope="module")
+def appliance(request):
+    yield from appliance_on(request, "btrfs", {"SQLRS_WARM_POOL_SIZE": "2"})
+
+
+def pooled_total(appliance) -> int:
+    found = re.search(r'^sqlrs_instances\{status="pooled"\} ([0-9.]+)$', appliance.get("/metrics").text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def settled_pooled_total(appliance, quiet_seconds: float = 3.0) -> int:
+    """The pool size once refills have stopped changing it (earlier tests' pools refill too)."""
+    last, since = pooled_total(appliance), time.monotonic()
+    while time.monotonic() - since < quiet_seconds:
+        time.sleep(0.25)
+        if (now := pooled_total(appliance)) != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def wait_for_pooled(appliance, total: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while pooled_total(appliance) != total:
+        assert time.monotonic() < deadline, f"the warm pool did not reach {total} (has {pooled_total(appliance)})"
+        time.sleep(0.2)
+
+
+def test_a_cache_hit_binds_a_pooled_clone_with_its_own_password(appliance, scripts):
+    before = settled_pooled_total(appliance)
+    first = appliance.prepare(["-f", "schema.sql", "-f", "data.sql"], scripts)
+    wait_for_pooled(appliance, before + 2)  # only the state handed out is hot, not its parent
+    second = appliance.prepare(["-f", "schema.sql", "-f", "data.sql"], scripts)
+    messages = [e.get("message") or "" for e in appliance.events(second["job_id"])]
+    assert "warm pool: bound a running clone" in messages
+    dsn = second["result"]["dsn"]
+    assert psql(dsn, "select count(*) from items").stdout.strip() == "100"
+    assert dsn != first["result"]["dsn"]
+
+
+def test_pooled_clones_are_invisible_and_unusable_until_bound(appliance, scripts):
+    appliance.prepare(["-f", "schema.sql"], scripts)
+    listed = appliance.get("/v1/instances").json()
+    assert all(i["status"] != "pooled" for i in listed)
+    assert all(i.get("dsn") for i in listed if i["status"] == "active")
+
+
+def test_deleting_a_state_empties_its_pool(appliance, scripts):
+    before = settled_pooled_total(appliance)
+    status = appliance.prepare(["-f", "schema.sql"], scripts)
+    state_id = executes(status)[0]["output_state_id"]
+    wait_for_pooled(appliance, before + 2)
+    answer = appliance.delete(f"/v1/states/{state_id}", params={"recurse": "true", "force": "true"})
+    assert answer.status_code == 200 and answer.json()["outcome"] == "deleted"
+    assert appliance.get(f"/v1/states/{state_id}").status_code == 404
+    assert pooled_total(appliance) == before
