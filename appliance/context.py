@@ -51,7 +51,7 @@ class AppContext:
 
 
 def build_context(settings: Settings, runner: Runner | None = None) -> AppContext:
-    from .runtime.process import ProcessRuntime
+    from .runtime.select import open_runtime
     from .storage.select import choose_store
 
     runner = runner or Runner()
@@ -62,6 +62,6 @@ def build_context(settings: Settings, runner: Runner | None = None) -> AppContex
     log.info("storage: %s", choice.reason)
     for warning in warnings:
         log.warning(warning)
-    runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
+    runtime = open_runtime(settings, runner)
     return AppContext(settings=settings, db=db, runner=runner, store=store, runtime=runtime,
                       storage_warnings=warnings, storage_reason=choice.reason)

@@ -32,6 +32,7 @@ class ReconcileReport:
     requeued_jobs: list[str] = field(default_factory=list)
     expired_instances: list[str] = field(default_factory=list)
     revived_instances: list[str] = field(default_factory=list)
+    failed_instances: list[str] = field(default_factory=list)
     released_volumes: list[str] = field(default_factory=list)
     orphan_paths: list[str] = field(default_factory=list)
     evicted_states: list[str] = field(default_factory=list)
@@ -119,6 +120,11 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
                                             & (Instance.expires_at >= utcnow())):
         path = ctx.store.volume_path(instance.org, instance.volume_id)
         if ctx.runtime.is_running(path):
+            continue
+        if not ctx.runtime.restart_after_crash:
+            log.warning("instance %s is no longer running (killed or crashed); failing it", instance.instance_id)
+            instances.destroy_instance(ctx, instance, keep_row_as="failed")
+            report.failed_instances.append(instance.instance_id)
             continue
         try:
             ctx.runtime.stop(path, mode="immediate")  # clears what a killed postmaster left behind

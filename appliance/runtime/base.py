@@ -49,6 +49,10 @@ class InstanceRuntime(Protocol):
     def init_cluster(self, volume: Path, image: str) -> None:
         """Create an empty, password-less cluster in ``volume/pgdata``."""
 
+    restart_after_crash: bool
+    """Whether an instance found dead is started again (a host reboot took it) or failed
+    (a container or scheduler job that was killed or OOM-killed is a fact to report)."""
+
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections.

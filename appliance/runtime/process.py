@@ -79,6 +79,7 @@ class ProcessRuntime:
     """Runs clusters as child processes of ``pg_ctl`` on this host."""
 
     name = "process"
+    restart_after_crash = True
 
     def __init__(self, runner: Runner, *, pg_bin_dir: Path | None = None, os_user: str | None = None,
                  start_timeout: int = 60, stop_timeout: int = 60):

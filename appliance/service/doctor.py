@@ -28,10 +28,10 @@ def _storage(settings: Settings, runner: Runner) -> str:
 
 
 def _postgres(settings: Settings, runner: Runner) -> str:
-    from ..runtime.process import ProcessRuntime
-    runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
-    image, resolved = runtime.installed_image()
-    return f"{image} in {runtime.bin_dir} (resolves to {resolved}); instances run as {runtime.os_user}"
+    from ..runtime.select import open_runtime
+    runtime = open_runtime(settings, runner)
+    resolved = runtime.resolve_image("postgres")
+    return f"{runtime.name} runtime: postgres resolves to {resolved}; instances run as {runtime.os_user}"
 
 
 def _ports(settings: Settings, runner: Runner) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import shutil
 
-from ..runtime.process import ProcessRuntime
+from ..runtime.select import open_runtime
 from ..settings import Settings
 from ..shell import Runner
 from ..storage.image import is_btrfs_mount, unmount
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def destroy_data_dir(settings: Settings, runner: Runner | None = None) -> None:
     runner = runner or Runner()
-    runtime = ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
+    runtime = open_runtime(settings, runner)
     store = choose_store(settings, runner).store
     for volume in sorted((store.root / "orgs").glob("*/volumes/*")):
         runtime.stop(volume, mode="immediate")

@@ -102,3 +102,170 @@ def shared_cluster(runtime: ProcessRuntime, template_volume: Path, workdir: Path
     _taken_ports.add(endpoint.port)
     yield endpoint
     runtime.stop(volume, mode="immediate")
+
+
+# --- docker runtime and the runtime conformance suite ---------------------------------------
+import os as _os  # noqa: E402
+import signal as _signal  # noqa: E402
+
+from appliance.runtime.base import InstanceRuntime  # noqa: E402
+from appliance.settings import Settings  # noqa: E402
+
+BUILD_IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-postgres-image"
+
+
+def _docker_unavailable(reason: str) -> None:
+    """Skip loudly on a machine where Docker cannot run; in CI it must run, so fail there."""
+    message = f"DOCKER RUNTIME TESTS NOT RUN: {reason}"
+    if _os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_runtime(runner: Runner, workdir: Path):
+    """A DockerRuntime on the local engine with the project's image (built here when missing)."""
+    try:
+        import docker
+        from appliance.runtime.docker import MANAGED_LABEL, VOLUME_LABEL, DockerRuntime
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any reason the engine is unusable
+        _docker_unavailable(f"no Docker engine answers ({exc}); start dockerd (see scripts/install-deps)")
+    image = Settings.model_fields["docker_image"].default
+    runner([str(BUILD_IMAGE_SCRIPT), "--tag", image], timeout=900)  # no-op when the tag exists
+    runtime = DockerRuntime(runner, image=image, memory_mb=Settings.model_fields["instance_memory_mb"].default,
+                            cpus=Settings.model_fields["instance_cpus"].default, client=client)
+    yield runtime
+    # Containers of this session's volumes that a test left behind (e.g. killed on purpose).
+    for row in client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+        if (row.get("Labels") or {}).get(VOLUME_LABEL, "").startswith(str(workdir)):
+            client.api.remove_container(row["Id"], force=True)
+
+
+@pytest.fixture(scope="session", params=["process", "docker", "nomad"])
+def any_runtime(request) -> InstanceRuntime:
+    """Each runtime in turn: the conformance suite runs the same tests against every one."""
+    return request.getfixturevalue("runtime" if request.param == "process" else f"{request.param}_runtime")
+
+
+@pytest.fixture(scope="session")
+def any_template_volume(any_runtime, workdir: Path) -> Path:
+    """An initdb made by the runtime under test (so init_cluster itself is exercised)."""
+    volume = workdir / f"template-{any_runtime.name}"
+    volume.mkdir()
+    any_runtime.init_cluster(volume, "postgres")
+    return volume
+
+
+@pytest.fixture
+def any_new_volume(any_template_volume: Path, workdir: Path, runner: Runner) -> Callable[[], Path]:
+    def make() -> Path:
+        target = workdir / f"vol{next(_counter)}"
+        runner(["cp", "-a", str(any_template_volume), str(target)])
+        return target
+    return make
+
+
+@pytest.fixture
+def any_volume(any_new_volume: Callable[[], Path]) -> Path:
+    return any_new_volume()
+
+
+@pytest.fixture
+def any_start(any_runtime, run_dir_for, free_port) -> Iterator[Callable[..., Endpoint]]:
+    """Start a volume's cluster on the runtime under test; stopped again after the test."""
+    started: list[Path] = []
+
+    def do_start(volume: Path, *, listen_host: str | None = None, labels=None) -> Endpoint:
+        started.append(volume)
+        return any_runtime.start(volume, run_dir_for(volume), port=free_port(), listen_host=listen_host,
+                                 labels=labels)
+
+    yield do_start
+    for volume in started:
+        any_runtime.stop(volume, mode="immediate")
+
+
+def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
+    """SIGKILL a running cluster's postmaster behind the runtime's back (an OOM kill, an operator)."""
+    if runtime.name == "docker":
+        from appliance.runtime.docker import container_name
+        import docker
+        pid = docker.from_env().containers.get(container_name(volume)).attrs["State"]["Pid"]  # host pid
+    elif runtime.name == "nomad":
+        pid = nomad_task_container(volume).attrs["State"]["Pid"]  # host pid of the task's postmaster
+    else:
+        pid = int((volume / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+    _os.kill(pid, _signal.SIGKILL)
+
+
+# --- nomad runtime: a Nomad-API double (its own process) that runs the tasks on real Docker ---
+import subprocess as _subprocess  # noqa: E402
+import sys as _sys  # noqa: E402
+import secrets as _secrets  # noqa: E402
+import socket as _socket  # noqa: E402
+import uuid as _uuid  # noqa: E402
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@_dataclass(frozen=True)
+class NomadDouble:
+    addr: str
+    token: str
+    node_id: str
+    namespace: str
+
+
+@pytest.fixture(scope="session")
+def nomad_double() -> Iterator[NomadDouble]:
+    """``python -m tests.nomad_double`` as a separate process, with an ACL token and a namespace."""
+    try:
+        import docker
+        docker.from_env().ping()
+    except Exception as exc:  # noqa: BLE001 - any reason the engine is unusable
+        _docker_unavailable(f"no Docker engine answers ({exc}); the Nomad double runs tasks on Docker")
+    with _socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    double = NomadDouble(f"http://127.0.0.1:{port}", _secrets.token_hex(16), str(_uuid.uuid4()), "sqlrs-test")
+    proc = _subprocess.Popen(
+        [_sys.executable, "-m", "tests.nomad_double", "--port", str(port), "--node-id", double.node_id,
+         "--namespace", "default", "--namespace", double.namespace],
+        cwd=REPO_ROOT, env={**_os.environ, "NOMAD_DOUBLE_TOKEN": double.token},
+        stdout=_subprocess.PIPE, stderr=_subprocess.STDOUT, text=True)
+    first_line = proc.stdout.readline()  # printed once it listens
+    if "listening" not in first_line:
+        proc.kill()
+        pytest.fail(f"the Nomad double did not start: {first_line}{proc.stdout.read()}")
+    yield double
+    proc.terminate()  # it removes the containers it started
+    try:
+        proc.wait(timeout=60)
+    except _subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def nomad_runtime(runner: Runner, nomad_double: NomadDouble):
+    from appliance.runtime.nomad import NomadRuntime
+
+    image = Settings.model_fields["docker_image"].default
+    runner([str(BUILD_IMAGE_SCRIPT), "--tag", image], timeout=900)  # no-op when the tag exists
+    return NomadRuntime(runner, addr=nomad_double.addr, token=nomad_double.token,
+                        namespace=nomad_double.namespace, region=None, datacenters=["dc1"],
+                        node_id=nomad_double.node_id, image=image,
+                        memory_mb=Settings.model_fields["instance_memory_mb"].default,
+                        cpus=Settings.model_fields["instance_cpus"].default)
+
+
+def nomad_task_container(volume: Path):
+    """The container the double started for a volume's instance job (found by Nomad's labels)."""
+    import docker
+    from appliance.runtime.nomad_jobs import job_id_for
+
+    found = docker.from_env().containers.list(filters={"label": f"com.hashicorp.nomad.job_id={job_id_for(volume)}"})
+    assert len(found) == 1, f"expected one running task container for {volume}, found {len(found)}"
+    return found[0]

@@ -14,7 +14,7 @@ def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
     checks = {check.name: check for check in run_checks(settings)}
     assert set(checks) == {"storage", "postgres", "ports", "control_db", "redis", "object_store"}
     assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
-    assert checks["postgres"].ok and "postgres:15@sha256:" in checks["postgres"].detail
+    assert checks["postgres"].ok and "process runtime: postgres resolves to postgres:15@sha256:" in checks["postgres"].detail
     assert checks["redis"].ok
 
 

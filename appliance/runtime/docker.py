@@ -1,0 +1,429 @@
+"""The ``docker`` runtime: one container per instance, from a Postgres image built offline.
+
+Only the volume's pgdata and the instance's run dir (its unix socket directory) are
+bind-mounted, so a container can reach nothing else of the store. Containers use the host
+network (ports come from the host's pool, as with the process runtime) and run as the uid that
+owns pgdata, so host-side tools (psql as the host's Postgres user, ``initdb --sync-only``) work
+on the same files and socket exactly as with the process runtime; that part is delegated to it.
+Cluster settings, hba rules and input validation are the process runtime's, so a state built on
+one runtime behaves the same on the other.
+
+A container is named after its volume, so ``stop``/``is_running`` find it after a restart of
+the appliance, and it never restarts by itself: one that exited without ``stop`` was killed or
+crashed, and :meth:`DockerRuntime.exited_instances` reports it to a reconciler.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import Mount
+
+from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from ..shell import Runner
+from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .process import (
+    _IMAGE, _SOCKET_PATH_MAX, CLUSTER_SETTINGS, PG_HBA, ProcessRuntime, _remove_stale_pidfile,
+    _safe_path, _valid_listen_host, _valid_port,
+)
+
+#: Every container this runtime creates carries ``sqlrs.managed=true``; reconcilers filter on it.
+MANAGED_LABEL = "sqlrs.managed"
+#: The volume a container serves, so a reconciler can map a container back to its instance.
+VOLUME_LABEL = "sqlrs.volume"
+LABEL_PREFIX = "sqlrs."
+_RESERVED_LABELS = {MANAGED_LABEL, VOLUME_LABEL}
+_LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_LABEL_VALUE_MAX = 1024
+
+# Fixed paths inside the container: nothing about the host's store layout leaks into it.
+CONTAINER_PGDATA = "/pgdata"
+CONTAINER_RUN_DIR = "/run/sqlrs"
+
+_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
+_LOG_TAIL_LINES = 60
+_GONE = ("exited", "dead")
+
+
+class ManagedContainer(NamedTuple):
+    """A container of this runtime as a reconciler sees it."""
+
+    name: str
+    labels: dict[str, str]
+    state: str  # docker's state: created | running | exited | dead | ...
+
+    @property
+    def volume(self) -> Path | None:
+        value = self.labels.get(VOLUME_LABEL)
+        return Path(value) if value else None
+
+
+def container_name(volume: Path) -> str:
+    """The container of a volume; deterministic so it is found again after a restart."""
+    real = os.path.realpath(os.fspath(volume))
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(real))[:40].strip(".-_") or "volume"
+    return f"sqlrs-pg-{stem}-{hashlib.sha256(real.encode()).hexdigest()[:16]}"
+
+
+class DockerRuntime:
+    """Runs clusters as containers of the local Docker engine (through the Docker SDK)."""
+
+    name = "docker"
+    restart_after_crash = False
+
+    def __init__(self, runner: Runner, *, image: str, memory_mb: int, cpus: float,
+                 os_user: str | None = None, client: Any | None = None,
+                 start_timeout: int = 60, stop_timeout: int = 60):
+        if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < 16:
+            raise InvalidArgument(f"instance memory must be an integer of at least 16 MB, not {memory_mb!r}")
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
+            raise InvalidArgument(f"instance cpus must be a positive number, not {cpus!r}")
+        self._runner = runner
+        self._client = client if client is not None else docker.from_env()
+        self.image = image
+        self.memory_mb = memory_mb
+        self.cpus = float(cpus)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        # Host-side tools (psql through the socket, initdb --sync-only) are the process runtime's.
+        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout,
+                                    stop_timeout=stop_timeout)
+        self.os_user, self.run_as = self._host.os_user, self._host.run_as
+        self.bin_dir = self._host.bin_dir
+
+    # --- images -------------------------------------------------------------------------
+    def installed_image(self) -> tuple[str, str, str]:
+        """``(postgres:<major>, pinned id, local image id)`` of the configured image."""
+        try:
+            image = self._client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise NotFound(f"the Postgres image {self.image} is not in the local Docker engine; "
+                           "build it with scripts/build-postgres-image") from None
+        except docker.errors.DockerException as exc:
+            raise _engine_error(["docker", "image", "inspect", self.image], exc) from None
+        env = dict(item.partition("=")[::2] for item in (image.attrs.get("Config") or {}).get("Env") or [])
+        major = env.get("PG_MAJOR") or self.image.rpartition(":")[2]
+        if not major.isdigit():
+            raise InternalError(f"cannot tell the Postgres major version of image {self.image}")
+        tag = f"postgres:{major}"
+        return tag, f"{tag}@{image.id}", image.id
+
+    def resolve_image(self, image_id: str) -> str:
+        tag, pinned, _ = self.installed_image()
+        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
+            if match.group("digest") is None or image_id == pinned:
+                return pinned
+        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
+        raise InvalidArgument(
+            f"image {shown} is not available on this host (available: {tag}, pinned as {pinned})",
+            {"image_id": shown, "available": [tag, pinned]},
+        )
+
+    # --- cluster lifecycle ----------------------------------------------------------------
+    def init_cluster(self, volume: Path, image: str) -> None:
+        pinned = self.resolve_image(image)
+        image_ref = pinned.partition("@")[2]
+        volume = _safe_path(volume, "volume")
+        if not volume.is_dir():
+            raise NotFound(f"volume {volume} does not exist")
+        pgdata = pgdata_of(volume)
+        if pgdata.exists() and any(pgdata.iterdir()):
+            raise Conflict(f"volume {volume} already holds a cluster")
+        self._own_dir(volume)
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        self._own_dir(pgdata)
+        command = ["initdb", "-D", CONTAINER_PGDATA, "-U", SUPERUSER,
+                   "--auth-local=trust", "--auth-host=scram-sha-256",
+                   "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
+        self._run_once(image_ref, command, pgdata)
+        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(CLUSTER_SETTINGS)
+        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        self._flush(pgdata)
+
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
+              labels: Mapping[str, str] | None = None) -> Endpoint:
+        pgdata = self._existing_pgdata(volume)
+        run_dir = _safe_path(run_dir, "run_dir")
+        port = _valid_port(port)
+        listen = _valid_listen_host(listen_host)
+        all_labels = self._labels(volume, labels)
+        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+        if self.is_running(volume):
+            raise Conflict(f"the cluster in {volume} is already running")
+        name = container_name(volume)
+        self._remove_container(name)  # one that was killed from outside and never stopped
+        _remove_stale_pidfile(pgdata)
+        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
+            leftover.unlink(missing_ok=True)  # a killed postmaster's socket lock names a dead pid
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own_dir(run_dir)
+        _, _, image_ref = self.installed_image()
+        uid, gid = self._owner_of(pgdata)
+        command = ["postgres", "-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}",
+                   "-c", f"port={port}", "-c", f"unix_socket_directories={CONTAINER_RUN_DIR}"]
+        argv = ["docker", "run", "--name", name, image_ref, *command]
+        try:
+            container = self._create(
+                image_ref, command, uid, gid, name=name,
+                network_mode="host", labels=all_labels,
+                mounts=[Mount(CONTAINER_PGDATA, os.path.realpath(pgdata), type="bind"),
+                        Mount(CONTAINER_RUN_DIR, os.path.realpath(run_dir), type="bind")],
+                mem_limit=f"{self.memory_mb}m", memswap_limit=f"{self.memory_mb}m",
+                nano_cpus=int(self.cpus * 1e9),
+            )
+            container.start()
+        except docker.errors.DockerException as exc:
+            self._remove_container(name)
+            raise _engine_error(argv, exc) from None
+        try:
+            self._wait_until_ready(pgdata, container)
+        except CommandFailed as exc:
+            log = _container_log(container)
+            self._remove_container(name)
+            raise CommandFailed(argv, exc.returncode, f"{exc.stderr}\n--- container log ---\n{log}") from None
+        return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
+
+    def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
+        if mode not in ("fast", "immediate"):
+            raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        container = self._container(container_name(volume))
+        if container is None:
+            return
+        argv = ["docker", "stop", container.name]
+        clean = False
+        try:
+            if container.status == "running":
+                # SIGINT = Postgres fast shutdown (checkpoint, clean state); SIGQUIT = immediate.
+                clean = self._signal_and_wait(container, "SIGINT" if mode == "fast" else "SIGQUIT")
+            self._keep_log(container)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # removed concurrently: nothing left to stop
+        except docker.errors.DockerException as exc:
+            raise _engine_error(argv, exc) from None
+        _remove_stale_pidfile(pgdata)
+        if clean and mode == "fast":
+            self._flush(pgdata)
+
+    def is_running(self, volume: Path) -> bool:
+        container = self._container(container_name(_safe_path(volume, "volume")))
+        return container is not None and container.status == "running"
+
+    # --- reconciliation -------------------------------------------------------------------
+    def list_managed(self) -> list[ManagedContainer]:
+        """Every container of this runtime on this engine, running or not (one API call)."""
+        try:
+            rows = self._client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        except docker.errors.DockerException as exc:
+            raise _engine_error(["docker", "ps", "--all"], exc) from None
+        return [ManagedContainer(row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"])
+                for row in rows]
+
+    def exited_instances(self) -> list[ManagedContainer]:
+        """Containers that ended without :meth:`stop` (which removes them): killed or crashed."""
+        return [c for c in self.list_managed() if c.state in _GONE]
+
+    # --- talking to a running cluster (host-side tools, as the process runtime) --------------
+    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
+        return self._host.psql_command(endpoint, dbname)
+
+    def command_env(self) -> dict[str, str]:
+        return self._host.command_env()
+
+    def set_password(self, endpoint: Endpoint, password: str) -> None:
+        self._host.set_password(endpoint, password)
+
+    def connection_count(self, endpoint: Endpoint) -> int:
+        return self._host.connection_count(endpoint)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _labels(self, volume: Path, labels: Mapping[str, str] | None) -> dict[str, str]:
+        """Caller labels under ``sqlrs.`` (prefixed when missing) plus the runtime's own."""
+        result: dict[str, str] = {}
+        for key, value in (labels or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidArgument("container labels must map strings to strings")
+            full = key if key.startswith(LABEL_PREFIX) else LABEL_PREFIX + key
+            if not _LABEL_KEY.match(full) or len(value) > _LABEL_VALUE_MAX:
+                raise InvalidArgument(f"invalid container label {key[:100]!r}")
+            if full in _RESERVED_LABELS:
+                raise InvalidArgument(f"label {full} is set by the runtime")
+            result[full] = value
+        result[MANAGED_LABEL] = "true"
+        result[VOLUME_LABEL] = os.path.realpath(volume)
+        return result
+
+    def _run_once(self, image_ref: str, command: list[str], pgdata: Path) -> None:
+        """Run a one-off tool in a container with only pgdata mounted; raise with its output."""
+        uid, gid = self._owner_of(pgdata)
+        argv = ["docker", "run", "--rm", image_ref, *command]
+        container = None
+        try:
+            container = self._create(
+                image_ref, command, uid, gid, network_mode="none", labels={MANAGED_LABEL: "false"},
+                mounts=[Mount(CONTAINER_PGDATA, os.path.realpath(pgdata), type="bind")],
+                mem_limit=f"{max(self.memory_mb, 256)}m",
+            )
+            container.start()
+            status = container.wait(timeout=self.start_timeout + 60).get("StatusCode", -1)
+            if status != 0:
+                raise CommandFailed(argv, status, _container_log(container))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise _engine_error(argv, exc) from None
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def _create(self, image_ref: str, command: list[str], uid: int, gid: int, **options: Any) -> Any:
+        """Create (not start) a locked-down container running as ``uid:gid``.
+
+        Postgres tools look their own uid up in /etc/passwd and refuse to run without an entry,
+        and the image cannot know the host's uid, so an entry is written into the container
+        before it starts; a bind mount of the host's passwd would expose more of the host."""
+        container = self._client.containers.create(
+            image_ref, command, user=f"{uid}:{gid}", working_dir="/", restart_policy={"Name": "no"},
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], stop_signal="SIGINT", **options)
+        try:
+            container.put_archive("/", _passwd_tar(self.os_user, uid, gid))
+        except docker.errors.DockerException:
+            container.remove(force=True)
+            raise
+        return container
+
+    def _wait_until_ready(self, pgdata: Path, container: Any) -> None:
+        """Poll postmaster.pid for "ready" every few ms (as the process runtime does); ask the
+        engine now and then whether the container already died, so a failure returns at once."""
+        started = time.monotonic()
+        polls = 0
+        while time.monotonic() - started < self.start_timeout:
+            try:
+                lines = (pgdata / "postmaster.pid").read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+                return
+            polls += 1
+            if polls % 16 == 0:
+                container.reload()
+                if container.status in _GONE:
+                    code = container.attrs.get("State", {}).get("ExitCode", 1)
+                    raise CommandFailed(["postgres"], code or 1, "the postgres container exited while starting")
+            time.sleep(0.003)
+        raise CommandFailed(["postgres"], 1, f"postgres did not become ready within {self.start_timeout} s")
+
+    def _signal_and_wait(self, container: Any, signal: str) -> bool:
+        """Send the shutdown signal; SIGKILL if it does not end in time. True = exited 0."""
+        try:
+            container.kill(signal=signal)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: it stopped in the meantime
+                raise
+        try:
+            return container.wait(timeout=self.stop_timeout).get("StatusCode") == 0
+        except requests.exceptions.RequestException:
+            container.kill(signal="SIGKILL")
+            container.wait(timeout=self.stop_timeout)
+            return False
+
+    def _keep_log(self, container: Any) -> None:
+        """Copy the container's log into its run dir before the container (and its log) goes."""
+        run_dir = next((m.get("Source") for m in container.attrs.get("Mounts", [])
+                        if m.get("Destination") == CONTAINER_RUN_DIR), None)
+        if not run_dir or not os.path.isdir(run_dir):
+            return
+        path = Path(run_dir) / "postgres.log"
+        try:
+            with open(path, "ab") as log:
+                log.write(container.logs(stdout=True, stderr=True))
+            if self.run_as is not None:
+                os.chown(path, self.run_as.uid, self.run_as.gid)
+        except (OSError, docker.errors.DockerException):
+            pass  # the log is a convenience; losing it must not fail a stop
+
+    def _container(self, name: str) -> Any | None:
+        try:
+            return self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise _engine_error(["docker", "inspect", name], exc) from None
+
+    def _remove_container(self, name: str) -> None:
+        try:
+            self._client.api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise _engine_error(["docker", "rm", "--force", name], exc) from None
+
+    def _owner_of(self, pgdata: Path) -> tuple[int, int]:
+        """Postgres must run as the uid owning pgdata, and never as root."""
+        st = pgdata.stat()
+        if st.st_uid == 0:
+            raise InvalidArgument(f"{pgdata} is owned by root; Postgres refuses to run as root")
+        return st.st_uid, st.st_gid
+
+    def _own_dir(self, path: Path) -> None:
+        if self.run_as is not None:
+            os.chown(path, self.run_as.uid, self.run_as.gid)
+        os.chmod(path, 0o700)
+
+    def _flush(self, pgdata: Path) -> None:
+        """Fsync this pgdata once (fsync is off inside Postgres); see the process runtime."""
+        self._runner([self.bin_dir / "initdb", "--sync-only", "-D", pgdata], env=self.command_env(),
+                     cwd="/", run_as=self.run_as)
+
+    def _existing_pgdata(self, volume: Path) -> Path:
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        if not (pgdata / "PG_VERSION").is_file():
+            raise NotFound(f"no cluster in volume {volume}")
+        return pgdata
+
+
+def _passwd_tar(user: str, uid: int, gid: int) -> bytes:
+    """A tar holding etc/passwd and etc/group that name the uid Postgres runs as."""
+    files = {
+        "etc/passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n{user}:x:{uid}:{gid}::{CONTAINER_PGDATA}:/usr/sbin/nologin\n",
+        "etc/group": f"root:x:0:\n{user}:x:{gid}:\n",
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _container_log(container: Any) -> str:
+    try:
+        return container.logs(stdout=True, stderr=True, tail=_LOG_TAIL_LINES).decode(errors="replace")
+    except docker.errors.DockerException:
+        return "(no log)"
+
+
+def _engine_error(argv: list[str], exc: Exception) -> CommandFailed:
+    """A Docker engine failure in the shape of a failed command (argv, code, message)."""
+    status = getattr(exc, "status_code", None) or 1
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    return CommandFailed(argv, status, str(explanation))
+
+
+__all__ = ["DockerRuntime", "ManagedContainer", "container_name", "MANAGED_LABEL", "VOLUME_LABEL"]

@@ -1,0 +1,367 @@
+"""The ``nomad`` runtime: each instance (and each initdb) is a Nomad batch job, docker driver.
+
+Jobs are pinned to the Nomad node that holds this host's store, bind-mount only the clone's
+pgdata and the instance's run dir, use the host network with the port from the host's pool
+(reserved in the job so Nomad knows it is taken), and never restart or reschedule: a dead
+instance must be noticed, not revived elsewhere without its volume. Host-side tools (psql
+through the socket, ``initdb --sync-only``) are the process runtime's, exactly as for the
+docker runtime, so a state behaves the same on every runtime.
+
+Stop: SIGINT (fast) or SIGQUIT (immediate) is sent to the task through Nomad's signal API;
+``pg_ctl stop`` from the host cannot work, as the postmaster's pid lives in the container's pid
+namespace. Once the allocation is terminal the job is deregistered with ``purge=true``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import nomad
+import nomad.api.exceptions as nomad_errors
+
+from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from ..shell import Runner
+from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .nomad_jobs import (
+    DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
+)
+from .process import (
+    _IMAGE, _SOCKET_PATH_MAX, CLUSTER_SETTINGS, PG_HBA, ProcessRuntime, _remove_stale_pidfile,
+    _safe_path, _valid_listen_host, _valid_port,
+)
+
+_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
+_LIVE = ("pending", "running")
+_TERMINAL = ("complete", "failed", "lost")
+_STOP_SIGNALS = {"fast": "SIGINT", "immediate": "SIGQUIT"}
+_INITDB_ARGS = ["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256",
+                "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
+
+
+class NomadAPIError(InternalError):
+    """Nomad refused or failed a request; the message carries Nomad's answer, never the token."""
+
+
+class NomadRuntime:
+    """Runs clusters as Nomad batch jobs through python-nomad."""
+
+    name = "nomad"
+    restart_after_crash = False
+
+    def __init__(self, runner: Runner, *, addr: str, token: str | None, namespace: str,
+                 region: str | None, datacenters: Sequence[str], node_id: str | None, image: str,
+                 memory_mb: int, cpus: float, os_user: str | None = None,
+                 template: Path = DEFAULT_TEMPLATE, start_timeout: int = 60, stop_timeout: int = 60,
+                 image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10):
+        if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < 16:
+            raise InvalidArgument(f"instance memory must be an integer of at least 16 MB, not {memory_mb!r}")
+        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
+            raise InvalidArgument(f"instance cpus must be a positive number, not {cpus!r}")
+        self._runner = runner
+        self._nomad = _client(addr, token, namespace, region, request_timeout)
+        self.addr = addr
+        self.image = image
+        self.template = Path(template)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._pin = image_pinner or _pin_with_local_engine
+        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout, stop_timeout=stop_timeout)
+        self.os_user, self.run_as, self.bin_dir = self._host.os_user, self._host.run_as, self._host.bin_dir
+        self._shared = JobSettings(namespace=namespace, region=region, datacenters=tuple(datacenters),
+                                   node_id=node_id or self._sole_node(), image=image,
+                                   memory_mb=memory_mb, cpus=float(cpus))
+
+    @classmethod
+    def from_settings(cls, runner: Runner, settings: Any) -> "NomadRuntime":
+        token = settings.nomad_token.get_secret_value() if settings.nomad_token else None
+        return cls(runner, addr=settings.nomad_addr, token=token, namespace=settings.nomad_namespace,
+                   region=settings.nomad_region, datacenters=settings.nomad_datacenters,
+                   node_id=settings.nomad_node_id, image=settings.docker_image,
+                   memory_mb=settings.instance_memory_mb, cpus=settings.instance_cpus,
+                   os_user=settings.instance_os_user)
+
+    # --- images -------------------------------------------------------------------------
+    def installed_image(self) -> tuple[str, str]:
+        """``(postgres:<major>, pinned id)``; the pin is the image id on this node's engine."""
+        return self._pin(self.image)
+
+    def resolve_image(self, image_id: str) -> str:
+        tag, pinned = self.installed_image()
+        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
+            if match.group("digest") is None or image_id == pinned:
+                return pinned
+        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
+        raise InvalidArgument(f"image {shown} is not available on this host (available: {tag}, pinned as {pinned})",
+                              {"image_id": shown, "available": [tag, pinned]})
+
+    # --- cluster lifecycle ----------------------------------------------------------------
+    def init_cluster(self, volume: Path, image: str) -> None:
+        """initdb runs as a short batch job of its own, so the cluster is made by the very
+        image that will serve it, on the node that holds the volume."""
+        pinned = self.resolve_image(image)
+        volume = _safe_path(volume, "volume")
+        if not volume.is_dir():
+            raise NotFound(f"volume {volume} does not exist")
+        pgdata = pgdata_of(volume)
+        if pgdata.exists() and any(pgdata.iterdir()):
+            raise Conflict(f"volume {volume} already holds a cluster")
+        self._own_dir(volume)
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        self._own_dir(pgdata)
+        job = initdb_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
+                         user=self._user(), initdb_args=_INITDB_ARGS)
+        job_id = job["Job"]["ID"]
+        self._purge(job_id)
+        self._call(self._nomad.jobs.register_job, job)
+        try:
+            alloc = self._wait_for_terminal(job_id, self.start_timeout + 60)
+            if alloc is None or alloc["ClientStatus"] != "complete":
+                raise CommandFailed(["nomad", "job", "run", job_id], 1, self._failure_report(job_id, alloc))
+        finally:
+            self._purge(job_id)
+        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(CLUSTER_SETTINGS)
+        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        self._host._flush(pgdata)
+
+    def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
+              labels: Mapping[str, str] | None = None) -> Endpoint:
+        pgdata = self._existing_pgdata(volume)
+        run_dir = _safe_path(run_dir, "run_dir")
+        port = _valid_port(port)
+        listen = _valid_listen_host(listen_host)
+        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+        if self.is_running(volume):
+            raise Conflict(f"the cluster in {volume} is already running")
+        _, pinned = self.installed_image()
+        job_id = job_id_for(volume)
+        self._purge(job_id)  # a dead job of an earlier run: re-registering it would place nothing
+        _remove_stale_pidfile(pgdata)
+        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
+            leftover.unlink(missing_ok=True)  # a killed postmaster's socket lock names a dead pid
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own_dir(run_dir)
+        job = instance_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
+                           run_dir=run_dir, port=port, listen=listen, tcp=listen_host is not None,
+                           user=self._user(), labels=labels)
+        self._call(self._nomad.jobs.register_job, job)
+        try:
+            self._wait_until_ready(job_id, pgdata)
+        except CommandFailed:
+            self._purge(job_id)  # never leave a half-started instance behind
+            raise
+        return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
+
+    def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
+        if mode not in _STOP_SIGNALS:
+            raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        job_id = job_id_for(volume)
+        for alloc in self._allocations(job_id):
+            if alloc["ClientStatus"] != "running":
+                continue
+            try:
+                self._call(self._nomad.client.allocation.signal_allocation, alloc["ID"], _STOP_SIGNALS[mode], TASK_NAME)
+            except NomadAPIError:
+                pass  # it exited meanwhile; deregistering below kills whatever is left
+            self._wait_for_terminal(job_id, self.stop_timeout)
+        self._purge(job_id)
+        if mode == "fast" and (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists():
+            self._host._flush(pgdata)
+
+    def is_running(self, volume: Path) -> bool:
+        return any(a["ClientStatus"] in _LIVE for a in self._allocations(job_id_for(volume)))
+
+    def task_logs(self, volume: Path, stream: str = "stderr") -> str:
+        """The Postgres task's log as Nomad keeps it (Postgres logs to stderr)."""
+        if stream not in ("stdout", "stderr"):
+            raise InvalidArgument("stream must be stdout or stderr")
+        allocs = self._allocations(job_id_for(volume))
+        if not allocs:
+            raise NotFound(f"no Nomad allocation for volume {volume}")
+        latest = max(allocs, key=lambda a: a.get("CreateIndex", 0))
+        return self._logs(latest["ID"], stream)
+
+    def job(self, volume: Path) -> dict | None:
+        """The volume's Nomad job as Nomad reports it (Meta, Status, ...), or None."""
+        try:
+            return self._call(self._nomad.job.get_job, job_id_for(volume))
+        except NotFound:
+            return None
+
+    # --- talking to a running cluster (host-side tools through the socket) ---------------------
+    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
+        return self._host.psql_command(endpoint, dbname)
+
+    def command_env(self) -> dict[str, str]:
+        return self._host.command_env()
+
+    def set_password(self, endpoint: Endpoint, password: str) -> None:
+        self._host.set_password(endpoint, password)
+
+    def connection_count(self, endpoint: Endpoint) -> int:
+        return self._host.connection_count(endpoint)
+
+    # --- Nomad helpers ---------------------------------------------------------------------
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One python-nomad call with its exceptions mapped onto ours (no token in messages)."""
+        try:
+            return method(*args, **kwargs)
+        except nomad_errors.URLNotFoundNomadException:
+            raise NotFound(f"Nomad has no such object ({_what(method, args)})") from None
+        except nomad_errors.URLNotAuthorizedNomadException as exc:
+            raise NomadAPIError(f"Nomad at {self.addr} refused the ACL token: {_text(exc)}") from None
+        except nomad_errors.BadRequestNomadException as exc:
+            raise NomadAPIError(f"Nomad rejected {_what(method, args)}: {_text(exc)}") from None
+        except (nomad_errors.BaseNomadException, nomad_errors.TimeoutNomadException) as exc:
+            raise NomadAPIError(f"Nomad at {self.addr} failed {_what(method, args)}: {_text(exc)}") from None
+
+    def _allocations(self, job_id: str) -> list[dict]:
+        try:
+            return self._call(self._nomad.job.get_allocations, job_id) or []
+        except NotFound:
+            return []
+
+    def _purge(self, job_id: str) -> None:
+        try:
+            self._call(self._nomad.job.deregister_job, job_id, purge=True)
+        except NotFound:
+            pass
+
+    def _wait_for_terminal(self, job_id: str, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            allocs = self._allocations(job_id)
+            if allocs and all(a["ClientStatus"] in _TERMINAL for a in allocs):
+                return max(allocs, key=lambda a: a.get("CreateIndex", 0))
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    def _wait_until_ready(self, job_id: str, pgdata: Path) -> None:
+        """Poll postmaster.pid (on the bind mount) for "ready"; ask Nomad every few polls
+        whether the allocation died or was never placed."""
+        deadline = time.monotonic() + self.start_timeout
+        polls = 0
+        while time.monotonic() < deadline:
+            try:
+                lines = (pgdata / "postmaster.pid").read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+                return
+            if polls % 10 == 0:
+                allocs = self._allocations(job_id)
+                if allocs and all(a["ClientStatus"] in _TERMINAL for a in allocs):
+                    raise CommandFailed(["nomad", "job", "run", job_id], 1, self._failure_report(job_id, allocs[-1]))
+            polls += 1
+            time.sleep(0.005)
+        allocs = self._allocations(job_id)
+        if not allocs:
+            raise CommandFailed(["nomad", "job", "run", job_id], 1, f"Nomad placed no allocation for job {job_id}: "
+                                "check nomad_node_id and nomad_datacenters")
+        raise CommandFailed(["nomad", "job", "run", job_id], 1,
+                            f"{self._failure_report(job_id, allocs[-1])}\npostgres did not become ready")
+
+    def _failure_report(self, job_id: str, alloc: dict | None) -> str:
+        """Task events and the log tail, for the operator reading the failed job."""
+        if alloc is None:
+            return f"job {job_id}: no allocation"
+        lines = [f"job {job_id} allocation {alloc['ID']} is {alloc['ClientStatus']}"]
+        for event in ((alloc.get("TaskStates") or {}).get(TASK_NAME) or {}).get("Events") or []:
+            lines.append(f"  {event.get('Type')}: {event.get('DisplayMessage') or event.get('Message') or ''}")
+        try:
+            lines.append("--- task log ---\n" + self._logs(alloc["ID"], "stderr")[-4000:])
+        except (NomadAPIError, NotFound):
+            pass
+        return "\n".join(lines)
+
+    def _logs(self, alloc_id: str, stream: str) -> str:
+        return self._call(self._nomad.client.stream_logs.stream, alloc_id, TASK_NAME, stream, plain=True)
+
+    def _sole_node(self) -> str:
+        nodes = [n for n in self._call(self._nomad.nodes.get_nodes) or [] if n.get("Status") == "ready"]
+        if len(nodes) != 1:
+            raise InvalidArgument(f"Nomad has {len(nodes)} ready nodes: set nomad_node_id to the node "
+                                  "that holds this host's store")
+        return nodes[0]["ID"]
+
+    def _with_image(self, pinned: str) -> JobSettings:
+        """Jobs run the pinned image id, so a state is served by exactly the image that built it."""
+        image_id = pinned.partition("@")[2] or self.image
+        return JobSettings(**{**self._shared.__dict__, "image": image_id})
+
+    # --- files ----------------------------------------------------------------------------
+    def _user(self) -> str:
+        if self.run_as is not None:
+            return f"{self.run_as.uid}:{self.run_as.gid}"
+        return f"{os.getuid()}:{os.getgid()}"
+
+    def _own_dir(self, path: Path) -> None:
+        if self.run_as is not None:
+            os.chown(path, self.run_as.uid, self.run_as.gid)
+        os.chmod(path, 0o700)
+
+    def _existing_pgdata(self, volume: Path) -> Path:
+        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        if not (pgdata / "PG_VERSION").is_file():
+            raise NotFound(f"no cluster in volume {volume}")
+        return pgdata
+
+
+def _client(addr: str, token: str | None, namespace: str, region: str | None, timeout: float) -> nomad.Nomad:
+    """A python-nomad client that uses only what we pass: its constructor would otherwise
+    fall back to NOMAD_TOKEN / NOMAD_REGION from the environment."""
+    client = nomad.Nomad(address=addr.rstrip("/"), token=token, namespace=namespace, region=region,
+                         timeout=timeout, verify=True)
+    for requester in _requesters(client):
+        requester.token = token
+        requester.region = region
+        requester.namespace = namespace
+    return client
+
+
+def _requesters(client: nomad.Nomad) -> list[Any]:
+    found = []
+    for value in vars(client).values():
+        if hasattr(value, "token") and hasattr(value, "_request"):
+            found.append(value)
+        for sub in vars(value).values() if hasattr(value, "__dict__") else []:
+            if hasattr(sub, "token") and hasattr(sub, "_request"):
+                found.append(sub)
+    return found
+
+
+def _pin_with_local_engine(image: str) -> tuple[str, str]:
+    """``(postgres:<major>, postgres:<major>@<image id>)`` from the Docker engine of this node, which
+    is the engine Nomad's docker driver uses for jobs pinned here."""
+    import docker
+    import docker.errors
+
+    try:
+        found = docker.from_env().images.get(image)
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"the Postgres image {image} is not on this node; build it with "
+                       "scripts/build-postgres-image") from None
+    except docker.errors.DockerException as exc:
+        raise InternalError(f"cannot inspect image {image} on this node's Docker engine: {exc}") from None
+    env = dict(item.partition("=")[::2] for item in (found.attrs.get("Config") or {}).get("Env") or [])
+    major = env.get("PG_MAJOR") or image.rpartition(":")[2]
+    if not major.isdigit():
+        raise InternalError(f"cannot tell the Postgres major version of image {image}")
+    return f"postgres:{major}", f"postgres:{major}@{found.id}"
+
+
+def _what(method: Callable[..., Any], args: tuple) -> str:
+    name = getattr(method, "__name__", "request")
+    return f"{name}({args[0]})" if args and isinstance(args[0], str) else name
+
+
+def _text(exc: Exception) -> str:
+    response = getattr(exc, "nomad_resp", None)
+    text = getattr(response, "text", None)
+    return (text if isinstance(text, str) else str(response or exc)).strip()[:2000]

@@ -1,0 +1,130 @@
+"""What every instance runtime must do, as one suite run against each of them.
+
+The fixtures ``any_runtime``/``any_volume``/``any_start`` (tests/runtime/conftest.py) are
+parametrized over the runtimes; a new runtime joins by adding its name to ``any_runtime``.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from appliance.errors import Conflict, InvalidArgument
+from appliance.runtime.base import InstanceRuntime
+from appliance.runtime.ports import port_is_bindable
+
+from .conftest import kill_from_outside
+from .pg import controldata_state, socket_psql, tcp_psql
+
+
+def test_the_runtime_satisfies_the_instance_runtime_protocol(any_runtime):
+    assert isinstance(any_runtime, InstanceRuntime)
+
+
+def test_resolve_image_pins_the_postgres_major_to_an_image_digest(any_runtime):
+    pinned = any_runtime.resolve_image("postgres")
+    assert pinned.startswith("postgres:") and "@sha256:" in pinned
+    assert any_runtime.resolve_image(pinned.split("@")[0]) == pinned
+
+
+def test_resolve_image_rejects_an_image_it_does_not_have(any_runtime):
+    with pytest.raises(InvalidArgument) as failure:
+        any_runtime.resolve_image("postgres:9")
+    assert any_runtime.resolve_image("postgres") in failure.value.details["available"]
+
+
+def test_a_fresh_cluster_started_socket_only_answers_through_psql_command(any_runtime, runner, any_volume, any_start):
+    endpoint = any_start(any_volume)
+    assert socket_psql(any_runtime, runner, endpoint, "select current_user") == "sqlrs"
+
+
+def test_a_socket_only_cluster_listens_on_no_tcp_port(any_volume, any_start):
+    endpoint = any_start(any_volume)
+    assert endpoint.host is None
+    assert port_is_bindable("127.0.0.1", endpoint.port)
+
+
+def test_the_password_set_works_over_tcp(any_runtime, runner, any_volume, any_start):
+    endpoint = any_start(any_volume, listen_host="127.0.0.1")
+    any_runtime.set_password(endpoint, "correct horse")
+    result = tcp_psql(any_runtime, runner, endpoint, "correct horse", "select current_user")
+    assert (result.returncode, result.stdout.strip()) == (0, "sqlrs")
+
+
+def test_a_wrong_password_is_refused_over_tcp(any_runtime, runner, any_volume, any_start):
+    endpoint = any_start(any_volume, listen_host="127.0.0.1")
+    any_runtime.set_password(endpoint, "correct horse")
+    result = tcp_psql(any_runtime, runner, endpoint, "battery staple", "select 1")
+    assert result.returncode != 0
+    assert "password authentication failed" in result.stderr
+
+
+def test_a_fast_stop_leaves_a_clean_shutdown(any_runtime, runner, any_volume, any_start):
+    any_start(any_volume)
+    any_runtime.stop(any_volume, mode="fast")
+    assert not any_runtime.is_running(any_volume)
+    assert not (any_volume / "pgdata" / "postmaster.pid").exists()
+    assert controldata_state(any_runtime, runner, any_volume) == "shut down"
+
+
+def test_stopping_a_cluster_that_is_not_running_does_nothing(any_runtime, runner, any_volume):
+    any_runtime.stop(any_volume)
+    assert controldata_state(any_runtime, runner, any_volume) == "shut down"
+
+
+def test_starting_a_running_cluster_is_a_conflict(any_runtime, any_volume, any_start, run_dir_for, free_port):
+    any_start(any_volume)
+    with pytest.raises(Conflict):
+        any_runtime.start(any_volume, run_dir_for(any_volume), port=free_port(), listen_host=None)
+
+
+def test_two_clones_of_one_pgdata_run_side_by_side_isolated(any_runtime, runner, any_new_volume, any_start):
+    first, second = any_new_volume(), any_new_volume()
+    a, b = any_start(first, listen_host="127.0.0.1"), any_start(second, listen_host="127.0.0.1")
+    socket_psql(any_runtime, runner, a, "create table only_in_first(x int)")
+    any_runtime.set_password(a, "first-password")
+    any_runtime.set_password(b, "second-password")
+    assert socket_psql(any_runtime, runner, b, "select count(*) from pg_class where relname = 'only_in_first'") == "0"
+    assert tcp_psql(any_runtime, runner, b, "first-password", "select 1").returncode != 0
+    assert tcp_psql(any_runtime, runner, a, "first-password", "select 1").returncode == 0
+
+
+def test_connection_count_sees_an_open_connection(any_runtime, any_volume, any_start):
+    endpoint = any_start(any_volume)
+    assert any_runtime.connection_count(endpoint) == 0
+    run_as = any_runtime.run_as
+    client = subprocess.Popen(any_runtime.psql_command(endpoint) + ["-q"], stdin=subprocess.PIPE, text=True,
+                              env=any_runtime.command_env(), cwd="/",
+                              user=run_as.uid if run_as else None, group=run_as.gid if run_as else None)
+    try:
+        client.stdin.write("select pg_sleep(0);\n")
+        client.stdin.flush()
+        assert _eventually(lambda: any_runtime.connection_count(endpoint) == 1)
+    finally:
+        client.stdin.close()
+        client.wait()
+
+
+def test_a_cluster_killed_from_outside_is_not_running(any_runtime, any_volume, any_start):
+    any_start(any_volume)
+    kill_from_outside(any_runtime, any_volume)
+    assert _eventually(lambda: not any_runtime.is_running(any_volume))
+
+
+def test_a_cluster_killed_from_outside_starts_again_after_stop(any_runtime, runner, any_volume, any_start):
+    any_start(any_volume)
+    kill_from_outside(any_runtime, any_volume)
+    assert _eventually(lambda: not any_runtime.is_running(any_volume))
+    any_runtime.stop(any_volume, mode="immediate")
+    endpoint = any_start(any_volume)
+    assert socket_psql(any_runtime, runner, endpoint, "select 1") == "1"
+
+
+def _eventually(condition, attempts: int = 250) -> bool:
+    """Poll something that happens asynchronously (bounded by attempts, not by time)."""
+    for _ in range(attempts):
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False

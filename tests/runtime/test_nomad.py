@@ -1,0 +1,166 @@
+"""The nomad runtime against the Nomad-API double, whose tasks run as real Docker containers.
+
+The conformance suite (test_conformance.py) covers what every runtime must do; these tests
+cover what is Nomad's own: the job spec, Meta, deregistration, allocation state, logs, ACL.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import nomad
+import nomad.api.exceptions as nomad_errors
+import pytest
+
+from appliance.errors import CommandFailed
+from appliance.runtime.nomad import NomadAPIError, NomadRuntime
+from appliance.runtime.nomad_jobs import DEFAULT_TEMPLATE, JobSettings, instance_job, job_id_for
+
+from .conftest import nomad_task_container
+from .pg import tcp_psql
+
+LABELS = {"org": "acme", "job_id": "job-1", "state_id": "state-1", "instance_id": "inst-1"}
+
+
+@pytest.fixture
+def volume(nomad_runtime, new_volume_for_nomad) -> Path:
+    return new_volume_for_nomad()
+
+
+@pytest.fixture(scope="module")
+def nomad_template(nomad_runtime, workdir: Path) -> Path:
+    volume = workdir / "template-nomad-own"
+    volume.mkdir()
+    nomad_runtime.init_cluster(volume, "postgres")
+    return volume
+
+
+@pytest.fixture
+def new_volume_for_nomad(nomad_template: Path, workdir: Path, runner):
+    counter = iter(range(10**6))
+
+    def make() -> Path:
+        target = workdir / f"nomad-vol-{time.monotonic_ns()}-{next(counter)}"
+        runner(["cp", "-a", str(nomad_template), str(target)])
+        return target
+    return make
+
+
+@pytest.fixture
+def started(nomad_runtime, volume, run_dir_for, free_port):
+    """A TCP instance started with labels; stopped (and its job purged) after the test."""
+    endpoint = nomad_runtime.start(volume, run_dir_for(volume), port=free_port(), listen_host="127.0.0.1",
+                                   labels=LABELS)
+    yield endpoint
+    nomad_runtime.stop(volume, mode="immediate")
+
+
+@pytest.fixture
+def api(nomad_double) -> nomad.Nomad:
+    """A plain python-nomad client, to look at what the runtime left in Nomad."""
+    return nomad.Nomad(address=nomad_double.addr, token=nomad_double.token, namespace=nomad_double.namespace)
+
+
+def _eventually(condition, attempts: int = 250) -> bool:
+    for _ in range(attempts):
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_an_instance_started_through_nomad_answers_over_tcp_with_its_password(nomad_runtime, runner, started):
+    nomad_runtime.set_password(started, "n0mad-secret")
+    assert tcp_psql(nomad_runtime, runner, started, "n0mad-secret", "select 6 * 7").stdout.strip() == "42"
+
+
+def test_the_job_carries_the_instance_labels_as_meta(api, volume, started):
+    meta = api.job.get_job(job_id_for(volume))["Meta"]
+    assert {k: meta[f"sqlrs_{k}"] for k in LABELS} == LABELS
+
+
+def test_the_job_is_a_batch_job_pinned_to_the_node_that_holds_the_volume(api, nomad_double, volume, started):
+    job = api.job.get_job(job_id_for(volume))
+    assert (job["Type"], job["Constraints"]) == (
+        "batch", [{"LTarget": "${node.unique.id}", "RTarget": nomad_double.node_id, "Operand": "="}])
+
+
+def test_the_job_never_restarts_or_reschedules_a_dead_instance(api, volume, started):
+    group = api.job.get_job(job_id_for(volume))["TaskGroups"][0]
+    assert (group["RestartPolicy"]["Attempts"], group["RestartPolicy"]["Mode"],
+            group["ReschedulePolicy"]["Attempts"], group["ReschedulePolicy"]["Unlimited"]) == (0, "fail", 0, False)
+
+
+def test_stop_deregisters_and_purges_the_job(nomad_runtime, api, volume, started):
+    nomad_runtime.stop(volume)
+    with pytest.raises(nomad_errors.URLNotFoundNomadException):
+        api.job.get_job(job_id_for(volume))
+
+
+def test_a_killed_task_container_shows_a_failed_allocation(api, volume, started):
+    nomad_task_container(volume).kill()
+    assert _eventually(lambda: api.job.get_allocations(job_id_for(volume))[0]["ClientStatus"] == "failed")
+
+
+def test_a_killed_task_container_is_not_running(nomad_runtime, volume, started):
+    nomad_task_container(volume).kill()
+    assert _eventually(lambda: not nomad_runtime.is_running(volume))
+
+
+def test_task_logs_come_from_nomad(nomad_runtime, volume, started):
+    assert "database system is ready to accept connections" in nomad_runtime.task_logs(volume)
+
+
+def test_a_job_pinned_to_another_node_is_never_placed(runner, nomad_double, volume, run_dir_for, free_port):
+    elsewhere = NomadRuntime(runner, addr=nomad_double.addr, token=nomad_double.token,
+                             namespace=nomad_double.namespace, region=None, datacenters=["dc1"],
+                             node_id="another-node", image="sqlrs/postgres:15", memory_mb=256, cpus=1.0,
+                             start_timeout=1)
+    with pytest.raises(CommandFailed, match="placed no allocation"):
+        elsewhere.start(volume, run_dir_for(volume), port=free_port(), listen_host="127.0.0.1")
+
+
+def test_the_double_rejects_a_job_with_a_misspelled_field(api, nomad_double, volume, run_dir_for):
+    job = _rendered_job(nomad_double, volume, run_dir_for(volume))
+    task = job["Job"]["TaskGroups"][0]["Tasks"][0]
+    task["KillTimout"] = task.pop("KillTimeout")
+    with pytest.raises(nomad_errors.BadRequestNomadException, match="KillTimout"):
+        api.jobs.register_job(job)
+
+
+def test_the_double_rejects_a_duration_that_is_not_nanoseconds(api, nomad_double, volume, run_dir_for):
+    job = _rendered_job(nomad_double, volume, run_dir_for(volume))
+    job["Job"]["TaskGroups"][0]["Tasks"][0]["KillTimeout"] = "30s"
+    with pytest.raises(nomad_errors.BadRequestNomadException, match="nanoseconds"):
+        api.jobs.register_job(job)
+
+
+def test_the_double_refuses_a_request_without_the_token(nomad_double):
+    anonymous = nomad.Nomad(address=nomad_double.addr, namespace=nomad_double.namespace)
+    anonymous.job.token = None  # python-nomad would otherwise fall back to NOMAD_TOKEN
+    with pytest.raises(nomad_errors.URLNotAuthorizedNomadException):
+        anonymous.job.get_allocations("anything")
+
+
+def test_a_runtime_with_a_wrong_token_fails_without_revealing_it(runner, nomad_double):
+    with pytest.raises(NomadAPIError, match="refused the ACL token") as failure:
+        NomadRuntime(runner, addr=nomad_double.addr, token="wrong-token-value", namespace=nomad_double.namespace,
+                     region=None, datacenters=["dc1"], node_id=None, image="sqlrs/postgres:15",
+                     memory_mb=256, cpus=1.0)
+    assert "wrong-token-value" not in str(failure.value)
+
+
+def test_jobs_go_to_the_configured_namespace(api, nomad_double, volume, started):
+    in_default = nomad.Nomad(address=nomad_double.addr, token=nomad_double.token, namespace="default")
+    assert api.job.get_job(job_id_for(volume))["Namespace"] == nomad_double.namespace
+    with pytest.raises(nomad_errors.URLNotFoundNomadException):
+        in_default.job.get_job(job_id_for(volume))
+
+
+def _rendered_job(nomad_double, volume: Path, run_dir: Path) -> dict:
+    shared = JobSettings(namespace=nomad_double.namespace, region=None, datacenters=("dc1",),
+                         node_id=nomad_double.node_id, image="sqlrs/postgres:15", memory_mb=256, cpus=1.0)
+    job = instance_job(DEFAULT_TEMPLATE, shared, volume=volume, pgdata=volume / "pgdata", run_dir=run_dir,
+                       port=5432, listen="127.0.0.1", tcp=True, user="101:104", labels=LABELS)
+    return copy.deepcopy(job)
