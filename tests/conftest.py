@@ -219,3 +219,11 @@ def client(ctx, token):
     client = app.test_client()
     client.auth = {"Authorization": f"Bearer {token}"}
     return client
+
+
+@pytest.fixture(scope="session")
+def nomad_double():
+    """The Nomad-API double as its own process, running tasks on the real Docker engine."""
+    from tests.support.docker import running_nomad_double
+    with running_nomad_double() as double:
+        yield double

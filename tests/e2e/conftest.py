@@ -14,6 +14,8 @@ import pytest
 
 from appliance.shell import Runner
 from tests.conftest import free_tcp_port, public_tmpdir
+from appliance.settings import Settings
+from tests.support.docker import ensure_image, require_docker
 from tests.support.zfs import file_backed_pool
 
 from .harness import Appliance
@@ -34,13 +36,22 @@ FAST_RECOVERY = {"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECON
 
 
 def appliance_on(request, driver: str, extra_env: dict[str, str] | None = None) -> Iterator[Appliance]:
-    """A real appliance whose store is the btrfs image it mounts itself, or a fresh zfs pool.
+    """A real appliance: ``btrfs`` (the image it mounts itself) or ``zfs`` (a fresh pool) with the
+    process runtime, or ``docker``/``nomad`` (the Nomad-API double) runtimes on the btrfs image.
     Its logs are copied to /tmp/sqlrs-e2e-logs/<module>-<driver> at the end, for post-mortems."""
     with contextlib.ExitStack() as stack:
         env = {**FAST_RECOVERY, **(extra_env or {})}
         if driver == "zfs":
             dataset, _ = stack.enter_context(file_backed_pool(Runner(), public_tmpdir("sqlrs-zfs-"), 4 * 1024**3))
             env.update({"SQLRS_STORAGE_BACKEND": "zfs", "SQLRS_ZFS_DATASET": dataset})
+        elif driver in ("docker", "nomad"):
+            require_docker()
+            ensure_image(Settings.model_fields["docker_image"].default)
+            env["SQLRS_RUNTIME"] = driver
+            if driver == "nomad":
+                double = request.getfixturevalue("nomad_double")
+                env.update({"SQLRS_NOMAD_ADDR": double.addr, "SQLRS_NOMAD_TOKEN": double.token,
+                            "SQLRS_NOMAD_NAMESPACE": double.namespace, "SQLRS_NOMAD_NODE_ID": double.node_id})
         app = start_appliance(env)
         stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
         module = request.module.__name__.rsplit(".", 1)[-1]

@@ -9,9 +9,10 @@ import pytest
 from .conftest import appliance_on, psql
 
 
-@pytest.fixture(scope="module", params=["btrfs", "zfs"])
+@pytest.fixture(scope="module", params=["btrfs", "zfs", "docker", "nomad"])
 def appliance(request):
-    """The same prepare flow, unchanged, on every snapshot driver that runs here for real."""
+    """The same prepare flow, unchanged, on every snapshot driver and every runtime that runs here
+    for real (process on btrfs and zfs; docker; nomad through the Nomad-API double)."""
     yield from appliance_on(request, request.param)
 
 

@@ -111,15 +111,7 @@ import signal as _signal  # noqa: E402
 from appliance.runtime.base import InstanceRuntime  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 
-BUILD_IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build-postgres-image"
-
-
-def _docker_unavailable(reason: str) -> None:
-    """Skip loudly on a machine where Docker cannot run; in CI it must run, so fail there."""
-    message = f"DOCKER RUNTIME TESTS NOT RUN: {reason}"
-    if _os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.docker import BUILD_IMAGE_SCRIPT, NomadDouble, docker_unavailable as _docker_unavailable  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -200,54 +192,7 @@ def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
     _os.kill(pid, _signal.SIGKILL)
 
 
-# --- nomad runtime: a Nomad-API double (its own process) that runs the tasks on real Docker ---
-import subprocess as _subprocess  # noqa: E402
-import sys as _sys  # noqa: E402
-import secrets as _secrets  # noqa: E402
-import socket as _socket  # noqa: E402
-import uuid as _uuid  # noqa: E402
-from dataclasses import dataclass as _dataclass  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@_dataclass(frozen=True)
-class NomadDouble:
-    addr: str
-    token: str
-    node_id: str
-    namespace: str
-
-
-@pytest.fixture(scope="session")
-def nomad_double() -> Iterator[NomadDouble]:
-    """``python -m tests.nomad_double`` as a separate process, with an ACL token and a namespace."""
-    try:
-        import docker
-        docker.from_env().ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the engine is unusable
-        _docker_unavailable(f"no Docker engine answers ({exc}); the Nomad double runs tasks on Docker")
-    with _socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    double = NomadDouble(f"http://127.0.0.1:{port}", _secrets.token_hex(16), str(_uuid.uuid4()), "sqlrs-test")
-    proc = _subprocess.Popen(
-        [_sys.executable, "-m", "tests.nomad_double", "--port", str(port), "--node-id", double.node_id,
-         "--namespace", "default", "--namespace", double.namespace],
-        cwd=REPO_ROOT, env={**_os.environ, "NOMAD_DOUBLE_TOKEN": double.token},
-        stdout=_subprocess.PIPE, stderr=_subprocess.STDOUT, text=True)
-    first_line = proc.stdout.readline()  # printed once it listens
-    if "listening" not in first_line:
-        proc.kill()
-        pytest.fail(f"the Nomad double did not start: {first_line}{proc.stdout.read()}")
-    yield double
-    proc.terminate()  # it removes the containers it started
-    try:
-        proc.wait(timeout=60)
-    except _subprocess.TimeoutExpired:
-        proc.kill()
-
-
+# --- nomad runtime: the Nomad-API double (fixture `nomad_double` in tests/conftest.py) ---------
 @pytest.fixture(scope="session")
 def nomad_runtime(runner: Runner, nomad_double: NomadDouble):
     from appliance.runtime.nomad import NomadRuntime
