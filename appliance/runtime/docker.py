@@ -14,14 +14,10 @@ crashed, and :meth:`DockerRuntime.exited_instances` reports it to a reconciler.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import re
-import tarfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import docker
 import docker.errors
@@ -31,47 +27,15 @@ from docker.types import Mount
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
-from .process import (
-    _IMAGE, _SOCKET_PATH_MAX, CLUSTER_SETTINGS, PG_HBA, ProcessRuntime, _remove_stale_pidfile,
-    _safe_path, _valid_listen_host, _valid_port,
-)
-
-#: Every container this runtime creates carries ``sqlrs.managed=true``; reconcilers filter on it.
-MANAGED_LABEL = "sqlrs.managed"
-#: The volume a container serves, so a reconciler can map a container back to its instance.
-VOLUME_LABEL = "sqlrs.volume"
-LABEL_PREFIX = "sqlrs."
-_RESERVED_LABELS = {MANAGED_LABEL, VOLUME_LABEL}
-_LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_LABEL_VALUE_MAX = 1024
-
-# Fixed paths inside the container: nothing about the host's store layout leaks into it.
-CONTAINER_PGDATA = "/pgdata"
-CONTAINER_RUN_DIR = "/run/sqlrs"
+from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
+                                _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
+                                container_log as _container_log, container_name, engine_error as _engine_error,
+                                passwd_tar as _passwd_tar)
+from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
+from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
-_LOG_TAIL_LINES = 60
 _GONE = ("exited", "dead")
-
-
-class ManagedContainer(NamedTuple):
-    """A container of this runtime as a reconciler sees it."""
-
-    name: str
-    labels: dict[str, str]
-    state: str  # docker's state: created | running | exited | dead | ...
-
-    @property
-    def volume(self) -> Path | None:
-        value = self.labels.get(VOLUME_LABEL)
-        return Path(value) if value else None
-
-
-def container_name(volume: Path) -> str:
-    """The container of a volume; deterministic so it is found again after a restart."""
-    real = os.path.realpath(os.fspath(volume))
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(real))[:40].strip(".-_") or "volume"
-    return f"sqlrs-pg-{stem}-{hashlib.sha256(real.encode()).hexdigest()[:16]}"
 
 
 class DockerRuntime:
@@ -119,7 +83,7 @@ class DockerRuntime:
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned, _ = self.installed_image()
-        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
         if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
             if match.group("digest") is None or image_id == pinned:
                 return pinned
@@ -133,7 +97,7 @@ class DockerRuntime:
     def init_cluster(self, volume: Path, image: str) -> None:
         pinned = self.resolve_image(image)
         image_ref = pinned.partition("@")[2]
-        volume = _safe_path(volume, "volume")
+        volume = safe_path(volume, "volume")
         if not volume.is_dir():
             raise NotFound(f"volume {volume} does not exist")
         pgdata = pgdata_of(volume)
@@ -154,11 +118,11 @@ class DockerRuntime:
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = _safe_path(run_dir, "run_dir")
-        port = _valid_port(port)
-        listen = _valid_listen_host(listen_host)
+        run_dir = safe_path(run_dir, "run_dir")
+        port = valid_port(port)
+        listen = valid_listen_host(listen_host)
         all_labels = self._labels(volume, labels)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
             raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
@@ -198,7 +162,7 @@ class DockerRuntime:
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         if mode not in ("fast", "immediate"):
             raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         container = self._container(container_name(volume))
         if container is None:
             return
@@ -219,7 +183,7 @@ class DockerRuntime:
             self._flush(pgdata)
 
     def is_running(self, volume: Path) -> bool:
-        container = self._container(container_name(_safe_path(volume, "volume")))
+        container = self._container(container_name(safe_path(volume, "volume")))
         return container is not None and container.status == "running"
 
     # --- reconciliation -------------------------------------------------------------------
@@ -390,40 +354,10 @@ class DockerRuntime:
                      cwd="/", run_as=self.run_as)
 
     def _existing_pgdata(self, volume: Path) -> Path:
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         if not (pgdata / "PG_VERSION").is_file():
             raise NotFound(f"no cluster in volume {volume}")
         return pgdata
-
-
-def _passwd_tar(user: str, uid: int, gid: int) -> bytes:
-    """A tar holding etc/passwd and etc/group that name the uid Postgres runs as."""
-    files = {
-        "etc/passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n{user}:x:{uid}:{gid}::{CONTAINER_PGDATA}:/usr/sbin/nologin\n",
-        "etc/group": f"root:x:0:\n{user}:x:{gid}:\n",
-    }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _container_log(container: Any) -> str:
-    try:
-        return container.logs(stdout=True, stderr=True, tail=_LOG_TAIL_LINES).decode(errors="replace")
-    except docker.errors.DockerException:
-        return "(no log)"
-
-
-def _engine_error(argv: list[str], exc: Exception) -> CommandFailed:
-    """A Docker engine failure in the shape of a failed command (argv, code, message)."""
-    status = getattr(exc, "status_code", None) or 1
-    explanation = getattr(exc, "explanation", None) or str(exc)
-    return CommandFailed(argv, status, str(explanation))
 
 
 __all__ = ["DockerRuntime", "ManagedContainer", "container_name", "MANAGED_LABEL", "VOLUME_LABEL"]

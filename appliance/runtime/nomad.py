@@ -27,10 +27,8 @@ from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
 from .nomad_jobs import (
     DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
-from .process import (
-    _IMAGE, _SOCKET_PATH_MAX, CLUSTER_SETTINGS, PG_HBA, ProcessRuntime, _remove_stale_pidfile,
-    _safe_path, _valid_listen_host, _valid_port,
-)
+from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
+from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _LIVE = ("pending", "running")
@@ -89,7 +87,7 @@ class NomadRuntime:
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned = self.installed_image()
-        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
         if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
             if match.group("digest") is None or image_id == pinned:
                 return pinned
@@ -102,7 +100,7 @@ class NomadRuntime:
         """initdb runs as a short batch job of its own, so the cluster is made by the very
         image that will serve it, on the node that holds the volume."""
         pinned = self.resolve_image(image)
-        volume = _safe_path(volume, "volume")
+        volume = safe_path(volume, "volume")
         if not volume.is_dir():
             raise NotFound(f"volume {volume} does not exist")
         pgdata = pgdata_of(volume)
@@ -130,10 +128,10 @@ class NomadRuntime:
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = _safe_path(run_dir, "run_dir")
-        port = _valid_port(port)
-        listen = _valid_listen_host(listen_host)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+        run_dir = safe_path(run_dir, "run_dir")
+        port = valid_port(port)
+        listen = valid_listen_host(listen_host)
+        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
             raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
@@ -159,7 +157,7 @@ class NomadRuntime:
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         if mode not in _STOP_SIGNALS:
             raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         job_id = job_id_for(volume)
         for alloc in self._allocations(job_id):
             if alloc["ClientStatus"] != "running":
@@ -307,7 +305,7 @@ class NomadRuntime:
         os.chmod(path, 0o700)
 
     def _existing_pgdata(self, volume: Path) -> Path:
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         if not (pgdata / "PG_VERSION").is_file():
             raise NotFound(f"no cluster in volume {volume}")
         return pgdata

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import ipaddress
 import os
 import pwd
 import re
@@ -24,56 +23,15 @@ from typing import Mapping
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
 from .scram import scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
 # in Postgres's comma-separated socket list, so only plainly safe characters are accepted.
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
-_IMAGE = re.compile(r"^postgres(?::(?P<major>\d+)(?:@sha256:(?P<digest>[0-9a-f]{64}))?)?$")
 _TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
 _KILL_WAIT_SECONDS = 30.0
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
-
-# Appended to postgresql.conf of every new cluster; snapshots and clones inherit it.
-CLUSTER_SETTINGS = """
-# --- sqlrs: settings for disposable clones of immutable states ---
-# Durability comes from snapshots, not from the WAL: a state is recorded only after a
-# clean `pg_ctl -m fast` stop, and the runtime then fsyncs pgdata once (initdb -S).
-# Per-commit fsyncs and full-page images would only slow builds and the shutdown
-# checkpoint; an instance that loses writes in a host crash is thrown away anyway.
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-# No replicas or archives: minimal WAL lets CREATE/COPY in one transaction skip WAL.
-wal_level = minimal
-max_wal_senders = 0
-archive_mode = off
-# Fewer checkpoints while a build runs; the shutdown checkpoint writes what is left.
-max_wal_size = 1GB
-checkpoint_timeout = 30min
-# The log goes to the run dir through `pg_ctl -l`, never into pgdata (it would be
-# snapshotted and copied into every clone).
-logging_collector = off
-# Statements may carry password verifiers; never log them.
-log_statement = 'none'
-log_min_duration_statement = -1
-# Only the OS user that runs Postgres may use the socket (local connections are trusted).
-unix_socket_permissions = 0700
-password_encryption = 'scram-sha-256'
-# Do not probe for huge pages on every start of many small clusters.
-huge_pages = off
-"""
-
-# Local (socket) connections are trusted: the socket lives in a 0700 run dir of the OS
-# user. Every TCP connection, from wherever listen_addresses lets it in, needs SCRAM.
-PG_HBA = """# TYPE  DATABASE  USER  ADDRESS  METHOD
-local   all       all            trust
-host    all       all   all      scram-sha-256
-"""
-
 
 class ProcessRuntime:
     """Runs clusters as child processes of ``pg_ctl`` on this host."""
@@ -108,7 +66,7 @@ class ProcessRuntime:
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned = self.installed_image()
-        match = _IMAGE.match(image_id) if isinstance(image_id, str) else None
+        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
         if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
             if match.group("digest") is None or image_id == pinned:
                 return pinned
@@ -122,7 +80,7 @@ class ProcessRuntime:
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:
         self.resolve_image(image)
-        volume = _safe_path(volume, "volume")
+        volume = safe_path(volume, "volume")
         if not volume.is_dir():
             raise NotFound(f"volume {volume} does not exist")
         pgdata = pgdata_of(volume)
@@ -144,10 +102,10 @@ class ProcessRuntime:
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = _safe_path(run_dir, "run_dir")
-        port = _valid_port(port)
-        listen = _valid_listen_host(listen_host)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > _SOCKET_PATH_MAX:
+        run_dir = safe_path(run_dir, "run_dir")
+        port = valid_port(port)
+        listen = valid_listen_host(listen_host)
+        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
             raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
@@ -200,7 +158,7 @@ class ProcessRuntime:
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         if mode not in ("fast", "immediate"):
             raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         if not self.is_running(volume):
             return
         if self._postmaster_pid(pgdata) is not None:
@@ -216,7 +174,7 @@ class ProcessRuntime:
         self._kill_cluster(pgdata)
 
     def is_running(self, volume: Path) -> bool:
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         if not (pgdata / "postmaster.pid").exists():
             return False  # a clean stop removes it; without it no backend can be left
         return self._postmaster_pid(pgdata) is not None or bool(_cluster_pids(pgdata))
@@ -274,7 +232,7 @@ class ProcessRuntime:
         self._run([self.bin_dir / "initdb", "--sync-only", "-D", pgdata])
 
     def _existing_pgdata(self, volume: Path) -> Path:
-        pgdata = pgdata_of(_safe_path(volume, "volume"))
+        pgdata = pgdata_of(safe_path(volume, "volume"))
         if not (pgdata / "PG_VERSION").is_file():
             raise NotFound(f"no cluster in volume {volume}")
         return pgdata
@@ -348,31 +306,6 @@ def _os_identity(os_user: str | None) -> tuple[str, RunAs | None, str]:
     if entry.pw_uid == 0:
         raise InvalidArgument("Postgres refuses to run as root: set an unprivileged instance OS user")
     return name, RunAs(entry.pw_uid, entry.pw_gid), entry.pw_dir
-
-
-def _safe_path(path: Path, what: str) -> Path:
-    text = os.fspath(path)
-    if not _SAFE_PATH.match(text) or "/../" in f"{text}/":
-        raise InvalidArgument(f"{what} must be an absolute path of letters, digits and ._+@:-")
-    return Path(text)
-
-
-def _valid_port(port: int) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise InvalidArgument(f"port must be an integer in 1-65535, not {port!r}")
-    return port
-
-
-def _valid_listen_host(host: str | None) -> str:
-    """Postgres's listen_addresses value: '' (socket only), '*', an IP or a host name."""
-    if host is None:
-        return ""
-    if host == "*" or (isinstance(host, str) and _HOSTNAME.match(host)):
-        return host
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
 
 
 def _is_cluster_process(pid: int, real_pgdata: str) -> bool:

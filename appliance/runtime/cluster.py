@@ -1,0 +1,81 @@
+"""What every runtime's Postgres clusters share: their settings and the inputs they accept.
+
+Runtimes differ in how a cluster runs (a host process, a container, a Nomad job), not in how
+it is configured; and nothing user-controlled may reach a command line unchecked, whatever
+the runtime.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+
+from ..errors import InvalidArgument
+
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
+HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
+IMAGE_REF = re.compile(r"^postgres(?::(?P<major>\d+)(?:@sha256:(?P<digest>[0-9a-f]{64}))?)?$")
+
+# Appended to postgresql.conf of every new cluster; snapshots and clones inherit it.
+CLUSTER_SETTINGS = """
+# --- sqlrs: settings for disposable clones of immutable states ---
+# Durability comes from snapshots, not from the WAL: a state is recorded only after a
+# clean `pg_ctl -m fast` stop, and the runtime then fsyncs pgdata once (initdb -S).
+# Per-commit fsyncs and full-page images would only slow builds and the shutdown
+# checkpoint; an instance that loses writes in a host crash is thrown away anyway.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+# No replicas or archives: minimal WAL lets CREATE/COPY in one transaction skip WAL.
+wal_level = minimal
+max_wal_senders = 0
+archive_mode = off
+# Fewer checkpoints while a build runs; the shutdown checkpoint writes what is left.
+max_wal_size = 1GB
+checkpoint_timeout = 30min
+# The log goes to the run dir through `pg_ctl -l`, never into pgdata (it would be
+# snapshotted and copied into every clone).
+logging_collector = off
+# Statements may carry password verifiers; never log them.
+log_statement = 'none'
+log_min_duration_statement = -1
+# Only the OS user that runs Postgres may use the socket (local connections are trusted).
+unix_socket_permissions = 0700
+password_encryption = 'scram-sha-256'
+# Do not probe for huge pages on every start of many small clusters.
+huge_pages = off
+"""
+
+# Local (socket) connections are trusted: the socket lives in a 0700 run dir of the OS
+# user. Every TCP connection, from wherever listen_addresses lets it in, needs SCRAM.
+PG_HBA = """# TYPE  DATABASE  USER  ADDRESS  METHOD
+local   all       all            trust
+host    all       all   all      scram-sha-256
+"""
+
+
+def safe_path(path: Path, what: str) -> Path:
+    text = os.fspath(path)
+    if not SAFE_PATH.match(text) or "/../" in f"{text}/":
+        raise InvalidArgument(f"{what} must be an absolute path of letters, digits and ._+@:-")
+    return Path(text)
+
+
+def valid_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidArgument(f"port must be an integer in 1-65535, not {port!r}")
+    return port
+
+
+def valid_listen_host(host: str | None) -> str:
+    """Postgres's listen_addresses value: '' (socket only), '*', an IP or a host name."""
+    if host is None:
+        return ""
+    if host == "*" or (isinstance(host, str) and HOSTNAME.match(host)):
+        return host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
