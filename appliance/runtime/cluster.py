@@ -79,3 +79,36 @@ def valid_listen_host(host: str | None) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
+
+
+def configure_new_cluster(pgdata: Path) -> None:
+    """Give a freshly initdb'd cluster the settings and access rules every runtime uses."""
+    with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+        conf.write(CLUSTER_SETTINGS)
+    (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+
+
+def checked_start_inputs(run_dir: Path, port: int, listen_host: str | None) -> tuple[Path, int, str]:
+    """(run_dir, port, listen_addresses) for a start, refusing anything unsafe or unusable."""
+    run_dir, port, listen = safe_path(run_dir, "run_dir"), valid_port(port), valid_listen_host(listen_host)
+    if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
+        raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+    return run_dir, port, listen
+
+
+class HostSideClient:
+    """For runtimes whose Postgres runs elsewhere (a container, a Nomad task) but whose socket
+    dir is mounted from this host: psql, passwords and connection counts go through the socket
+    with the host's own tools, exactly as for the process runtime (``self._host``)."""
+
+    def psql_command(self, endpoint, dbname: str = "postgres") -> list[str]:
+        return self._host.psql_command(endpoint, dbname)
+
+    def command_env(self) -> dict[str, str]:
+        return self._host.command_env()
+
+    def set_password(self, endpoint, password: str) -> None:
+        self._host.set_password(endpoint, password)
+
+    def connection_count(self, endpoint) -> int:
+        return self._host.connection_count(endpoint)

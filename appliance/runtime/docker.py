@@ -31,14 +31,14 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
+from .cluster import HostSideClient, IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _GONE = ("exited", "dead")
 
 
-class DockerRuntime:
+class DockerRuntime(HostSideClient):
     """Runs clusters as containers of the local Docker engine (through the Docker SDK)."""
 
     name = "docker"
@@ -110,20 +110,14 @@ class DockerRuntime:
                    "--auth-local=trust", "--auth-host=scram-sha-256",
                    "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
         self._run_once(image_ref, command, pgdata)
-        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(CLUSTER_SETTINGS)
-        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        configure_new_cluster(pgdata)
         self._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = safe_path(run_dir, "run_dir")
-        port = valid_port(port)
-        listen = valid_listen_host(listen_host)
+        run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         all_labels = self._labels(volume, labels)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
-            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         name = container_name(volume)
@@ -201,17 +195,6 @@ class DockerRuntime:
         return [c for c in self.list_managed() if c.state in _GONE]
 
     # --- talking to a running cluster (host-side tools, as the process runtime) --------------
-    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
-        return self._host.psql_command(endpoint, dbname)
-
-    def command_env(self) -> dict[str, str]:
-        return self._host.command_env()
-
-    def set_password(self, endpoint: Endpoint, password: str) -> None:
-        self._host.set_password(endpoint, password)
-
-    def connection_count(self, endpoint: Endpoint) -> int:
-        return self._host.connection_count(endpoint)
 
     # --- helpers --------------------------------------------------------------------------
     def _labels(self, volume: Path, labels: Mapping[str, str] | None) -> dict[str, str]:

@@ -27,7 +27,7 @@ from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
 from .nomad_jobs import (
     DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
-from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
+from .cluster import HostSideClient, IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -42,7 +42,7 @@ class NomadAPIError(InternalError):
     """Nomad refused or failed a request; the message carries Nomad's answer, never the token."""
 
 
-class NomadRuntime:
+class NomadRuntime(HostSideClient):
     """Runs clusters as Nomad batch jobs through python-nomad."""
 
     name = "nomad"
@@ -120,19 +120,13 @@ class NomadRuntime:
                 raise CommandFailed(["nomad", "job", "run", job_id], 1, self._failure_report(job_id, alloc))
         finally:
             self._purge(job_id)
-        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(CLUSTER_SETTINGS)
-        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        configure_new_cluster(pgdata)
         self._host._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = safe_path(run_dir, "run_dir")
-        port = valid_port(port)
-        listen = valid_listen_host(listen_host)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
-            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+        run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         _, pinned = self.installed_image()
@@ -192,17 +186,6 @@ class NomadRuntime:
             return None
 
     # --- talking to a running cluster (host-side tools through the socket) ---------------------
-    def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
-        return self._host.psql_command(endpoint, dbname)
-
-    def command_env(self) -> dict[str, str]:
-        return self._host.command_env()
-
-    def set_password(self, endpoint: Endpoint, password: str) -> None:
-        self._host.set_password(endpoint, password)
-
-    def connection_count(self, endpoint: Endpoint) -> int:
-        return self._host.connection_count(endpoint)
 
     # --- Nomad helpers ---------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Mapping
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
-from .cluster import CLUSTER_SETTINGS, IMAGE_REF, PG_HBA, SOCKET_PATH_MAX, safe_path, valid_listen_host, valid_port
+from .cluster import IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
 from .scram import scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -94,19 +94,13 @@ class ProcessRuntime:
             "--auth-local=trust", "--auth-host=scram-sha-256",
             "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
         ])
-        with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write(CLUSTER_SETTINGS)
-        (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
+        configure_new_cluster(pgdata)
         self._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
-        run_dir = safe_path(run_dir, "run_dir")
-        port = valid_port(port)
-        listen = valid_listen_host(listen_host)
-        if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
-            raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
+        run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         _remove_stale_pidfile(pgdata)
