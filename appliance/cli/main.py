@@ -12,7 +12,7 @@ from ..errors import ApplianceError, InvalidArgument
 from . import exit_codes
 from .client import ApiClient, CliFailure
 from .config import CliConfig, default_config_path, read_config_file, resolve_config
-from .output import stderr_console
+from .output import print_json, stderr_console
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -123,6 +123,55 @@ def prepare_psql(cfg: CliConfig, image: str | None, ttl: int | None, instance_na
 def plan_psql(cfg: CliConfig, image: str | None, long: bool, psql_args: tuple[str, ...]) -> None:
     """Show the steps prepare:psql would run and which are already cached; creates nothing."""
     _submit_and_follow(cfg, image=image, psql_args=psql_args, plan_only=True, long=long)
+
+
+@cli.group()
+def cache() -> None:
+    """The state cache: capacity and pressure, and why a prepare would (not) be a cache hit."""
+
+
+@cache.command("explain", context_settings=PSQL_ARGS)
+@_image
+@_args
+@click.pass_obj
+def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...]) -> None:
+    """Would prepare:psql with these args be a cache hit? If not, which step changed. Creates nothing."""
+    from .prepare import upload_and_build
+    if not psql_args:
+        raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
+    with _client(cfg) as client:
+        body = upload_and_build(client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
+                                stdin_stream=sys.stdin, plan_only=False)
+        answer = client.post_json("/v1/cache/explain/prepare", body)
+    if cfg.output == "json":
+        print_json(answer)
+        return
+    click.echo(f"{answer['decision']}: {answer['reason_code']}")
+    for step in answer["steps"]:
+        mark = "cached" if step["cached"] else "build "
+        click.echo(f"  {mark}  {step['task_id']:<12} {step['state_id'][:12]}  {step['summary']}")
+
+
+@cache.command("status")
+@click.pass_obj
+def cache_status(cfg: CliConfig) -> None:
+    """Usage, cap, watermarks, free space, reclaimable bytes and the last eviction."""
+    with _client(cfg) as client:
+        status = client.get("/v1/cache/status")
+    if cfg.output == "json":
+        print_json(status)
+        return
+    gib = 1024**3
+    click.echo(f"usage {status['usage_bytes'] / gib:.2f} GiB of {status['effective_max_bytes'] / gib:.2f} GiB "
+               f"(evict above {status['high_watermark']:.0%}, down to {status['low_watermark']:.0%}); "
+               f"store free {status['store_free_bytes'] / gib:.2f} GiB; {status['state_count']} states, "
+               f"{status['reclaimable_bytes'] / gib:.2f} GiB reclaimable")
+    if status["pressure_reasons"]:
+        click.echo("pressure: " + ", ".join(status["pressure_reasons"]))
+    if status["last_eviction"]:
+        last = status["last_eviction"]
+        click.echo(f"last eviction {last['completed_at']}: {last['evicted_count']} states, "
+                   f"{last['freed_bytes'] / gib:.2f} GiB freed ({last['trigger']})")
 
 
 @cli.command()

@@ -37,6 +37,14 @@ def build_request(*, image: str, psql_args: list[str], source: dict[str, str] | 
 def submit_psql(client: ApiClient, *, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO,
                 plan_only: bool, ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
     """Pack and upload what the args read (nothing for ``-c`` only), then create the job."""
+    body = upload_and_build(client, image=image, psql_args=psql_args, cwd=cwd, stdin_stream=stdin_stream,
+                            plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
+    return client.post_json("/v1/prepare-jobs", body)
+
+
+def upload_and_build(client: ApiClient, *, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO,
+                     plan_only: bool, ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
+    """The PrepareJobRequest for these args, with the files they read uploaded first."""
     stdin = stdin_stream.read() if reads_stdin(psql_args) else None
     packed = pack_psql_bundle(psql_args, cwd, stdin=stdin)  # InvalidArgument for a missing file
     source = None
@@ -45,9 +53,8 @@ def submit_psql(client: ApiClient, *, image: str, psql_args: list[str], cwd: Pat
         uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
         source = {"source_id": uploaded["source_id"], "work_dir": packed.work_dir}
         args = packed.psql_args
-    body = build_request(image=image, psql_args=args, source=source, stdin=stdin, plan_only=plan_only,
+    return build_request(image=image, psql_args=args, source=source, stdin=stdin, plan_only=plan_only,
                          ttl_seconds=ttl_seconds, name=name)
-    return client.post_json("/v1/prepare-jobs", body)
 
 
 def print_accepted(accepted: dict[str, Any], url: str, output: str) -> None:

@@ -90,3 +90,21 @@ def test_rm_refuses_an_instance_with_connections_unless_forced(appliance, script
         assert appliance.get(f"/v1/instances/{instance_id}").status_code == 404
     finally:
         holder.kill()
+
+
+def test_cache_explain_names_the_first_step_that_must_be_built(appliance, scripts):
+    sqlrs(appliance, "prepare:psql", "--", "-f", "schema.sql", cwd=scripts)
+    result = sqlrs(appliance, "--output", "json", "cache", "explain", "--", "-f", "schema.sql", "-f", "data.sql",
+                   cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer["decision"], answer["reason_code"]) == ("miss", "step_changed:1")
+    human = sqlrs(appliance, "cache", "explain", "--", "-f", "schema.sql", cwd=scripts)
+    assert human.stdout.startswith("hit: exact_state_match")
+
+
+def test_cache_status_prints_usage_and_capacity(appliance, scripts):
+    result = sqlrs(appliance, "--output", "json", "cache", "status", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    assert {"usage_bytes", "effective_max_bytes", "pressure_reasons"} <= set(json.loads(result.stdout))
+    assert "usage" in sqlrs(appliance, "cache", "status", cwd=scripts).stdout
