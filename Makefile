@@ -13,3 +13,11 @@ bench:  ## cache-hit vs rebuild benchmark (writes bench/out/)
 .PHONY: clone-bench
 clone-bench:  ## snapshot/clone/start time vs state size on btrfs and zfs (writes bench/out/clone.*)
 	python3 bench/clone_bench.py
+
+.PHONY: runtime-bench
+runtime-bench:  ## cache-hit time per runtime, warm pool off and on (writes bench/out/runtimes.*)
+	python3 bench/runtime_bench.py
+
+.PHONY: density-bench
+density-bench:  ## idle instances per GB of RAM, default and reduced Postgres settings (writes bench/out/density.*)
+	python3 bench/density_bench.py

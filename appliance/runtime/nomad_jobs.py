@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from ..errors import InternalError, InvalidArgument, NotFound
 
 #: Where the operator-readable job specs live (the repository's ``nomad/`` directory).
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "nomad" / "postgres-instance.nomad.json"
+# Shipped inside the package (wheels too); nomad/postgres-instance.nomad.json links here for operators.
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "postgres-instance.nomad.json"
 
 # Fixed paths inside the container, so nothing about the host's store layout leaks into it.
 CONTAINER_PGDATA = "/pgdata"
