@@ -10,8 +10,9 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
-from ..errors import InvalidArgument
+from ..errors import Conflict, InvalidArgument, NotFound
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -79,6 +80,26 @@ def valid_listen_host(host: str | None) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
+
+
+# initdb's options for every runtime (after -D and -U): SCRAM over TCP, trust on the private socket.
+INITDB_OPTIONS = ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
+                  "--no-sync", "--no-instructions"]
+
+
+def prepare_empty_pgdata(volume: Path, own: Callable[[Path], None]) -> Path:
+    """The volume's pgdata, created empty and owned (via ``own``) by the user Postgres runs as;
+    refuses a missing volume or one that already holds a cluster."""
+    volume = safe_path(volume, "volume")
+    if not volume.is_dir():
+        raise NotFound(f"volume {volume} does not exist")
+    pgdata = volume / "pgdata"
+    if pgdata.exists() and any(pgdata.iterdir()):
+        raise Conflict(f"volume {volume} already holds a cluster")
+    own(volume)
+    pgdata.mkdir(mode=0o700, exist_ok=True)
+    own(pgdata)
+    return pgdata
 
 
 def configure_new_cluster(pgdata: Path) -> None:

@@ -31,7 +31,7 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import HostSideClient, IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
+from .cluster import HostSideClient, IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -97,18 +97,8 @@ class DockerRuntime(HostSideClient):
     def init_cluster(self, volume: Path, image: str) -> None:
         pinned = self.resolve_image(image)
         image_ref = pinned.partition("@")[2]
-        volume = safe_path(volume, "volume")
-        if not volume.is_dir():
-            raise NotFound(f"volume {volume} does not exist")
-        pgdata = pgdata_of(volume)
-        if pgdata.exists() and any(pgdata.iterdir()):
-            raise Conflict(f"volume {volume} already holds a cluster")
-        self._own_dir(volume)
-        pgdata.mkdir(mode=0o700, exist_ok=True)
-        self._own_dir(pgdata)
-        command = ["initdb", "-D", CONTAINER_PGDATA, "-U", SUPERUSER,
-                   "--auth-local=trust", "--auth-host=scram-sha-256",
-                   "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
+        pgdata = prepare_empty_pgdata(volume, self._own_dir)
+        command = ["initdb", "-D", CONTAINER_PGDATA, "-U", SUPERUSER, *INITDB_OPTIONS]
         self._run_once(image_ref, command, pgdata)
         configure_new_cluster(pgdata)
         self._flush(pgdata)

@@ -27,15 +27,14 @@ from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
 from .nomad_jobs import (
     DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
-from .cluster import HostSideClient, IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
+from .cluster import HostSideClient, IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _LIVE = ("pending", "running")
 _TERMINAL = ("complete", "failed", "lost")
 _STOP_SIGNALS = {"fast": "SIGINT", "immediate": "SIGQUIT"}
-_INITDB_ARGS = ["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256",
-                "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
+_INITDB_ARGS = ["-U", SUPERUSER, *INITDB_OPTIONS]
 
 
 class NomadAPIError(InternalError):
@@ -100,15 +99,7 @@ class NomadRuntime(HostSideClient):
         """initdb runs as a short batch job of its own, so the cluster is made by the very
         image that will serve it, on the node that holds the volume."""
         pinned = self.resolve_image(image)
-        volume = safe_path(volume, "volume")
-        if not volume.is_dir():
-            raise NotFound(f"volume {volume} does not exist")
-        pgdata = pgdata_of(volume)
-        if pgdata.exists() and any(pgdata.iterdir()):
-            raise Conflict(f"volume {volume} already holds a cluster")
-        self._own_dir(volume)
-        pgdata.mkdir(mode=0o700, exist_ok=True)
-        self._own_dir(pgdata)
+        pgdata = prepare_empty_pgdata(volume, self._own_dir)
         job = initdb_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
                          user=self._user(), initdb_args=_INITDB_ARGS)
         job_id = job["Job"]["ID"]

@@ -23,7 +23,7 @@ from typing import Mapping
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
-from .cluster import IMAGE_REF, checked_start_inputs, configure_new_cluster, safe_path
+from .cluster import IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
 from .scram import scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -80,19 +80,9 @@ class ProcessRuntime:
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:
         self.resolve_image(image)
-        volume = safe_path(volume, "volume")
-        if not volume.is_dir():
-            raise NotFound(f"volume {volume} does not exist")
-        pgdata = pgdata_of(volume)
-        if pgdata.exists() and any(pgdata.iterdir()):
-            raise Conflict(f"volume {volume} already holds a cluster")
-        self._own_dir(volume)
-        pgdata.mkdir(mode=0o700, exist_ok=True)
-        self._own_dir(pgdata)
+        pgdata = prepare_empty_pgdata(volume, self._own_dir)
         self._run([
-            self.bin_dir / "initdb", "-D", pgdata, "-U", SUPERUSER,
-            "--auth-local=trust", "--auth-host=scram-sha-256",
-            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            self.bin_dir / "initdb", "-D", pgdata, "-U", SUPERUSER, *INITDB_OPTIONS,
         ])
         configure_new_cluster(pgdata)
         self._flush(pgdata)
