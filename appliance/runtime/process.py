@@ -7,6 +7,7 @@ socket directory are passed at start, so one snapshot can run as many clones sid
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -19,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Mapping
+
+import psycopg2
 
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
@@ -182,13 +185,19 @@ class ProcessRuntime:
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password must be a non-empty string")
         verifier = scram_sha256_verifier(password)
-        sql = ("SET log_statement = 'none';\nSET log_min_duration_statement = -1;\n"
-               f'ALTER ROLE "{endpoint.user}" PASSWORD \'{verifier}\';\n')
+        # A driver connection over the private socket, not a psql process: binding a warm-pool
+        # clone is this one statement, and a process spawn would be most of its cost.
         try:
-            self._psql(endpoint, sql)
-        except CommandFailed as exc:
-            raise CommandFailed(exc.argv, exc.returncode, exc.stderr.replace(verifier, "<redacted>"),
-                                exc.stdout.replace(verifier, "<redacted>")) from None
+            with contextlib.closing(psycopg2.connect(host=str(endpoint.socket_dir), port=endpoint.port,
+                                                     user=endpoint.user, dbname="postgres",
+                                                     connect_timeout=10)) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SET log_statement = 'none'; SET log_min_duration_statement = -1")
+                    cur.execute(f'ALTER ROLE "{endpoint.user}" PASSWORD %s', (verifier,))
+        except psycopg2.Error as exc:
+            message = str(exc).replace(verifier, "<redacted>")
+            raise CommandFailed(["ALTER ROLE", endpoint.user, "PASSWORD", "<redacted>"], 1, message) from None
 
     def connection_count(self, endpoint: Endpoint) -> int:
         out = self._psql(endpoint, "SELECT count(*) FROM pg_stat_activity "
