@@ -37,9 +37,9 @@ job "sqlrs-appliance-api" {
       config {
         image   = "sqlrs/appliance:latest"
         command = "sqlrs-appliance"
-        # `up` serves the API (with SQLRS_REDIS_URL set it starts no private redis); its one
-        # in-process worker is why the group also needs the store when it shares the host.
-        args    = ["up", "--listen", "0.0.0.0:7433", "--workers", "1"]
+        # The API and the reconciler; workers run as their own job (appliance-worker), and the
+        # Control DB is migrated beforehand (`sqlrs-appliance migrate`).
+        args    = ["api", "--listen", "0.0.0.0:7433"]
         ports   = ["http"]
       }
 

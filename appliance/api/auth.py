@@ -43,6 +43,14 @@ def ensure_admin_token(token_file: Path, org: str) -> str:
     return token
 
 
+def create_token(org: str, name: str, role: str = "admin") -> str:
+    """A new random token; the caller shows it once, the Control DB keeps only its hash."""
+    Org.get_or_create(slug=org)
+    token = "sqlrs_" + secrets.token_urlsafe(32)
+    ApiToken.create(token_hash=hash_token(token), org=org, role=role, name=name)
+    return token
+
+
 def authenticate(authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthenticated("missing bearer token (Authorization: Bearer …)")

@@ -30,6 +30,27 @@ def up(data_dir: Path | None, listen: str | None, workers: int | None) -> None:
     run_up(load_settings(data_dir=data_dir, listen=listen, workers=workers))
 
 
+@cli.command("api")
+@click.option("--listen", help="host:port for the API; overrides SQLRS_LISTEN.")
+def api_cmd(listen: str | None) -> None:
+    """Serve the API and run the reconciler, without workers or a private Redis."""
+    from .supervisor import serve_api
+    serve_api(load_settings(listen=listen))
+
+
+@cli.command("token")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--org", help="Org the token acts for; default the default org.")
+@click.option("--name", required=True, help="What the token is for, e.g. ci-pipeline.")
+def token_cmd(data_dir: Path | None, org: str | None, name: str) -> None:
+    """Create an admin API token and print it once; only its hash is stored."""
+    from ..api.auth import create_token
+    from ..control.db import open_database
+    settings = load_settings(data_dir=data_dir)
+    open_database(settings.control_db_url)
+    click.echo(create_token(org or settings.default_org, name))
+
+
 @cli.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:

@@ -135,6 +135,27 @@ def up(settings: Settings) -> None:
             redis.stop()
 
 
+def serve_api(settings: Settings) -> None:
+    """The API and the reconciler only, for sites that run workers separately (systemd units,
+    Nomad service jobs): Redis and the Control DB are shared, and already migrated."""
+    from ..control.migrations import current_version, latest_version
+    from ..errors import InvalidArgument
+
+    if not settings.redis_url:
+        raise InvalidArgument("`sqlrs-appliance api` needs SQLRS_REDIS_URL (a Redis the workers share); "
+                              "`sqlrs-appliance up` starts a private one instead")
+    ctx = build_context(settings)
+    if (version := current_version(ctx.db)) != latest_version():
+        raise InvalidArgument(f"the Control DB schema is at version {version}, this release needs "
+                              f"{latest_version()}: run `sqlrs-appliance migrate` first")
+    stop = threading.Event()
+    threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True, name="reconciler").start()
+    try:
+        asyncio.run(_serve(ctx))
+    finally:
+        stop.set()
+
+
 async def _serve(ctx: AppContext) -> None:
     config = Config()
     config.bind = [ctx.settings.listen]
