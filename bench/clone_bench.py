@@ -37,6 +37,7 @@ import psycopg2  # noqa: E402
 from appliance.runtime.base import SUPERUSER  # noqa: E402
 from appliance.runtime.process import ProcessRuntime  # noqa: E402
 from appliance.shell import Runner  # noqa: E402
+from bench.outputs import write_outputs  # noqa: E402
 from bench.clone_stores import BenchStore, btrfs_store, zfs_store  # noqa: E402
 
 ORG = "bench"
@@ -323,11 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     text = render(results, time.perf_counter() - started, args.reps)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "clone.md").write_text(text)
-    write_chart(results, args.out / "clone.png")
-    print(text)
-    print(f"wrote {args.out / 'clone.md'} and {args.out / 'clone.png'}")
+    write_outputs(args.out, "clone", text, chart=lambda path: write_chart(results, path))
     return 0
 
 

@@ -12,9 +12,7 @@ It is a benchmark, not a test: run it with `make bench` (as root: it mounts a bt
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -30,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.storage.image import filesystem_type  # noqa: E402
+from bench.outputs import write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession  # noqa: E402
 from bench.floor import RawFloor  # noqa: E402
 from bench.rebuild import ClassicRebuild  # noqa: E402
@@ -169,12 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(base, ignore_errors=True)
 
     text = render(rows, time.perf_counter() - started)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.md").write_text(text)
-    write_chart(rows, args.out / "prepare.png")
-    (args.out / "samples.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
-    print("\n" + text)
-    print(f"wrote results.md, prepare.png and samples.json (every sample) to {args.out}")
+    write_outputs(args.out, "prepare", text, chart=lambda path: write_chart(rows, path), samples=rows)
     return 0
 
 

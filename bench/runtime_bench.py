@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -34,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.settings import Settings  # noqa: E402
+from bench.outputs import write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession, phases  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402
@@ -268,12 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = (f"Run {when}, {time.perf_counter() - started:.0f} s in all; {machine_facts()}.\n\n"
             f"{results_table(all_series)}\n\n{phase_table(all_series)}\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "runtimes.md").write_text(text)
-    write_chart(all_series, args.out / "runtimes.png")
-    (args.out / "runtimes.json").write_text(json.dumps([dataclasses.asdict(s) for s in all_series], indent=1))
-    print("\n" + text)
-    print(f"wrote runtimes.md, runtimes.png and runtimes.json to {args.out}")
+    write_outputs(args.out, "runtimes", text, chart=lambda path: write_chart(all_series, path),
+                  samples=all_series)
     return 0
 
 

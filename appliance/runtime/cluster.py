@@ -82,6 +82,19 @@ def valid_listen_host(host: str | None) -> str:
         raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
 
 
+def match_image(image_id: str, tag: str, pinned: str) -> str:
+    """The pinned id for a requested image: ``postgres``, ``postgres:<major>`` of the installed
+    ``tag``, or the pinned id itself; anything else is refused, naming what this host has."""
+    match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
+    if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
+        if match.group("digest") is None or image_id == pinned:
+            return pinned
+    available = f"{tag}, pinned as {pinned}" if match and match.group("digest") else tag
+    shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
+    raise InvalidArgument(f"image {shown} is not available on this host (available: {available})",
+                          {"image_id": shown, "available": [tag, pinned]})
+
+
 # initdb's options for every runtime (after -D and -U): SCRAM over TCP, trust on the private socket.
 INITDB_OPTIONS = ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
                   "--no-sync", "--no-instructions"]

@@ -31,7 +31,7 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import HostSideClient, IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
+from .cluster import HostSideClient, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -83,15 +83,7 @@ class DockerRuntime(HostSideClient):
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned, _ = self.installed_image()
-        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
-        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
-            if match.group("digest") is None or image_id == pinned:
-                return pinned
-        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
-        raise InvalidArgument(
-            f"image {shown} is not available on this host (available: {tag}, pinned as {pinned})",
-            {"image_id": shown, "available": [tag, pinned]},
-        )
+        return match_image(image_id, tag, pinned)
 
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:

@@ -27,7 +27,7 @@ from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
 from .nomad_jobs import (
     DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
-from .cluster import HostSideClient, IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
+from .cluster import HostSideClient, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -86,13 +86,7 @@ class NomadRuntime(HostSideClient):
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned = self.installed_image()
-        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
-        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
-            if match.group("digest") is None or image_id == pinned:
-                return pinned
-        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
-        raise InvalidArgument(f"image {shown} is not available on this host (available: {tag}, pinned as {pinned})",
-                              {"image_id": shown, "available": [tag, pinned]})
+        return match_image(image_id, tag, pinned)
 
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:

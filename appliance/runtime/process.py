@@ -26,7 +26,7 @@ import psycopg2
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
-from .cluster import IMAGE_REF, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, prepare_empty_pgdata, safe_path
+from .cluster import INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
 from .scram import scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -69,16 +69,7 @@ class ProcessRuntime:
 
     def resolve_image(self, image_id: str) -> str:
         tag, pinned = self.installed_image()
-        match = IMAGE_REF.match(image_id) if isinstance(image_id, str) else None
-        if match and (match.group("major") is None or f"postgres:{match.group('major')}" == tag):
-            if match.group("digest") is None or image_id == pinned:
-                return pinned
-        available = f"{tag}, pinned as {pinned}" if match and match.group("digest") else tag
-        shown = image_id[:200] if isinstance(image_id, str) else repr(image_id)
-        raise InvalidArgument(
-            f"image {shown} is not available on this host (available: {available})",
-            {"image_id": shown, "available": [tag, pinned]},
-        )
+        return match_image(image_id, tag, pinned)
 
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:

@@ -1,4 +1,5 @@
-"""A real cluster through init, start, password, stop: the process runtime end to end."""
+"""What only the process runtime does (pg_ctl on the host): its recovery paths, input checks and
+file modes. What every runtime does is in test_conformance.py."""
 from __future__ import annotations
 
 import os
@@ -12,21 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import CommandFailed, Conflict, InvalidArgument
-from appliance.runtime.base import InstanceRuntime
-from appliance.runtime.ports import port_is_bindable
+from appliance.errors import CommandFailed, InvalidArgument
 from appliance.runtime.process import ProcessRuntime
 
 from .pg import controldata_state, socket_psql, tcp_psql
-
-
-def test_a_socket_only_cluster_answers_psql_through_psql_command(runtime, runner, shared_cluster):
-    assert shared_cluster.host is None
-    assert socket_psql(runtime, runner, shared_cluster, "select 1") == "1"
-
-
-def test_a_socket_only_cluster_listens_on_no_tcp_port(shared_cluster):
-    assert port_is_bindable("127.0.0.1", shared_cluster.port)
 
 
 def test_init_bakes_no_listen_address_port_or_socket_dir_into_pgdata(template_volume):
@@ -40,21 +30,6 @@ def test_a_fresh_cluster_has_no_password(runtime, runner, shared_cluster):
     assert socket_psql(runtime, runner, shared_cluster, "select rolpassword is null from pg_authid where rolname = 'sqlrs'") == "t"
 
 
-def test_the_password_set_works_over_tcp(runtime, runner, volume, start):
-    endpoint = start(volume, listen_host="127.0.0.1")
-    runtime.set_password(endpoint, "correct horse")
-    result = tcp_psql(runtime, runner, endpoint, "correct horse", "select current_user")
-    assert (result.returncode, result.stdout.strip()) == (0, "sqlrs")
-
-
-def test_a_wrong_password_is_refused_over_tcp(runtime, runner, volume, start):
-    endpoint = start(volume, listen_host="127.0.0.1")
-    runtime.set_password(endpoint, "correct horse")
-    result = tcp_psql(runtime, runner, endpoint, "battery staple", "select 1")
-    assert result.returncode != 0
-    assert "password authentication failed" in result.stderr
-
-
 def test_postgres_stores_our_verifier_and_never_sees_the_plaintext(runtime, runner, volume, start):
     endpoint = start(volume, listen_host="127.0.0.1")
     socket_psql(runtime, runner, endpoint, "ALTER SYSTEM SET log_statement = 'all'; SELECT pg_reload_conf();")
@@ -63,19 +38,6 @@ def test_postgres_stores_our_verifier_and_never_sees_the_plaintext(runtime, runn
     stored = socket_psql(runtime, runner, endpoint, "select rolpassword from pg_authid where rolname = 'sqlrs'")
     assert stored.startswith("SCRAM-SHA-256$4096:")
     assert plaintext not in (endpoint.socket_dir / "postgres.log").read_text()
-
-
-def test_a_fast_stop_leaves_a_clean_shutdown_and_no_pid_file(runtime, runner, volume, start):
-    start(volume)
-    runtime.stop(volume, mode="fast")
-    assert not runtime.is_running(volume)
-    assert not (volume / "pgdata" / "postmaster.pid").exists()
-    assert controldata_state(runtime, runner, volume) == "shut down"
-
-
-def test_stopping_a_cluster_that_is_not_running_does_nothing(runtime, runner, volume):
-    runtime.stop(volume)
-    assert controldata_state(runtime, runner, volume) == "shut down"
 
 
 def test_a_cluster_whose_starting_process_was_killed_can_be_stopped(runtime, runner, volume, run_dir_for, free_port):
@@ -119,11 +81,6 @@ def test_stop_kills_a_postmaster_that_does_not_answer_pg_ctl(runner, volume, sta
     assert not impatient.is_running(volume)
 
 
-def test_starting_a_running_cluster_is_a_conflict(runtime, shared_cluster, workdir, free_port):
-    with pytest.raises(Conflict):
-        runtime.start(workdir / "shared", workdir / "run-again", port=free_port(), listen_host=None)
-
-
 def test_a_failed_start_reports_the_postgres_log(runtime, volume, run_dir_for):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -150,22 +107,6 @@ def test_a_connection_string_as_dbname_is_rejected(runtime, shared_cluster):
         runtime.psql_command(shared_cluster, "host=elsewhere dbname=postgres")
 
 
-def test_connection_count_sees_an_open_connection(runtime, volume, start):
-    endpoint = start(volume)  # its own cluster: other tests' connections must not count
-    assert runtime.connection_count(endpoint) == 0
-    client = subprocess.Popen(runtime.psql_command(endpoint) + ["-q"], stdin=subprocess.PIPE, text=True,
-                              env=runtime.command_env(), cwd="/",
-                              user=runtime.run_as.uid if runtime.run_as else None,
-                              group=runtime.run_as.gid if runtime.run_as else None)
-    try:
-        client.stdin.write("select pg_sleep(0);\n")
-        client.stdin.flush()
-        assert _eventually(lambda: runtime.connection_count(endpoint) == 1)
-    finally:
-        client.stdin.close()
-        client.wait()
-
-
 def _eventually(condition, attempts: int = 200) -> bool:
     """Poll a condition the client reaches asynchronously (bounded by attempts, not time)."""
     for _ in range(attempts):
@@ -173,22 +114,6 @@ def _eventually(condition, attempts: int = 200) -> bool:
             return True
         time.sleep(0.02)
     return False
-
-
-def test_two_clones_of_one_pgdata_run_side_by_side_isolated(runtime, runner, new_volume, start):
-    first, second = new_volume(), new_volume()
-    a, b = start(first, listen_host="127.0.0.1"), start(second, listen_host="127.0.0.1")
-    assert a.port != b.port
-    socket_psql(runtime, runner, a, "create table only_in_first(x int)")
-    runtime.set_password(a, "first-password")
-    runtime.set_password(b, "second-password")
-    assert socket_psql(runtime, runner, b, "select count(*) from pg_class where relname = 'only_in_first'") == "0"
-    assert tcp_psql(runtime, runner, b, "first-password", "select 1").returncode != 0
-    assert tcp_psql(runtime, runner, a, "first-password", "select 1").returncode == 0
-
-
-def test_the_process_runtime_satisfies_the_instance_runtime_protocol(runtime):
-    assert isinstance(runtime, InstanceRuntime)
 
 
 def test_init_leaves_the_volume_and_pgdata_private_to_the_postgres_user(runtime, template_volume):

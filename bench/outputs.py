@@ -1,0 +1,24 @@
+"""Where every benchmark leaves its results: a markdown table, a chart and the raw samples."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+
+def write_outputs(out: Path, stem: str, text: str, *, chart: Callable[[Path], None] | None = None,
+                  samples: Sequence[Any] | None = None) -> None:
+    """Write ``<stem>.md`` (and ``<stem>.png``, ``<stem>.json``) to ``out`` and print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{stem}.md"]
+    written[0].write_text(text)
+    if chart is not None:
+        written.append(out / f"{stem}.png")
+        chart(written[-1])
+    if samples is not None:
+        written.append(out / f"{stem}.json")
+        written[-1].write_text(json.dumps([dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s
+                                           for s in samples], indent=1))
+    print("\n" + text)
+    print("wrote " + ", ".join(p.name for p in written) + f" to {out}")
