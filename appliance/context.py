@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,7 +24,6 @@ class AppContext:
     runner: Runner
     store: SnapshotStore
     runtime: InstanceRuntime
-    host: str = field(default_factory=socket.gethostname)
     storage_warnings: list[str] = field(default_factory=list)
     storage_reason: str = ""
 
@@ -40,6 +38,11 @@ class AppContext:
         """The object store for artifacts and snapshot streams (S3/MinIO or a local directory)."""
         from .artifacts.store import open_object_store
         return open_object_store(self.settings)
+
+    @property
+    def host(self) -> str:
+        """This host's id in the registry: its store, port pool and queue belong to it."""
+        return self.settings.host_id
 
     @property
     def sources_dir(self):

@@ -6,6 +6,7 @@ the entry points and passed down; no module reads the environment by itself.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="Control DB: postgresql://… or sqlite:///path; default SQLite in data_dir.")
     redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir.")
     default_org: str = Field("default", description="Org that owns everything in the embedded default.")
+    host_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+                         description="This host's name in the host registry; default the hostname. Every "
+                                     "state copy, clone and instance on this host's store is recorded under it.")
+    host_down_after_seconds: float = Field(30.0, gt=0, description="A host whose heartbeat is older than this "
+                                                                   "gets no new work (placement skips it).")
+    import_bytes_per_second: int = Field(100 * 1024**2, gt=0, description="Expected object-store import speed; "
+                                         "placement imports an exported state instead of rebuilding it when "
+                                         "its stream at this speed takes less time than the build did.")
 
     storage_backend: Literal["auto", "zfs", "lvm", "btrfs", "copy"] = Field(
         "auto", description="Snapshot driver. auto: zfs when zfs_dataset exists, else btrfs when the store is on "

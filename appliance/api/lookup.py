@@ -15,10 +15,12 @@ def by_id_or_prefix(model: type[pw.Model], id_field: pw.Field, org: str, ref: st
     in_org = model.org == org
     row = model.get_or_none(in_org & (id_field == ref))
     if row is None and len(ref) >= MIN_PREFIX:
-        matches = list(model.select().where(in_org & id_field.startswith(ref.lower())).limit(2))
-        if len(matches) > 1:
+        # distinct ids: a state has a row per host holding a copy, and that is one state
+        ids = [getattr(r, id_field.name) for r in
+               model.select(id_field).where(in_org & id_field.startswith(ref.lower())).distinct().limit(2)]
+        if len(ids) > 1:
             raise InvalidArgument(f"{what} prefix {ref} is ambiguous")
-        row = matches[0] if matches else None
+        row = model.get_or_none(in_org & (id_field == ids[0])) if ids else None
     return row
 
 

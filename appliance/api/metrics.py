@@ -29,11 +29,16 @@ class ControlDbCollector:
             steps.add_metric(["cache_hit" if cached else "built"], count)
         yield steps
 
-        states = GaugeMetricFamily("sqlrs_states", "States recorded")
-        states.add_metric([], State.select().count())
+        states = GaugeMetricFamily("sqlrs_states", "States recorded (each counted once, however many hosts hold it)")
+        states.add_metric([], State.select(State.org, State.state_id).distinct().count())
         yield states
-        size = GaugeMetricFamily("sqlrs_state_bytes", "Bytes the recorded states refer to")
-        size.add_metric([], State.select(pw.fn.COALESCE(pw.fn.SUM(State.size_bytes), 0)).scalar())
+        copies = GaugeMetricFamily("sqlrs_state_copies", "State copies each host holds", labels=["host"])
+        size = GaugeMetricFamily("sqlrs_state_bytes", "Bytes the state copies on each host refer to", labels=["host"])
+        for host, count, total in (State.select(State.host, pw.fn.COUNT(State.id), pw.fn.SUM(State.size_bytes))
+                                   .group_by(State.host).tuples()):
+            copies.add_metric([host], count)
+            size.add_metric([host], total or 0)
+        yield copies
         yield size
 
         instances = GaugeMetricFamily("sqlrs_instances", "Instances by status", labels=["status"])

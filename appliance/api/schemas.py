@@ -128,7 +128,8 @@ class StateEntry(BaseModel):
     last_used_at: str
     use_count: int
     refcount: int
-    host: str
+    host: str = Field(description="The host holding the first copy")
+    hosts: list[str] = Field(description="Every host holding a copy of the state")
     exported: bool
 
 
@@ -241,4 +242,5 @@ class CacheExplainResponse(BaseModel):
     signature: str
     resolved_image_id: str
     matched_state_id: str | None
+    host: str = Field(description="The host a prepare would run on now, whose cache the answer describes")
     steps: list[ExplainStep]

@@ -57,12 +57,15 @@ def event(ev: JobEvent) -> dict[str, Any]:
     return body
 
 
-def state_entry(state: State, refcount: int) -> dict[str, Any]:
+def state_entry(copies: list[State], refcount: int) -> dict[str, Any]:
+    """One state, from its copies on every host (oldest first)."""
+    state = copies[0]
     return {"state_id": state.state_id, "parent_state_id": state.parent_state_id,
             "image_id": state.image_id, "prepare_kind": state.prepare_kind, "summary": state.summary,
             "size_bytes": state.size_bytes, "created_at": ts(state.created_at),
-            "last_used_at": ts(state.last_used_at), "use_count": state.use_count,
-            "refcount": refcount, "host": state.host, "exported": state.exported_at is not None}
+            "last_used_at": ts(max(c.last_used_at for c in copies)), "use_count": sum(c.use_count for c in copies),
+            "refcount": refcount, "host": state.host, "hosts": sorted({c.host for c in copies}),
+            "exported": any(c.exported_at is not None for c in copies)}
 
 
 def instance_entry(instance: Instance, viewer_org: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import peewee as pw
 
 from ..control.db import write_transaction
 from ..control.models import State, utcnow
-from ..errors import InvalidArgument, NotFound
+from ..errors import Conflict, InvalidArgument, NotFound
 from .manifest import Manifest
 
 if TYPE_CHECKING:
@@ -92,22 +92,29 @@ class HashingReader:
 
 # -- export ------------------------------------------------------------------------------------
 def _mark_exported(org: str, state_id: str) -> None:
-    """The Control DB remembers exports, so listing states never asks the object store."""
+    """The Control DB remembers exports (on every host's copy: the stream serves them all), so
+    listing states and placing jobs never ask the object store."""
     State.update(exported_at=utcnow()).where(
         (State.org == org) & (State.state_id == state_id) & State.exported_at.is_null()).execute()
 
 
 def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
     """Stream a state into the object store; exporting an exported state answers its manifest."""
-    state = State.get_or_none((State.org == org) & (State.state_id == state_id))
+    state = _state_row(ctx, org, state_id)
     if state is None:
-        raise NotFound(f"state {state_id} not found")
+        elsewhere = sorted(r.host for r in State.select(State.host).where(
+            (State.org == org) & (State.state_id == state_id)))
+        if not elsewhere:
+            raise NotFound(f"state {state_id} not found")
+        if read_manifest(ctx.objects, org, state_id) is None:
+            raise Conflict(f"state {state_id} is held by host(s) {', '.join(elsewhere)}, not by {ctx.host}: "
+                           "export it through the appliance on one of them", {"hosts": elsewhere})
     existing = read_manifest(ctx.objects, org, state_id)
     if existing is not None:
         _mark_exported(org, state_id)
         return existing
     parent = state.parent_state_id
-    delta_possible = (parent is not None and ctx.store.has_state(org, parent)
+    delta_possible = (parent is not None and _state_row(ctx, org, parent) is not None
                       and is_exported(ctx.objects, org, parent))
     command = ctx.store.send_state_command(org, state_id, parent if delta_possible else None)
     key = stream_key(org, state_id)
@@ -145,13 +152,13 @@ def _forget(objects: "ObjectStore", key: str) -> None:
 # -- import ------------------------------------------------------------------------------------
 def import_state(ctx: "AppContext", org: str, state_id: str) -> State:
     """Bring an exported state (and its missing ancestors, oldest first) into this store."""
-    existing = _state_row(org, state_id)
+    existing = _state_row(ctx, org, state_id)
     if existing is not None:
         return existing
     chain = _missing_chain(ctx, org, state_id)
     for manifest in reversed(chain):
         _receive(ctx, org, manifest)
-    return _state_row(org, state_id)
+    return _state_row(ctx, org, state_id)
 
 
 def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]:
@@ -159,7 +166,7 @@ def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]
     compatibility before anything is received."""
     chain: list[Manifest] = []
     current: str | None = state_id
-    while current is not None and _state_row(org, current) is None:
+    while current is not None and _state_row(ctx, org, current) is None:
         manifest = read_manifest(ctx.objects, org, current)
         if manifest is None:
             what = f"state {current}" + ("" if current == state_id else f" (an ancestor of state {state_id})")
@@ -199,9 +206,9 @@ def _receive(ctx: "AppContext", org: str, manifest: Manifest) -> None:
             State.create(org=org, state_id=state_id, parent_state_id=manifest.parent_state_id,
                          image_id=manifest.image_id, prepare_kind=manifest.prepare_kind,
                          task_hash=manifest.task_hash, summary=manifest.summary, size_bytes=size,
-                         host=ctx.host)
+                         host=ctx.host, exported_at=utcnow())
     except pw.IntegrityError:
-        if _state_row(org, state_id) is None:
+        if _state_row(ctx, org, state_id) is None:
             ctx.store.destroy_state(org, state_id)
             raise
     except BaseException:
@@ -209,5 +216,6 @@ def _receive(ctx: "AppContext", org: str, manifest: Manifest) -> None:
         raise
 
 
-def _state_row(org: str, state_id: str) -> State | None:
-    return State.get_or_none((State.org == org) & (State.state_id == state_id))
+def _state_row(ctx: "AppContext", org: str, state_id: str) -> State | None:
+    """This host's copy of the state."""
+    return State.get_or_none((State.org == org) & (State.state_id == state_id) & (State.host == ctx.host))

@@ -32,6 +32,35 @@ def _v3_state_exported_at(db: pw.Database) -> None:
     apply(SchemaMigrator.from_database(db).add_column("state", "exported_at", pw.DateTimeField(null=True)))
 
 
+def _v4_hosts(db: pw.Database) -> None:
+    """The host registry, and a host id on everything that lives on one host's disk.
+
+    Rows written before it belong to the one host an appliance had then: the empty host id is
+    claimed by the first host that registers (``orchestrator.hosts.register``)."""
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    db.create_tables([m.Host], safe=True)
+    migrator = SchemaMigrator.from_database(db)
+    for table, column, field in (("prepare_job", "host_id", pw.CharField(max_length=63, null=True)),
+                                 ("base_image", "host_id", pw.CharField(max_length=63, default="")),
+                                 ("volume", "host_id", pw.CharField(max_length=63, default="")),
+                                 ("instance", "host_id", pw.CharField(max_length=63, default="")),
+                                 ("state", "build_seconds", pw.FloatField(null=True))):
+        if not _has_column(db, table, column):
+            apply(migrator.add_column(table, column, field))
+    _replace_unique_index(db, "state", ["org", "state_id"], ["org", "state_id", "host"])
+    _replace_unique_index(db, "base_image", ["org", "base_key"], ["org", "base_key", "host_id"])
+    for table in ("prepare_job", "volume", "instance"):
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_host_id ON {table} (host_id)")
+
+
+def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
+    for index in db.get_indexes(table):
+        if index.unique and list(index.columns) == old:
+            db.execute_sql(f"DROP INDEX {index.name}")
+    name = f"{table}_{'_'.join(new)}"
+    db.execute_sql(f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(new)})")
+
+
 def _has_column(db: pw.Database, table: str, column: str) -> bool:
     """Table-creating migrations build tables from today's models, so a column a later
     migration adds may already be there on a database created after it was written."""
@@ -42,6 +71,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (1, _v1_initial),
     (2, _v2_cache_evictions),
     (3, _v3_state_exported_at),
+    (4, _v4_hosts),
 ]
 
 

@@ -1,5 +1,10 @@
 """peewee models. Every user-visible row carries an ``org``.
 
+Hosts: every row that names something on one host's disk or port pool carries that host's id
+(``State.host``, ``BaseImage.host_id``, ``Volume.host_id``, ``Instance.host_id``), and only that
+host's workers and reconciler touch it. A ``State`` row is one host's copy of a state, so the
+same state id may have a row per host; ``Instance.host`` is the address its DSN names.
+
 Secrets: ``Instance.password`` is the only secret column; serializers never emit it except
 as part of the owner's DSN, and events/logs never see it.
 """
@@ -25,6 +30,24 @@ class BaseModel(pw.Model):
 class SchemaVersion(BaseModel):
     version = pw.IntegerField(primary_key=True)
     applied_at = pw.DateTimeField(default=utcnow)
+
+
+class Host(BaseModel):
+    """A host of the appliance: one store, one port pool, one prepare queue."""
+
+    host_id = pw.CharField(primary_key=True, max_length=63)
+    storage_driver = pw.CharField(max_length=16)
+    runtime = pw.CharField(max_length=16)
+    store_total_bytes = pw.BigIntegerField(default=0)
+    store_free_bytes = pw.BigIntegerField(default=0)
+    port_min = pw.IntegerField()
+    port_max = pw.IntegerField()
+    instance_host = pw.CharField(max_length=255)
+    nomad_node_id = pw.CharField(max_length=64, null=True)
+    started_at = pw.DateTimeField(default=utcnow)
+    heartbeat_at = pw.DateTimeField(default=utcnow)
+    drained_at = pw.DateTimeField(null=True)
+    drained_reason = pw.TextField(null=True)
 
 
 class Org(BaseModel):
@@ -77,6 +100,7 @@ class PrepareJob(BaseModel):
     instance_ttl_seconds = pw.IntegerField()
     instance_name = pw.CharField(max_length=128, null=True)
     priority = pw.IntegerField(default=0)
+    host_id = pw.CharField(max_length=63, null=True, index=True)  # where placement sent it
     cancel_requested = pw.BooleanField(default=False)
     created_at = pw.DateTimeField(default=utcnow)
     started_at = pw.DateTimeField(null=True)
@@ -129,10 +153,11 @@ class BaseImage(BaseModel):
     base_key = pw.CharField(max_length=64)
     resolved_image_id = pw.CharField(max_length=255)
     size_bytes = pw.BigIntegerField(default=0)
+    host_id = pw.CharField(max_length=63, default="")
     created_at = pw.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("org", "base_key"), True),)
+        indexes = ((("org", "base_key", "host_id"), True),)
 
 
 class State(BaseModel):
@@ -144,14 +169,15 @@ class State(BaseModel):
     task_hash = pw.CharField(max_length=64)
     summary = pw.TextField(null=True)
     size_bytes = pw.BigIntegerField(default=0)
-    host = pw.CharField(max_length=255)
+    host = pw.CharField(max_length=255)  # the host id holding this copy
+    build_seconds = pw.FloatField(null=True)  # how long the step took to build; None when imported
     created_at = pw.DateTimeField(default=utcnow)
     last_used_at = pw.DateTimeField(default=utcnow)
     use_count = pw.IntegerField(default=0)
     exported_at = pw.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("org", "state_id"), True),)
+        indexes = ((("org", "state_id", "host"), True),)
 
 
 class Volume(BaseModel):
@@ -161,6 +187,7 @@ class Volume(BaseModel):
     org = pw.CharField(max_length=63)
     purpose = pw.CharField(max_length=16)  # build | instance
     job_id = pw.CharField(max_length=32, null=True, index=True)
+    host_id = pw.CharField(max_length=63, default="", index=True)
     created_at = pw.DateTimeField(default=utcnow)
 
 
@@ -172,7 +199,8 @@ class Instance(BaseModel):
     job_id = pw.CharField(max_length=32, null=True)
     volume_id = pw.CharField(max_length=32)
     status = pw.CharField(max_length=16)  # active | expired | failed
-    host = pw.CharField(max_length=255)
+    host = pw.CharField(max_length=255)  # the address the DSN names
+    host_id = pw.CharField(max_length=63, default="", index=True)
     port = pw.IntegerField(null=True)
     password = pw.CharField(max_length=128)
     name = pw.CharField(max_length=128, null=True)
@@ -193,5 +221,5 @@ class CacheEviction(BaseModel):
     evicted_json = pw.TextField()
 
 
-ALL_MODELS = [SchemaVersion, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
+ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
               BaseImage, State, Volume, Instance, CacheEviction]

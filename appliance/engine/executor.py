@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, Command
                       StepFailed)
 from ..orchestrator import cache, warm_pool
 from ..orchestrator.queue import enqueue_refill
+from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import append_event
-from ..orchestrator.locks import LockSet
+from ..orchestrator.locks import LockSet, build_lock
 from ..runtime.base import Endpoint
-from . import instances
+from . import imports, instances
 from .hashing import digest
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class JobRun:
         self.build: BuildCluster | None = None
         self.result: dict | None = None
         self._stop_heartbeat = threading.Event()
+        self._import_considered = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def execute(self) -> None:
@@ -54,8 +57,9 @@ class JobRun:
         now = utcnow()
         claimed = PrepareJob.update(status="running", worker=f"{self.ctx.host}:{os.getpid()}",
                                     started_at=now, heartbeat_at=now).where(
-            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")).execute()
-        if not claimed:  # cancelled while queued, or a duplicate delivery of a job already taken
+            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
+            & (PrepareJob.host_id.is_null() | (PrepareJob.host_id == self.ctx.host))).execute()
+        if not claimed:  # cancelled while queued, a duplicate delivery, or since placed on another host
             return
         append_event(job.job_id, "status", status="running")
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -144,50 +148,59 @@ class JobRun:
         append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
                      message=task.summary if status == "running" else None)
 
-    def _log(self, task: Task, message: str) -> None:
+    def note(self, task: Task, message: str) -> None:
+        """A log line in the job's event stream, under the task it concerns."""
         append_event(self.job.job_id, "log", task_id=task.task_id, message=message)
 
     @property
     def base_key(self) -> str:
         return digest(("image", self.job.resolved_image_id))[:32]
 
+    def _base_exists(self) -> bool:
+        return BaseImage.select().where((BaseImage.org == self.org) & (BaseImage.base_key == self.base_key)
+                                        & (BaseImage.host_id == self.ctx.host)).exists()
+
     def _resolve_image(self, task: Task) -> None:
         key = self.base_key
-        if BaseImage.get_or_none((BaseImage.org == self.org) & (BaseImage.base_key == key)):
-            self._log(task, f"base cluster for {self.job.resolved_image_id} is cached")
+        if self._base_exists():
+            self.note(task, f"base cluster for {self.job.resolved_image_id} is cached")
             return
-        with self.locks.hold(f"base:{self.org}:{key}", cancelled=self.cancelled):
-            if BaseImage.get_or_none((BaseImage.org == self.org) & (BaseImage.base_key == key)):
+        with self.locks.hold(build_lock("base", self.ctx.host, self.org, key), cancelled=self.cancelled):
+            if self._base_exists():
                 return
-            self._log(task, f"initdb: creating the base cluster for {self.job.resolved_image_id}")
+            self.note(task, f"initdb: creating the base cluster for {self.job.resolved_image_id}")
             volume_id = self._new_volume()
             path = self.ctx.store.create_volume(self.org, volume_id)
             try:
                 self.ctx.runtime.init_cluster(path, self.job.resolved_image_id)
                 size = self.ctx.store.commit_base(self.org, volume_id, key)
                 BaseImage.create(org=self.org, base_key=key, resolved_image_id=self.job.resolved_image_id,
-                                 size_bytes=size)
+                                 size_bytes=size, host_id=self.ctx.host)
             finally:
                 instances.release_volume(self.ctx, self.org, volume_id)
 
     def _execute_step(self, task: Task) -> None:
         state_id = task.output_state_id
+        if not self._import_considered and not self._state_exists(state_id):
+            self._import_considered = True  # once, at the first step this host lacks
+            imports.import_if_cheaper(self, task)
         if self._state_exists(state_id):
             self._mark_cached(task, state_id)
             return
-        with self.locks.hold(f"state:{self.org}:{state_id}", cancelled=self.cancelled):
+        with self.locks.hold(build_lock("state", self.ctx.host, self.org, state_id), cancelled=self.cancelled):
             if self._state_exists(state_id):  # someone built it while we waited
                 self._mark_cached(task, state_id)
                 return
             task.cached = False
             task.save()
             cache.ensure_room(self.ctx)
+            started = time.monotonic()
             build = self._build_cluster_at(task.input_kind, task.input_id)
             step = json.loads(task.step_json)
             self._run_psql(task, build, step)
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
-            self._log(task, "snapshot: start")
+            self.note(task, "snapshot: start")
             try:
                 size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
             except (OSError, CommandFailed) as exc:
@@ -197,27 +210,28 @@ class JobRun:
                              parent_state_id=task.input_id if task.input_kind == "state" else None,
                              image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
                              task_hash=task.task_hash, summary=task.summary, size_bytes=size,
-                             host=self.ctx.host)
+                             host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3))
             except BaseException:
                 self.ctx.store.destroy_state(self.org, state_id)
                 raise
-            self._log(task, f"snapshot: complete ({size} bytes)")
+            self.note(task, f"snapshot: complete ({size} bytes)")
 
     def _state_exists(self, state_id: str) -> bool:
-        return State.select().where((State.org == self.org) & (State.state_id == state_id)).exists()
+        return State.select().where((State.org == self.org) & (State.state_id == state_id)
+                                    & (State.host == self.ctx.host)).exists()
 
     def _mark_cached(self, task: Task, state_id: str) -> None:
         task.cached = True
         task.save()
         self._touch_state(state_id)
-        self._log(task, f"cache hit: state {state_id[:12]}")
+        self.note(task, f"cache hit: state {state_id[:12]}")
         if self.build is not None:  # our clone is behind this state now: it is of no more use
             instances.release_volume(self.ctx, self.org, self.build.volume_id)
             self.build = None
 
     def _touch_state(self, state_id: str) -> None:
         State.update(last_used_at=utcnow(), use_count=State.use_count + 1).where(
-            (State.org == self.org) & (State.state_id == state_id)).execute()
+            (State.org == self.org) & (State.state_id == state_id) & (State.host == self.ctx.host)).execute()
 
     def _build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
         """A running build cluster at the step's input: keep ours, or clone the input afresh."""
@@ -236,14 +250,15 @@ class JobRun:
 
     def _new_volume(self) -> str:
         volume_id = instances.new_id()
-        Volume.create(volume_id=volume_id, org=self.org, purpose="build", job_id=self.job.job_id)
+        Volume.create(volume_id=volume_id, org=self.org, purpose="build", job_id=self.job.job_id,
+                      host_id=self.ctx.host)
         return volume_id
 
     def _run_psql(self, task: Task, build: BuildCluster, step: dict) -> None:
         argv = self.ctx.runtime.psql_command(build.endpoint) + list(step["argv"])
-        source = self.ctx.sources_dir / self.org / (self.job.source_id or ".empty")
+        source = local_source_root(self.ctx, self.org, self.job.source_id)
         cwd = (source / self.job.work_dir).resolve()
-        self._log(task, f"psql: {step['summary']}")
+        self.note(task, f"psql: {step['summary']}")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "HOME": str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
         try:
@@ -252,14 +267,14 @@ class JobRun:
                                      timeout=self.ctx.settings.step_timeout_seconds)
         except CommandFailed as exc:
             message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"
-            self._log(task, message)
+            self.note(task, message)
             if full := _out_of_space(exc) or self._store_exhausted(message):
                 raise full from None
             raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
                              {"task_id": task.task_id, "exit_code": exc.returncode}) from None
         output = (result.stdout + result.stderr).strip()
         if output:
-            self._log(task, output)
+            self.note(task, output)
 
     def _store_exhausted(self, message: str) -> CacheFullUnreclaimable | None:
         """Postgres may die of a full disk (a PANIC on a WAL write) and psql then only says
@@ -281,18 +296,18 @@ class JobRun:
             instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
                                        ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)
             if instance is not None:
-                self._log(task, "warm pool: bound a running clone")
+                self.note(task, "warm pool: bound a running clone")
         if instance is None:
             instance = instances.create_instance(
                 self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
                 job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,
                 name=self.job.instance_name, reuse_volume_id=reuse)
         if warm_pool.enabled(self.ctx):
-            enqueue_refill(self.ctx.redis)
+            enqueue_refill(self.ctx.redis, self.ctx.host)
         self._touch_state(state_id)
         PrepareJob.update(result_state_id=state_id, result_instance_id=instance.instance_id).where(
             PrepareJob.job_id == self.job.job_id).execute()
-        self._log(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")
+        self.note(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")
         self.result = {"instance_id": instance.instance_id, "state_id": state_id,
                        "image_id": self.job.resolved_image_id}
 

@@ -18,6 +18,7 @@ from ..runtime.ports import PortPool
 log = logging.getLogger(__name__)
 SUPERUSER = "sqlrs"
 POOLED_LIFETIME = 10 * 365 * 86400  # pooled instances never expire; trimming the pool removes them
+DELETE_REQUESTED = "delete_requested"  # deleted through another host; its own host tears it down
 
 
 def new_id() -> str:
@@ -46,8 +47,9 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
     belongs to no job: it waits in the warm pool until a prepare binds it."""
     instance_id = new_id()
     volume_id = reuse_volume_id or new_id()
-    with ctx.redis.lock("sqlrs:lock:ports", timeout=30, blocking_timeout=60):
-        taken = {row.port for row in Instance.select(Instance.port).where(Instance.port.is_null(False))}
+    with ctx.redis.lock(f"sqlrs:lock:ports:{ctx.host}", timeout=30, blocking_timeout=60):
+        taken = {row.port for row in Instance.select(Instance.port)
+                 .where(Instance.port.is_null(False) & (Instance.host_id == ctx.host))}
         port = PortPool(ctx.settings.port_min, ctx.settings.port_max).first_free(
             taken, ctx.settings.instance_host)
         with write_transaction(ctx.db):
@@ -55,10 +57,10 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
                 Volume.update(purpose="instance", job_id=job_id).where(
                     Volume.volume_id == volume_id).execute()
             else:
-                Volume.create(volume_id=volume_id, org=org, purpose="instance", job_id=job_id)
+                Volume.create(volume_id=volume_id, org=org, purpose="instance", job_id=job_id, host_id=ctx.host)
             instance = Instance.create(
                 instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
-                volume_id=volume_id, status="starting", host=ctx.settings.instance_host, port=port,
+                volume_id=volume_id, status="starting", host=ctx.settings.instance_host, host_id=ctx.host, port=port,
                 password=secrets.token_urlsafe(24), name=name,
                 expires_at=utcnow() + dt.timedelta(seconds=POOLED_LIFETIME if pooled else ttl_seconds))
     try:
@@ -118,7 +120,11 @@ def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | 
     """Tear an instance down; keep its row with a final status (e.g. expired) or delete it.
 
     The row says ``deleting`` first, so the reconciler never mistakes a half torn-down
-    instance for one whose Postgres died and tries to revive it."""
+    instance for one whose Postgres died and tries to revive it. Another host's instance is
+    only marked: its clone and process are that host's, and its reconciler finishes the job."""
+    if instance.host_id != ctx.host:
+        Instance.update(status=DELETE_REQUESTED).where(Instance.instance_id == instance.instance_id).execute()
+        return
     Instance.update(status="deleting").where(Instance.instance_id == instance.instance_id).execute()
     release_volume(ctx, instance.org, instance.volume_id)
     if keep_row_as:

@@ -18,6 +18,7 @@ import peewee as pw
 from ..context import AppContext
 from ..control.models import CacheEviction, Instance, State, utcnow
 from ..errors import CacheFullUnreclaimable
+from ..engine.instances import DELETE_REQUESTED
 from . import deletion
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,14 @@ def capacity(ctx: AppContext) -> Capacity:
 def eviction_candidates(ctx: AppContext) -> tuple[list[State], int]:
     """Evictable leaves, least recently used first, and how many leaves are blocked."""
     min_age = utcnow() - dt.timedelta(seconds=ctx.settings.cache_min_state_age_seconds)
-    has_child = State.select(State.parent_state_id).where(State.parent_state_id.is_null(False))
+    # A child copy on another host does not need ours: each host's snapshots stand alone.
+    has_child = State.select(State.parent_state_id).where(State.parent_state_id.is_null(False)
+                                                          & (State.host == ctx.host))
     leaves = list(State.select().where((State.host == ctx.host) & State.state_id.not_in(has_child))
                   .order_by(State.last_used_at, State.created_at))
     in_use = {(i.org, i.state_id) for i in Instance.select(Instance.org, Instance.state_id)
-              .where(Instance.status.in_(["starting", "active", "deleting"]))}
+              .where(Instance.status.in_(["starting", "active", "deleting", DELETE_REQUESTED])
+                     & (Instance.host_id == ctx.host))}
     busy: set[tuple[str, str]] = set()
     for org in {leaf.org for leaf in leaves}:
         busy |= {(org, s) for s in deletion.states_in_use(org)}
@@ -105,7 +109,7 @@ def evict(ctx: AppContext, trigger: str) -> CacheEviction | None:
             break
         victim = candidates[0]
         answer = deletion.delete_state(ctx, victim.org, victim.state_id, recurse=False, force=False,
-                                       dry_run=False)
+                                       dry_run=False, only_this_host=True)
         if answer["outcome"] != "deleted":  # raced with a new user of it: leave it
             blocked += 1
             break

@@ -49,7 +49,7 @@ def result(node: Node, dry_run: bool) -> dict[str, Any]:
 # -- instances -------------------------------------------------------------------------------
 def _instance_node(ctx: AppContext, instance: Instance, force: bool) -> Node:
     node = Node("instance", instance.instance_id, row=instance)
-    if instance.status == "active":
+    if instance.status == "active" and instance.host_id == ctx.host:  # countable on its own host only
         try:
             node.connections = instances.connection_count(ctx, instance)
         except Exception:
@@ -71,10 +71,17 @@ def delete_instance(ctx: AppContext, org: str, instance_id: str, *, force: bool,
 
 
 # -- states ----------------------------------------------------------------------------------
+def _copies(org: str, host: str | None):
+    """Every host's copies of states (``host`` None), or one host's."""
+    query = State.select().where(State.org == org)
+    return query if host is None else query.where(State.host == host)
+
+
 def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: bool,
-                busy_states: set[str]) -> Node:
+                busy_states: set[str], host: str | None) -> Node:
     node = Node("state", state.state_id, row=state)
-    children = list(State.select().where((State.org == org) & (State.parent_state_id == state.state_id)))
+    children = list({c.state_id: c for c in _copies(org, host).where(
+        State.parent_state_id == state.state_id)}.values())
     users = list(Instance.select().where((Instance.org == org) & (Instance.state_id == state.state_id)
                                          & (Instance.status.in_(["starting", "active"]))))
     if state.state_id in busy_states:
@@ -84,7 +91,7 @@ def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: b
             node.blocked = node.blocked or "has_descendants"
         return node
     node.children = ([_instance_node(ctx, i, force) for i in users] +
-                     [_state_node(ctx, org, c, recurse, force, busy_states) for c in children])
+                     [_state_node(ctx, org, c, recurse, force, busy_states, host) for c in children])
     if not node.blocked and any(child.any_blocked() for child in node.children):
         node.blocked = "blocked_by_descendant"
     return node
@@ -100,27 +107,36 @@ def states_in_use(org: str) -> set[str]:
 
 
 def delete_state(ctx: AppContext, org: str, state_id: str, *, recurse: bool, force: bool,
-                 dry_run: bool) -> dict:
-    state = State.get_or_none((State.org == org) & (State.state_id == state_id))
+                 dry_run: bool, only_this_host: bool = False) -> dict:
+    """Delete a state from every host (the API), or only this host's copy (cache eviction).
+
+    Another host's copy loses its row here; that host's reconciler then removes the snapshot
+    nobody owns any more, as it does for any orphan."""
+    host = ctx.host if only_this_host else None
+    state = _copies(org, host).where(State.state_id == state_id).first()
     if state is None:
         raise NotFound(f"state {state_id} not found")
-    node = _state_node(ctx, org, state, recurse, force, states_in_use(org))
+    node = _state_node(ctx, org, state, recurse, force, states_in_use(org), host)
     answer = result(node, dry_run)
     if answer["outcome"] == "deleted":
-        _delete_bottom_up(ctx, org, node)
+        _delete_bottom_up(ctx, org, node, host)
     return answer
 
 
-def _delete_bottom_up(ctx: AppContext, org: str, node: Node) -> None:
+def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -> None:
     for child in node.children:
-        _delete_bottom_up(ctx, org, child)
+        _delete_bottom_up(ctx, org, child, host)
     if node.kind == "instance":
         instances.destroy_instance(ctx, node.row)
-    else:
-        from .warm_pool import empty_pool
-        empty_pool(ctx, org, node.id)  # pooled clones belong to nobody and must not pin the state
+        return
+    from .warm_pool import empty_pool
+    empty_pool(ctx, org, node.id, host)  # pooled clones belong to nobody and must not pin the state
+    if _copies(org, ctx.host).where(State.state_id == node.id).exists():
         ctx.store.destroy_state(org, node.id)
-        node.row.delete_instance()
+    doomed = State.select(State.id).where((State.org == org) & (State.state_id == node.id))
+    if host is not None:
+        doomed = doomed.where(State.host == host)
+    State.delete().where(State.id.in_(doomed)).execute()
 
 
 # -- jobs ------------------------------------------------------------------------------------

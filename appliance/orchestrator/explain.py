@@ -9,13 +9,14 @@ from typing import Any
 
 from ..context import AppContext
 from ..control.models import State
+from .placement import held_by_host, place
 from .submit import plan_prepare
 
 
 def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[str, Any]:
     planned = plan_prepare(ctx, org, request)
-    present = {row.state_id for row in State.select(State.state_id).where(
-        (State.org == org) & State.state_id.in_(planned.state_ids))}
+    host = place(ctx, org, planned.state_ids).host_id
+    present = held_by_host(org, planned.state_ids, [host]).get(host, set())
     cached_prefix = 0
     while cached_prefix < len(planned.state_ids) and planned.state_ids[cached_prefix] in present:
         cached_prefix += 1
@@ -28,7 +29,7 @@ def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[
     return {
         "decision": decision, "reason_code": reason, "signature": planned.signature,
         "resolved_image_id": planned.resolved_image,
-        "matched_state_id": planned.state_ids[cached_prefix - 1] if cached_prefix else None,
+        "matched_state_id": planned.state_ids[cached_prefix - 1] if cached_prefix else None, "host": host,
         "steps": [{"task_id": f"execute-{step.index}", "summary": step.summary, "state_id": state_id,
                    "cached": state_id in present and index < cached_prefix}
                   for index, (step, state_id) in enumerate(zip(planned.steps, planned.state_ids))],

@@ -15,6 +15,16 @@ from redis.lock import Lock
 from ..errors import Cancelled
 
 
+def build_lock(kind: str, host: str, org: str, key: str) -> str:
+    """One builder per (state or base) per host: another host builds its own copy."""
+    return f"{kind}:{host}:{org}:{key}"
+
+
+def build_lock_key(kind: str, host: str, org: str, key: str) -> str:
+    """The Redis key of ``build_lock``, for those who only look (the orphan sweep)."""
+    return f"sqlrs:lock:{build_lock(kind, host, org, key)}"
+
+
 class LockSet:
     """The locks a job holds; its heartbeat thread extends all of them."""
 

@@ -1,9 +1,12 @@
-"""The RQ queue the workers drain. Redis holds only this and locks: the Control DB is the truth.
+"""The RQ queues the workers drain. Redis holds only these and locks: the Control DB is the truth.
 
-The RQ job id is our job id, so the reconciler can tell which queued jobs Redis forgot
-(after a Redis restart) and enqueue them again.
+Each host has its own queue (``sqlrs-prepare@<host>``): a prepare builds and clones on one
+host's store, so only that host's workers may take it. The RQ job id is our job id, so the
+reconciler can tell which queued jobs Redis forgot (after a Redis restart) and enqueue them again.
 """
 from __future__ import annotations
+
+import re
 
 from redis import Redis
 from rq import Queue
@@ -16,12 +19,16 @@ REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 
 
-def prepare_queue(redis: Redis) -> Queue:
-    return Queue(PREPARE_QUEUE, connection=redis)
+def queue_name(host: str) -> str:
+    return f"{PREPARE_QUEUE}@{host}"
 
 
-def enqueue_prepare(redis: Redis, job_id: str, *, timeout_seconds: int, at_front: bool = False) -> None:
-    prepare_queue(redis).enqueue(
+def prepare_queue(redis: Redis, host: str) -> Queue:
+    return Queue(queue_name(host), connection=redis)
+
+
+def enqueue_prepare(redis: Redis, job_id: str, host: str, *, timeout_seconds: int, at_front: bool = False) -> None:
+    prepare_queue(redis, host).enqueue(
         RUN_PREPARE, job_id, job_id=job_id, job_timeout=timeout_seconds, result_ttl=3600,
         failure_ttl=7 * 86400, at_front=at_front, description=f"prepare job {job_id}")
 
@@ -34,8 +41,9 @@ def is_known_to_redis(redis: Redis, job_id: str) -> bool:
     return job.get_status(refresh=False) in {"queued", "started", "deferred", "scheduled"}
 
 
-def enqueue_refill(redis: Redis) -> None:
-    """At most one refill waits in the queue: it tops up every hot state at once."""
-    if not is_known_to_redis(redis, REFILL_JOB_ID):
-        prepare_queue(redis).enqueue(REFILL_WARM_POOL, job_id=REFILL_JOB_ID, job_timeout=600, result_ttl=0,
+def enqueue_refill(redis: Redis, host: str) -> None:
+    """At most one refill per host waits in its queue: it tops up every hot state at once."""
+    job_id = f"{REFILL_JOB_ID}-{re.sub(r'[^A-Za-z0-9_-]', '_', host)}"  # RQ job ids allow no more
+    if not is_known_to_redis(redis, job_id):
+        prepare_queue(redis, host).enqueue(REFILL_WARM_POOL, job_id=job_id, job_timeout=600, result_ttl=0,
                                      failure_ttl=3600, description="refill the warm pool")

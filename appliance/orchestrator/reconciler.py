@@ -1,8 +1,10 @@
 """The reaper/reconciler: make the machine match the Control DB, and the DB match reality.
 
 It fails jobs whose worker went silent (SIGKILL, host loss), re-enqueues queued jobs Redis
-forgot, reaps expired instances, and removes every clone that no live row owns. Each pass
-is idempotent; running it twice, or in two processes, does no harm.
+forgot (moving them off hosts that went down), reaps expired instances, and removes every
+clone that no live row owns. Everything on disk is one host's: each host's reconciler looks
+after its own store, ports and instances only, and writes the host's heartbeat. Each pass is
+idempotent; running it twice, or in two processes, does no harm.
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
-from . import cache, warm_pool
+from . import cache, hosts, warm_pool
 from .events import TERMINAL_STATUSES, append_event
+from .locks import build_lock_key
+from .placement import place
 from .queue import enqueue_prepare, is_known_to_redis
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ ORPHAN_GRACE_SECONDS = 60  # a snapshot is committed a moment before its row is 
 class ReconcileReport:
     lost_jobs: list[str] = field(default_factory=list)
     requeued_jobs: list[str] = field(default_factory=list)
+    replaced_jobs: list[str] = field(default_factory=list)
+    finished_deletions: list[str] = field(default_factory=list)
     expired_instances: list[str] = field(default_factory=list)
     revived_instances: list[str] = field(default_factory=list)
     failed_instances: list[str] = field(default_factory=list)
@@ -42,8 +48,11 @@ class ReconcileReport:
 
 def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
     report = ReconcileReport()
+    hosts.heartbeat(ctx)
     _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
+    _move_jobs_off_unavailable_hosts(ctx, report)
+    _finish_requested_deletions(ctx, report)
     _reap_expired_instances(ctx, report)
     _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
@@ -83,12 +92,52 @@ def _requeue_forgotten_jobs(ctx: AppContext, report: ReconcileReport) -> None:
     for job in PrepareJob.select().where((PrepareJob.status == "queued") &
                                          (PrepareJob.created_at < settled)):
         if not is_known_to_redis(ctx.redis, job.job_id):
-            enqueue_prepare(ctx.redis, job.job_id, timeout_seconds=ctx.settings.step_timeout_seconds * 10)
+            enqueue_prepare(ctx.redis, job.job_id, job.host_id or ctx.host,
+                            timeout_seconds=_rq_timeout(ctx, job))
             report.requeued_jobs.append(job.job_id)
 
 
+def _rq_timeout(ctx: AppContext, job: PrepareJob) -> int:
+    from .submit import rq_timeout
+    return rq_timeout(ctx.settings, Task.select().where((Task.job == job) & (Task.type == "state_execute")).count())
+
+
+def _move_jobs_off_unavailable_hosts(ctx: AppContext, report: ReconcileReport) -> None:
+    """A queued job waits for its host's workers; when that host is drained or down, place it
+    again among the hosts that are up (the old queue entry is refused if its host returns)."""
+    up = set(hosts.up_host_ids(ctx.settings))
+    if not up:
+        return
+    for job in PrepareJob.select().where((PrepareJob.status == "queued") & PrepareJob.host_id.is_null(False)
+                                         & PrepareJob.host_id.not_in(list(up))):
+        chain = [t.output_state_id for t in Task.select(Task.output_state_id)
+                 .where((Task.job == job) & (Task.type == "state_execute")).order_by(Task.position)]
+        placement = place(ctx, job.org, chain, exclude={job.host_id})
+        moved = PrepareJob.update(host_id=placement.host_id).where(
+            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
+            & (PrepareJob.host_id == job.host_id)).execute()
+        if not moved:
+            continue
+        append_event(job.job_id, "log", task_id="plan",
+                     message=f"host {job.host_id} is unavailable; placed again on {placement.reason}")
+        enqueue_prepare(ctx.redis, job.job_id, placement.host_id, timeout_seconds=_rq_timeout(ctx, job))
+        report.replaced_jobs.append(job.job_id)
+        log.warning("job %s moved from unavailable host %s to %s", job.job_id, job.host_id, placement.host_id)
+
+
+def _finish_requested_deletions(ctx: AppContext, report: ReconcileReport) -> None:
+    """Instances deleted through another host's API: tear them down here, where they run."""
+    for instance in Instance.select().where((Instance.status == instances.DELETE_REQUESTED)
+                                            & (Instance.host_id == ctx.host)):
+        try:
+            instances.destroy_instance(ctx, instance)
+            report.finished_deletions.append(instance.instance_id)
+        except Exception as exc:
+            log.error("could not delete instance %s: %s", instance.instance_id, exc)
+
+
 def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
-    for instance in Instance.select().where((Instance.status == "active") &
+    for instance in Instance.select().where((Instance.status == "active") & (Instance.host_id == ctx.host) &
                                             (Instance.expires_at < utcnow())):
         try:
             instances.destroy_instance(ctx, instance, keep_row_as="expired")
@@ -117,6 +166,7 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
     """After a host reboot (or an OOM kill) an active instance's Postgres is gone: start it again
     on its own port, so its DSN works again; if that fails, the instance is failed and released."""
     for instance in Instance.select().where(Instance.status.in_(["active", "pooled"])
+                                            & (Instance.host_id == ctx.host)
                                             & (Instance.expires_at >= utcnow())):
         path = ctx.store.volume_path(instance.org, instance.volume_id)
         if ctx.runtime.is_running(path):
@@ -143,7 +193,7 @@ def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
                  .where(PrepareJob.status.not_in(list(TERMINAL_STATUSES)))}
     live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)
                       .where(Instance.status.in_(["starting", "active", "pooled", "binding"]))}
-    for volume in Volume.select():
+    for volume in Volume.select().where(Volume.host_id == ctx.host):
         owned = (volume.job_id in live_jobs if volume.purpose == "build"
                  else volume.volume_id in live_instances)
         if owned:
@@ -164,27 +214,33 @@ def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: flo
             return False
 
     def being_built(kind: str, org: str, key: str) -> bool:
-        return bool(ctx.redis.exists(f"sqlrs:lock:{kind}:{org}:{key}"))
+        return bool(ctx.redis.exists(build_lock_key(kind, ctx.host, org, key)))
 
-    known_volumes = {v.volume_id for v in Volume.select(Volume.volume_id)}
-    for org, volume_id in ctx.store.list_volumes():
-        if volume_id not in known_volumes and unclaimed_for_long(ctx.store.volume_path(org, volume_id)):
-            path = ctx.store.volume_path(org, volume_id)
-            ctx.runtime.stop(path, mode="immediate")
-            ctx.store.destroy_volume(org, volume_id)
+    def remove(path, destroy, *args) -> None:
+        try:
+            destroy(*args)
             report.orphan_paths.append(str(path))
-    known_states = {(s.org, s.state_id) for s in State.select(State.org, State.state_id)}
+        except Exception as exc:  # e.g. a clone still depends on it: the next pass tries again
+            log.warning("could not remove orphan %s: %s", path, exc)
+
+    known_volumes = {v.volume_id for v in Volume.select(Volume.volume_id).where(Volume.host_id == ctx.host)}
+    for org, volume_id in ctx.store.list_volumes():
+        path = ctx.store.volume_path(org, volume_id)
+        if volume_id not in known_volumes and unclaimed_for_long(path):
+            ctx.runtime.stop(path, mode="immediate")
+            remove(path, ctx.store.destroy_volume, org, volume_id)
+    known_states = {(s.org, s.state_id) for s in State.select(State.org, State.state_id)
+                    .where(State.host == ctx.host)}
     for org, state_id in ctx.store.list_states():
         path = ctx.store.state_path(org, state_id)
         if ((org, state_id) not in known_states and unclaimed_for_long(path)
                 and not being_built("state", org, state_id)):
-            ctx.store.destroy_state(org, state_id)
-            report.orphan_paths.append(str(path))
-    known_bases = {(b.org, b.base_key) for b in BaseImage.select(BaseImage.org, BaseImage.base_key)}
+            remove(path, ctx.store.destroy_state, org, state_id)
+    known_bases = {(b.org, b.base_key) for b in BaseImage.select(BaseImage.org, BaseImage.base_key)
+                   .where(BaseImage.host_id == ctx.host)}
     for org, key in ctx.store.list_bases():
         path = ctx.store.base_path(org, key)
         if (org, key) not in known_bases and unclaimed_for_long(path) and not being_built("base", org, key):
-            ctx.store.destroy_base(org, key)
-            report.orphan_paths.append(str(path))
+            remove(path, ctx.store.destroy_base, org, key)
 
 

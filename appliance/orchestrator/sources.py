@@ -2,10 +2,12 @@
 
 An uploaded bundle is unpacked once into ``sources/<org>/<source_id>`` and never changes;
 a project ref is resolved to a commit and its tree is stored the same way, so the planner
-only ever reads an immutable directory.
+only ever reads an immutable directory. The bundle's bytes also go to the object store, so
+another host (the one a job was placed on, or another API) unpacks the same tree on first use.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -17,6 +19,8 @@ from ..context import AppContext
 from ..control.models import Project, SourceBundle
 from ..engine.bundle import unpack_bundle
 from ..errors import InvalidArgument, NotFound, PayloadTooLarge
+
+log = logging.getLogger(__name__)
 
 SOURCE_ID = re.compile(r"^[0-9a-f]{64}$")
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -34,8 +38,45 @@ def source_root(ctx: AppContext, org: str, source_id: str) -> Path:
     return ctx.sources_dir / org / source_id
 
 
+def bundle_key(org: str, source_id: str) -> str:
+    return f"{org}/sources/{source_id}.tar.gz"
+
+
 def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
-    """Unpack and record a bundle; returns (source_id, created). Idempotent by content."""
+    """Unpack, share and record a bundle; returns (source_id, created). Idempotent by content."""
+    source_id = _unpack_here(ctx, org, data)
+    if not ctx.objects.exists(bundle_key(org, source_id)):
+        try:
+            ctx.objects.put_bytes(bundle_key(org, source_id), data)
+        except Exception as exc:  # one host still works; other hosts will say what is missing
+            log.warning("could not share source %s through the object store: %s", source_id, exc)
+    _, created = SourceBundle.get_or_create(org=org, source_id=source_id,
+                                            defaults={"size_bytes": len(data)})
+    return source_id, created
+
+
+def local_source_root(ctx: AppContext, org: str, source_id: str | None) -> Path:
+    """The unpacked bundle on this host, fetched from the object store on first use here."""
+    if source_id is None:
+        root = ctx.sources_dir / org / ".empty"
+        _readable(ctx.sources_dir, ctx.sources_dir / org, root)
+        return root
+    root = source_root(ctx, org, source_id)
+    if root.is_dir():
+        return root
+    try:
+        with ctx.objects.open(bundle_key(org, source_id)) as reader:
+            data = reader.read(ctx.settings.max_bundle_bytes + 1)
+    except NotFound:
+        raise InvalidArgument(f"source {source_id} was uploaded to another host and is not in the object store",
+                              {"source_id": source_id}) from None
+    if _unpack_here(ctx, org, data) != source_id:
+        raise InvalidArgument(f"the object store's copy of source {source_id} has other content",
+                              {"source_id": source_id})
+    return root
+
+
+def _unpack_here(ctx: AppContext, org: str, data: bytes) -> str:
     if len(data) > ctx.settings.max_bundle_bytes:
         raise PayloadTooLarge(f"bundle is {len(data)} bytes; the limit is {ctx.settings.max_bundle_bytes}")
     staging = ctx.sources_dir / org / ".incoming"
@@ -55,9 +96,7 @@ def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
                     raise
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    _, created = SourceBundle.get_or_create(org=org, source_id=source_id,
-                                            defaults={"size_bytes": len(data)})
-    return source_id, created
+    return source_id
 
 
 def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSource | None:
@@ -65,12 +104,11 @@ def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSo
         return None
     if source.get("source_id"):
         source_id = source["source_id"]
-        root = source_root(ctx, org, source_id)
-        if not SOURCE_ID.match(source_id) or not root.is_dir() or not SourceBundle.get_or_none(
+        if not SOURCE_ID.match(source_id) or not SourceBundle.get_or_none(
                 (SourceBundle.org == org) & (SourceBundle.source_id == source_id)):
             raise InvalidArgument(f"source {source_id} was not uploaded (POST /v1/sources first)",
                                   {"source_id": source_id})
-        return ResolvedSource(source_id, root)
+        return ResolvedSource(source_id, local_source_root(ctx, org, source_id))
     return _resolve_project_ref(ctx, org, source.get("project") or "", source.get("ref") or "")
 
 

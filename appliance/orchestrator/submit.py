@@ -20,8 +20,9 @@ from ..engine.hashing import chain_state_ids, digest
 from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
 from .events import append_event
+from .placement import place
 from .queue import enqueue_prepare
-from .sources import resolve_source
+from .sources import local_source_root, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,7 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
     resolved_image = ctx.runtime.resolve_image(request["image_id"])
     source = resolve_source(ctx, org, request.get("source"))
     work_dir = (request.get("source") or {}).get("work_dir") or "."
-    if source is None:
-        root = ctx.sources_dir / org / ".empty"
-        root.mkdir(parents=True, exist_ok=True)
-    else:
-        root = source.root
+    root = local_source_root(ctx, org, None) if source is None else source.root
     plan = plan_psql(list(request.get("psql_args") or []), root=root, work_dir=work_dir,
                      stdin=request.get("stdin"))
     state_ids = chain_state_ids(resolved_image, [step.task_hash for step in plan.steps])
@@ -71,6 +68,7 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
 
     job_id = secrets.token_hex(16)
+    placement = None if plan_only else place(ctx, org, planned.state_ids)
     with write_transaction(ctx.db):
         job = PrepareJob.create(
             job_id=job_id, org=org, status="queued", prepare_kind=kind,
@@ -78,22 +76,28 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
             plan_only=plan_only, request_json=json.dumps(request, sort_keys=True),
             source_id=planned.source_id, work_dir=work_dir,
             instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
-            priority=int(request.get("priority") or 0))
-        _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids)
+            priority=int(request.get("priority") or 0),
+            host_id=placement.host_id if placement else None)
+        _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
+                      placement.host_id if placement else None)
         append_event(job_id, "status", status="queued")
+        if placement is not None:
+            append_event(job_id, "log", task_id="plan", message=f"placed on {placement.reason}")
         if plan_only:
             _finish_plan_only(job)
-    if not plan_only:
+    if placement is not None:
         try:
-            enqueue_prepare(ctx.redis, job_id, timeout_seconds=_rq_timeout(ctx, len(planned.steps)))
+            enqueue_prepare(ctx.redis, job_id, placement.host_id,
+                            timeout_seconds=rq_timeout(ctx.settings, len(planned.steps)))
         except Exception as exc:  # Redis down: the job is safe in the DB; the reconciler enqueues it
             log.warning("could not enqueue job %s now (%s); the reconciler will", job_id, exc)
     return job
 
 
-def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids) -> None:
-    existing = {row.state_id for row in State.select(State.state_id)
-                .where((State.org == org) & (State.state_id.in_(state_ids)))}
+def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids, host: str | None) -> None:
+    """``cached`` says what the chosen host holds; for a plan-only job, what any host holds."""
+    query = State.select(State.state_id).where((State.org == org) & (State.state_id.in_(state_ids)))
+    existing = {row.state_id for row in (query if host is None else query.where(State.host == host))}
     position = 0
 
     def add(task_id: str, type_: str, **fields: Any) -> None:
@@ -134,5 +138,5 @@ def _instance_ttl(ctx: AppContext, instance: dict[str, Any]) -> int:
     return int(ttl)
 
 
-def _rq_timeout(ctx: AppContext, steps: int) -> int:
-    return ctx.settings.step_timeout_seconds * max(1, steps) + 600
+def rq_timeout(settings, steps: int) -> int:
+    return settings.step_timeout_seconds * max(1, steps) + 600

@@ -30,7 +30,8 @@ def hot_states(ctx: AppContext) -> list[State]:
     """States that prepares handed out as instances within the hot window, most demanded first."""
     since = utcnow() - dt.timedelta(seconds=ctx.settings.warm_pool_hot_window_seconds)
     demand = (Instance.select(Instance.org, Instance.state_id, pw.fn.COUNT(Instance.instance_id).alias("n"))
-              .where((Instance.created_at >= since) & Instance.job_id.is_null(False))
+              .where((Instance.created_at >= since) & Instance.job_id.is_null(False)
+                     & (Instance.host_id == ctx.host))
               .group_by(Instance.org, Instance.state_id)
               .order_by(pw.fn.COUNT(Instance.instance_id).desc())
               .limit(ctx.settings.warm_pool_max_states))
@@ -42,15 +43,19 @@ def hot_states(ctx: AppContext) -> list[State]:
     return hot
 
 
-def pooled(org: str, state_id: str) -> list[Instance]:
-    return list(Instance.select().where((Instance.org == org) & (Instance.state_id == state_id)
-                                        & (Instance.status == POOLED)).order_by(Instance.created_at))
+def pooled(org: str, state_id: str, host: str | None) -> list[Instance]:
+    """The state's pooled instances on one host (or on every host, for ``None``)."""
+    query = Instance.select().where((Instance.org == org) & (Instance.state_id == state_id)
+                                    & (Instance.status == POOLED))
+    if host is not None:
+        query = query.where(Instance.host_id == host)
+    return list(query.order_by(Instance.created_at))
 
 
 def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds: int,
           name: str | None) -> Instance | None:
     """Bind a pooled instance of the state to a job, or None when the pool is empty."""
-    for candidate in pooled(org, state_id):
+    for candidate in pooled(org, state_id, ctx.host):
         taken = Instance.update(status=BINDING).where(
             (Instance.instance_id == candidate.instance_id) & (Instance.status == POOLED)).execute()
         if not taken:
@@ -71,23 +76,23 @@ def refill(ctx: AppContext) -> int:
     created = 0
     hot = hot_states(ctx)
     for state in hot:
-        lock = ctx.redis.lock(f"sqlrs:lock:pool:{state.org}:{state.state_id}", timeout=120)
+        lock = ctx.redis.lock(f"sqlrs:lock:pool:{ctx.host}:{state.org}:{state.state_id}", timeout=120)
         if not lock.acquire(blocking=False):
             continue  # someone else is filling this one
         try:
-            for _ in range(ctx.settings.warm_pool_size - len(pooled(state.org, state.state_id))):
+            for _ in range(ctx.settings.warm_pool_size - len(pooled(state.org, state.state_id, ctx.host))):
                 instances.create_instance(ctx, org=state.org, state_id=state.state_id, image_id=state.image_id,
                                           job_id=None, ttl_seconds=0, name=None, pooled=True)
                 created += 1
         finally:
             lock.release()
     hot_keys = {(s.org, s.state_id) for s in hot}
-    for instance in Instance.select().where(Instance.status == POOLED):
+    for instance in Instance.select().where((Instance.status == POOLED) & (Instance.host_id == ctx.host)):
         if (instance.org, instance.state_id) not in hot_keys:
             instances.destroy_instance(ctx, instance)
     return created
 
 
-def empty_pool(ctx: AppContext, org: str, state_id: str) -> None:
-    for instance in pooled(org, state_id):
+def empty_pool(ctx: AppContext, org: str, state_id: str, host: str | None) -> None:
+    for instance in pooled(org, state_id, host):
         instances.destroy_instance(ctx, instance)

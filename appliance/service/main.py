@@ -69,6 +69,51 @@ def reconcile_once(data_dir: Path | None) -> None:
     click.echo(json.dumps(vars(reconcile(ctx)), indent=2))
 
 
+@cli.group("hosts", invoke_without_command=True)
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+@click.pass_context
+def hosts_cmd(click_ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
+    """List the host registry (status, heartbeat age, store, ports); subcommands drain/undrain."""
+    from ..control.db import open_database
+    from ..orchestrator import hosts
+    settings = load_settings(data_dir=data_dir)
+    open_database(settings.control_db_url)
+    click_ctx.obj = settings
+    if click_ctx.invoked_subcommand is not None:
+        return
+    rows = [hosts.describe(h, settings) for h in hosts.all_hosts()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'HOST':<20} {'STATUS':<8} {'HEARTBEAT':>9}  {'DRIVER':<6} {'FREE':>10}  PORTS")
+    for row in rows:
+        click.echo(f"{row['host_id']:<20} {row['status']:<8} {row['heartbeat_age_seconds']:>8}s  "
+                   f"{row['storage_driver']:<6} {row['store_free_bytes'] // 1024**2:>8}Mi  {row['ports']}"
+                   + (f"  ({row['drained_reason']})" if row["drained_reason"] else ""))
+
+
+@hosts_cmd.command("drain")
+@click.argument("host_id")
+@click.option("--reason", help="Shown in `hosts` until the host is undrained.")
+@click.pass_obj
+def hosts_drain(settings, host_id: str, reason: str | None) -> None:
+    """Send no new work to HOST; its queued jobs move to other hosts, its instances keep running."""
+    from ..orchestrator import hosts
+    hosts.set_drained(host_id, True, reason)
+    click.echo(f"host {host_id} drained")
+
+
+@hosts_cmd.command("undrain")
+@click.argument("host_id")
+@click.pass_obj
+def hosts_undrain(settings, host_id: str) -> None:
+    """Let HOST take new work again."""
+    from ..orchestrator import hosts
+    hosts.set_drained(host_id, False)
+    click.echo(f"host {host_id} takes work again")
+
+
 @cli.command("migrate")
 @click.option("--data-dir", type=click.Path(path_type=Path))
 def migrate_cmd(data_dir: Path | None) -> None:

@@ -24,6 +24,7 @@ from ..api.app import create_app
 from ..api.auth import ensure_admin_token
 from ..context import AppContext, build_context
 from ..control.migrations import migrate
+from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
 
@@ -57,6 +58,7 @@ def bootstrap(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     ctx = build_context(settings)
     migrate(ctx.db)
+    hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)
     ctx.store.root.chmod(0o711)
     ctx.store.driver.activate(ctx.store.root)  # e.g. LVM volumes are neither active nor mounted after a reboot
@@ -148,6 +150,7 @@ def serve_api(settings: Settings) -> None:
     if (version := current_version(ctx.db)) != latest_version():
         raise InvalidArgument(f"the Control DB schema is at version {version}, this release needs "
                               f"{latest_version()}: run `sqlrs-appliance migrate` first")
+    hosts.register(ctx)
     stop = threading.Event()
     threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True, name="reconciler").start()
     try:

@@ -12,10 +12,11 @@ from ..settings import Settings
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
     """Jobs run in this process (no fork per job): a job's heartbeat names this pid, and the
-    SQLite/Postgres connections are never shared across a fork."""
+    SQLite/Postgres connections are never shared across a fork. A worker drains only its own
+    host's queue: the jobs there build and clone on this host's store."""
     import jobs.context
 
     ctx = build_context(settings)
     jobs.context.install(ctx)
-    worker = SimpleWorker([prepare_queue(ctx.redis)], connection=ctx.redis)
+    worker = SimpleWorker([prepare_queue(ctx.redis, ctx.host)], connection=ctx.redis)
     worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))

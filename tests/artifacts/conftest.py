@@ -49,12 +49,13 @@ class Host:
 
     def __init__(self, name: str, data_dir: Path, store_root: Path, driver, objects: ObjectStore) -> None:
         store_root.mkdir(parents=True, exist_ok=True)
-        settings = Settings(data_dir=data_dir, storage_backend=driver.name, btrfs_image="off")
+        settings = Settings(data_dir=data_dir, storage_backend=driver.name, btrfs_image="off",
+                            host_id=name)
         self.db = open_database(f"sqlite:///{data_dir / 'control.db'}")
         migrate(self.db)
         runner = Runner()
         self.ctx = AppContext(settings=settings, db=self.db, runner=runner,
-                              store=SnapshotStore(store_root, driver), runtime=ProcessRuntime(runner), host=name)
+                              store=SnapshotStore(store_root, driver), runtime=ProcessRuntime(runner))
         self.ctx.objects = objects  # both hosts see the same object store
 
     @contextmanager

@@ -38,7 +38,38 @@ def test_a_database_at_version_2_gains_the_exported_at_column(control_db_url):
             step(db)
             SchemaVersion.create(version=version)
         db.execute_sql("ALTER TABLE state DROP COLUMN exported_at")  # the shape version 2 shipped with
-        assert migrate(db) == [3]
+        assert migrate(db)[0] == 3
         assert any(c.name == "exported_at" for c in db.get_columns("state"))
+    finally:
+        close_database(db)
+
+
+def test_a_database_at_version_3_gains_hosts_and_per_host_state_copies(control_db_url):
+    from appliance.control.migrations import MIGRATIONS
+    from appliance.control.models import SchemaVersion, State
+    db = open_database(control_db_url)
+    try:
+        db.create_tables([SchemaVersion])
+        for version, step in MIGRATIONS[:3]:
+            step(db)
+            SchemaVersion.create(version=version)
+        # the shape version 3 shipped with: one row per state, no host ids, no registry
+        db.execute_sql("DROP TABLE IF EXISTS host")
+        for table, column in (("volume", "host_id"), ("instance", "host_id"), ("base_image", "host_id"),
+                              ("prepare_job", "host_id"), ("state", "build_seconds")):
+            db.execute_sql(f"DROP INDEX IF EXISTS {table}_{column}")
+            db.execute_sql(f"DROP INDEX IF EXISTS {table}_org_base_key_host_id")
+            db.execute_sql(f"DROP INDEX IF EXISTS {table}_org_state_id_host")
+            db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        db.execute_sql("CREATE UNIQUE INDEX state_org_state_id ON state (org, state_id)")
+        db.execute_sql("CREATE UNIQUE INDEX base_image_org_base_key ON base_image (org, base_key)")
+
+        assert migrate(db) == [4]
+
+        assert db.table_exists("host")
+        row = dict(org="o", state_id="s1", image_id="i", prepare_kind="psql", task_hash="t")
+        State.create(**row, host="a")
+        State.create(**row, host="b")  # the same state on a second host is a second copy
+        assert State.select().where(State.state_id == "s1").count() == 2
     finally:
         close_database(db)

@@ -22,9 +22,9 @@ class Appliance:
                  extra_env: dict[str, str] | None = None):
         self.data_dir, self.port = data_dir, port
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "SQLRS_PORT_MIN": str(port_range[0]), "SQLRS_PORT_MAX": str(port_range[1]),
+        inherited = {k: v for k, v in os.environ.items() if k != "SQLRS_REDIS_URL"}  # a private one, unless given
+        self.env = {**inherited, "SQLRS_PORT_MIN": str(port_range[0]), "SQLRS_PORT_MAX": str(port_range[1]),
                     "SQLRS_BTRFS_IMAGE_BYTES": str(4 * 1024**3), **(extra_env or {})}
-        self.env.pop("SQLRS_REDIS_URL", None)
         self.process: subprocess.Popen | None = None
         self.token = ""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from appliance.control.models import PrepareJob, Volume, utcnow
+from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.queue import is_known_to_redis
 from appliance.orchestrator.reconciler import reconcile
 from appliance.orchestrator.submit import submit_prepare
@@ -41,7 +42,7 @@ def test_a_job_with_a_fresh_heartbeat_is_left_alone(ctx, redis):
 def test_a_clone_whose_job_ended_is_destroyed_and_forgotten(ctx, redis):
     job = submit_prepare(ctx, "default", dict(REQUEST))
     PrepareJob.update(status="failed").execute()
-    Volume.create(volume_id="ab" * 16, org="default", purpose="build", job_id=job.job_id)
+    Volume.create(volume_id="ab" * 16, org="default", purpose="build", job_id=job.job_id, host_id=ctx.host)
     path = ctx.store.create_volume("default", "ab" * 16)
     (path / "marker").write_text("x")
     report = reconcile(ctx)
@@ -65,9 +66,10 @@ def test_a_fresh_unclaimed_state_directory_is_left_for_its_writer(ctx, redis):
 def test_an_unclaimed_state_whose_build_lock_is_held_is_left_alone(ctx, redis):
     ctx.store.create_volume("default", "ab" * 16)
     ctx.store.commit_state("default", "ab" * 16, "1" * 64)
-    redis.set(f"sqlrs:lock:state:default:{'1' * 64}", "holder")
+    lock = build_lock_key("state", ctx.host, "default", "1" * 64)
+    redis.set(lock, "holder")
     reconcile(ctx, orphan_grace_seconds=-1)
     assert ctx.store.has_state("default", "1" * 64)
-    redis.delete(f"sqlrs:lock:state:default:{'1' * 64}")
+    redis.delete(lock)
     reconcile(ctx, orphan_grace_seconds=-1)
     assert not ctx.store.has_state("default", "1" * 64)

@@ -18,7 +18,7 @@ blueprint = Blueprint("states", __name__)
 
 def _refcounts(org: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    children = (State.select(State.parent_state_id, pw.fn.COUNT(State.id).alias("n"))
+    children = (State.select(State.parent_state_id, pw.fn.COUNT(State.state_id.distinct()).alias("n"))
                 .where((State.org == org) & State.parent_state_id.is_null(False))
                 .group_by(State.parent_state_id))
     for row in children:
@@ -35,6 +35,12 @@ def find_state(org: str, ref: str) -> State:
     return require(by_id_or_prefix(State, State.state_id, org, ref, "state"), "state", ref)
 
 
+def state_entry(org: str, state_id: str, refcount: int | None = None) -> dict:
+    copies = list(State.select().where((State.org == org) & (State.state_id == state_id))
+                  .order_by(State.created_at))
+    return serializers.state_entry(copies, _refcounts(org).get(state_id, 0) if refcount is None else refcount)
+
+
 @blueprint.get("/v1/states")
 @validate_querystring(IdPrefixQuery)
 async def list_states(query_args: IdPrefixQuery):
@@ -45,7 +51,10 @@ async def list_states(query_args: IdPrefixQuery):
         if query_args.id_prefix:
             q = q.where(State.state_id.startswith(query_args.id_prefix.lower()))
         counts = _refcounts(org)
-        return [serializers.state_entry(s, counts.get(s.state_id, 0)) for s in q]
+        copies: dict[str, list[State]] = {}
+        for row in q:
+            copies.setdefault(row.state_id, []).append(row)
+        return [serializers.state_entry(c, counts.get(state_id, 0)) for state_id, c in copies.items()]
     return listing(await call(rows))
 
 
@@ -55,8 +64,7 @@ async def get_state(state_id: str):
     org = g.principal.org
 
     def one():
-        state = find_state(org, state_id)
-        return serializers.state_entry(state, _refcounts(org).get(state.state_id, 0))
+        return state_entry(org, find_state(org, state_id).state_id)
     return await call(one)
 
 

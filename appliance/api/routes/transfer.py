@@ -11,10 +11,9 @@ from quart_schema import validate_request, validate_response
 
 from ...artifacts.streams import export_state, import_state
 from ...control.models import State
-from .. import serializers
 from ..app import call, context
 from ..schemas import StateEntry
-from .states import _refcounts, find_state
+from .states import find_state, state_entry
 
 blueprint = Blueprint("transfer", __name__)
 
@@ -60,7 +59,8 @@ async def import_(data: ImportRequest):
     org, ctx = g.principal.org, context()
 
     def run():
-        existed = State.get_or_none((State.org == org) & (State.state_id == data.state_id)) is not None
+        existed = State.get_or_none((State.org == org) & (State.state_id == data.state_id)
+                                    & (State.host == ctx.host)) is not None
         state = import_state(ctx, org, data.state_id)
-        return serializers.state_entry(state, _refcounts(org).get(state.state_id, 0)), 200 if existed else 201
+        return state_entry(org, state.state_id), 200 if existed else 201
     return await call(run)
