@@ -28,8 +28,11 @@ def job_prefix(org: str, job_id: str) -> str:
 
 def write_job_artifacts(ctx: "AppContext", job_id: str, *,
                         retain_seconds: float = DEFAULT_RETENTION.total_seconds(),
-                        now: dt.datetime | None = None) -> list[str]:
-    """Write the job's report and logs; returns the keys written. Call it when a job ends."""
+                        now: dt.datetime | None = None, server_logs: dict[str, bytes] | None = None) -> list[str]:
+    """Write the job's report and logs; returns the keys written. Call it when a job ends.
+
+    ``server_logs`` are the Postgres server logs of the job's build clones, by volume id: what
+    the server said about a failed step (or a crash) is often more than psql could."""
     job = PrepareJob.get_or_none(PrepareJob.job_id == job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
@@ -42,6 +45,10 @@ def write_job_artifacts(ctx: "AppContext", job_id: str, *,
     for task_id, lines in _log_lines(job).items():
         key = f"{prefix}logs/{task_id}.log"
         written.append(ctx.objects.put_bytes(key, "".join(lines).encode(), retain_until=until).key)
+    for volume_id, data in (server_logs or {}).items():
+        if data:
+            key = f"{prefix}logs/postgres-{volume_id}.log"
+            written.append(ctx.objects.put_bytes(key, data, retain_until=until).key)
     return written
 
 

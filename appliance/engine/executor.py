@@ -50,6 +50,7 @@ class JobRun:
         self.result: dict | None = None
         self._stop_heartbeat = threading.Event()
         self._import_considered = False
+        self.server_logs: dict[str, bytes] = {}  # build clone -> its Postgres log, kept as artifacts
 
     # -- lifecycle -----------------------------------------------------------------------
     def execute(self) -> None:
@@ -77,7 +78,7 @@ class JobRun:
         try:
             # Tidy up before saying the job is over: a client that sees "failed" sees no clone left.
             if self.build is not None:
-                instances.release_volume(self.ctx, self.org, self.build.volume_id)
+                self._release(self.build.volume_id)
         finally:
             self._stop_heartbeat.set()
             heartbeat.join(timeout=5)
@@ -88,7 +89,7 @@ class JobRun:
         """The job's report and step logs go to the object store; an unreachable store costs
         the artifacts, never the job."""
         try:
-            write_job_artifacts(self.ctx, self.job.job_id,
+            write_job_artifacts(self.ctx, self.job.job_id, server_logs=self.server_logs,
                                 retain_seconds=self.ctx.settings.artifact_retention_seconds)
         except Exception as exc:
             log.warning("could not store the artifacts of job %s: %s", self.job.job_id, exc)
@@ -226,7 +227,7 @@ class JobRun:
         self._touch_state(state_id)
         self.note(task, f"cache hit: state {state_id[:12]}")
         if self.build is not None:  # our clone is behind this state now: it is of no more use
-            instances.release_volume(self.ctx, self.org, self.build.volume_id)
+            self._release(self.build.volume_id)
             self.build = None
 
     def _touch_state(self, state_id: str) -> None:
@@ -247,6 +248,10 @@ class JobRun:
                 self.build.path, self.build.run_dir, port=5432, listen_host=None,
                 labels={"sqlrs.org": self.org, "sqlrs.job": self.job.job_id, "sqlrs.purpose": "build"})
         return self.build
+
+    def _release(self, volume_id: str) -> None:
+        if server_log := instances.release_volume(self.ctx, self.org, volume_id):
+            self.server_logs[volume_id] = server_log
 
     def _new_volume(self) -> str:
         volume_id = instances.new_id()
@@ -292,6 +297,7 @@ class JobRun:
         reuse, instance = None, None
         if self.build is not None:  # the clone we built on is already at the final state
             reuse, self.build = self.build.volume_id, None
+            self.server_logs[reuse] = instances.server_log_tail(self.ctx, reuse)  # the build's part
         elif warm_pool.enabled(self.ctx):
             instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
                                        ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)

@@ -8,17 +8,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import shutil
 from pathlib import Path
 
 from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import Instance, Volume, utcnow
+from ..runtime.cluster import SERVER_LOG
 from ..runtime.ports import PortPool
 
 log = logging.getLogger(__name__)
 SUPERUSER = "sqlrs"
 POOLED_LIFETIME = 10 * 365 * 86400  # pooled instances never expire; trimming the pool removes them
 DELETE_REQUESTED = "delete_requested"  # deleted through another host; its own host tears it down
+SERVER_LOG_TAIL_BYTES = 1024 * 1024
 
 
 def new_id() -> str:
@@ -103,8 +106,22 @@ def instance_labels(instance: Instance) -> dict[str, str]:
             "sqlrs.state": instance.state_id, "sqlrs.job": instance.job_id or ""}
 
 
-def release_volume(ctx: AppContext, org: str, volume_id: str) -> None:
-    """Stop whatever runs on a clone, destroy it, then forget it (in that order, crash-safe)."""
+def server_log_tail(ctx: AppContext, volume_id: str) -> bytes:
+    """The last MiB of the Postgres server log of a clone (every runtime leaves it in the run dir)."""
+    try:
+        with open(instance_run_dir(ctx, volume_id) / SERVER_LOG, "rb") as log:
+            log.seek(0, 2)
+            log.seek(max(0, log.tell() - SERVER_LOG_TAIL_BYTES))
+            return log.read()
+    except OSError:
+        return b""
+
+
+def release_volume(ctx: AppContext, org: str, volume_id: str) -> bytes:
+    """Stop whatever runs on a clone, destroy it, then forget it (in that order, crash-safe).
+
+    Its run dir (socket, server log) goes last; the tail of the server log is returned, for a
+    job to keep as an artifact."""
     path = volume_path(ctx, org, volume_id)
     try:
         if path.exists():
@@ -112,8 +129,11 @@ def release_volume(ctx: AppContext, org: str, volume_id: str) -> None:
     except Exception as exc:
         log.warning("fast stop of %s failed (%s); stopping immediately", volume_id, exc)
         ctx.runtime.stop(path, mode="immediate")
+    server_log = server_log_tail(ctx, volume_id)
     ctx.store.destroy_volume(org, volume_id)
     Volume.delete().where(Volume.volume_id == volume_id).execute()
+    shutil.rmtree(instance_run_dir(ctx, volume_id), ignore_errors=True)
+    return server_log
 
 
 def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | None = None) -> None:

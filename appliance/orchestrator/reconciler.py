@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ from .queue import enqueue_prepare, is_known_to_redis
 
 log = logging.getLogger(__name__)
 ORPHAN_GRACE_SECONDS = 60  # a snapshot is committed a moment before its row is written
+VOLUME_ID = re.compile(r"^[0-9a-f]{32}$")  # run dirs are named after their clone
 
 
 @dataclass
@@ -242,5 +245,9 @@ def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: flo
         path = ctx.store.base_path(org, key)
         if (org, key) not in known_bases and unclaimed_for_long(path) and not being_built("base", org, key):
             remove(path, ctx.store.destroy_base, org, key)
+    for run_dir in ctx.run_dir.glob("*") if ctx.run_dir.is_dir() else []:
+        if (VOLUME_ID.match(run_dir.name) and run_dir.name not in known_volumes and run_dir.is_dir()
+                and unclaimed_for_long(run_dir)):
+            remove(run_dir, shutil.rmtree, run_dir)
 
 

@@ -130,6 +130,24 @@ def checked_start_inputs(run_dir: Path, port: int, listen_host: str | None) -> t
     return run_dir, port, listen
 
 
+SERVER_LOG = "postgres.log"
+
+
+def append_server_log(run_dir: str | Path | None, data: bytes, run_as) -> None:
+    """Keep a container's Postgres log in its run dir before the container (and with it the
+    log) goes: the process runtime writes there directly, so every runtime leaves the same file."""
+    if not run_dir or not os.path.isdir(run_dir) or not data:
+        return
+    path = Path(run_dir) / SERVER_LOG
+    try:
+        with open(path, "ab") as log:
+            log.write(data)
+        if run_as is not None:
+            os.chown(path, run_as.uid, run_as.gid)
+    except OSError:
+        pass  # the log is a convenience; losing it must not fail a stop
+
+
 class HostSideClient:
     """For runtimes whose Postgres runs elsewhere (a container, a Nomad task) but whose socket
     dir is mounted from this host: psql, passwords and connection counts go through the socket

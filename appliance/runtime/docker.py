@@ -31,7 +31,8 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import HostSideClient, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
+from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+                      configure_new_cluster, match_image, prepare_empty_pgdata, safe_path)
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -274,15 +275,9 @@ class DockerRuntime(HostSideClient):
         """Copy the container's log into its run dir before the container (and its log) goes."""
         run_dir = next((m.get("Source") for m in container.attrs.get("Mounts", [])
                         if m.get("Destination") == CONTAINER_RUN_DIR), None)
-        if not run_dir or not os.path.isdir(run_dir):
-            return
-        path = Path(run_dir) / "postgres.log"
         try:
-            with open(path, "ab") as log:
-                log.write(container.logs(stdout=True, stderr=True))
-            if self.run_as is not None:
-                os.chown(path, self.run_as.uid, self.run_as.gid)
-        except (OSError, docker.errors.DockerException):
+            append_server_log(run_dir, container.logs(stdout=True, stderr=True), self.run_as)
+        except docker.errors.DockerException:
             pass  # the log is a convenience; losing it must not fail a stop
 
     def _container(self, name: str) -> Any | None:

@@ -25,9 +25,10 @@ from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, No
 from ..shell import Runner
 from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
 from .nomad_jobs import (
-    DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
+    CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
-from .cluster import HostSideClient, INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
+from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+                      configure_new_cluster, match_image, prepare_empty_pgdata, safe_path)
 from .process import ProcessRuntime, _remove_stale_pidfile
 
 _PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
@@ -146,6 +147,7 @@ class NomadRuntime(HostSideClient):
             except NomadAPIError:
                 pass  # it exited meanwhile; deregistering below kills whatever is left
             self._wait_for_terminal(job_id, self.stop_timeout)
+        self._keep_log(job_id)
         self._purge(job_id)
         if mode == "fast" and (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists():
             self._host._flush(pgdata)
@@ -191,6 +193,20 @@ class NomadRuntime(HostSideClient):
             return self._call(self._nomad.job.get_allocations, job_id) or []
         except NotFound:
             return []
+
+    def _keep_log(self, job_id: str) -> None:
+        """Nomad forgets a purged job's logs: copy the task's log into its run dir first."""
+        try:
+            allocs = self._allocations(job_id)
+            if not allocs:
+                return
+            job = self._call(self._nomad.job.get_job, job_id)
+            mounts = job["TaskGroups"][0]["Tasks"][0]["Config"].get("mount") or []  # the docker driver's block
+            run_dir = next((m.get("source") for m in mounts if m.get("target") == CONTAINER_RUN_DIR), None)
+            latest = max(allocs, key=lambda a: a.get("CreateIndex", 0))
+            append_server_log(run_dir, self._logs(latest["ID"], "stderr").encode(), self.run_as)
+        except (NomadAPIError, NotFound, KeyError, IndexError):
+            pass  # the log is a convenience; losing it must not fail a stop
 
     def _purge(self, job_id: str) -> None:
         try:

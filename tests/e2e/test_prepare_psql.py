@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import time
+import uuid
 
 
 import pytest
@@ -106,6 +108,20 @@ def test_a_sql_error_fails_the_job_with_the_psql_message_and_caches_nothing(appl
     events = appliance.events(status["job_id"])
     assert any(e["type"] == "error" and "no_such_table" in e["message"] for e in events)
     assert any(e["type"] == "log" and "no_such_table" in (e.get("message") or "") for e in events)
+
+
+def test_a_failed_steps_server_log_is_kept_as_an_artifact_and_its_run_dir_goes(appliance, scripts):
+    status = appliance.prepare(["-c", f"select 1/0 as boom_{uuid.uuid4().hex[:8]}"], scripts)
+    assert status["status"] == "failed"
+    deadline = time.monotonic() + 30
+    while not (logs := [a["name"] for a in appliance.get(f"/v1/prepare-jobs/{status['job_id']}/artifacts").json()
+                        if a["name"].startswith("logs/postgres-")]):
+        assert time.monotonic() < deadline, "no server log artifact"
+        time.sleep(0.2)
+    server_log = appliance.get(f"/v1/prepare-jobs/{status['job_id']}/artifacts/{logs[0]}").text
+    assert "ERROR:  division by zero" in server_log  # what the server said, from every runtime
+    volume_id = logs[0].removeprefix("logs/postgres-").removesuffix(".log")
+    assert not (appliance.data_dir / "run" / volume_id).exists()
 
 
 def test_no_secret_reaches_the_events(appliance, scripts):

@@ -73,3 +73,14 @@ def test_an_unclaimed_state_whose_build_lock_is_held_is_left_alone(ctx, redis):
     redis.delete(lock)
     reconcile(ctx, orphan_grace_seconds=-1)
     assert not ctx.store.has_state("default", "1" * 64)
+
+
+def test_a_run_dir_whose_clone_is_gone_is_removed_and_other_files_are_kept(ctx, redis):
+    leftover = ctx.run_dir / ("cd" * 16)
+    leftover.mkdir(parents=True)
+    (leftover / "postgres.log").write_text("old server log")
+    unrelated = ctx.run_dir / "redis.sock"
+    unrelated.write_text("")
+    report = reconcile(ctx, orphan_grace_seconds=-1)
+    assert str(leftover) in report.orphan_paths and not leftover.exists()
+    assert unrelated.exists()

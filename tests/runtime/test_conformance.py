@@ -68,6 +68,13 @@ def test_a_fast_stop_leaves_a_clean_shutdown(any_runtime, runner, any_volume, an
     assert controldata_state(any_runtime, runner, any_volume) == "shut down"
 
 
+def test_a_stopped_clusters_server_log_is_left_in_its_run_dir(any_runtime, any_volume, any_start, run_dir_for):
+    any_start(any_volume)
+    any_runtime.stop(any_volume, mode="fast")
+    log = (run_dir_for(any_volume) / "postgres.log").read_text()
+    assert "database system is ready to accept connections" in log and "database system is shut down" in log
+
+
 def test_stopping_a_cluster_that_is_not_running_does_nothing(any_runtime, runner, any_volume):
     any_runtime.stop(any_volume)
     assert controldata_state(any_runtime, runner, any_volume) == "shut down"

@@ -164,3 +164,4 @@ def _rendered_job(nomad_double, volume: Path, run_dir: Path) -> dict:
     job = instance_job(DEFAULT_TEMPLATE, shared, volume=volume, pgdata=volume / "pgdata", run_dir=run_dir,
                        port=5432, listen="127.0.0.1", tcp=True, user="101:104", labels=LABELS)
     return copy.deepcopy(job)
+
