@@ -302,7 +302,7 @@ class JobRun:
             instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
                                        ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)
             if instance is not None:
-                self.note(task, "warm pool: bound a running clone")
+                self.note(task, warm_pool.BOUND_MESSAGE)
         if instance is None:
             instance = instances.create_instance(
                 self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,

@@ -82,8 +82,9 @@ def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: b
     node = Node("state", state.state_id, row=state)
     children = list({c.state_id: c for c in _copies(org, host).where(
         State.parent_state_id == state.state_id)}.values())
-    users = list(Instance.select().where((Instance.org == org) & (Instance.state_id == state.state_id)
-                                         & (Instance.status.in_(["starting", "active"]))))
+    users = Instance.select().where((Instance.org == org) & (Instance.state_id == state.state_id)
+                                    & (Instance.status.in_(["starting", "active"])))
+    users = list(users if host is None else users.where(Instance.host_id == host))
     if state.state_id in busy_states:
         node.blocked = "active_tasks"
     if not recurse:
@@ -133,9 +134,7 @@ def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -
     empty_pool(ctx, org, node.id, host)  # pooled clones belong to nobody and must not pin the state
     if _copies(org, ctx.host).where(State.state_id == node.id).exists():
         ctx.store.destroy_state(org, node.id)
-    doomed = State.select(State.id).where((State.org == org) & (State.state_id == node.id))
-    if host is not None:
-        doomed = doomed.where(State.host == host)
+    doomed = _copies(org, host).where(State.state_id == node.id).select(State.id)
     State.delete().where(State.id.in_(doomed)).execute()
 
 

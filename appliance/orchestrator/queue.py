@@ -17,6 +17,7 @@ PREPARE_QUEUE = "sqlrs-prepare"
 RUN_PREPARE = "jobs.prepare.run_prepare_job"
 REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
+WRITE_ARTIFACTS = "jobs.artifacts.write_artifacts"
 
 
 def queue_name(host: str) -> str:
@@ -39,6 +40,12 @@ def is_known_to_redis(redis: Redis, job_id: str) -> bool:
     except NoSuchJobError:
         return False
     return job.get_status(refresh=False) in {"queued", "started", "deferred", "scheduled"}
+
+
+def enqueue_artifacts(redis: Redis, host: str, job_id: str) -> None:
+    """Write a finished job's artifacts off the request path (the fast path answers first)."""
+    prepare_queue(redis, host).enqueue(WRITE_ARTIFACTS, job_id, job_timeout=300, result_ttl=0, failure_ttl=3600,
+                                       description=f"artifacts of job {job_id}")
 
 
 def enqueue_refill(redis: Redis, host: str) -> None:

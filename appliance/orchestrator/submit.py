@@ -85,6 +85,9 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
             append_event(job_id, "log", task_id="plan", message=f"placed on {placement.reason}")
         if plan_only:
             _finish_plan_only(job)
+    if placement is not None and placement.host_id == ctx.host and placement.cached_steps == len(planned.state_ids):
+        if _answered_from_warm_pool(ctx, job, planned.state_ids):
+            return job
     if placement is not None:
         try:
             enqueue_prepare(ctx.redis, job_id, placement.host_id,
@@ -92,6 +95,15 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
         except Exception as exc:  # Redis down: the job is safe in the DB; the reconciler enqueues it
             log.warning("could not enqueue job %s now (%s); the reconciler will", job_id, exc)
     return job
+
+
+def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bool:
+    from ..engine.fast_path import bind_if_pooled
+    try:
+        return bind_if_pooled(ctx, job, state_ids)
+    except Exception as exc:  # the queue path still works: take it
+        log.warning("job %s: binding from the warm pool at admission failed (%s); queueing it", job.job_id, exc)
+        return False
 
 
 def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids, host: str | None) -> None:

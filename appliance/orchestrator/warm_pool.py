@@ -20,6 +20,7 @@ from ..engine import instances
 log = logging.getLogger(__name__)
 POOLED = "pooled"
 BINDING = "binding"  # claimed by a prepare, credentials being set
+BOUND_MESSAGE = "warm pool: bound a running clone"  # the job log line clients and benchmarks look for
 
 
 def enabled(ctx: AppContext) -> bool:

@@ -65,3 +65,20 @@ def test_deleting_a_state_empties_its_pool(appliance, scripts):
     assert answer.status_code == 200 and answer.json()["outcome"] == "deleted"
     assert appliance.get(f"/v1/states/{state_id}").status_code == 404
     assert pooled_total(appliance) == before
+
+
+def test_a_full_hit_with_a_pooled_clone_is_answered_by_the_post_itself(appliance, scripts):
+    before = settled_pooled_total(appliance)
+    appliance.prepare(["-f", "schema.sql", "-f", "more.sql"], scripts)
+    wait_for_pooled(appliance, before + 2)
+    response = appliance.submit(["-f", "schema.sql", "-f", "more.sql"], scripts)
+    assert response.status_code == 201 and response.json()["status"] == "succeeded"  # no queue, no polling
+    status = appliance.get(response.json()["status_url"]).json()
+    assert [t["cached"] for t in executes(status)] == [True, True]
+    assert psql(status["result"]["dsn"], "select count(*) from items").stdout.strip() == "0"
+    kinds = [(e["type"], e.get("status")) for e in appliance.events(status["job_id"])]
+    assert kinds[0] == ("status", "queued") and kinds[-2:] == [("status", "succeeded"), ("result", None)]
+    deadline = time.monotonic() + 30  # the report is written by a worker, after the answer
+    while "report.json" not in {a["name"] for a in appliance.get(f"/v1/prepare-jobs/{status['job_id']}/artifacts").json()}:
+        assert time.monotonic() < deadline, "no report"
+        time.sleep(0.2)

@@ -132,3 +132,16 @@ def test_explain_says_image_changed_when_the_same_first_step_exists_on_another_i
 def test_a_build_may_proceed_above_the_high_watermark_while_under_the_cap(bounded, redis):
     make_state(bounded, "y", size=950, age=5)
     cache.ensure_room(bounded)  # eviction found nothing, but there is still room under the cap
+
+
+def test_eviction_removes_only_this_hosts_copy_even_while_another_host_serves_the_state(bounded, redis):
+    leaf = make_state(bounded, "l", size=950)
+    State.create(org="default", state_id=leaf, image_id="postgres:15@sha256:x", prepare_kind="psql",
+                 task_hash="t", size_bytes=950, host="other-host")
+    Instance.create(instance_id="ef" * 16, org="default", state_id=leaf, image_id="x", volume_id="12" * 16,
+                    host_id="other-host", status="active", host="127.0.0.1", port=1, password="p",
+                    expires_at=utcnow())
+    record = cache.evict(bounded, trigger="test")
+    assert [e["state_id"] for e in json.loads(record.evicted_json)] == [leaf]
+    assert [s.host for s in State.select().where(State.state_id == leaf)] == ["other-host"]
+    assert not bounded.store.has_state("default", leaf)

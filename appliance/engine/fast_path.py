@@ -1,0 +1,51 @@
+"""The fast path: a prepare whose every step is cached here, answered from the warm pool at
+admission, without the queue.
+
+Through the queue, a pooled hit pays for a worker hop, per-task bookkeeping and the client's
+polling around a ~20 ms bind. When admission already knows the whole chain is on this host
+and a pooled clone of the final state is waiting, it binds it in the request and records the
+job as done in one transaction; the job's events and report read exactly as a queued hit's
+would. Anything else (a miss, an empty pool, a bind that fails) leaves the job queued as usual.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..context import AppContext
+from ..control.db import write_transaction
+from ..control.models import PrepareJob, State, Task, utcnow
+from ..orchestrator import warm_pool
+from ..orchestrator.events import append_event
+from ..orchestrator.queue import enqueue_artifacts, enqueue_refill
+
+log = logging.getLogger(__name__)
+
+
+def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bool:
+    """Finish ``job`` now from the warm pool; False (nothing changed) when that is not possible."""
+    if not state_ids or not warm_pool.enabled(ctx):
+        return False
+    instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id,
+                               ttl_seconds=job.instance_ttl_seconds, name=job.instance_name)
+    if instance is None:
+        return False
+    now = utcnow()
+    result = {"instance_id": instance.instance_id, "state_id": state_ids[-1], "image_id": job.resolved_image_id}
+    with write_transaction(ctx.db):
+        PrepareJob.update(status="succeeded", started_at=now, finished_at=now, heartbeat_at=now,
+                          worker=f"{ctx.host}:admission", result_state_id=state_ids[-1],
+                          result_instance_id=instance.instance_id).where(PrepareJob.job_id == job.job_id).execute()
+        Task.update(status="succeeded", started_at=now, finished_at=now).where(
+            (Task.job == job) & (Task.status == "queued")).execute()
+        State.update(last_used_at=now, use_count=State.use_count + 1).where(
+            (State.org == job.org) & State.state_id.in_(state_ids) & (State.host == ctx.host)).execute()
+        append_event(job.job_id, "log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE)
+        append_event(job.job_id, "status", status="succeeded")
+        append_event(job.job_id, "result", result=result)
+    job.status = "succeeded"
+    try:  # after answering: both are the host's workers' business
+        enqueue_refill(ctx.redis, ctx.host)
+        enqueue_artifacts(ctx.redis, ctx.host, job.job_id)
+    except Exception as exc:  # Redis away: the reconciler refills; the artifacts are lost, not the job
+        log.warning("job %s: could not enqueue the pool refill / artifacts: %s", job.job_id, exc)
+    return True
