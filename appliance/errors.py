@@ -41,6 +41,13 @@ class Unauthenticated(ApplianceError):
     http_status = 401
 
 
+class PermissionDenied(ApplianceError):
+    """Authenticated, but the role (within the caller's own org) does not allow it."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
 class NotFound(ApplianceError):
     code = "not_found"
     http_status = 404

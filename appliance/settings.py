@@ -40,6 +40,24 @@ class Settings(BaseSettings):
                                          "placement imports an exported state instead of rebuilding it when "
                                          "its stream at this speed takes less time than the build did.")
 
+    oidc_issuer: str | None = Field(None, description="OIDC issuer URL; when set, the API also accepts its access tokens "
+                                                      "(validated against its discovery document and JWKS).")
+    oidc_audience: str | None = Field(None, description="The `aud` every OIDC token must carry (required with oidc_issuer).")
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"],
+                                       description="Accepted signature algorithms (asymmetric only: never none or HS*).")
+    oidc_leeway_seconds: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat.")
+    oidc_org_claim: str = Field("org", description="Claim naming the caller's org (used when oidc_groups_claim is unset).")
+    oidc_role_claim: str = Field("role", description="Claim naming the caller's role: admin, member or viewer.")
+    oidc_groups_claim: str | None = Field(None, description="Claim listing memberships as '<prefix><org>:<role>' "
+                                                            "(e.g. groups); overrides oidc_org_claim/oidc_role_claim.")
+    oidc_group_prefix: str = Field("sqlrs:", description="Prefix of the memberships in oidc_groups_claim; others are ignored.")
+    oidc_subject_claim: str = Field("sub", description="Claim naming the principal (for audit).")
+    oidc_jwks_cache_seconds: int = Field(600, gt=0, description="How long the issuer's JWKS is cached.")
+    oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description="An unknown `kid` refetches the JWKS at most "
+                                                                     "this often (rate limit against token spraying).")
+    api_token_default_ttl_seconds: int = Field(90 * 86400, gt=0, description="Lifetime of an API token created without ttl_seconds.")
+    api_token_max_ttl_seconds: int = Field(366 * 86400, gt=0, description="Longest lifetime an API token may be given.")
+
     storage_backend: Literal["auto", "zfs", "lvm", "btrfs", "copy"] = Field(
         "auto", description="Snapshot driver. auto: zfs when zfs_dataset exists, else btrfs when the store is on "
                             "btrfs, else a btrfs image, else copy.")
@@ -106,12 +124,24 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
 
+    @field_validator("oidc_algorithms", mode="after")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        refused = [alg for alg in value if alg not in allowed]
+        if refused or not value:
+            raise ValueError(f"oidc_algorithms must be asymmetric signature algorithms ({', '.join(sorted(allowed))}); "
+                             f"refused: {', '.join(refused) or 'an empty list'}")
+        return value
+
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "Settings":
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
         if self.cache_low_watermark > self.cache_high_watermark:
             raise ValueError("cache_low_watermark must not exceed cache_high_watermark")
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("oidc_audience is required when oidc_issuer is set")
         return self
 
     # Sources: init kwargs > env > TOML file > defaults.

@@ -9,7 +9,8 @@ from quart_schema import QuartSchema
 
 from .. import __version__
 from ..context import AppContext
-from .auth import authenticate
+from .auth import ORG_HEADER, Authenticator
+from .authz import require_role
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -26,15 +27,18 @@ def create_app(ctx: AppContext) -> Quart:
                 security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
                 security=[{"bearer": []}])
     install_error_handlers(app)
+    authenticator = Authenticator(ctx.settings)
 
     @app.before_request
     async def _authenticate() -> None:
         if request.path in PUBLIC_PATHS:
             return
-        g.principal = await asyncio.to_thread(authenticate, request.headers.get("Authorization"))
+        g.principal = await asyncio.to_thread(authenticator.authenticate, request.headers.get("Authorization"),
+                                              request.headers.get(ORG_HEADER))
+        require_role(g.principal, request.method, request.url_rule.rule if request.url_rule else None)
 
-    from .routes import artifacts, cache, health, instances, jobs, sources, states, transfer
-    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts):
+    from .routes import artifacts, cache, health, instances, jobs, sources, states, tokens, transfer
+    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens):
         app.register_blueprint(module.blueprint)
     return app
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..control.models import Instance, JobEvent, PrepareJob, State, Task
 from ..engine.instances import dsn
+
+if TYPE_CHECKING:
+    from .auth import Principal
 
 
 def ts(value: dt.datetime | None) -> str | None:
@@ -30,7 +33,7 @@ def task_entry(task: Task, job_id: str) -> dict[str, Any]:
             "finished_at": ts(task.finished_at)}
 
 
-def job_status(job: PrepareJob, viewer_org: str) -> dict[str, Any]:
+def job_status(job: PrepareJob, viewer: "Principal") -> dict[str, Any]:
     body = job_entry(job)
     tasks = Task.select().where(Task.job == job).order_by(Task.position)
     body["tasks"] = [task_entry(t, job.job_id) for t in tasks]
@@ -38,8 +41,7 @@ def job_status(job: PrepareJob, viewer_org: str) -> dict[str, Any]:
     if job.result_instance_id:
         instance = Instance.get_or_none(Instance.instance_id == job.result_instance_id)
         body["result"] = {
-            "dsn": dsn(instance) if instance and instance.status == "active"
-            and instance.org == viewer_org else None,
+            "dsn": dsn(instance) if instance and instance.status == "active" and sees_dsn(viewer, instance) else None,
             "instance_id": job.result_instance_id, "state_id": job.result_state_id,
             "image_id": job.resolved_image_id}
     body["error"] = json.loads(job.error_json) if job.error_json else None
@@ -68,11 +70,16 @@ def state_entry(copies: list[State], refcount: int) -> dict[str, Any]:
             "exported": any(c.exported_at is not None for c in copies)}
 
 
-def instance_entry(instance: Instance, viewer_org: str) -> dict[str, Any]:
+def sees_dsn(viewer: "Principal", instance: Instance) -> bool:
+    """A DSN is a credential: only the owning org's members (and admins) see it."""
+    return instance.org == viewer.org and viewer.may("member")
+
+
+def instance_entry(instance: Instance, viewer: "Principal") -> dict[str, Any]:
     body = {"instance_id": instance.instance_id, "state_id": instance.state_id,
             "image_id": instance.image_id, "status": instance.status, "host": instance.host,
             "port": instance.port, "created_at": ts(instance.created_at),
             "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id}
-    if instance.status == "active" and instance.org == viewer_org:
+    if instance.status == "active" and sees_dsn(viewer, instance):
         body["dsn"] = dsn(instance)
     return body

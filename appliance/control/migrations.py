@@ -53,6 +53,29 @@ def _v4_hosts(db: pw.Database) -> None:
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_host_id ON {table} (host_id)")
 
 
+def _v5_api_token_lifecycle(db: pw.Database) -> None:
+    """Robot tokens expire, are revoked and remember their last use; the tokens that existed
+    before were all operator tokens (the token file, `sqlrs-appliance token`)."""
+    import secrets
+
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    migrator = SchemaMigrator.from_database(db)
+    added_global = not _has_column(db, "api_token", "global_admin")
+    for column, field in (("token_id", pw.CharField(max_length=32, null=True)),
+                          ("global_admin", pw.BooleanField(default=False)),
+                          ("created_by", pw.CharField(max_length=255, null=True)),
+                          ("expires_at", pw.DateTimeField(null=True)),
+                          ("revoked_at", pw.DateTimeField(null=True)),
+                          ("last_used_at", pw.DateTimeField(null=True))):
+        if not _has_column(db, "api_token", column):
+            apply(migrator.add_column("api_token", column, field))
+    if added_global:
+        m.ApiToken.update(global_admin=True, created_by="operator").execute()
+    for row in m.ApiToken.select().where(m.ApiToken.token_id.is_null()):
+        m.ApiToken.update(token_id="tok_" + secrets.token_hex(8)).where(m.ApiToken.id == row.id).execute()
+    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS api_token_token_id ON api_token (token_id)")
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -72,6 +95,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (2, _v2_cache_evictions),
     (3, _v3_state_exported_at),
     (4, _v4_hosts),
+    (5, _v5_api_token_lifecycle),
 ]
 
 

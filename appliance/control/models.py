@@ -56,11 +56,20 @@ class Org(BaseModel):
 
 
 class ApiToken(BaseModel):
+    """A bearer token, kept as its SHA-256 only. ``global_admin``: an operator token (token file,
+    `sqlrs-appliance token`) that may act in any org; the others are org-scoped robot tokens."""
+
     token_hash = pw.CharField(unique=True, max_length=64)
+    token_id = pw.CharField(max_length=32, null=True, unique=True)  # public handle, for listing and revoking
     org = pw.CharField(max_length=63)
     role = pw.CharField(max_length=32)
     name = pw.CharField(max_length=128)
+    global_admin = pw.BooleanField(default=False)
+    created_by = pw.CharField(max_length=255, null=True)
     created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+    last_used_at = pw.DateTimeField(null=True)
 
 
 class SourceBundle(BaseModel):

@@ -22,3 +22,26 @@ def make_tarball(entries: list[tuple[str, bytes | None, dict]]) -> bytes:
             else:
                 tar.addfile(info)
     return buffer.getvalue()
+
+
+import pytest  # noqa: E402
+
+from appliance.api.app import create_app  # noqa: E402
+from tests.support.oidc import AUDIENCE, LocalIssuer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def issuer():
+    """A local OIDC issuer on loopback with keys generated for this run."""
+    server = LocalIssuer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oidc_client(ctx, token, issuer):
+    """The API with OIDC on (against the local issuer), plus the operator token."""
+    ctx.settings = ctx.settings.model_copy(update={"oidc_issuer": issuer.url, "oidc_audience": AUDIENCE})
+    client = create_app(ctx).test_client()
+    client.auth = {"Authorization": f"Bearer {token}"}
+    return client

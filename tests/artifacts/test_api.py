@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from appliance.api.auth import hash_token
+from appliance.api.auth.tokens import issue_token
 from appliance.artifacts.jobs import write_job_artifacts
-from appliance.control.models import ApiToken, PrepareJob, State
+from appliance.control.models import PrepareJob, State
 
 ORG = "default"
 
@@ -20,8 +20,8 @@ def make_state(ctx, state_id: str = "s1") -> None:  # noqa: F811
 
 
 def other_org_auth() -> dict[str, str]:
-    ApiToken.create(token_hash=hash_token("other-org-token"), org="other", role="admin", name="other")
-    return {"Authorization": "Bearer other-org-token"}
+    _, secret = issue_token("other", name="other", role="admin", ttl_seconds=3600, created_by="test")
+    return {"Authorization": f"Bearer {secret}"}
 
 
 async def test_export_answers_the_manifest(client, ctx):  # noqa: F811

@@ -64,12 +64,35 @@ def test_a_database_at_version_3_gains_hosts_and_per_host_state_copies(control_d
         db.execute_sql("CREATE UNIQUE INDEX state_org_state_id ON state (org, state_id)")
         db.execute_sql("CREATE UNIQUE INDEX base_image_org_base_key ON base_image (org, base_key)")
 
-        assert migrate(db) == [4]
+        assert migrate(db)[0] == 4
 
         assert db.table_exists("host")
         row = dict(org="o", state_id="s1", image_id="i", prepare_kind="psql", task_hash="t")
         State.create(**row, host="a")
         State.create(**row, host="b")  # the same state on a second host is a second copy
         assert State.select().where(State.state_id == "s1").count() == 2
+    finally:
+        close_database(db)
+
+
+def test_tokens_from_before_version_5_stay_operator_tokens(control_db_url):
+    from appliance.control.migrations import MIGRATIONS
+    from appliance.control.models import ApiToken, SchemaVersion
+    db = open_database(control_db_url)
+    try:
+        db.create_tables([SchemaVersion])
+        for version, step in MIGRATIONS[:4]:
+            step(db)
+            SchemaVersion.create(version=version)
+        db.execute_sql("DROP INDEX IF EXISTS api_token_token_id")
+        for column in ("token_id", "global_admin", "created_by", "expires_at", "revoked_at", "last_used_at"):
+            db.execute_sql(f"ALTER TABLE api_token DROP COLUMN {column}")
+        db.execute_sql("INSERT INTO api_token (token_hash, org, role, name, created_at) "
+                       "VALUES ('h1', 'default', 'admin', 'admin (token file)', CURRENT_TIMESTAMP)")
+
+        assert migrate(db) == [5]
+
+        row = ApiToken.get()
+        assert row.global_admin and row.token_id.startswith("tok_") and row.expires_at is None
     finally:
         close_database(db)

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from appliance.api.auth import authenticate
+from appliance.api.auth.tokens import verify_api_token
 from appliance.control.db import close_database, open_database
 from appliance.control.migrations import migrate
 from tests.conftest import free_tcp_port
@@ -62,6 +62,6 @@ def test_a_created_token_is_printed_once_and_authenticates(tmp_path):
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert token.startswith("sqlrs_")
-    assert authenticate(f"Bearer {token}").org == "default"
+    assert verify_api_token(token).org == "default"
     assert token.encode() not in (tmp_path / "control.db").read_bytes()
     close_database(db)

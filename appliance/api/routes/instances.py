@@ -40,7 +40,7 @@ async def list_instances(query_args: IdPrefixQuery):
              .order_by(Instance.created_at))
         if query_args.id_prefix:
             q = q.where(Instance.instance_id.startswith(query_args.id_prefix.lower()))
-        return [serializers.instance_entry(i, org) for i in q]
+        return [serializers.instance_entry(i, g.principal) for i in q]
     return listing(await call(rows))
 
 
@@ -48,7 +48,7 @@ async def list_instances(query_args: IdPrefixQuery):
 @validate_response(InstanceEntry)
 async def get_instance(ref: str):
     org = g.principal.org
-    return await call(lambda: serializers.instance_entry(find_instance(org, ref), org))
+    return await call(lambda: serializers.instance_entry(find_instance(org, ref), g.principal))
 
 
 @blueprint.delete("/v1/instances/<ref>")
@@ -80,5 +80,5 @@ async def extend_instance(ref: str, data: ExtendRequest):
             raise InvalidArgument(f"instance {instance.instance_id} is {instance.status}; only active ones extend")
         instance.expires_at = utcnow() + dt.timedelta(seconds=data.ttl_seconds)
         instance.save()
-        return serializers.instance_entry(instance, org)
+        return serializers.instance_entry(instance, g.principal)
     return await call(extend)

@@ -54,7 +54,7 @@ async def list_jobs(query_args: JobListQuery):
 @validate_response(PrepareJobStatus)
 async def get_job(job_id: str):
     org = g.principal.org
-    return await call(lambda: serializers.job_status(_job(org, job_id), org))
+    return await call(lambda: serializers.job_status(_job(org, job_id), g.principal))
 
 
 @blueprint.post("/v1/prepare-jobs/<job_id>/cancel")
@@ -63,7 +63,7 @@ async def cancel_job(job_id: str):
 
     def cancel():
         changed = deletion.request_cancel(_job(org, job_id))
-        return serializers.job_status(_job(org, job_id), org), 202 if changed else 200
+        return serializers.job_status(_job(org, job_id), g.principal), 202 if changed else 200
     return await call(cancel)
 
 

@@ -1,0 +1,74 @@
+"""Authentication at the gateway: API tokens and OIDC access tokens become one ``Principal``.
+
+A bearer value starting with ``sqlrs_`` is an API token; anything else is an OIDC access
+token (when an issuer is configured). A principal with several orgs (OIDC groups) or an
+operator token picks the org of a request with the ``X-Sqlrs-Org`` header.
+"""
+from __future__ import annotations
+
+import re
+
+from ...errors import InvalidArgument, PermissionDenied, Unauthenticated
+from ...settings import Settings
+from .oidc import OidcVerifier
+from .principal import ROLES, Principal, role_rank
+from .tokens import PREFIX, create_token, ensure_admin_token, hash_token, verify_api_token
+
+ORG_HEADER = "X-Sqlrs-Org"
+ORG_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_BEARER = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]+)$")
+
+__all__ = ["Authenticator", "Principal", "ROLES", "role_rank", "ORG_HEADER", "create_token",
+           "ensure_admin_token", "hash_token"]
+
+
+class Authenticator:
+    def __init__(self, settings: Settings):
+        self.oidc = OidcVerifier(settings) if settings.oidc_issuer else None
+
+    def authenticate(self, authorization: str | None, org_header: str | None = None) -> Principal:
+        match = _BEARER.match((authorization or "").strip())
+        if not match:
+            raise Unauthenticated("missing or malformed bearer token (Authorization: Bearer …)")
+        secret = match.group(1)
+        if secret.startswith(PREFIX):
+            principal = verify_api_token(secret)
+            return _in_org(principal, org_header) if principal.global_admin else _own_org_only(principal, org_header)
+        if self.oidc is None:
+            raise Unauthenticated("invalid token")
+        claims = self.oidc.verify(secret)
+        memberships = self.oidc.memberships(claims)
+        subject = str(claims.get(self.oidc.settings.oidc_subject_claim) or "unknown")
+        org = _chosen_org(memberships, org_header)
+        return Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc")
+
+
+def _valid_org(org_header: str) -> str:
+    if not ORG_SLUG.match(org_header):
+        raise InvalidArgument(f"{ORG_HEADER} must be an org slug (lowercase letters, digits, dashes)")
+    return org_header
+
+
+def _chosen_org(memberships: dict[str, str], org_header: str | None) -> str:
+    if org_header:
+        org = _valid_org(org_header)
+        if org not in memberships:
+            raise PermissionDenied(f"you are not a member of org {org}")
+        return org
+    if len(memberships) > 1:
+        raise InvalidArgument(f"you are a member of several orgs ({', '.join(sorted(memberships))}): "
+                              f"name one with the {ORG_HEADER} header")
+    return next(iter(memberships))
+
+
+def _in_org(principal: Principal, org_header: str | None) -> Principal:
+    """An operator token may act in any org."""
+    if not org_header:
+        return principal
+    return Principal(**{**principal.__dict__, "org": _valid_org(org_header)})
+
+
+def _own_org_only(principal: Principal, org_header: str | None) -> Principal:
+    if org_header and _valid_org(org_header) != principal.org:
+        raise PermissionDenied(f"this token acts for org {principal.org} only")
+    return principal
