@@ -9,6 +9,8 @@ from quart_schema import QuartSchema
 
 from .. import __version__
 from ..context import AppContext
+from ..errors import Unauthenticated
+from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
 from .errors import install_error_handlers
@@ -33,12 +35,21 @@ def create_app(ctx: AppContext) -> Quart:
     async def _authenticate() -> None:
         if request.path in PUBLIC_PATHS:
             return
-        g.principal = await asyncio.to_thread(authenticator.authenticate, request.headers.get("Authorization"),
-                                              request.headers.get(ORG_HEADER))
+        try:
+            g.principal = await asyncio.to_thread(authenticator.authenticate, request.headers.get("Authorization"),
+                                                  request.headers.get(ORG_HEADER))
+        except Unauthenticated as exc:
+            await record_failed_login(exc.message)
+            raise
         require_role(g.principal, request.method, request.url_rule.rule if request.url_rule else None)
 
-    from .routes import artifacts, cache, health, instances, jobs, sources, states, tokens, transfer
-    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens):
+    @app.after_request
+    async def _audit(response):
+        await record_response(response)
+        return response
+
+    from .routes import artifacts, audit, cache, health, instances, jobs, sources, states, tokens, transfer
+    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit):
         app.register_blueprint(module.blueprint)
     return app
 

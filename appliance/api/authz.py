@@ -35,6 +35,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/states/<state_id>"): "admin",
     ("POST", "/v1/states/import"): "admin",
     ("POST", "/v1/projects"): "admin",
+    ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/orgs/<org>/tokens"): "admin",
     ("POST", "/v1/orgs/<org>/tokens"): "admin",
     ("DELETE", "/v1/orgs/<org>/tokens/<token_id>"): "admin",

@@ -76,6 +76,14 @@ def _v5_api_token_lifecycle(db: pw.Database) -> None:
     db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS api_token_token_id ON api_token (token_id)")
 
 
+def _v6_audit(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    db.create_tables([m.AuditEvent], safe=True)
+    if not _has_column(db, "prepare_job", "submitted_by"):
+        apply(SchemaMigrator.from_database(db).add_column("prepare_job", "submitted_by",
+                                                          pw.CharField(max_length=255, null=True)))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -96,6 +104,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (3, _v3_state_exported_at),
     (4, _v4_hosts),
     (5, _v5_api_token_lifecycle),
+    (6, _v6_audit),
 ]
 
 

@@ -109,6 +109,7 @@ class PrepareJob(BaseModel):
     instance_ttl_seconds = pw.IntegerField()
     instance_name = pw.CharField(max_length=128, null=True)
     priority = pw.IntegerField(default=0)
+    submitted_by = pw.CharField(max_length=255, null=True)  # the principal, for the audit log
     host_id = pw.CharField(max_length=63, null=True, index=True)  # where placement sent it
     cancel_requested = pw.BooleanField(default=False)
     created_at = pw.DateTimeField(default=utcnow)
@@ -230,5 +231,20 @@ class CacheEviction(BaseModel):
     evicted_json = pw.TextField()
 
 
+class AuditEvent(BaseModel):
+    """Append-only: who did what to which object, from where, with which outcome. Never updated,
+    never deleted by the appliance; ``details_json`` holds no secrets (ids and reasons only)."""
+
+    at = pw.DateTimeField(default=utcnow, index=True)
+    org = pw.CharField(max_length=63, null=True, index=True)  # None: no org known (a failed login)
+    actor = pw.CharField(max_length=255)
+    action = pw.CharField(max_length=64, index=True)
+    object_kind = pw.CharField(max_length=32, null=True)
+    object_id = pw.CharField(max_length=128, null=True)
+    outcome = pw.CharField(max_length=16)  # ok | denied | failed
+    source = pw.CharField(max_length=255, null=True)  # client address
+    details_json = pw.TextField(null=True)
+
+
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance, CacheEviction]
+              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..artifacts.jobs import write_job_artifacts
 from ..context import AppContext
+from ..control import audit
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
@@ -294,7 +295,7 @@ class JobRun:
 
     def _prepare_instance(self, task: Task) -> None:
         state_id = task.input_id
-        reuse, instance = None, None
+        reuse, instance, pooled_hit = None, None, False
         if self.build is not None:  # the clone we built on is already at the final state
             reuse, self.build = self.build.volume_id, None
             self.server_logs[reuse] = instances.server_log_tail(self.ctx, reuse)  # the build's part
@@ -302,6 +303,7 @@ class JobRun:
             instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
                                        ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)
             if instance is not None:
+                pooled_hit = True
                 self.note(task, warm_pool.BOUND_MESSAGE)
         if instance is None:
             instance = instances.create_instance(
@@ -311,6 +313,7 @@ class JobRun:
         if warm_pool.enabled(self.ctx):
             enqueue_refill(self.ctx.redis, self.ctx.host)
         self._touch_state(state_id)
+        audit.instance_bound(self.job, instance, from_pool=pooled_hit)
         PrepareJob.update(result_state_id=state_id, result_instance_id=instance.instance_id).where(
             PrepareJob.job_id == self.job.job_id).execute()
         self.note(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from ..context import AppContext
+from ..control import audit
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..orchestrator import warm_pool
@@ -42,6 +43,7 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bo
         append_event(job.job_id, "log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE)
         append_event(job.job_id, "status", status="succeeded")
         append_event(job.job_id, "result", result=result)
+        audit.instance_bound(job, instance, from_pool=True)
     job.status = "succeeded"
     try:  # after answering: both are the host's workers' business
         enqueue_refill(ctx.redis, ctx.host)

@@ -60,7 +60,7 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
                           plan.steps, state_ids, signature)
 
 
-def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PrepareJob:
+def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submitted_by: str | None = None) -> PrepareJob:
     ttl = _instance_ttl(ctx, request.get("instance") or {})
     planned = plan_prepare(ctx, org, request)
     kind, resolved_image, work_dir = planned.kind, planned.resolved_image, planned.work_dir
@@ -76,7 +76,7 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> Prepar
             plan_only=plan_only, request_json=json.dumps(request, sort_keys=True),
             source_id=planned.source_id, work_dir=work_dir,
             instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
-            priority=int(request.get("priority") or 0),
+            priority=int(request.get("priority") or 0), submitted_by=submitted_by,
             host_id=placement.host_id if placement else None)
         _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
                       placement.host_id if placement else None)

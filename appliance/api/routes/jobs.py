@@ -29,7 +29,8 @@ def _job(org: str, job_id: str) -> PrepareJob:
 @validate_request(PrepareJobRequest)
 @validate_response(PrepareJobAccepted, 201)
 async def create_job(data: PrepareJobRequest):
-    job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True))
+    job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True),
+                     submitted_by=g.principal.subject)
     url = f"/v1/prepare-jobs/{job.job_id}"
     return ({"job_id": job.job_id, "status": job.status, "status_url": url,
              "events_url": f"{url}/events"}, 201, {"Location": url})

@@ -1,0 +1,40 @@
+"""`GET /v1/audit`: the audit log, for org admins (their org) and operators (every org)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, g
+from quart_schema import validate_querystring
+
+from ...control import audit
+from ..app import call
+from ..listing import listing
+from ..serializers import ts
+
+blueprint = Blueprint("audit", __name__)
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: dt.datetime | None = Field(None, description="Only events at or after this time (ISO 8601)")
+    action: str | None = Field(None, pattern=r"^[a-z_.]{1,64}$", description="e.g. prepare.submitted")
+    org: str | None = Field(None, description="Operators only: one org (default: every org)")
+    limit: int = Field(1000, ge=1, le=10000)
+
+
+@blueprint.get("/v1/audit")
+@validate_querystring(AuditQuery)
+async def list_audit(query_args: AuditQuery):
+    principal = g.principal
+    org = (query_args.org if principal.global_admin else principal.org)
+    since = query_args.since.astimezone(dt.timezone.utc).replace(tzinfo=None) if (
+        query_args.since and query_args.since.tzinfo) else query_args.since
+
+    def rows():
+        return [{"at": ts(e.at), "org": e.org, "actor": e.actor, "action": e.action, "object_kind": e.object_kind,
+                 "object_id": e.object_id, "outcome": e.outcome, "source": e.source,
+                 "details": json.loads(e.details_json) if e.details_json else None}
+                for e in audit.events(org=org, since=since, action=query_args.action, limit=query_args.limit)]
+    return listing(await call(rows))
