@@ -59,7 +59,21 @@ class Conflict(ApplianceError):
 
 
 class QuotaExceeded(ApplianceError):
+    """Usage at its limit (jobs, instances, bytes): waiting, or freeing something, helps.
+    ``details``: the limit's name, its value and the usage."""
+
     code = "quota_exceeded"
+    http_status = 429
+
+
+class QuotaForbids(QuotaExceeded):
+    """The request itself is beyond a limit (e.g. a TTL): no amount of waiting helps."""
+
+    http_status = 403
+
+
+class RateLimited(ApplianceError):
+    code = "rate_limited"
     http_status = 429
 
 

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     api_token_default_ttl_seconds: int = Field(90 * 86400, gt=0, description="Lifetime of an API token created without ttl_seconds.")
     api_token_max_ttl_seconds: int = Field(366 * 86400, gt=0, description="Longest lifetime an API token may be given.")
 
+    quota_max_running_jobs: int = Field(4, gt=0, description="Default per-org limit on prepare jobs running at once "
+                                                             "(more wait in the queue).")
+    quota_max_queued_jobs: int = Field(100, gt=0, description="Default per-org limit on jobs waiting in the queue.")
+    quota_max_instances: int = Field(50, gt=0, description="Default per-org limit on live instances.")
+    quota_max_state_bytes: int | None = Field(None, gt=0, description="Default per-org limit on bytes of states "
+                                                                      "(none: only the cache's own cap).")
+    quota_max_ttl_seconds: int | None = Field(None, gt=0, description="Default per-org TTL limit "
+                                                                     "(none: instance_max_ttl_seconds).")
+
     storage_backend: Literal["auto", "zfs", "lvm", "btrfs", "copy"] = Field(
         "auto", description="Snapshot driver. auto: zfs when zfs_dataset exists, else btrfs when the store is on "
                             "btrfs, else a btrfs image, else copy.")

@@ -48,8 +48,9 @@ def create_app(ctx: AppContext) -> Quart:
         await record_response(response)
         return response
 
-    from .routes import artifacts, audit, cache, health, instances, jobs, sources, states, tokens, transfer
-    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit):
+    from .routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,
+                         transfer)
+    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
     return app
 

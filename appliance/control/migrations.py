@@ -84,6 +84,10 @@ def _v6_audit(db: pw.Database) -> None:
                                                           pw.CharField(max_length=255, null=True)))
 
 
+def _v7_quotas(db: pw.Database) -> None:
+    db.create_tables([m.OrgQuota], safe=True)
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -105,6 +109,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (4, _v4_hosts),
     (5, _v5_api_token_lifecycle),
     (6, _v6_audit),
+    (7, _v7_quotas),
 ]
 
 

@@ -231,6 +231,19 @@ class CacheEviction(BaseModel):
     evicted_json = pw.TextField()
 
 
+class OrgQuota(BaseModel):
+    """An org's limits; a None column falls back to the settings' quota_* default."""
+
+    org = pw.CharField(primary_key=True, max_length=63)
+    max_running_jobs = pw.IntegerField(null=True)
+    max_queued_jobs = pw.IntegerField(null=True)
+    max_instances = pw.IntegerField(null=True)
+    max_state_bytes = pw.BigIntegerField(null=True)
+    max_ttl_seconds = pw.IntegerField(null=True)
+    updated_at = pw.DateTimeField(default=utcnow)
+    updated_by = pw.CharField(max_length=255, null=True)
+
+
 class AuditEvent(BaseModel):
     """Append-only: who did what to which object, from where, with which outcome. Never updated,
     never deleted by the appliance; ``details_json`` holds no secrets (ids and reasons only)."""
@@ -247,4 +260,4 @@ class AuditEvent(BaseModel):
 
 
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent]
+              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota]

@@ -21,8 +21,8 @@ from ..control import audit
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
-from ..orchestrator import cache, warm_pool
-from ..orchestrator.queue import enqueue_refill
+from ..orchestrator import cache, quotas, warm_pool
+from ..orchestrator.queue import defer_for_quota, enqueue_refill
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
@@ -54,14 +54,23 @@ class JobRun:
         self.server_logs: dict[str, bytes] = {}  # build clone -> its Postgres log, kept as artifacts
 
     # -- lifecycle -----------------------------------------------------------------------
+    def _claim(self) -> bool:
+        """queued → running, if the job is still ours to run and its org has a free running slot;
+        a job over its org's running-jobs quota goes back to the end of the queue."""
+        job = self.job
+        with self.ctx.redis.lock(f"sqlrs:lock:org-start:{job.org}", timeout=10, blocking_timeout=10):
+            if not quotas.may_start(self.ctx.settings, job.org):
+                defer_for_quota(self.ctx, job)
+                return False
+            now = utcnow()
+            return bool(PrepareJob.update(status="running", worker=f"{self.ctx.host}:{os.getpid()}",
+                                          started_at=now, heartbeat_at=now).where(
+                (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
+                & (PrepareJob.host_id.is_null() | (PrepareJob.host_id == self.ctx.host))).execute())
+
     def execute(self) -> None:
         job = self.job
-        now = utcnow()
-        claimed = PrepareJob.update(status="running", worker=f"{self.ctx.host}:{os.getpid()}",
-                                    started_at=now, heartbeat_at=now).where(
-            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
-            & (PrepareJob.host_id.is_null() | (PrepareJob.host_id == self.ctx.host))).execute()
-        if not claimed:  # cancelled while queued, a duplicate delivery, or since placed on another host
+        if not self._claim():  # cancelled while queued, a duplicate delivery, moved, or waiting its turn
             return
         append_event(job.job_id, "status", status="running")
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -300,12 +309,14 @@ class JobRun:
             reuse, self.build = self.build.volume_id, None
             self.server_logs[reuse] = instances.server_log_tail(self.ctx, reuse)  # the build's part
         elif warm_pool.enabled(self.ctx):
+            quotas.check_bind(self.ctx.settings, self.org)
             instance = warm_pool.claim(self.ctx, self.org, state_id, job_id=self.job.job_id,
                                        ttl_seconds=self.job.instance_ttl_seconds, name=self.job.instance_name)
             if instance is not None:
                 pooled_hit = True
                 self.note(task, warm_pool.BOUND_MESSAGE)
         if instance is None:
+            quotas.check_bind(self.ctx.settings, self.org)
             instance = instances.create_instance(
                 self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
                 job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,

@@ -15,7 +15,7 @@ from ..context import AppContext
 from ..control import audit
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
-from ..orchestrator import warm_pool
+from ..orchestrator import quotas, warm_pool
 from ..orchestrator.events import append_event
 from ..orchestrator.queue import enqueue_artifacts, enqueue_refill
 
@@ -26,6 +26,7 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bo
     """Finish ``job`` now from the warm pool; False (nothing changed) when that is not possible."""
     if not state_ids or not warm_pool.enabled(ctx):
         return False
+    quotas.check_bind(ctx.settings, job.org)
     instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id,
                                ttl_seconds=job.instance_ttl_seconds, name=job.instance_name)
     if instance is None:

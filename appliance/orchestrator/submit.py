@@ -20,6 +20,7 @@ from ..engine.hashing import chain_state_ids, digest
 from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
 from .events import append_event
+from . import quotas
 from .placement import place
 from .queue import enqueue_prepare
 from .sources import local_source_root, resolve_source
@@ -63,6 +64,8 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
 def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submitted_by: str | None = None) -> PrepareJob:
     ttl = _instance_ttl(ctx, request.get("instance") or {})
     planned = plan_prepare(ctx, org, request)
+    if not request.get("plan_only"):
+        quotas.check_admission(ctx.settings, org, ttl_seconds=ttl)
     kind, resolved_image, work_dir = planned.kind, planned.resolved_image, planned.work_dir
     plan_only = bool(request.get("plan_only"))
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))

@@ -83,6 +83,9 @@ class Appliance:
     def post(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.post(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
 
+    def put(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.put(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
+
     def delete(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.delete(self.url + path, headers=self.headers, timeout=60, **kw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 
 import httpx
 
@@ -172,3 +173,19 @@ def test_every_finished_job_leaves_a_report_and_its_step_logs_as_artifacts(appli
     log = appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts/logs/execute-1.log").text
     assert "hello from a step" in log
     assert status["result"]["dsn"].split("@")[0].split(":")[-1] not in log
+
+
+def test_an_orgs_jobs_beyond_its_running_quota_wait_their_turn_and_then_run(appliance, scripts):
+    assert appliance.post("/v1/orgs/default/quota", json={}).status_code == 405  # PUT only
+    assert appliance.put("/v1/orgs/default/quota", json={"max_running_jobs": 1}).status_code == 200
+    try:
+        marker = uuid.uuid4().hex
+        ids = [appliance.submit(["-c", f"select pg_sleep(2); -- {marker} {n}"], scripts).json()["job_id"]
+               for n in range(2)]
+        first, second = sorted((appliance.wait(i) for i in ids), key=lambda s: s["started_at"])
+        assert first["status"] == second["status"] == "succeeded"
+        assert second["started_at"] >= first["finished_at"]  # never both running
+        messages = [e.get("message") for e in appliance.events(second["job_id"])]
+        assert "waiting: the org is at its running-jobs quota" in messages
+    finally:
+        appliance.put("/v1/orgs/default/quota", json={"max_running_jobs": None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ROLES = ("viewer", "member", "admin")  # each role may do everything the ones before it may
+OPERATOR = "operator"  # not an org role: the operator tokens (global admins) only
 
 
 def role_rank(role: str) -> int:
@@ -20,4 +21,6 @@ class Principal:
     global_admin: bool = False  # operator tokens (the token file, `sqlrs-appliance token`)
 
     def may(self, role: str) -> bool:
-        return self.global_admin or role_rank(self.role) >= role_rank(role)
+        if self.global_admin:
+            return True
+        return role != OPERATOR and role_rank(self.role) >= role_rank(role)

@@ -52,7 +52,7 @@ def _entry(row) -> dict:
             "revoked_at": ts(row.revoked_at), "last_used_at": ts(row.last_used_at)}
 
 
-def _own_org(org: str) -> str:
+def own_org(org: str) -> str:
     """Another org's token list does not exist for this caller."""
     if org != g.principal.org:
         raise NotFound(f"org {org} not found")
@@ -68,7 +68,7 @@ async def whoami():
 
 @blueprint.get("/v1/orgs/<org>/tokens")
 async def list_tokens(org: str):
-    org = _own_org(org)
+    org = own_org(org)
     return await call(lambda: [_entry(row) for row in org_tokens(org)])
 
 
@@ -76,7 +76,7 @@ async def list_tokens(org: str):
 @validate_request(TokenRequest)
 @validate_response(CreatedToken, 201)
 async def create(org: str, data: TokenRequest):
-    org, settings, principal = _own_org(org), context().settings, g.principal
+    org, settings, principal = own_org(org), context().settings, g.principal
     ttl = data.ttl_seconds or settings.api_token_default_ttl_seconds
     if ttl > settings.api_token_max_ttl_seconds:
         raise InvalidArgument(f"ttl_seconds {ttl} exceeds the maximum of {settings.api_token_max_ttl_seconds}",
@@ -91,5 +91,5 @@ async def create(org: str, data: TokenRequest):
 @blueprint.delete("/v1/orgs/<org>/tokens/<token_id>")
 @validate_response(TokenEntry)
 async def delete(org: str, token_id: str):
-    org = _own_org(org)
+    org = own_org(org)
     return _entry(await call(revoke, org, token_id))
