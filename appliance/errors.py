@@ -6,6 +6,7 @@ Messages must never contain secrets: callers pass redacted text.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 
@@ -17,6 +18,11 @@ class ApplianceError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the error's response carries."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -73,8 +79,18 @@ class QuotaForbids(QuotaExceeded):
 
 
 class RateLimited(ApplianceError):
+    """Too many requests from one principal or org; ``retry_after`` says when to come back."""
+
     code = "rate_limited"
     http_status = 429
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, retry_after: float = 1.0):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class Cancelled(ApplianceError):

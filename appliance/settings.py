@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     api_token_default_ttl_seconds: int = Field(90 * 86400, gt=0, description="Lifetime of an API token created without ttl_seconds.")
     api_token_max_ttl_seconds: int = Field(366 * 86400, gt=0, description="Longest lifetime an API token may be given.")
 
+    rate_limit_per_principal: float = Field(50.0, gt=0, description="Requests per second one principal (token or "
+                                                                   "OIDC subject) may sustain.")
+    rate_limit_principal_burst: int = Field(200, gt=0, description="Requests one principal may make at once.")
+    rate_limit_per_org: float = Field(200.0, gt=0, description="Requests per second one org's principals together may sustain.")
+    rate_limit_org_burst: int = Field(1000, gt=0, description="Requests one org may make at once.")
     quota_max_running_jobs: int = Field(4, gt=0, description="Default per-org limit on prepare jobs running at once "
                                                              "(more wait in the queue).")
     quota_max_queued_jobs: int = Field(100, gt=0, description="Default per-org limit on jobs waiting in the queue.")

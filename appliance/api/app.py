@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Callable
 
 from quart import Quart, g, request
@@ -13,6 +14,7 @@ from ..errors import Unauthenticated
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
+from .ratelimit import RateLimiter
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -30,6 +32,7 @@ def create_app(ctx: AppContext) -> Quart:
                 security=[{"bearer": []}])
     install_error_handlers(app)
     authenticator = Authenticator(ctx.settings)
+    limiter = functools.cache(lambda: RateLimiter(ctx.redis, ctx.settings))  # Redis is connected on first use
 
     @app.before_request
     async def _authenticate() -> None:
@@ -41,6 +44,7 @@ def create_app(ctx: AppContext) -> Quart:
         except Unauthenticated as exc:
             await record_failed_login(exc.message)
             raise
+        await asyncio.to_thread(limiter().check, g.principal)
         require_role(g.principal, request.method, request.url_rule.rule if request.url_rule else None)
 
     @app.after_request

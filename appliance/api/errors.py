@@ -26,7 +26,9 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApplianceError)
     async def _appliance(error: ApplianceError):
-        return error_response(error.http_status, error.code, error.message, error.details)
+        body, status = error_response(error.http_status, error.code, error.message, error.details)
+        body.headers.update(error.headers)
+        return body, status
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _validation(error: RequestSchemaValidationError):
