@@ -158,11 +158,11 @@ class Settings(BaseSettings):
             raise ValueError("oidc_audience is required when oidc_issuer is set")
         return self
 
-    # Sources: init kwargs > env > TOML file > defaults.
+    # Sources: init kwargs > env > secret files (SQLRS_<NAME>_FILE) > TOML file > defaults.
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+        return (init_settings, env_settings, _SecretFileSource(settings_cls), _TomlFileSource(settings_cls))
 
     @property
     def store_path(self) -> Path:
@@ -179,6 +179,33 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin.token"
+
+
+SECRET_FILE_SETTINGS = ("database_url", "redis_url", "s3_access_key", "s3_secret_key", "nomad_token")
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """``SQLRS_<NAME>_FILE=/path`` reads a secret setting from a file (systemd credentials,
+    ``LoadCredential=`` + ``%d``; Vault agent templates), so it never sits in the environment of
+    every process or in a unit file. A trailing newline is dropped."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        from .errors import InvalidArgument
+
+        values: dict[str, Any] = {}
+        for name in SECRET_FILE_SETTINGS:
+            path = os.environ.get(f"SQLRS_{name.upper()}_FILE")
+            if not path:
+                continue
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    values[name] = fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise InvalidArgument(f"SQLRS_{name.upper()}_FILE: cannot read {path} ({exc.strerror})") from None
+        return values
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):

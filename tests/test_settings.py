@@ -84,3 +84,25 @@ def test_worker_processes_read_back_every_setting_the_supervisor_hands_them(conf
     for name, value in settings_env(settings).items():
         monkeypatch.setenv(name, value)
     assert load_settings() == settings
+
+
+def test_a_secret_is_read_from_the_file_its_file_variable_names(config_file, monkeypatch, tmp_path):
+    secret = tmp_path / "s3_secret_key"
+    secret.write_text("from-a-credential-file\n")
+    config_file.write_text("")
+    monkeypatch.setenv("SQLRS_S3_SECRET_KEY_FILE", str(secret))
+    assert load_settings().s3_secret_key.get_secret_value() == "from-a-credential-file"
+
+
+def test_an_unreadable_secret_file_is_a_clear_error(config_file, monkeypatch, tmp_path):
+    config_file.write_text("")
+    monkeypatch.setenv("SQLRS_NOMAD_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(InvalidArgument, match="SQLRS_NOMAD_TOKEN_FILE: cannot read"):
+        load_settings()
+
+
+def test_oidc_refuses_symmetric_and_none_algorithms(config_file):
+    config_file.write_text("")
+    for algorithms in (["HS256"], ["none"], []):
+        with pytest.raises(ValidationError, match="asymmetric"):
+            load_settings(oidc_algorithms=algorithms)
