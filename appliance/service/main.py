@@ -13,11 +13,15 @@ from ..settings import load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default="INFO", show_default=True, envvar="SQLRS_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+              help="Also SQLRS_LOG_LEVEL, which the workers `up` starts inherit.")
 def cli(log_level: str) -> None:
     """The sqlrs appliance service."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # peewee's DEBUG lines are every SQL statement with its parameters, instance passwords
+    # included: never useful to an operator, and a secret leak. Kept at INFO whatever the level.
+    logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 @cli.command()
