@@ -10,6 +10,7 @@ from quart_schema import QuartSchema
 
 from .. import __version__
 from ..context import AppContext
+from ..control.scope import OrgScope
 from ..errors import Unauthenticated
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
@@ -57,6 +58,11 @@ def create_app(ctx: AppContext) -> Quart:
     for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
     return app
+
+
+def scope() -> OrgScope:
+    """The caller's org's rows: the only way routes read tenant data."""
+    return OrgScope(g.principal.org)
 
 
 def context() -> AppContext:

@@ -9,7 +9,7 @@ from ..errors import PermissionDenied
 from .auth import Principal
 
 ROUTE_ROLES: dict[tuple[str, str], str] = {
-    ("GET", "/metrics"): "viewer",
+    ("GET", "/metrics"): "operator",  # counts across every org
     ("GET", "/v1/ready"): "viewer",
     ("GET", "/v1/whoami"): "viewer",
     ("GET", "/v1/prepare-jobs"): "viewer",

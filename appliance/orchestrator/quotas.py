@@ -71,17 +71,22 @@ def _exceeded(name: str, limit: int, used: int, what: str) -> QuotaExceeded:
 
 def check_admission(settings: Settings, org: str, *, ttl_seconds: int) -> None:
     """Before a job is recorded: the request's TTL, queued jobs, live instances, state bytes."""
+    check_ttl(settings, org, ttl_seconds)
     lim, now = limits(settings, org), usage(org)
-    if ttl_seconds > lim.max_ttl_seconds:
-        raise QuotaForbids(f"quota exceeded: ttl_seconds {ttl_seconds} is above the org's limit of "
-                           f"{lim.max_ttl_seconds}", {"limit": "max_ttl_seconds", "limit_value": lim.max_ttl_seconds,
-                                                       "usage": ttl_seconds})
     if now.queued_jobs >= lim.max_queued_jobs:
         raise _exceeded("max_queued_jobs", lim.max_queued_jobs, now.queued_jobs, "jobs waiting in the queue")
     if now.instances >= lim.max_instances:
         raise _exceeded("max_instances", lim.max_instances, now.instances, "live instances")
     if lim.max_state_bytes is not None and now.state_bytes >= lim.max_state_bytes:
         raise _exceeded("max_state_bytes", lim.max_state_bytes, now.state_bytes, "bytes of states")
+
+
+def check_ttl(settings: Settings, org: str, ttl_seconds: int) -> None:
+    """At admission and on every extension: an instance never lives past its org's limit."""
+    limit = limits(settings, org).max_ttl_seconds
+    if ttl_seconds > limit:
+        raise QuotaForbids(f"quota exceeded: ttl_seconds {ttl_seconds} is above the org's limit of {limit}",
+                           {"limit": "max_ttl_seconds", "limit_value": limit, "usage": ttl_seconds})
 
 
 def check_bind(settings: Settings, org: str) -> None:

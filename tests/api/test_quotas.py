@@ -95,3 +95,14 @@ async def test_usage_shows_limits_and_counts_and_only_operators_change_limits(cl
     await assert_rejected(raise_own, 403, "permission_denied")
     audit = await (await client.get("/v1/audit", headers=client.auth, query_string={"action": "quota.changed"})).get_json()
     assert audit and audit[-1]["details"] == {"max_instances": 7}
+
+
+async def test_an_extension_past_the_orgs_ttl_limit_is_forbidden(client, ctx):
+    await set_quota(client, max_ttl_seconds=600)
+    Instance.create(instance_id="ab" * 16, org="default", state_id="s" * 64, image_id="x", volume_id="cd" * 16,
+                    host_id=ctx.host, status="active", host="127.0.0.1", port=6500, password="p",
+                    expires_at=utcnow() + dt.timedelta(hours=1))
+    response = await client.post(f"/v1/instances/{'ab' * 16}/extend", json={"ttl_seconds": 601}, headers=client.auth)
+    await refusal(response, 403, "max_ttl_seconds")
+    assert (await client.post(f"/v1/instances/{'ab' * 16}/extend", json={"ttl_seconds": 600},
+                              headers=client.auth)).status_code == 200

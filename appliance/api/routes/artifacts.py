@@ -7,36 +7,33 @@ from quart import Blueprint, Response, g
 
 from ...artifacts.jobs import list_job_artifacts, open_job_artifact
 from ...control.models import PrepareJob
-from ...errors import NotFound
-from ..app import call, context
+from ...control.scope import OrgScope
+from ..app import call, context, scope
 
 blueprint = Blueprint("artifacts", __name__)
 _CHUNK = 256 * 1024
 
 
-def _own_job(org: str, job_id: str) -> PrepareJob:
-    job = PrepareJob.get_or_none((PrepareJob.job_id == job_id) & (PrepareJob.org == org))
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
+def _own_job(s: OrgScope, job_id: str) -> PrepareJob:
+    return s.get(PrepareJob, "job", job_id, PrepareJob.job_id == job_id)
 
 
 @blueprint.get("/v1/prepare-jobs/<job_id>/artifacts")
 async def list_artifacts(job_id: str):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def rows():
-        _own_job(org, job_id)
+        _own_job(s, job_id)
         return list_job_artifacts(ctx, org, job_id)
     return await call(rows)
 
 
 @blueprint.get("/v1/prepare-jobs/<job_id>/artifacts/<path:name>")
 async def download_artifact(job_id: str, name: str):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def open_it():
-        _own_job(org, job_id)
+        _own_job(s, job_id)
         return open_job_artifact(ctx, org, job_id, name)
     reader = await call(open_it)
 

@@ -7,37 +7,36 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, utcnow
-from ...errors import InvalidArgument
-from ...orchestrator import deletion
+from ...control.scope import OrgScope
+from ...errors import InvalidArgument, NotFound
+from ...orchestrator import deletion, quotas
 from .. import serializers
-from ..app import call, context, deletion_response
+from ..app import call, context, deletion_response, scope
 from ..listing import listing
-from ..lookup import by_id_or_prefix, require
 from ..schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
 
 blueprint = Blueprint("instances", __name__)
 UNBOUND = ("pooled", "binding")  # warm-pool clones belong to no one until a prepare binds them
 
 
-def find_instance(org: str, ref: str) -> Instance:
+def find_instance(s: OrgScope, ref: str) -> Instance:
     """Full id, a unique id prefix, or the name of an active instance."""
-    instance = by_id_or_prefix(Instance, Instance.instance_id, org, ref, "instance")
-    if instance is not None and instance.status in UNBOUND:
-        instance = None
-    if instance is None:
-        instance = (Instance.select().where((Instance.org == org) & (Instance.name == ref) &
-                                            (Instance.status == "active")).first())
-    return require(instance, "instance", ref)
+    try:
+        instance = s.by_id_or_prefix(Instance, Instance.instance_id, ref, "instance")
+        if instance.status not in UNBOUND:
+            return instance
+    except NotFound:
+        pass
+    return s.get(Instance, "instance", ref, Instance.name == ref, Instance.status == "active")
 
 
 @blueprint.get("/v1/instances")
 @validate_querystring(IdPrefixQuery)
 async def list_instances(query_args: IdPrefixQuery):
-    org = g.principal.org
+    s = scope()
 
     def rows():
-        q = (Instance.select().where((Instance.org == org) & Instance.status.not_in(UNBOUND))
-             .order_by(Instance.created_at))
+        q = s.select(Instance).where(Instance.status.not_in(UNBOUND)).order_by(Instance.created_at)
         if query_args.id_prefix:
             q = q.where(Instance.instance_id.startswith(query_args.id_prefix.lower()))
         return [serializers.instance_entry(i, g.principal) for i in q]
@@ -47,8 +46,8 @@ async def list_instances(query_args: IdPrefixQuery):
 @blueprint.get("/v1/instances/<ref>")
 @validate_response(InstanceEntry)
 async def get_instance(ref: str):
-    org = g.principal.org
-    return await call(lambda: serializers.instance_entry(find_instance(org, ref), g.principal))
+    s = scope()
+    return await call(lambda: serializers.instance_entry(find_instance(s, ref), g.principal))
 
 
 @blueprint.delete("/v1/instances/<ref>")
@@ -56,10 +55,10 @@ async def get_instance(ref: str):
 @validate_response(DeleteResult, 200)
 @validate_response(DeleteResult, 409)
 async def delete_instance(ref: str, query_args: DeleteQuery):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def delete():
-        instance = find_instance(org, ref)
+        instance = find_instance(s, ref)
         return deletion.delete_instance(ctx, org, instance.instance_id, force=query_args.force,
                                         dry_run=query_args.dry_run)
     answer = await call(delete)
@@ -70,12 +69,13 @@ async def delete_instance(ref: str, query_args: DeleteQuery):
 @validate_request(ExtendRequest)
 @validate_response(InstanceEntry)
 async def extend_instance(ref: str, data: ExtendRequest):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def extend():
         if data.ttl_seconds > ctx.settings.instance_max_ttl_seconds:
             raise InvalidArgument(f"ttl_seconds exceeds the maximum of {ctx.settings.instance_max_ttl_seconds}")
-        instance = find_instance(org, ref)
+        quotas.check_ttl(ctx.settings, org, data.ttl_seconds)
+        instance = find_instance(s, ref)
         if instance.status != "active":
             raise InvalidArgument(f"instance {instance.instance_id} is {instance.status}; only active ones extend")
         instance.expires_at = utcnow() + dt.timedelta(seconds=data.ttl_seconds)

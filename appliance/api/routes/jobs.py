@@ -5,11 +5,11 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import PrepareJob, Task
-from ...errors import NotFound
+from ...control.scope import OrgScope
 from ...orchestrator import deletion
 from ...orchestrator.submit import submit_prepare
 from .. import serializers
-from ..app import call, context, deletion_response
+from ..app import call, context, deletion_response, scope
 from ..listing import listing
 from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobRequest,
                        PrepareJobStatus, TaskListQuery)
@@ -18,11 +18,8 @@ from ..streams import event_stream
 blueprint = Blueprint("jobs", __name__)
 
 
-def _job(org: str, job_id: str) -> PrepareJob:
-    job = PrepareJob.get_or_none((PrepareJob.job_id == job_id) & (PrepareJob.org == org))
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
+def _job(s: OrgScope, job_id: str) -> PrepareJob:
+    return s.get(PrepareJob, "job", job_id, PrepareJob.job_id == job_id)
 
 
 @blueprint.post("/v1/prepare-jobs")
@@ -39,10 +36,10 @@ async def create_job(data: PrepareJobRequest):
 @blueprint.get("/v1/prepare-jobs")
 @validate_querystring(JobListQuery)
 async def list_jobs(query_args: JobListQuery):
-    org = g.principal.org
+    s = scope()
 
     def rows():
-        q = PrepareJob.select().where(PrepareJob.org == org).order_by(PrepareJob.created_at)
+        q = s.select(PrepareJob).order_by(PrepareJob.created_at)
         if query_args.job:
             q = q.where(PrepareJob.job_id.startswith(query_args.job))
         if query_args.status:
@@ -54,17 +51,17 @@ async def list_jobs(query_args: JobListQuery):
 @blueprint.get("/v1/prepare-jobs/<job_id>")
 @validate_response(PrepareJobStatus)
 async def get_job(job_id: str):
-    org = g.principal.org
-    return await call(lambda: serializers.job_status(_job(org, job_id), g.principal))
+    s = scope()
+    return await call(lambda: serializers.job_status(_job(s, job_id), g.principal))
 
 
 @blueprint.post("/v1/prepare-jobs/<job_id>/cancel")
 async def cancel_job(job_id: str):
-    org = g.principal.org
+    s = scope()
 
     def cancel():
-        changed = deletion.request_cancel(_job(org, job_id))
-        return serializers.job_status(_job(org, job_id), g.principal), 202 if changed else 200
+        changed = deletion.request_cancel(_job(s, job_id))
+        return serializers.job_status(_job(s, job_id), g.principal), 202 if changed else 200
     return await call(cancel)
 
 
@@ -80,19 +77,17 @@ async def delete_job(job_id: str, query_args: DeleteQuery):
 
 @blueprint.get("/v1/prepare-jobs/<job_id>/events")
 async def job_events(job_id: str):
-    org = g.principal.org
-    await call(_job, org, job_id)
+    await call(_job, scope(), job_id)
     return await event_stream(job_id)
 
 
 @blueprint.get("/v1/tasks")
 @validate_querystring(TaskListQuery)
 async def list_tasks(query_args: TaskListQuery):
-    org = g.principal.org
+    s = scope()
 
     def rows():
-        q = (Task.select(Task, PrepareJob.job_id).join(PrepareJob).where(PrepareJob.org == org)
-             .order_by(PrepareJob.created_at, Task.position))
+        q = s.tasks(Task, PrepareJob.job_id).order_by(PrepareJob.created_at, Task.position)
         if query_args.job:
             q = q.where(PrepareJob.job_id == query_args.job)
         return [serializers.task_entry(t, t.job.job_id) for t in q]

@@ -8,7 +8,7 @@ from ...control.models import Project
 from ...errors import InvalidArgument
 from ...orchestrator.sources import register_project, store_bundle
 from .. import serializers
-from ..app import call, context
+from ..app import call, context, scope
 from ..listing import listing
 from ..schemas import ProjectEntry, ProjectRequest, SourceAccepted
 
@@ -41,5 +41,5 @@ async def create_project(data: ProjectRequest):
 
 @blueprint.get("/v1/projects")
 async def list_projects():
-    org = g.principal.org
-    return listing(await call(lambda: [_project_entry(p) for p in Project.select().where(Project.org == org)]))
+    s = scope()
+    return listing(await call(lambda: [_project_entry(p) for p in s.select(Project)]))

@@ -11,7 +11,7 @@ from quart_schema import validate_request, validate_response
 
 from ...artifacts.streams import export_state, import_state
 from ...control.models import State
-from ..app import call, context
+from ..app import call, context, scope
 from ..schemas import StateEntry
 from .states import find_state, state_entry
 
@@ -43,10 +43,10 @@ class ExportManifest(BaseModel):
 @blueprint.post("/v1/states/<state_id>/export")
 @validate_response(ExportManifest)
 async def export(state_id: str):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def run():
-        state = find_state(org, state_id)
+        state = find_state(s, state_id)
         return export_state(ctx, org, state.state_id).to_dict()
     return await call(run)
 
@@ -56,11 +56,10 @@ async def export(state_id: str):
 @validate_response(StateEntry, 200)
 @validate_response(StateEntry, 201)
 async def import_(data: ImportRequest):
-    org, ctx = g.principal.org, context()
+    org, ctx, s = g.principal.org, context(), scope()
 
     def run():
-        existed = State.get_or_none((State.org == org) & (State.state_id == data.state_id)
-                                    & (State.host == ctx.host)) is not None
+        existed = s.select(State).where((State.state_id == data.state_id) & (State.host == ctx.host)).exists()
         state = import_state(ctx, org, data.state_id)
-        return state_entry(org, state.state_id), 200 if existed else 201
+        return state_entry(s, state.state_id), 200 if existed else 201
     return await call(run)
