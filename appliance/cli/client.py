@@ -39,10 +39,13 @@ class ApiError(CliFailure):
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str | None, *, transport: httpx.BaseTransport | None = None):
+    def __init__(self, url: str, token: str | None, *, org: str | None = None,
+                 transport: httpx.BaseTransport | None = None):
         headers = {"User-Agent": f"sqlrs-cli/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if org:
+            headers["X-Sqlrs-Org"] = org
         self.url = url
         self._http = httpx.Client(base_url=url, headers=headers, transport=transport,
                                   timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS))
@@ -112,7 +115,8 @@ def api_error(response: httpx.Response) -> ApiError:
     if isinstance(body, dict) and "code" in body and "message" in body:
         code, message, details = str(body["code"]), str(body["message"]), body.get("details")
     else:
-        code = "unauthenticated" if status == 401 else ("internal_error" if status >= 500 else "http_error")
+        code = {401: "unauthenticated", 403: "permission_denied"}.get(
+            status, "internal_error" if status >= 500 else "http_error")
         message = f"HTTP {status} {response.reason_phrase}".strip()
         details = None
     hint = None

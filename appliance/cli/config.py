@@ -16,7 +16,7 @@ from ..errors import InvalidArgument
 DEFAULT_URL = "http://127.0.0.1:7433"
 DEFAULT_IMAGE = "postgres:15"
 OUTPUT_FORMATS = ("human", "json")
-FILE_KEYS = frozenset({"url", "token_file", "output", "image"})
+FILE_KEYS = frozenset({"url", "token_file", "output", "image", "org"})
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,11 @@ class CliConfig:
     token: str | None
     output: str
     image: str
+    org: str | None = None  # for principals in several orgs (sent as X-Sqlrs-Org)
 
     def __repr__(self) -> str:  # never show the token, not even in a traceback
         return f"CliConfig(url={self.url!r}, token={'***' if self.token else None}, " \
-               f"output={self.output!r}, image={self.image!r})"
+               f"output={self.output!r}, image={self.image!r}, org={self.org!r})"
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -73,6 +74,7 @@ def resolve_config(flags: Mapping[str, str | None], env: Mapping[str, str],
         token=_token(flags, env, file_values),
         output=output,
         image=file_values.get("image") or DEFAULT_IMAGE,
+        org=pick("org", "SQLRS_ORG"),
     )
 
 

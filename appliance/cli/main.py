@@ -46,21 +46,22 @@ def _print_error(code: str, message: str, hint: str | None = None) -> None:
 @click.option("--token", metavar="TOKEN", help="Bearer token [env SQLRS_TOKEN]. Prefer --token-file.")
 @click.option("--token-file", metavar="FILE", help="File holding the bearer token [env SQLRS_TOKEN_FILE].")
 @click.option("--output", type=click.Choice(["human", "json"]), help="Output format [env SQLRS_OUTPUT; default human].")
+@click.option("--org", metavar="ORG", help="Org to act in, for tokens of several orgs [env SQLRS_ORG].")
 @click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml].")
 @click.version_option(package_name="sqlrs-appliance", prog_name="sqlrs")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str | None, output: str | None,
-        config_file: Path | None) -> None:
+        org: str | None, config_file: Path | None) -> None:
     """sqlrs: PostgreSQL databases in known, reproducible states, from the sqlrs appliance."""
     env = os.environ
     file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
-    ctx.obj = resolve_config({"url": url, "token": token, "token_file": token_file, "output": output},
-                             env, file_values)
+    ctx.obj = resolve_config({"url": url, "token": token, "token_file": token_file, "output": output,
+                              "org": org}, env, file_values)
 
 
 def _client(cfg: CliConfig) -> ApiClient:
-    return ApiClient(cfg.url, cfg.token)
+    return ApiClient(cfg.url, cfg.token, org=cfg.org)
 
 
 def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: bool = False) -> int:

@@ -66,6 +66,7 @@ def targeted(token_id: str) -> list[tuple[str, str, dict]]:
         ("POST", f"{instance}/extend", {"json": {"ttl_seconds": 60}}),
         ("GET", f"/v1/orgs/{ORG_A}/tokens", {}), ("POST", f"/v1/orgs/{ORG_A}/tokens", {"json": {"name": "x"}}),
         ("DELETE", f"/v1/orgs/{ORG_A}/tokens/{token_id}", {}),
+        ("GET", f"/v1/orgs/{ORG_A}/usage", {}), ("PUT", f"/v1/orgs/{ORG_A}/quota", {"json": {"max_instances": 1}}),
     ]
 
 
@@ -78,8 +79,8 @@ async def test_another_orgs_objects_answer_404_to_every_role_and_nothing_changes
         # 403 is only ever a role denial inside B's own org, before any lookup: it says nothing of A
         assert response.status_code in (404, 403), (method, path, response.status_code, body)
         assert body["code"] == ("not_found" if response.status_code == 404 else "permission_denied")
-        if response.status_code == 403:
-            assert role != "admin" and ORG_A not in body["message"], (method, path, body)
+        if response.status_code == 403:  # a role denial, decided before any lookup
+            assert "required_role" in body["details"] and ORG_A not in body["message"], (method, path, body)
     assert snapshot() == before
 
 
@@ -91,6 +92,9 @@ async def test_another_orgs_objects_are_in_none_of_the_listings(client, org_a, r
         assert all(secret not in listed for secret in (JOB, STATE, INSTANCE, "shop", "a-secret")), path
     status = await (await client.get("/v1/cache/status", headers=headers)).get_json()
     assert status["org_usage_bytes"] == 0 and status["state_count"] == 0
+    if role == "admin":  # the audit log: B's own rows only
+        audit = await (await client.get("/v1/audit", headers=headers)).get_data(as_text=True)
+        assert all(secret not in audit for secret in (JOB, STATE, INSTANCE, ORG_A))
 
 
 async def test_another_orgs_source_and_project_are_like_ones_that_do_not_exist(client, org_a):

@@ -89,3 +89,9 @@ def test_config_file_keys_are_read(tmp_path: Path):
     path.write_text('url = "http://x:1"\noutput = "json"\nimage = "postgres:16"\ntoken_file = "~/t"\n')
     assert read_config_file(path, required=True) == {"url": "http://x:1", "output": "json",
                                                      "image": "postgres:16", "token_file": "~/t"}
+
+
+def test_the_org_comes_from_the_flag_the_environment_or_the_file():
+    assert resolve_config(NO_FLAGS, {}, {"org": "from-file"}).org == "from-file"
+    assert resolve_config(NO_FLAGS, {"SQLRS_ORG": "from-env"}, {"org": "from-file"}).org == "from-env"
+    assert resolve_config({**NO_FLAGS, "org": "from-flag"}, {"SQLRS_ORG": "from-env"}, {}).org == "from-flag"
