@@ -88,6 +88,15 @@ def _v7_quotas(db: pw.Database) -> None:
     db.create_tables([m.OrgQuota], safe=True)
 
 
+def _v8_instance_limits(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    migrator = SchemaMigrator.from_database(db)
+    for column, field in (("instance_memory_mb", pw.IntegerField(null=True)),
+                          ("instance_cpus", pw.FloatField(null=True))):
+        if not _has_column(db, "org_quota", column):
+            apply(migrator.add_column("org_quota", column, field))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -110,6 +119,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (5, _v5_api_token_lifecycle),
     (6, _v6_audit),
     (7, _v7_quotas),
+    (8, _v8_instance_limits),
 ]
 
 

@@ -240,6 +240,8 @@ class OrgQuota(BaseModel):
     max_instances = pw.IntegerField(null=True)
     max_state_bytes = pw.BigIntegerField(null=True)
     max_ttl_seconds = pw.IntegerField(null=True)
+    instance_memory_mb = pw.IntegerField(null=True)
+    instance_cpus = pw.FloatField(null=True)
     updated_at = pw.DateTimeField(default=utcnow)
     updated_by = pw.CharField(max_length=255, null=True)
 

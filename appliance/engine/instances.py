@@ -14,6 +14,7 @@ from pathlib import Path
 from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import Instance, Volume, utcnow
+from ..orchestrator.quotas import instance_limits
 from ..runtime.cluster import SERVER_LOG
 from ..runtime.ports import PortPool
 
@@ -71,7 +72,7 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
             ctx.store.clone_state(org, state_id, volume_id)
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
                                      port=port, listen_host=ctx.settings.instance_host,
-                                     labels=instance_labels(instance))
+                                     labels=instance_labels(instance), limits=instance_limits(ctx.settings, org))
         if not pooled:
             ctx.runtime.set_password(endpoint, instance.password)
     except BaseException:

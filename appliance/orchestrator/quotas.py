@@ -12,6 +12,7 @@ import peewee as pw
 
 from ..control.models import Instance, OrgQuota, PrepareJob, State, utcnow
 from ..errors import QuotaExceeded, QuotaForbids
+from ..runtime.base import Limits as RuntimeLimits
 from ..settings import Settings
 
 LIVE_INSTANCE = ["starting", "active", "binding"]
@@ -24,6 +25,8 @@ class Limits:
     max_instances: int
     max_state_bytes: int | None
     max_ttl_seconds: int
+    instance_memory_mb: int
+    instance_cpus: float
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,15 @@ def limits(settings: Settings, org: str) -> Limits:
         max_instances=pick("max_instances", settings.quota_max_instances),
         max_state_bytes=pick("max_state_bytes", settings.quota_max_state_bytes),
         max_ttl_seconds=min(pick("max_ttl_seconds", settings.quota_max_ttl_seconds or settings.instance_max_ttl_seconds),
-                            settings.instance_max_ttl_seconds))
+                            settings.instance_max_ttl_seconds),
+        instance_memory_mb=pick("instance_memory_mb", settings.instance_memory_mb),
+        instance_cpus=float(pick("instance_cpus", settings.instance_cpus)))
+
+
+def instance_limits(settings: Settings, org: str) -> RuntimeLimits:
+    """What each of the org's instances may use (containers enforce it)."""
+    lim = limits(settings, org)
+    return RuntimeLimits(lim.instance_memory_mb, lim.instance_cpus)
 
 
 def usage(org: str) -> Usage:

@@ -22,7 +22,7 @@ from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
-from . import cache, hosts, warm_pool
+from . import cache, hosts, quotas, warm_pool
 from .events import TERMINAL_STATUSES, append_event
 from .locks import build_lock_key
 from .placement import place
@@ -182,7 +182,8 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
         try:
             ctx.runtime.stop(path, mode="immediate")  # clears what a killed postmaster left behind
             ctx.runtime.start(path, instances.instance_run_dir(ctx, instance.volume_id), port=instance.port,
-                              listen_host=ctx.settings.instance_host, labels=instances.instance_labels(instance))
+                              listen_host=ctx.settings.instance_host, labels=instances.instance_labels(instance),
+                              limits=quotas.instance_limits(ctx.settings, instance.org))
             report.revived_instances.append(instance.instance_id)
             log.warning("instance %s was not running; started it again", instance.instance_id)
         except Exception as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping, Protocol, runtime_checkable
 
+from ..errors import InvalidArgument
 from ..shell import RunAs
 
 #: The cluster superuser every runtime creates; instances hand out its credentials.
@@ -38,6 +39,21 @@ class Endpoint:
     user: str  # cluster superuser, "sqlrs"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """CPU and memory for one instance (an org's quota). Container runtimes enforce them; the
+    process runtime cannot, and says so (``enforces_limits``)."""
+
+    memory_mb: int
+    cpus: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) or self.memory_mb < 16:
+            raise InvalidArgument(f"instance memory must be an integer of at least 16 MB, not {self.memory_mb!r}")
+        if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or not 0 < self.cpus <= 1024:
+            raise InvalidArgument(f"instance cpus must be a positive number, not {self.cpus!r}")
+
+
 @runtime_checkable
 class InstanceRuntime(Protocol):
     name: str
@@ -53,12 +69,16 @@ class InstanceRuntime(Protocol):
     """Whether an instance found dead is started again (a host reboot took it) or failed
     (a container or scheduler job that was killed or OOM-killed is a fact to report)."""
 
+    enforces_limits: bool
+    """Whether ``start(limits=…)`` is enforced (containers) or cannot be (host processes)."""
+
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
         """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections.
 
         ``labels`` (org, job, state, instance ids) let an operator tell what a container or a
-        scheduler job is; runtimes without such a place ignore them."""
+        scheduler job is; runtimes without such a place ignore them. ``limits`` override the
+        runtime's configured CPU/memory for this cluster where the runtime enforces limits."""
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         """Stop the cluster (no-op when it is not running); ``fast`` leaves a clean checkpoint."""

@@ -26,7 +26,7 @@ from docker.types import Mount
 
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import Runner
-from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
@@ -44,19 +44,15 @@ class DockerRuntime(HostSideClient):
 
     name = "docker"
     restart_after_crash = False
+    enforces_limits = True
 
     def __init__(self, runner: Runner, *, image: str, memory_mb: int, cpus: float,
                  os_user: str | None = None, client: Any | None = None,
                  start_timeout: int = 60, stop_timeout: int = 60):
-        if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < 16:
-            raise InvalidArgument(f"instance memory must be an integer of at least 16 MB, not {memory_mb!r}")
-        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
-            raise InvalidArgument(f"instance cpus must be a positive number, not {cpus!r}")
+        self.limits = Limits(memory_mb, cpus)
         self._runner = runner
         self._client = client if client is not None else docker.from_env()
         self.image = image
-        self.memory_mb = memory_mb
-        self.cpus = float(cpus)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         # Host-side tools (psql through the socket, initdb --sync-only) are the process runtime's.
@@ -97,7 +93,8 @@ class DockerRuntime(HostSideClient):
         self._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
+        limits = limits or self.limits
         pgdata = self._existing_pgdata(volume)
         run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         all_labels = self._labels(volume, labels)
@@ -121,8 +118,8 @@ class DockerRuntime(HostSideClient):
                 network_mode="host", labels=all_labels,
                 mounts=[Mount(CONTAINER_PGDATA, os.path.realpath(pgdata), type="bind"),
                         Mount(CONTAINER_RUN_DIR, os.path.realpath(run_dir), type="bind")],
-                mem_limit=f"{self.memory_mb}m", memswap_limit=f"{self.memory_mb}m",
-                nano_cpus=int(self.cpus * 1e9),
+                mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
+                nano_cpus=int(limits.cpus * 1e9),
             )
             container.start()
         except docker.errors.DockerException as exc:
@@ -205,7 +202,7 @@ class DockerRuntime(HostSideClient):
             container = self._create(
                 image_ref, command, uid, gid, network_mode="none", labels={MANAGED_LABEL: "false"},
                 mounts=[Mount(CONTAINER_PGDATA, os.path.realpath(pgdata), type="bind")],
-                mem_limit=f"{max(self.memory_mb, 256)}m",
+                mem_limit=f"{max(self.limits.memory_mb, 256)}m",
             )
             container.start()
             status = container.wait(timeout=self.start_timeout + 60).get("StatusCode", -1)

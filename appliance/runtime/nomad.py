@@ -13,6 +13,7 @@ namespace. Once the allocation is terminal the job is deregistered with ``purge=
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import nomad.api.exceptions as nomad_errors
 
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import Runner
-from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
@@ -46,6 +47,7 @@ class NomadRuntime(HostSideClient):
     """Runs clusters as Nomad batch jobs through python-nomad."""
 
     name = "nomad"
+    enforces_limits = True
     restart_after_crash = False
 
     def __init__(self, runner: Runner, *, addr: str, token: str | None, namespace: str,
@@ -53,10 +55,7 @@ class NomadRuntime(HostSideClient):
                  memory_mb: int, cpus: float, os_user: str | None = None,
                  template: Path = DEFAULT_TEMPLATE, start_timeout: int = 60, stop_timeout: int = 60,
                  image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10):
-        if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb < 16:
-            raise InvalidArgument(f"instance memory must be an integer of at least 16 MB, not {memory_mb!r}")
-        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus <= 1024:
-            raise InvalidArgument(f"instance cpus must be a positive number, not {cpus!r}")
+        Limits(memory_mb, cpus)  # refuses what no container could run with
         self._runner = runner
         self._nomad = _client(addr, token, namespace, region, request_timeout)
         self.addr = addr
@@ -110,7 +109,7 @@ class NomadRuntime(HostSideClient):
         self._host._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
         run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         if self.is_running(volume):
@@ -123,7 +122,10 @@ class NomadRuntime(HostSideClient):
             leftover.unlink(missing_ok=True)  # a killed postmaster's socket lock names a dead pid
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._own_dir(run_dir)
-        job = instance_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
+        shared = self._with_image(pinned)
+        if limits is not None:
+            shared = dataclasses.replace(shared, memory_mb=limits.memory_mb, cpus=float(limits.cpus))
+        job = instance_job(self.template, shared, volume=volume, pgdata=pgdata,
                            run_dir=run_dir, port=port, listen=listen, tcp=listen_host is not None,
                            user=self._user(), labels=labels)
         self._call(self._nomad.jobs.register_job, job)

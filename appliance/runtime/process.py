@@ -25,7 +25,7 @@ import psycopg2
 
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
-from .base import SUPERUSER, Endpoint, StopMode, pgdata_of
+from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .cluster import INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
 from .scram import scram_sha256_verifier
 
@@ -40,6 +40,8 @@ _NO_STATEMENT_LOGGING = "-c log_statement=none -c log_min_duration_statement=-1 
 
 class ProcessRuntime:
     """Runs clusters as child processes of ``pg_ctl`` on this host."""
+
+    enforces_limits = False  # plain processes: no cgroup of their own (docs/operations.md says so)
 
     name = "process"
     restart_after_crash = True
@@ -84,7 +86,7 @@ class ProcessRuntime:
         self._flush(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
         pgdata = self._existing_pgdata(volume)
         run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
         if self.is_running(volume):

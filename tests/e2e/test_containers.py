@@ -52,3 +52,14 @@ def test_a_container_killed_from_outside_fails_its_instance_and_is_cleaned_up(ap
         assert time.monotonic() < deadline, "the killed container was not noticed"
         time.sleep(0.3)
     assert not volume.exists()
+
+
+def test_an_orgs_instance_memory_quota_is_the_containers_limit(appliance, scripts):
+    assert appliance.put("/v1/orgs/default/quota", json={"instance_memory_mb": 160}).status_code == 200
+    try:
+        status = appliance.prepare(["-f", "schema.sql", "-f", "more.sql"], scripts)
+        volume = volume_of(appliance, status["result"]["instance_id"])
+        (container,) = containers_of(appliance, volume)
+        assert container.attrs["HostConfig"]["Memory"] == 160 * 1024 * 1024
+    finally:
+        appliance.put("/v1/orgs/default/quota", json={"instance_memory_mb": None})

@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from appliance.errors import CommandFailed, InvalidArgument
+from appliance.runtime.base import Limits
 from appliance.runtime.docker import CONTAINER_PGDATA, CONTAINER_RUN_DIR, container_name
 
 from .conftest import kill_from_outside
@@ -67,8 +68,18 @@ def test_only_pgdata_and_the_run_dir_are_mounted(engine, docker_volume, started)
 
 def test_the_memory_and_cpu_limits_are_applied(docker_runtime, engine, docker_volume, started):
     host_config = _container(engine, docker_volume).attrs["HostConfig"]
-    assert host_config["Memory"] == docker_runtime.memory_mb * 1024 * 1024
-    assert host_config["NanoCpus"] == int(docker_runtime.cpus * 1e9)
+    assert host_config["Memory"] == docker_runtime.limits.memory_mb * 1024 * 1024
+    assert host_config["NanoCpus"] == int(docker_runtime.limits.cpus * 1e9)
+
+
+def test_an_orgs_limits_override_the_configured_ones(docker_runtime, engine, docker_volume, run_dir_for, free_port):
+    docker_runtime.start(docker_volume, run_dir_for(docker_volume), port=free_port(), listen_host=None,
+                         limits=Limits(memory_mb=96, cpus=0.5))
+    try:
+        host_config = _container(engine, docker_volume).attrs["HostConfig"]
+        assert (host_config["Memory"], host_config["NanoCpus"]) == (96 * 1024 * 1024, 500_000_000)
+    finally:
+        docker_runtime.stop(docker_volume, mode="immediate")
 
 
 def test_the_container_runs_as_the_owner_of_pgdata_on_the_host_network(engine, docker_volume, started):

@@ -15,7 +15,8 @@ import pytest
 
 from appliance.errors import CommandFailed
 from appliance.runtime.nomad import NomadAPIError, NomadRuntime
-from appliance.runtime.nomad_jobs import DEFAULT_TEMPLATE, JobSettings, instance_job, job_id_for
+from appliance.runtime.base import Limits
+from appliance.runtime.nomad_jobs import DEFAULT_TEMPLATE, MHZ_PER_CPU, JobSettings, instance_job, job_id_for
 
 from .conftest import nomad_task_container
 from .pg import tcp_psql
@@ -165,3 +166,12 @@ def _rendered_job(nomad_double, volume: Path, run_dir: Path) -> dict:
                        port=5432, listen="127.0.0.1", tcp=True, user="101:104", labels=LABELS)
     return copy.deepcopy(job)
 
+
+def test_an_orgs_limits_become_the_jobs_resources(nomad_runtime, api, volume, run_dir_for, free_port):
+    nomad_runtime.start(volume, run_dir_for(volume), port=free_port(), listen_host=None,
+                        limits=Limits(memory_mb=96, cpus=0.5))
+    try:
+        resources = api.job.get_job(job_id_for(volume))["TaskGroups"][0]["Tasks"][0]["Resources"]
+        assert (resources["MemoryMB"], resources["CPU"]) == (96, round(0.5 * MHZ_PER_CPU))
+    finally:
+        nomad_runtime.stop(volume, mode="immediate")

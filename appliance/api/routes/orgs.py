@@ -19,6 +19,8 @@ class QuotaLimits(BaseModel):
     max_instances: int
     max_state_bytes: int | None
     max_ttl_seconds: int
+    instance_memory_mb: int
+    instance_cpus: float
 
 
 class QuotaUsage(BaseModel):
@@ -42,6 +44,8 @@ class QuotaChange(BaseModel):
     max_instances: int | None = Field(None, gt=0)
     max_state_bytes: int | None = Field(None, gt=0)
     max_ttl_seconds: int | None = Field(None, gt=0)
+    instance_memory_mb: int | None = Field(None, ge=16, description="Memory of each instance container")
+    instance_cpus: float | None = Field(None, gt=0, le=1024, description="CPUs of each instance container")
 
 
 @blueprint.get("/v1/orgs/<org>/usage")
