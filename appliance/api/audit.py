@@ -20,6 +20,8 @@ AUDITED_ROUTES: dict[tuple[str, str], tuple[str, str, str]] = {
     ("DELETE", "/v1/states/<state_id>"): ("state.deleted", "state", "state_id"),
     ("POST", "/v1/states/<state_id>/export"): ("state.exported", "state", "state_id"),
     ("POST", "/v1/states/import"): ("state.imported", "state", "state_id"),
+    ("POST", "/v1/states/<state_id>/shares"): ("state.shared", "state", "state_id"),
+    ("DELETE", "/v1/states/<state_id>/shares/<grantee>"): ("state.unshared", "state", "state_id"),
     ("DELETE", "/v1/instances/<ref>"): ("instance.deleted", "instance", "ref"),
     ("POST", "/v1/instances/<ref>/extend"): ("instance.extended", "instance", "ref"),
     ("POST", "/v1/orgs/<org>/tokens"): ("token.created", "token", "token_id"),
@@ -50,6 +52,9 @@ async def record_response(response: Response) -> None:
             object_id = body.get(id_field)
     if request.args.get("dry_run") in ("true", "1"):
         details["dry_run"] = True
+    if "grantee" in (request.view_args or {}) or rule == "/v1/states/<state_id>/shares":
+        body = await request.get_json(silent=True) if request.method == "POST" else None
+        details["grantee"] = (request.view_args or {}).get("grantee") or (body or {}).get("org")
     if response.status_code >= 400:
         body = await response.get_json(silent=True)
         if isinstance(body, dict) and body.get("code"):

@@ -131,6 +131,7 @@ class StateEntry(BaseModel):
     host: str = Field(description="The host holding the first copy")
     hosts: list[str] = Field(description="Every host holding a copy of the state")
     exported: bool
+    shared_from: str | None = Field(None, description="The org that shared this state with you (read-only)")
 
 
 class InstanceEntry(BaseModel):

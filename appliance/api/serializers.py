@@ -59,15 +59,16 @@ def event(ev: JobEvent) -> dict[str, Any]:
     return body
 
 
-def state_entry(copies: list[State], refcount: int) -> dict[str, Any]:
-    """One state, from its copies on every host (oldest first)."""
+def state_entry(copies: list[State], refcount: int, *, shared_from: str | None = None) -> dict[str, Any]:
+    """One state, from its copies on every host (oldest first); ``shared_from``: the org that
+    shared it with the viewer, read-only."""
     state = copies[0]
     return {"state_id": state.state_id, "parent_state_id": state.parent_state_id,
             "image_id": state.image_id, "prepare_kind": state.prepare_kind, "summary": state.summary,
             "size_bytes": state.size_bytes, "created_at": ts(state.created_at),
             "last_used_at": ts(max(c.last_used_at for c in copies)), "use_count": sum(c.use_count for c in copies),
             "refcount": refcount, "host": state.host, "hosts": sorted({c.host for c in copies}),
-            "exported": any(c.exported_at is not None for c in copies)}
+            "exported": any(c.exported_at is not None for c in copies), "shared_from": shared_from}
 
 
 def sees_dsn(viewer: "Principal", instance: Instance) -> bool:

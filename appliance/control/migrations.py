@@ -97,6 +97,13 @@ def _v8_instance_limits(db: pw.Database) -> None:
             apply(migrator.add_column("org_quota", column, field))
 
 
+def _v9_state_shares(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    db.create_tables([m.StateShare], safe=True)
+    if not _has_column(db, "instance", "state_org"):
+        apply(SchemaMigrator.from_database(db).add_column("instance", "state_org", pw.CharField(max_length=63, null=True)))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -120,6 +127,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (6, _v6_audit),
     (7, _v7_quotas),
     (8, _v8_instance_limits),
+    (9, _v9_state_shares),
 ]
 
 

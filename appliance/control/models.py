@@ -211,6 +211,7 @@ class Instance(BaseModel):
     status = pw.CharField(max_length=16)  # active | expired | failed
     host = pw.CharField(max_length=255)  # the address the DSN names
     host_id = pw.CharField(max_length=63, default="", index=True)
+    state_org = pw.CharField(max_length=63, null=True)  # whose copy it was cloned from (None: its own org's)
     port = pw.IntegerField(null=True)
     password = pw.CharField(max_length=128)
     name = pw.CharField(max_length=128, null=True)
@@ -246,6 +247,21 @@ class OrgQuota(BaseModel):
     updated_by = pw.CharField(max_length=255, null=True)
 
 
+class StateShare(BaseModel):
+    """``org`` lets ``grantee`` use one of its states, and that state's ancestors, read-only: the
+    grantee's prepares get cache hits from (and build on) the owner's copies."""
+
+    org = pw.CharField(max_length=63)
+    state_id = pw.CharField(max_length=64)
+    grantee = pw.CharField(max_length=63, index=True)
+    granted_by = pw.CharField(max_length=255)
+    created_at = pw.DateTimeField(default=utcnow)
+    revoked_at = pw.DateTimeField(null=True)  # kept: what the grantee built meanwhile still needs our copy
+
+    class Meta:
+        indexes = ((("org", "state_id", "grantee"), True),)
+
+
 class AuditEvent(BaseModel):
     """Append-only: who did what to which object, from where, with which outcome. Never updated,
     never deleted by the appliance; ``details_json`` holds no secrets (ids and reasons only)."""
@@ -262,4 +278,4 @@ class AuditEvent(BaseModel):
 
 
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota]
+              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare]

@@ -11,7 +11,7 @@ from typing import Any
 import peewee as pw
 
 from ..errors import InvalidArgument, NotFound
-from .models import PrepareJob, Task
+from .models import PrepareJob, State, Task
 
 MIN_PREFIX = 8
 
@@ -22,6 +22,14 @@ class OrgScope:
 
     def select(self, model: type[pw.Model], *fields: Any) -> pw.ModelSelect:
         return model.select(*fields).where(model.org == self.org)
+
+    def shared_states(self) -> pw.ModelSelect:
+        """Other orgs' copies of the states they shared with this org (read-only)."""
+        from ..orchestrator.sharing import shared_with
+        shared = shared_with(self.org)
+        owners = sorted(set(shared.values()))
+        query = State.select().where(State.state_id.in_(list(shared)) & State.org.in_(owners))
+        return query if owners else query.where(False)
 
     def tasks(self, *fields: Any) -> pw.ModelSelect:
         """Tasks carry no org of their own: they are the org's through their job."""

@@ -21,7 +21,7 @@ from ..control import audit
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
-from ..orchestrator import cache, quotas, warm_pool
+from ..orchestrator import cache, quotas, sharing, warm_pool
 from ..orchestrator.queue import defer_for_quota, enqueue_refill
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import append_event
@@ -228,8 +228,11 @@ class JobRun:
             self.note(task, f"snapshot: complete ({size} bytes)")
 
     def _state_exists(self, state_id: str) -> bool:
-        return State.select().where((State.org == self.org) & (State.state_id == state_id)
-                                    & (State.host == self.ctx.host)).exists()
+        return self._copy_owner(state_id) is not None
+
+    def _copy_owner(self, state_id: str) -> str | None:
+        """Whose copy of the state this job uses here: its org's, or one shared with it."""
+        return sharing.copy_owner(self.org, state_id, self.ctx.host)
 
     def _mark_cached(self, task: Task, state_id: str) -> None:
         task.cached = True
@@ -241,8 +244,9 @@ class JobRun:
             self.build = None
 
     def _touch_state(self, state_id: str) -> None:
+        owner = self._copy_owner(state_id) or self.org  # a shared copy in use must not look idle
         State.update(last_used_at=utcnow(), use_count=State.use_count + 1).where(
-            (State.org == self.org) & (State.state_id == state_id) & (State.host == self.ctx.host)).execute()
+            (State.org == owner) & (State.state_id == state_id) & (State.host == self.ctx.host)).execute()
 
     def _build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
         """A running build cluster at the step's input: keep ours, or clone the input afresh."""
@@ -251,7 +255,8 @@ class JobRun:
             if input_kind == "image":
                 path = self.ctx.store.clone_base(self.org, self.base_key, volume_id)
             else:
-                path = self.ctx.store.clone_state(self.org, input_id, volume_id)
+                path = self.ctx.store.clone_state(self.org, input_id, volume_id,
+                                                  from_org=self._copy_owner(input_id))
             self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
         if self.build.endpoint is None:
             self.build.endpoint = self.ctx.runtime.start(
@@ -319,6 +324,7 @@ class JobRun:
             quotas.check_bind(self.ctx.settings, self.org)
             instance = instances.create_instance(
                 self.ctx, org=self.org, state_id=state_id, image_id=self.job.resolved_image_id,
+                state_org=None if reuse else self._copy_owner(state_id),
                 job_id=self.job.job_id, ttl_seconds=self.job.instance_ttl_seconds,
                 name=self.job.instance_name, reuse_volume_id=reuse)
         if warm_pool.enabled(self.ctx):

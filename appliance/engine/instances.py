@@ -44,11 +44,13 @@ def instance_run_dir(ctx: AppContext, volume_id: str) -> Path:
 
 def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, job_id: str | None,
                     ttl_seconds: int, name: str | None, reuse_volume_id: str | None = None,
-                    pooled: bool = False) -> Instance:
+                    pooled: bool = False, state_org: str | None = None) -> Instance:
     """Start an instance of ``state_id``; reuses a stopped build clone of it when one is handed in.
 
     A ``pooled`` instance runs but has no password yet (its role cannot log in over TCP) and
-    belongs to no job: it waits in the warm pool until a prepare binds it."""
+    belongs to no job: it waits in the warm pool until a prepare binds it. ``state_org`` names
+    the org whose copy is cloned, when another org shared the state."""
+    state_org = state_org or org
     instance_id = new_id()
     volume_id = reuse_volume_id or new_id()
     with ctx.redis.lock(f"sqlrs:lock:ports:{ctx.host}", timeout=30, blocking_timeout=60):
@@ -64,12 +66,13 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
                 Volume.create(volume_id=volume_id, org=org, purpose="instance", job_id=job_id, host_id=ctx.host)
             instance = Instance.create(
                 instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
-                volume_id=volume_id, status="starting", host=ctx.settings.instance_host, host_id=ctx.host, port=port,
+                volume_id=volume_id, status="starting", host=ctx.settings.instance_host, host_id=ctx.host,
+                state_org=state_org, port=port,
                 password=secrets.token_urlsafe(24), name=name,
                 expires_at=utcnow() + dt.timedelta(seconds=POOLED_LIFETIME if pooled else ttl_seconds))
     try:
         if not reuse_volume_id:
-            ctx.store.clone_state(org, state_id, volume_id)
+            ctx.store.clone_state(org, state_id, volume_id, from_org=state_org)
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
                                      port=port, listen_host=ctx.settings.instance_host,
                                      labels=instance_labels(instance), limits=instance_limits(ctx.settings, org))

@@ -74,7 +74,7 @@ def eviction_candidates(ctx: AppContext) -> tuple[list[State], int]:
                                                           & (State.host == ctx.host))
     leaves = list(State.select().where((State.host == ctx.host) & State.state_id.not_in(has_child))
                   .order_by(State.last_used_at, State.created_at))
-    in_use = {(i.org, i.state_id) for i in Instance.select(Instance.org, Instance.state_id)
+    in_use = {(i.state_org or i.org, i.state_id) for i in Instance.select(Instance.org, Instance.state_org, Instance.state_id)
               .where(Instance.status.in_(["starting", "active", "deleting", DELETE_REQUESTED])
                      & (Instance.host_id == ctx.host))}
     busy: set[tuple[str, str]] = set()

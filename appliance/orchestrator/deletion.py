@@ -13,6 +13,7 @@ from ..context import AppContext
 from ..control.models import Instance, PrepareJob, State, Task
 from ..engine import instances
 from ..errors import NotFound
+from . import sharing
 from .events import TERMINAL_STATUSES, append_event
 
 
@@ -87,6 +88,9 @@ def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: b
     users = list(users if host is None else users.where(Instance.host_id == host))
     if state.state_id in busy_states:
         node.blocked = "active_tasks"
+    elsewhere_instances, elsewhere_children = sharing.dependents_elsewhere(org, state.state_id)
+    if elsewhere_instances or elsewhere_children:  # another org's clones or states need our copy
+        node.blocked = node.blocked or "used_by_shared_orgs"
     if not recurse:
         if children or users:
             node.blocked = node.blocked or "has_descendants"
@@ -99,8 +103,10 @@ def _state_node(ctx: AppContext, org: str, state: State, recurse: bool, force: b
 
 
 def states_in_use(org: str) -> set[str]:
+    """States the org's live jobs (and those of orgs it shares with) read or build."""
+    orgs = [org, *sharing.grantees(org)]
     live = (Task.select(Task.input_id, Task.output_state_id).join(PrepareJob)
-            .where((PrepareJob.org == org) & (PrepareJob.status.not_in(list(TERMINAL_STATUSES)))))
+            .where(PrepareJob.org.in_(orgs) & (PrepareJob.status.not_in(list(TERMINAL_STATUSES)))))
     used: set[str] = set()
     for task in live:
         used.update(x for x in (task.input_id, task.output_state_id) if x)

@@ -15,6 +15,7 @@ import peewee as pw
 from ..context import AppContext
 from ..control.models import PrepareJob, State
 from . import hosts
+from .sharing import visible_copies
 
 IMPORT_OVERHEAD_SECONDS = 0.5  # per state: manifest read, receive set-up, row write
 
@@ -34,12 +35,11 @@ def cached_depth(held: set[str], state_ids: list[str]) -> int:
 
 
 def held_by_host(org: str, state_ids: list[str], host_ids: list[str] | None = None) -> dict[str, set[str]]:
-    query = State.select(State.host, State.state_id).where((State.org == org) & State.state_id.in_(state_ids))
-    if host_ids is not None:
-        query = query.where(State.host.in_(host_ids))
+    """Per host, the chain's states ``org`` may use there: its own copies and those shared with it."""
     held: dict[str, set[str]] = {}
-    for row in query:
-        held.setdefault(row.host, set()).add(row.state_id)
+    for host, state_id in visible_copies(org, state_ids):
+        if host_ids is None or host in host_ids:
+            held.setdefault(host, set()).add(state_id)
     return held
 
 

@@ -22,6 +22,7 @@ from ..errors import InvalidArgument
 from .events import append_event
 from . import quotas
 from .placement import place
+from .sharing import visible_copies
 from .queue import enqueue_prepare
 from .sources import local_source_root, resolve_source
 
@@ -111,8 +112,7 @@ def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[s
 
 def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids, host: str | None) -> None:
     """``cached`` says what the chosen host holds; for a plan-only job, what any host holds."""
-    query = State.select(State.state_id).where((State.org == org) & (State.state_id.in_(state_ids)))
-    existing = {row.state_id for row in (query if host is None else query.where(State.host == host))}
+    existing = {state_id for copy_host, state_id in visible_copies(org, state_ids) if host in (None, copy_host)}
     position = 0
 
     def add(task_id: str, type_: str, **fields: Any) -> None:

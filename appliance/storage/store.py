@@ -56,9 +56,9 @@ class SnapshotStore:
         """An empty writable volume (a fresh ``initdb`` goes here)."""
         return self._make(self.volume_path(org, volume_id), self.driver.create_volume)
 
-    def clone_state(self, org: str, state_id: str, volume_id: str) -> Path:
-        """A writable volume holding a copy of a state."""
-        return self._clone(self.state_path(org, state_id), self.volume_path(org, volume_id))
+    def clone_state(self, org: str, state_id: str, volume_id: str, *, from_org: str | None = None) -> Path:
+        """A writable volume of ``org`` holding a copy of a state (another org's, when it shared it)."""
+        return self._clone(self.state_path(from_org or org, state_id), self.volume_path(org, volume_id))
 
     def clone_base(self, org: str, base_key: str, volume_id: str) -> Path:
         """A writable volume holding a copy of a base."""

@@ -62,6 +62,8 @@ def targeted(token_id: str) -> list[tuple[str, str, dict]]:
         ("GET", state, {}), ("GET", f"/v1/states/{STATE[:12]}", {}),
         ("DELETE", state, {"query_string": {"recurse": "true", "force": "true"}}),
         ("POST", f"{state}/export", {}), ("POST", "/v1/states/import", {"json": {"state_id": STATE}}),
+        ("GET", f"{state}/shares", {}), ("POST", f"{state}/shares", {"json": {"org": ORG_B}}),
+        ("DELETE", f"{state}/shares/{ORG_B}", {}),
         ("GET", instance, {}), ("DELETE", instance, {"query_string": {"force": "true"}}),
         ("POST", f"{instance}/extend", {"json": {"ttl_seconds": 60}}),
         ("GET", f"/v1/orgs/{ORG_A}/tokens", {}), ("POST", f"/v1/orgs/{ORG_A}/tokens", {"json": {"name": "x"}}),

@@ -1,6 +1,7 @@
 """A real embedded appliance (`sqlrs-appliance up` in a subprocess) and a small API client."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ class Appliance:
                     "SQLRS_BTRFS_IMAGE_BYTES": str(4 * 1024**3), **(extra_env or {})}
         self.process: subprocess.Popen | None = None
         self.token = ""
+        self.org: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> "Appliance":
@@ -75,7 +77,17 @@ class Appliance:
     # -- HTTP --------------------------------------------------------------------------------
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        org = {"X-Sqlrs-Org": self.org} if self.org else {}
+        return {"Authorization": f"Bearer {self.token}", **org}
+
+    @contextlib.contextmanager
+    def acting_in(self, org: str):
+        """Requests in the block act in ``org`` (the operator token may act in any)."""
+        previous, self.org = self.org, org
+        try:
+            yield self
+        finally:
+            self.org = previous
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.get(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
@@ -87,7 +99,7 @@ class Appliance:
         return httpx.put(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=30, **kw)
 
     def delete(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.delete(self.url + path, headers=self.headers, timeout=60, **kw)
+        return httpx.delete(self.url + path, headers={**self.headers, **kw.pop("headers", {})}, timeout=60, **kw)
 
     def submit(self, psql_args: list[str], cwd: Path, **fields: Any) -> httpx.Response:
         """What `sqlrs prepare:psql` does: pack, upload, submit (without waiting)."""

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import peewee as pw
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_response
+from pydantic import BaseModel, ConfigDict, Field
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, State
 from ...control.scope import OrgScope
-from ...orchestrator import deletion
+from ...errors import NotFound, PermissionDenied
+from ...orchestrator import deletion, sharing
 from .. import serializers
 from ..app import call, context, deletion_response, scope
 from ..listing import listing
@@ -35,7 +37,32 @@ def find_state(s: OrgScope, ref: str) -> State:
 
 def state_entry(s: OrgScope, state_id: str) -> dict:
     copies = list(s.select(State).where(State.state_id == state_id).order_by(State.created_at))
+    if not copies:  # shared with us by another org
+        copies = list(s.shared_states().where(State.state_id == state_id).order_by(State.created_at))
+        return serializers.state_entry(copies, 0, shared_from=copies[0].org)
     return serializers.state_entry(copies, _refcounts(s).get(state_id, 0))
+
+
+def find_visible_state(s: OrgScope, ref: str) -> State:
+    """Our own state, or one shared with us (read-only)."""
+    try:
+        return find_state(s, ref)
+    except NotFound:
+        row = s.shared_states().where(State.state_id == ref).first()
+        if row is None:
+            raise
+        return row
+
+
+def own_state(s: OrgScope, ref: str) -> State:
+    """Changing a state needs it to be ours: a shared one says so instead of 404."""
+    try:
+        return find_state(s, ref)
+    except NotFound:
+        row = s.shared_states().where(State.state_id == ref).first()
+        if row is None:
+            raise
+        raise PermissionDenied(f"state {ref} is shared with you read-only by org {row.org}") from None
 
 
 @blueprint.get("/v1/states")
@@ -51,7 +78,12 @@ async def list_states(query_args: IdPrefixQuery):
         copies: dict[str, list[State]] = {}
         for row in q:
             copies.setdefault(row.state_id, []).append(row)
-        return [serializers.state_entry(c, counts.get(state_id, 0)) for state_id, c in copies.items()]
+        entries = [serializers.state_entry(c, counts.get(state_id, 0)) for state_id, c in copies.items()]
+        shared: dict[str, list[State]] = {}
+        for row in s.shared_states().order_by(State.created_at):
+            if row.state_id not in copies and row.state_id.startswith((query_args.id_prefix or "").lower()):
+                shared.setdefault(row.state_id, []).append(row)
+        return entries + [serializers.state_entry(c, 0, shared_from=c[0].org) for c in shared.values()]
     return listing(await call(rows))
 
 
@@ -61,7 +93,7 @@ async def get_state(state_id: str):
     s = scope()
 
     def one():
-        return state_entry(s, find_state(s, state_id).state_id)
+        return state_entry(s, find_visible_state(s, state_id).state_id)
     return await call(one)
 
 
@@ -73,8 +105,55 @@ async def delete_state(state_id: str, query_args: DeleteQuery):
     org, ctx, s = g.principal.org, context(), scope()
 
     def delete():
-        state = find_state(s, state_id)
+        state = own_state(s, state_id)
         return deletion.delete_state(ctx, org, state.state_id, recurse=query_args.recurse,
                                      force=query_args.force, dry_run=query_args.dry_run)
     answer = await call(delete)
     return deletion_response(answer)
+
+
+# -- sharing -----------------------------------------------------------------------------------
+class ShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    org: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The org that may use the state read-only")
+
+
+class ShareEntry(BaseModel):
+    state_id: str
+    org: str
+    granted_by: str
+    created_at: str
+
+
+def _share_entry(row) -> dict:
+    return {"state_id": row.state_id, "org": row.grantee, "granted_by": row.granted_by,
+            "created_at": serializers.ts(row.created_at)}
+
+
+@blueprint.get("/v1/states/<state_id>/shares")
+async def list_shares(state_id: str):
+    s = scope()
+    return listing(await call(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)]))
+
+
+@blueprint.post("/v1/states/<state_id>/shares")
+@validate_request(ShareRequest)
+@validate_response(ShareEntry, 200)
+@validate_response(ShareEntry, 201)
+async def share_state(state_id: str, data: ShareRequest):
+    s, principal = scope(), g.principal
+
+    def grant():
+        row, created = sharing.share(s.org, own_state(s, state_id).state_id, data.org, principal.subject)
+        return _share_entry(row), 201 if created else 200
+    return await call(grant)
+
+
+@blueprint.delete("/v1/states/<state_id>/shares/<grantee>")
+async def unshare_state(state_id: str, grantee: str):
+    s = scope()
+
+    def revoke():
+        sharing.unshare(s.org, own_state(s, state_id).state_id, grantee)
+        return {"state_id": state_id, "org": grantee, "revoked": True}
+    return await call(revoke)

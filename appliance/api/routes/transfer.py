@@ -13,7 +13,7 @@ from ...artifacts.streams import export_state, import_state
 from ...control.models import State
 from ..app import call, context, scope
 from ..schemas import StateEntry
-from .states import find_state, state_entry
+from .states import own_state, state_entry
 
 blueprint = Blueprint("transfer", __name__)
 
@@ -46,7 +46,7 @@ async def export(state_id: str):
     org, ctx, s = g.principal.org, context(), scope()
 
     def run():
-        state = find_state(s, state_id)
+        state = own_state(s, state_id)
         return export_state(ctx, org, state.state_id).to_dict()
     return await call(run)
 
