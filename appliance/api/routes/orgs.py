@@ -13,27 +13,10 @@ from .tokens import own_org
 blueprint = Blueprint("orgs", __name__)
 
 
-class QuotaLimits(BaseModel):
-    max_running_jobs: int
-    max_queued_jobs: int
-    max_instances: int
-    max_state_bytes: int | None
-    max_ttl_seconds: int
-    instance_memory_mb: int
-    instance_cpus: float
-
-
-class QuotaUsage(BaseModel):
-    running_jobs: int
-    queued_jobs: int
-    instances: int
-    state_bytes: int
-
-
 class OrgUsage(BaseModel):
     org: str
-    limits: QuotaLimits
-    usage: QuotaUsage
+    limits: quotas.Limits
+    usage: quotas.Usage
 
 
 class QuotaChange(BaseModel):

@@ -43,26 +43,28 @@ def state_entry(s: OrgScope, state_id: str) -> dict:
     return serializers.state_entry(copies, _refcounts(s).get(state_id, 0))
 
 
-def find_visible_state(s: OrgScope, ref: str) -> State:
-    """Our own state, or one shared with us (read-only)."""
+def _find(s: OrgScope, ref: str) -> tuple[State, bool]:
+    """(the state, whether it is ours): our own, else one another org shared with us."""
     try:
-        return find_state(s, ref)
+        return find_state(s, ref), True
     except NotFound:
         row = s.shared_states().where(State.state_id == ref).first()
         if row is None:
             raise
-        return row
+        return row, False
+
+
+def find_visible_state(s: OrgScope, ref: str) -> State:
+    """Our own state, or one shared with us (read-only)."""
+    return _find(s, ref)[0]
 
 
 def own_state(s: OrgScope, ref: str) -> State:
     """Changing a state needs it to be ours: a shared one says so instead of 404."""
-    try:
-        return find_state(s, ref)
-    except NotFound:
-        row = s.shared_states().where(State.state_id == ref).first()
-        if row is None:
-            raise
-        raise PermissionDenied(f"state {ref} is shared with you read-only by org {row.org}") from None
+    state, ours = _find(s, ref)
+    if not ours:
+        raise PermissionDenied(f"state {ref} is shared with you read-only by org {state.org}")
+    return state
 
 
 @blueprint.get("/v1/states")
