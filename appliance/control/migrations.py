@@ -104,6 +104,17 @@ def _v9_state_shares(db: pw.Database) -> None:
         apply(SchemaMigrator.from_database(db).add_column("instance", "state_org", pw.CharField(max_length=63, null=True)))
 
 
+def _v10_observability(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    migrator = SchemaMigrator.from_database(db)
+    for table, column, field in (("prepare_job", "error_code", pw.CharField(max_length=64, null=True)),
+                                 ("task", "duration_seconds", pw.FloatField(null=True)),
+                                 ("state", "snapshot_seconds", pw.FloatField(null=True))):
+        if not _has_column(db, table, column):
+            apply(migrator.add_column(table, column, field))
+    db.execute_sql("CREATE INDEX IF NOT EXISTS prepare_job_error_code ON prepare_job (error_code)")
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -128,6 +139,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (7, _v7_quotas),
     (8, _v8_instance_limits),
     (9, _v9_state_shares),
+    (10, _v10_observability),
 ]
 
 

@@ -118,6 +118,7 @@ class PrepareJob(BaseModel):
     heartbeat_at = pw.DateTimeField(null=True)
     worker = pw.CharField(max_length=255, null=True)
     error_json = pw.TextField(null=True)
+    error_code = pw.CharField(max_length=64, null=True, index=True)  # error_json's code, for counting
     result_state_id = pw.CharField(max_length=64, null=True)
     result_instance_id = pw.CharField(max_length=32, null=True)
 
@@ -137,6 +138,7 @@ class Task(BaseModel):
     step_json = pw.TextField(null=True)
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
+    duration_seconds = pw.FloatField(null=True)  # set when it ends: what the latency histograms read
 
     class Meta:
         indexes = ((("job", "task_id"), True),)
@@ -181,6 +183,7 @@ class State(BaseModel):
     size_bytes = pw.BigIntegerField(default=0)
     host = pw.CharField(max_length=255)  # the host id holding this copy
     build_seconds = pw.FloatField(null=True)  # how long the step took to build; None when imported
+    snapshot_seconds = pw.FloatField(null=True)  # of build_seconds, the snapshot commit
     created_at = pw.DateTimeField(default=utcnow)
     last_used_at = pw.DateTimeField(default=utcnow)
     use_count = pw.IntegerField(default=0)

@@ -122,7 +122,7 @@ class JobRun:
         job = PrepareJob.get_by_id(self.job.job_id)
         now = utcnow()
         if error is not None:
-            job.error_json = json.dumps(error.to_dict())
+            job.error_json, job.error_code = json.dumps(error.to_dict()), error.code
             Task.update(status="cancelled" if status == "cancelled" else "failed", finished_at=now).where(
                 (Task.job == job) & (Task.status == "running")).execute()
             Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
@@ -155,6 +155,8 @@ class JobRun:
             task.started_at = now
         else:
             task.finished_at = now
+            if task.started_at is not None:
+                task.duration_seconds = (now - task.started_at).total_seconds()
         task.save()
         append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
                      message=task.summary if status == "running" else None)
@@ -212,16 +214,19 @@ class JobRun:
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
             self.note(task, "snapshot: start")
+            snapshot_started = time.monotonic()
             try:
                 size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
             except (OSError, CommandFailed) as exc:
                 raise _out_of_space(exc) or exc
+            snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
             try:
                 State.create(org=self.org, state_id=state_id,
                              parent_state_id=task.input_id if task.input_kind == "state" else None,
                              image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
                              task_hash=task.task_hash, summary=task.summary, size_bytes=size,
-                             host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3))
+                             host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
+                             snapshot_seconds=snapshot_seconds)
             except BaseException:
                 self.ctx.store.destroy_state(self.org, state_id)
                 raise

@@ -10,6 +10,7 @@ would. Anything else (a miss, an empty pool, a bind that fails) leaves the job q
 from __future__ import annotations
 
 import logging
+import time
 
 from ..context import AppContext
 from ..control import audit
@@ -27,6 +28,7 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bo
     if not state_ids or not warm_pool.enabled(ctx):
         return False
     quotas.check_bind(ctx.settings, job.org)
+    bind_started = time.monotonic()
     instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id,
                                ttl_seconds=job.instance_ttl_seconds, name=job.instance_name)
     if instance is None:
@@ -37,8 +39,10 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bo
         PrepareJob.update(status="succeeded", started_at=now, finished_at=now, heartbeat_at=now,
                           worker=f"{ctx.host}:admission", result_state_id=state_ids[-1],
                           result_instance_id=instance.instance_id).where(PrepareJob.job_id == job.job_id).execute()
-        Task.update(status="succeeded", started_at=now, finished_at=now).where(
+        Task.update(status="succeeded", started_at=now, finished_at=now, duration_seconds=0.0).where(
             (Task.job == job) & (Task.status == "queued")).execute()
+        Task.update(duration_seconds=round(time.monotonic() - bind_started, 4)).where(
+            (Task.job == job) & (Task.type == "prepare_instance")).execute()
         State.update(last_used_at=now, use_count=State.use_count + 1).where(
             (State.org == job.org) & State.state_id.in_(state_ids) & (State.host == ctx.host)).execute()
         append_event(job.job_id, "log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE)

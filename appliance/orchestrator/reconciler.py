@@ -77,7 +77,7 @@ def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:
         now = utcnow()
         with write_transaction(ctx.db):
             updated = PrepareJob.update(status="failed", finished_at=now,
-                                        error_json=json.dumps(error.to_dict())).where(
+                                        error_json=json.dumps(error.to_dict()), error_code=error.code).where(
                 (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "running")).execute()
             if not updated:
                 continue

@@ -1,0 +1,50 @@
+"""`/metrics` after a known workload on a fresh appliance: the counters match what was done."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import appliance_on
+from .test_prepare_psql import executes
+
+
+@pytest.fixture(scope="module")
+def appliance(request):
+    yield from appliance_on(request, "btrfs")
+
+
+def scrape(appliance) -> dict[tuple[str, tuple], float]:
+    text = appliance.get("/metrics").text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_the_metrics_count_exactly_the_work_done(appliance, tmp_path):
+    marker = uuid.uuid4().hex
+    steps = ["-c", f"create table a (i int); -- {marker}", "-c", "insert into a values (1)"]
+    built = appliance.prepare(steps, tmp_path)
+    hit = appliance.prepare(steps, tmp_path)
+    failed = appliance.prepare(steps[:2] + ["-c", "select * from no_such_table"], tmp_path)
+    assert (built["status"], hit["status"], failed["status"]) == ("succeeded", "succeeded", "failed")
+
+    m = scrape(appliance)
+
+    assert m[("sqlrs_prepare_jobs", (("status", "succeeded"),))] == 2
+    assert m[("sqlrs_prepare_jobs", (("status", "failed"),))] == 1
+    assert m[("sqlrs_steps_total", (("outcome", "built"),))] == 2
+    assert m[("sqlrs_steps_total", (("outcome", "cache_hit"),))] == 3  # two of the hit, one of the failed job
+    assert m[("sqlrs_cache_hit_ratio", ())] == pytest.approx(3 / 5)
+    assert m[("sqlrs_job_errors_total", (("code", "step_failed"),))] == 1
+    for kind, count in (("build", 2), ("cache_hit", 3), ("bind", 2)):
+        assert m[("sqlrs_task_duration_seconds_count", (("kind", kind),))] == count
+        assert m[("sqlrs_task_duration_seconds_bucket", (("kind", kind), ("le", "+Inf")))] == count
+    assert m[("sqlrs_task_duration_seconds_sum", (("kind", "bind"),))] > 0
+    assert m[("sqlrs_snapshot_duration_seconds_count", ())] == 2
+    states = appliance.get("/v1/states").json()
+    assert m[("sqlrs_org_state_bytes", (("org", "default"),))] == sum(s["size_bytes"] for s in states)
+    assert m[("sqlrs_org_instances", (("org", "default"),))] == 2
+    assert m[("sqlrs_org_running_jobs", (("org", "default"),))] == 0
+    assert all(value == 0 for (name, _), value in m.items() if name == "sqlrs_queue_jobs")
+    assert executes(hit)[0]["output_state_id"] == executes(built)[0]["output_state_id"]
