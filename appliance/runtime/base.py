@@ -83,6 +83,9 @@ class InstanceRuntime(Protocol):
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         """Stop the cluster (no-op when it is not running); ``fast`` leaves a clean checkpoint."""
 
+    def health(self) -> str:
+        """"ok", or what stops this runtime from starting clusters now (for readiness)."""
+
     def is_running(self, volume: Path) -> bool:
         """Whether any process of this cluster is still alive."""
 

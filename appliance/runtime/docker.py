@@ -156,6 +156,13 @@ class DockerRuntime(HostSideClient):
         if clean and mode == "fast":
             self._flush(pgdata)
 
+    def health(self) -> str:
+        try:
+            self._client.ping()
+            return "ok"
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return f"error: the Docker engine does not answer ({type(exc).__name__})"
+
     def is_running(self, volume: Path) -> bool:
         container = self._container(container_name(safe_path(volume, "volume")))
         return container is not None and container.status == "running"

@@ -154,6 +154,16 @@ class NomadRuntime(HostSideClient):
         if mode == "fast" and (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists():
             self._host._flush(pgdata)
 
+    def health(self) -> str:
+        """The agent answers and the node holding this host's store is ready."""
+        try:
+            nodes = {n.get("ID"): n.get("Status") for n in self._call(self._nomad.nodes.get_nodes) or []}
+        except (NomadAPIError, NotFound) as exc:
+            return f"error: {exc.message}"
+        node_id = self._shared.node_id
+        status = nodes.get(node_id)
+        return "ok" if status == "ready" else f"error: Nomad node {node_id} is {status or 'unknown'}"
+
     def is_running(self, volume: Path) -> bool:
         return any(a["ClientStatus"] in _LIVE for a in self._allocations(job_id_for(volume)))
 

@@ -155,6 +155,10 @@ class ProcessRuntime:
                 return
         self._kill_cluster(pgdata)
 
+    def health(self) -> str:
+        missing = [tool for tool in _TOOLS if not (self.bin_dir / tool).is_file()]
+        return f"error: missing {', '.join(missing)} in {self.bin_dir}" if missing else "ok"
+
     def is_running(self, volume: Path) -> bool:
         pgdata = pgdata_of(safe_path(volume, "volume"))
         if not (pgdata / "postmaster.pid").exists():

@@ -10,7 +10,7 @@ async def test_health_needs_no_token(client):
 async def test_readiness_names_the_store_driver_and_warns_when_clones_cost_o_size(client, ctx):
     from appliance.storage.image import filesystem_type
     body = await (await client.get("/v1/ready", headers=client.auth)).get_json()
-    assert body["ok"] is True and set(body["checks"]) == {"control_db", "redis", "store"}
+    assert body["ok"] is True and set(body["checks"]) == {"control_db", "redis", "store", "runtime"}
     assert body["store_driver"] == "copy" and body["store_reason"] == "copy: storage_backend is copy"
     copy_is_o_size = filesystem_type(ctx.store.root) not in ("btrfs", "xfs")
     assert any("O(size)" in warning for warning in body["warnings"]) == copy_is_o_size

@@ -75,6 +75,10 @@ def test_a_stopped_clusters_server_log_is_left_in_its_run_dir(any_runtime, any_v
     assert "database system is ready to accept connections" in log and "database system is shut down" in log
 
 
+def test_a_working_runtime_reports_itself_healthy(any_runtime):
+    assert any_runtime.health() == "ok"
+
+
 def test_stopping_a_cluster_that_is_not_running_does_nothing(any_runtime, runner, any_volume):
     any_runtime.stop(any_volume)
     assert controldata_state(any_runtime, runner, any_volume) == "shut down"

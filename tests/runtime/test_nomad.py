@@ -175,3 +175,10 @@ def test_an_orgs_limits_become_the_jobs_resources(nomad_runtime, api, volume, ru
         assert (resources["MemoryMB"], resources["CPU"]) == (96, round(0.5 * MHZ_PER_CPU))
     finally:
         nomad_runtime.stop(volume, mode="immediate")
+
+
+def test_a_nomad_node_that_is_not_the_configured_one_is_unhealthy(nomad_double, runner):
+    other = NomadRuntime(runner, addr=nomad_double.addr, token=nomad_double.token, namespace=nomad_double.namespace,
+                         region=None, datacenters=["dc1"], node_id="00000000-0000-0000-0000-000000000000",
+                         image="sqlrs/postgres:15", memory_mb=256, cpus=1.0)
+    assert other.health().startswith("error: Nomad node 00000000")

@@ -1,4 +1,4 @@
-"""Liveness (no auth) and readiness (Control DB, Redis, store)."""
+"""Liveness (no auth) and readiness (Control DB, Redis, store, runtime)."""
 from __future__ import annotations
 
 from quart import Blueprint, Response
@@ -31,6 +31,10 @@ def _checks(ctx) -> dict[str, str]:
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     checks["store"] = "ok" if ctx.store.root.is_dir() else "error: store directory missing"
+    try:
+        checks["runtime"] = ctx.runtime.health()
+    except Exception as exc:
+        checks["runtime"] = f"error: {type(exc).__name__}"
     return checks
 
 
