@@ -6,6 +6,7 @@ operator token picks the org of a request with the ``X-Sqlrs-Org`` header.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from ...errors import InvalidArgument, PermissionDenied, Unauthenticated
@@ -65,7 +66,7 @@ def _in_org(principal: Principal, org_header: str | None) -> Principal:
     """An operator token may act in any org."""
     if not org_header:
         return principal
-    return Principal(**{**principal.__dict__, "org": _valid_org(org_header)})
+    return dataclasses.replace(principal, org=_valid_org(org_header))
 
 
 def _own_org_only(principal: Principal, org_header: str | None) -> Principal:
