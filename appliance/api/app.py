@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import secrets
 from typing import Any, Callable
 
 from quart import Quart, g, request
@@ -12,6 +14,7 @@ from .. import __version__
 from ..context import AppContext
 from ..control.scope import OrgScope
 from ..errors import Unauthenticated
+from ..logs import bind as bind_log_context
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
@@ -19,6 +22,7 @@ from .ratelimit import RateLimiter
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a client's own id is kept when it is sane
 
 
 def create_app(ctx: AppContext) -> Quart:
@@ -37,6 +41,9 @@ def create_app(ctx: AppContext) -> Quart:
 
     @app.before_request
     async def _authenticate() -> None:
+        request_id = request.headers.get("X-Request-ID", "")
+        g.request_id = request_id if REQUEST_ID.match(request_id) else secrets.token_hex(8)
+        bind_log_context(request_id=g.request_id)
         if request.path in PUBLIC_PATHS:
             return
         try:
@@ -45,12 +52,15 @@ def create_app(ctx: AppContext) -> Quart:
         except Unauthenticated as exc:
             await record_failed_login(exc.message)
             raise
+        bind_log_context(org=g.principal.org)
         await asyncio.to_thread(limiter().check, g.principal)
         require_role(g.principal, request.method, request.url_rule.rule if request.url_rule else None)
 
     @app.after_request
     async def _audit(response):
         await record_response(response)
+        if getattr(g, "request_id", None):
+            response.headers["X-Request-ID"] = g.request_id  # what to quote when asking the operator
         return response
 
     from .routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,

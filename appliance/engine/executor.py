@@ -21,6 +21,7 @@ from ..control import audit
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
+from ..logs import log_context
 from ..orchestrator import cache, quotas, sharing, warm_pool
 from ..orchestrator.queue import defer_for_quota, enqueue_refill
 from ..orchestrator.sources import local_source_root
@@ -69,10 +70,15 @@ class JobRun:
                 & (PrepareJob.host_id.is_null() | (PrepareJob.host_id == self.ctx.host))).execute())
 
     def execute(self) -> None:
+        with log_context(job_id=self.job.job_id, org=self.org):
+            self._execute()
+
+    def _execute(self) -> None:
         job = self.job
         if not self._claim():  # cancelled while queued, a duplicate delivery, moved, or waiting its turn
             return
         append_event(job.job_id, "status", status="running")
+        log.info("job started")  # the job's id, org (and each task's id) ride along in the log context
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()
         outcome: tuple[str, ApplianceError | None] = ("succeeded", None)
@@ -128,6 +134,7 @@ class JobRun:
             Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
         job.status, job.finished_at = status, now
         job.save()
+        log.info("job %s%s", status, f" ({error.code}: {error.message})" if error is not None else "")
         if error is not None:
             append_event(job.job_id, "error", message=error.message, error=error.to_dict())
         append_event(job.job_id, "status", status=status)
@@ -142,11 +149,12 @@ class JobRun:
                 continue
             if self.cancelled():
                 raise Cancelled("job cancelled")
-            self._task_status(task, "running")
-            handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
-                       "prepare_instance": self._prepare_instance}[task.type]
-            handler(task)
-            self._task_status(task, "succeeded")
+            with log_context(task_id=task.task_id):
+                self._task_status(task, "running")
+                handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
+                           "prepare_instance": self._prepare_instance}[task.type]
+                handler(task)
+                self._task_status(task, "succeeded")
 
     def _task_status(self, task: Task, status: str) -> None:
         now = utcnow()
@@ -158,6 +166,7 @@ class JobRun:
             if task.started_at is not None:
                 task.duration_seconds = (now - task.started_at).total_seconds()
         task.save()
+        log.debug("task %s", status)
         append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
                      message=task.summary if status == "running" else None)
 

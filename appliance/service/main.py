@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,12 +16,14 @@ from ..settings import load_settings
 @click.option("--log-level", default="INFO", show_default=True, envvar="SQLRS_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               help="Also SQLRS_LOG_LEVEL, which the workers `up` starts inherit.")
-def cli(log_level: str) -> None:
+@click.option("--log-format", default="text", show_default=True, envvar="SQLRS_LOG_FORMAT",
+              type=click.Choice(["text", "json"]),
+              help="json: one JSON object a line with job_id/task_id/org/request_id (also SQLRS_LOG_FORMAT).")
+def cli(log_level: str, log_format: str) -> None:
     """The sqlrs appliance service."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # peewee's DEBUG lines are every SQL statement with its parameters, instance passwords
-    # included: never useful to an operator, and a secret leak. Kept at INFO whatever the level.
-    logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLogger().level))
+    from ..logs import configure
+    configure(log_level, log_format)
+    os.environ.update(SQLRS_LOG_LEVEL=log_level, SQLRS_LOG_FORMAT=log_format)  # the workers `up` starts
 
 
 @cli.command()

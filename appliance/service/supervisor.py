@@ -164,6 +164,7 @@ async def _serve(ctx: AppContext) -> None:
     config.bind = [ctx.settings.listen]
     config.graceful_timeout = 5
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # our handler and format, not hypercorn's own
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
