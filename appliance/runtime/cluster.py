@@ -131,6 +131,30 @@ def checked_start_inputs(run_dir: Path, port: int, listen_host: str | None) -> t
 
 
 SERVER_LOG = "postgres.log"
+_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
+
+
+def prepare_run_dir(run_dir: Path, port: int, own_dir: Callable[[Path], None]) -> None:
+    """The run dir is this cluster's alone and nothing of it runs when it starts: a socket lock
+    a killed postmaster left names its (possibly zombie) pid and would stop the start."""
+    for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
+        leftover.unlink(missing_ok=True)
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    own_dir(run_dir)
+
+
+def postmaster_pid_lines(pgdata: Path) -> list[str]:
+    """postmaster.pid's lines, or [] while there is none (not written yet, or removed)."""
+    try:
+        return (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def says_ready(lines: list[str]) -> bool:
+    """Whether postmaster.pid reports the server ready for connections: polling it every few ms
+    is much faster than ``pg_ctl -w``'s 100 ms, and works through a container's bind mount."""
+    return len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready"
 
 
 def append_server_log(run_dir: str | Path | None, data: bytes, run_as) -> None:

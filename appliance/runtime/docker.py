@@ -32,10 +32,10 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
 from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
-                      configure_new_cluster, match_image, prepare_empty_pgdata, safe_path)
+                      configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
+                      prepare_run_dir, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
 
-_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _GONE = ("exited", "dead")
 
 
@@ -103,10 +103,7 @@ class DockerRuntime(HostSideClient):
         name = container_name(volume)
         self._remove_container(name)  # one that was killed from outside and never stopped
         _remove_stale_pidfile(pgdata)
-        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
-            leftover.unlink(missing_ok=True)  # a killed postmaster's socket lock names a dead pid
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._own_dir(run_dir)
+        prepare_run_dir(run_dir, port, self._own_dir)
         _, _, image_ref = self.installed_image()
         uid, gid = self._owner_of(pgdata)
         command = ["postgres", "-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}",
@@ -246,11 +243,8 @@ class DockerRuntime(HostSideClient):
         started = time.monotonic()
         polls = 0
         while time.monotonic() - started < self.start_timeout:
-            try:
-                lines = (pgdata / "postmaster.pid").read_text().splitlines()
-            except OSError:
-                lines = []
-            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+            lines = postmaster_pid_lines(pgdata)
+            if says_ready(lines):
                 return
             polls += 1
             if polls % 16 == 0:

@@ -29,10 +29,10 @@ from .nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
 )
 from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
-                      configure_new_cluster, match_image, prepare_empty_pgdata, safe_path)
+                      configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
+                      prepare_run_dir, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
 
-_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _LIVE = ("pending", "running")
 _TERMINAL = ("complete", "failed", "lost")
 _STOP_SIGNALS = {"fast": "SIGINT", "immediate": "SIGQUIT"}
@@ -118,10 +118,7 @@ class NomadRuntime(HostSideClient):
         job_id = job_id_for(volume)
         self._purge(job_id)  # a dead job of an earlier run: re-registering it would place nothing
         _remove_stale_pidfile(pgdata)
-        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
-            leftover.unlink(missing_ok=True)  # a killed postmaster's socket lock names a dead pid
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._own_dir(run_dir)
+        prepare_run_dir(run_dir, port, self._own_dir)
         shared = self._with_image(pinned)
         if limits is not None:
             shared = dataclasses.replace(shared, memory_mb=limits.memory_mb, cpus=float(limits.cpus))
@@ -242,11 +239,8 @@ class NomadRuntime(HostSideClient):
         deadline = time.monotonic() + self.start_timeout
         polls = 0
         while time.monotonic() < deadline:
-            try:
-                lines = (pgdata / "postmaster.pid").read_text().splitlines()
-            except OSError:
-                lines = []
-            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+            lines = postmaster_pid_lines(pgdata)
+            if says_ready(lines):
                 return
             if polls % 10 == 0:
                 allocs = self._allocations(job_id)

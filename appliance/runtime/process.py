@@ -26,7 +26,8 @@ import psycopg2
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
-from .cluster import INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, prepare_empty_pgdata, safe_path
+from .cluster import (INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, postmaster_pid_lines,
+                      prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
 from .scram import scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -34,7 +35,6 @@ from .scram import scram_sha256_verifier
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
 _KILL_WAIT_SECONDS = 30.0
-_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 _NO_STATEMENT_LOGGING = "-c log_statement=none -c log_min_duration_statement=-1 -c log_min_error_statement=panic"
 
 
@@ -92,12 +92,7 @@ class ProcessRuntime:
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         _remove_stale_pidfile(pgdata)
-        for leftover in (run_dir / f".s.PGSQL.{port}.lock", run_dir / f".s.PGSQL.{port}"):
-            # A killed postmaster's socket lock names its (possibly zombie) pid; the run dir is
-            # this cluster's alone and nothing of it runs, so the lock is stale.
-            leftover.unlink(missing_ok=True)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._own_dir(run_dir)
+        prepare_run_dir(run_dir, port, self._own_dir)
         log = run_dir / "postgres.log"
         options = " ".join([
             "-c", f"listen_addresses={shlex.quote(listen)}",
@@ -124,11 +119,8 @@ class ProcessRuntime:
         which is most of a cache hit's time to a usable DSN."""
         started = time.monotonic()
         while time.monotonic() - started < self.start_timeout:
-            try:
-                lines = (pgdata / "postmaster.pid").read_text().splitlines()
-            except OSError:
-                lines = []
-            if len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready":
+            lines = postmaster_pid_lines(pgdata)
+            if says_ready(lines):
                 return
             if lines and lines[0].isdigit() and not _is_cluster_process(int(lines[0]), os.path.realpath(pgdata)):
                 break  # the postmaster exited: the log says why
