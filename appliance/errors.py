@@ -78,6 +78,13 @@ class QuotaForbids(QuotaExceeded):
     http_status = 403
 
 
+class PriorityNotAllowed(ApplianceError):
+    """A job priority above what the caller's role may set (``details``: the cap)."""
+
+    code = "priority_not_allowed"
+    http_status = 403
+
+
 class RateLimited(ApplianceError):
     """Too many requests from one principal or org; ``retry_after`` says when to come back."""
 

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     quota_max_instances: int = Field(50, gt=0, description="Default per-org limit on live instances.")
     quota_max_state_bytes: int | None = Field(None, gt=0, description="Default per-org limit on bytes of states "
                                                                       "(none: only the cache's own cap).")
+    priority_max_member: int = Field(10, ge=0, le=100, description="Highest job `priority` a member may set "
+                                     "(priority orders an org's own queued jobs; orgs share workers fairly whatever it is).")
+    priority_max_admin: int = Field(50, ge=0, le=100, description="Highest job `priority` an org admin may set "
+                                                                  "(operator tokens may set up to 100).")
     quota_max_ttl_seconds: int | None = Field(None, gt=0, description="Default per-org TTL limit "
                                                                      "(none: instance_max_ttl_seconds).")
 

@@ -1,10 +1,12 @@
 """RQ job: run one prepare job to its end (succeeded, failed or cancelled)."""
 from __future__ import annotations
 
-from appliance.engine.executor import execute_job
+from appliance.engine.executor import run_next_job
 
 from .context import current
 
 
 def run_prepare_job(job_id: str) -> None:
-    execute_job(current(), job_id)
+    """``job_id`` names the job whose arrival put this token on the queue; the job that runs
+    is the one the scheduler picks now (fair share between orgs, priority within one)."""
+    run_next_job(current())

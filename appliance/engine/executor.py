@@ -22,8 +22,8 @@ from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
                       StepFailed)
 from ..logs import log_context
-from ..orchestrator import cache, quotas, sharing, warm_pool
-from ..orchestrator.queue import defer_for_quota, enqueue_refill
+from ..orchestrator import cache, quotas, scheduling, sharing, warm_pool
+from ..orchestrator.queue import enqueue_refill
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
@@ -45,6 +45,8 @@ class BuildCluster:
 
 
 class JobRun:
+    """One claimed (running) job, from its first task to its artifacts."""
+
     def __init__(self, ctx: AppContext, job: PrepareJob):
         self.ctx, self.job, self.org = ctx, job, job.org
         self.locks = LockSet(ctx.redis, ttl_seconds=ctx.settings.job_lost_after_seconds)
@@ -55,28 +57,12 @@ class JobRun:
         self.server_logs: dict[str, bytes] = {}  # build clone -> its Postgres log, kept as artifacts
 
     # -- lifecycle -----------------------------------------------------------------------
-    def _claim(self) -> bool:
-        """queued → running, if the job is still ours to run and its org has a free running slot;
-        a job over its org's running-jobs quota goes back to the end of the queue."""
-        job = self.job
-        with self.ctx.redis.lock(f"sqlrs:lock:org-start:{job.org}", timeout=10, blocking_timeout=10):
-            if not quotas.may_start(self.ctx.settings, job.org):
-                defer_for_quota(self.ctx, job)
-                return False
-            now = utcnow()
-            return bool(PrepareJob.update(status="running", worker=f"{self.ctx.host}:{os.getpid()}",
-                                          started_at=now, heartbeat_at=now).where(
-                (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
-                & (PrepareJob.host_id.is_null() | (PrepareJob.host_id == self.ctx.host))).execute())
-
     def execute(self) -> None:
         with log_context(job_id=self.job.job_id, org=self.org):
             self._execute()
 
     def _execute(self) -> None:
         job = self.job
-        if not self._claim():  # cancelled while queued, a duplicate delivery, moved, or waiting its turn
-            return
         append_event(job.job_id, "status", status="running")
         log.info("job started")  # the job's id, org (and each task's id) ride along in the log context
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -372,9 +358,10 @@ def _first_error_line(text: str) -> str:
     return (errors or lines or [""])[0][:500]
 
 
-def execute_job(ctx: AppContext, job_id: str) -> None:
-    job = PrepareJob.get_or_none(PrepareJob.job_id == job_id)
-    if job is None:
-        log.warning("job %s vanished before it ran", job_id)
+def run_next_job(ctx: AppContext) -> None:
+    """A worker took a token: run the job the scheduler names, if any may start now."""
+    job, waiting = scheduling.claim_next(ctx)
+    if job is None:  # nothing queued here (cancelled, moved, run by another token) or all at quota
+        scheduling.keep_token_for(ctx, waiting)
         return
     JobRun(ctx, job).execute()

@@ -1,8 +1,10 @@
 """The RQ queues the workers drain. Redis holds only these and locks: the Control DB is the truth.
 
 Each host has its own queue (``sqlrs-prepare@<host>``): a prepare builds and clones on one
-host's store, so only that host's workers may take it. The RQ job id is our job id, so the
-reconciler can tell which queued jobs Redis forgot (after a Redis restart) and enqueue them again.
+host's store, so only that host's workers may take it. A prepare's queue entry is a *token*:
+the worker that takes it runs whichever queued job the scheduler names (see ``scheduling``).
+There is one token per queued job, so the reconciler can count what Redis forgot (after a
+Redis restart) and put it back. A token's RQ id is its job's id, which ``rq info`` shows.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ RUN_PREPARE = "jobs.prepare.run_prepare_job"
 REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
+TOKEN_ID = re.compile(r"^[0-9a-f]{32}(-w[0-9]+)?$")  # a job id, or a job id and when it went back
 WRITE_ARTIFACTS = "jobs.artifacts.write_artifacts"
 
 
@@ -30,34 +33,22 @@ def prepare_queue(redis: Redis, host: str) -> Queue:
     return Queue(queue_name(host), connection=redis)
 
 
-def enqueue_prepare(redis: Redis, job_id: str, host: str, *, timeout_seconds: int, at_front: bool = False) -> None:
+def enqueue_token(redis: Redis, host: str, job_id: str, *, requeued: bool = False) -> None:
+    """One more job is waiting on ``host``. No RQ timeout: whichever job the token runs is
+    bounded by its steps' timeouts and watched through its heartbeat, and a token cannot know
+    in advance how many steps that job has."""
+    token_id = f"{job_id}-w{time.time_ns()}" if requeued else job_id
     prepare_queue(redis, host).enqueue(
-        RUN_PREPARE, job_id, job_id=job_id, job_timeout=timeout_seconds, result_ttl=3600,
-        failure_ttl=7 * 86400, at_front=at_front, description=f"prepare job {job_id}")
+        RUN_PREPARE, job_id, job_id=token_id, job_timeout=-1, result_ttl=0 if requeued else 3600,
+        failure_ttl=7 * 86400, description=f"prepare job {job_id}")
 
 
-def defer_for_quota(ctx, job, wait_seconds: float = 0.5) -> None:
-    """Put a job its org may not start yet back at the end of its host's queue. The new RQ entry
-    has its own id (the original one is still being worked on); a duplicate delivery is harmless,
-    since only one worker can move a job from queued to running."""
-    from .events import append_event
-    from ..control.models import JobEvent
-    if not JobEvent.select().where((JobEvent.job == job.job_id) & (JobEvent.message == QUOTA_WAIT)).exists():
-        append_event(job.job_id, "log", task_id="plan", message=QUOTA_WAIT)
-    time.sleep(wait_seconds)  # no hot loop while only this org's jobs are queued
-    ctx.redis.set(_deferred_key(job.job_id), 1, ex=120)  # the reconciler's "does Redis know it?" says yes
-    prepare_queue(ctx.redis, job.host_id or ctx.host).enqueue(
-        RUN_PREPARE, job.job_id, job_id=f"{job.job_id}-w{time.time_ns()}", job_timeout=ctx.settings.step_timeout_seconds * 10,
-        result_ttl=0, failure_ttl=86400, description=f"prepare job {job.job_id} (waited for its org's quota)")
-
-
-def _deferred_key(job_id: str) -> str:
-    return f"sqlrs:deferred:{job_id}"
+def token_count(redis: Redis, host: str) -> int:
+    """Tokens waiting on the host's queue (warm-pool refills and artifact writes are not tokens)."""
+    return sum(1 for job_id in prepare_queue(redis, host).get_job_ids() if TOKEN_ID.match(job_id))
 
 
 def is_known_to_redis(redis: Redis, job_id: str) -> bool:
-    if redis.exists(_deferred_key(job_id)):
-        return True
     try:
         job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:

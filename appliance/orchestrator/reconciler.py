@@ -26,7 +26,7 @@ from . import cache, hosts, quotas, warm_pool
 from .events import TERMINAL_STATUSES, append_event
 from .locks import build_lock_key
 from .placement import place
-from .queue import enqueue_prepare, is_known_to_redis
+from .queue import enqueue_token, is_known_to_redis, token_count
 
 log = logging.getLogger(__name__)
 ORPHAN_GRACE_SECONDS = 60  # a snapshot is committed a moment before its row is written
@@ -91,18 +91,23 @@ def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:
 
 
 def _requeue_forgotten_jobs(ctx: AppContext, report: ReconcileReport) -> None:
-    settled = utcnow() - dt.timedelta(seconds=5)
-    for job in PrepareJob.select().where((PrepareJob.status == "queued") &
-                                         (PrepareJob.created_at < settled)):
-        if not is_known_to_redis(ctx.redis, job.job_id):
-            enqueue_prepare(ctx.redis, job.job_id, job.host_id or ctx.host,
-                            timeout_seconds=_rq_timeout(ctx, job))
-            report.requeued_jobs.append(job.job_id)
-
-
-def _rq_timeout(ctx: AppContext, job: PrepareJob) -> int:
-    from .submit import rq_timeout
-    return rq_timeout(ctx.settings, Task.select().where((Task.job == job) & (Task.type == "state_execute")).count())
+    """Each host's queue needs a token per queued job; after a Redis restart it has none.
+    A surplus token is harmless (it finds nothing to run), so two reconcilers may both top up."""
+    settled = utcnow() - dt.timedelta(seconds=5)  # a job just recorded gets its token from its submitter
+    waiting: dict[str, list[str]] = {}
+    for job_id, host in (PrepareJob.select(PrepareJob.job_id, PrepareJob.host_id)
+                         .where((PrepareJob.status == "queued") & (PrepareJob.created_at < settled)
+                                & PrepareJob.host_id.is_null(False)).order_by(PrepareJob.created_at).tuples()):
+        waiting.setdefault(host, []).append(job_id)
+    for host, job_ids in waiting.items():
+        missing = len(job_ids) - token_count(ctx.redis, host)
+        if missing <= 0:
+            continue
+        # A job id RQ still knows (its entry may be running another job) gets a token of a new id.
+        by_known = sorted(job_ids, key=lambda j: is_known_to_redis(ctx.redis, j))
+        for job_id in by_known[:missing]:
+            enqueue_token(ctx.redis, host, job_id, requeued=is_known_to_redis(ctx.redis, job_id))
+            report.requeued_jobs.append(job_id)
 
 
 def _move_jobs_off_unavailable_hosts(ctx: AppContext, report: ReconcileReport) -> None:
@@ -123,7 +128,7 @@ def _move_jobs_off_unavailable_hosts(ctx: AppContext, report: ReconcileReport) -
             continue
         append_event(job.job_id, "log", task_id="plan",
                      message=f"host {job.host_id} is unavailable; placed again on {placement.reason}")
-        enqueue_prepare(ctx.redis, job.job_id, placement.host_id, timeout_seconds=_rq_timeout(ctx, job))
+        enqueue_token(ctx.redis, placement.host_id, job.job_id)
         report.replaced_jobs.append(job.job_id)
         log.warning("job %s moved from unavailable host %s to %s", job.job_id, job.host_id, placement.host_id)
 

@@ -23,7 +23,7 @@ from .events import append_event
 from . import quotas
 from .placement import place
 from .sharing import visible_copies
-from .queue import enqueue_prepare
+from .queue import enqueue_token
 from .sources import local_source_root, resolve_source
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
             return job
     if placement is not None:
         try:
-            enqueue_prepare(ctx.redis, job_id, placement.host_id,
-                            timeout_seconds=rq_timeout(ctx.settings, len(planned.steps)))
+            enqueue_token(ctx.redis, placement.host_id, job_id)
         except Exception as exc:  # Redis down: the job is safe in the DB; the reconciler enqueues it
             log.warning("could not enqueue job %s now (%s); the reconciler will", job_id, exc)
     return job
@@ -152,6 +151,3 @@ def _instance_ttl(ctx: AppContext, instance: dict[str, Any]) -> int:
             {"max_ttl_seconds": ctx.settings.instance_max_ttl_seconds})
     return int(ttl)
 
-
-def rq_timeout(settings, steps: int) -> int:
-    return settings.step_timeout_seconds * max(1, steps) + 600

@@ -117,3 +117,20 @@ async def test_group_memberships_pick_the_org_from_the_header(ctx, token, issuer
     assert (beta["org"], beta["role"]) == ("beta", "viewer")
     elsewhere = await client.get("/v1/whoami", headers=bearer(token_, **{"X-Sqlrs-Org": "gamma"}))
     await assert_rejected(elsewhere, 403, "permission_denied")
+
+
+async def test_a_member_may_raise_a_jobs_priority_only_up_to_the_members_cap(client, ctx):
+    member = robot("default", "member")
+    cap = ctx.settings.priority_max_member
+    assert (await client.post("/v1/prepare-jobs", json={**JOB, "priority": cap}, headers=member)).status_code == 201
+    too_high = await client.post("/v1/prepare-jobs", json={**JOB, "priority": cap + 1}, headers=member)
+    await assert_rejected(too_high, 403, "priority_not_allowed")
+    assert (await too_high.get_json())["details"]["max_priority"] == cap
+    assert PrepareJob.select().count() == 1
+
+
+async def test_an_admin_may_set_a_higher_priority_and_anyone_may_lower_it(client, ctx):
+    admin, member = robot("default", "admin"), robot("default", "member")
+    high = ctx.settings.priority_max_admin
+    assert (await client.post("/v1/prepare-jobs", json={**JOB, "priority": high}, headers=admin)).status_code == 201
+    assert (await client.post("/v1/prepare-jobs", json={**JOB, "priority": -100}, headers=member)).status_code == 201

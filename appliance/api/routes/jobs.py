@@ -7,6 +7,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from ...control.models import PrepareJob, Task
 from ...control.scope import OrgScope
 from ...orchestrator import deletion
+from ...orchestrator.scheduling import check_priority
 from ...orchestrator.submit import submit_prepare
 from .. import serializers
 from ..app import call, context, deletion_response, scope
@@ -26,6 +27,7 @@ def _job(s: OrgScope, job_id: str) -> PrepareJob:
 @validate_request(PrepareJobRequest)
 @validate_response(PrepareJobAccepted, 201)
 async def create_job(data: PrepareJobRequest):
+    check_priority(context().settings, g.principal, data.priority)
     job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True),
                      submitted_by=g.principal.subject)
     url = f"/v1/prepare-jobs/{job.job_id}"
