@@ -78,6 +78,24 @@ class QuotaForbids(QuotaExceeded):
     http_status = 403
 
 
+class ServiceUnavailable(ApplianceError):
+    """A backing service is away for now; the request changed nothing and may be retried."""
+
+    http_status = 503
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "2"}
+
+
+class ControlDbUnavailable(ServiceUnavailable):
+    code = "control_db_unavailable"
+
+
+class QueueUnavailable(ServiceUnavailable):
+    code = "queue_unavailable"
+
+
 class PriorityNotAllowed(ApplianceError):
     """A job priority above what the caller's role may set (``details``: the cap)."""
 

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=1, le=64, description="RQ worker processes started by `sqlrs-appliance up`.")
     step_timeout_seconds: int = Field(3600, gt=0, description="Longest a single step may run.")
     job_heartbeat_seconds: float = Field(2.0, gt=0, description="How often a running job proves it is alive.")
+    control_db_retry_seconds: float = Field(60.0, ge=0, description="How long a worker waits (with back-off) "
+                                            "for an unreachable Control DB before giving up on what it was doing.")
     job_lost_after_seconds: float = Field(20.0, gt=0, description="A running job silent this long is failed by the reconciler.")
     reconcile_interval_seconds: float = Field(5.0, gt=0, description="How often the reaper/reconciler runs.")
 

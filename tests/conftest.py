@@ -86,6 +86,14 @@ class ThrowawayPostgres:
             os.chown(data, self.run_as.uid, self.run_as.gid)
             os.chown(self.dir, self.run_as.uid, self.run_as.gid)
         self._run([str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (clients' connections die), keeping its data."""
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop"])
+
+    def resume(self) -> None:
+        data = self.dir / "data"
         self._run([str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w", "-o",
                    f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
                    f"-c fsync=off -c max_connections=200", "start"])

@@ -5,9 +5,11 @@ import logging
 
 from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from ..errors import ApplianceError
+from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
+from ..errors import ApplianceError, ControlDbUnavailable, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,20 @@ def install_error_handlers(app: Quart) -> None:
         body, status = error_response(error.http_status, error.code, error.message, error.details)
         body.headers.update(error.headers)
         return body, status
+
+    @app.errorhandler(CONTROL_DB_UNAVAILABLE[0])
+    @app.errorhandler(CONTROL_DB_UNAVAILABLE[1])
+    async def _control_db(error: Exception):
+        # The driver's text stays in the log: it names hosts and users, and it helps nobody calling.
+        log.warning("Control DB unavailable: %s", first_line(error))
+        return await _appliance(ControlDbUnavailable(
+            "the Control DB is unreachable or busy; retry shortly"))
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    async def _redis(error: Exception):
+        log.warning("Redis unavailable: %s", error)
+        return await _appliance(QueueUnavailable("the queue (Redis) is unreachable; retry shortly"))
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _validation(error: RequestSchemaValidationError):

@@ -18,9 +18,10 @@ from pathlib import Path
 from ..artifacts.jobs import write_job_artifacts
 from ..context import AppContext
 from ..control import audit
+from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unavailable, write_transaction
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
-from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, InternalError,
-                      StepFailed)
+from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, ControlDbUnavailable,
+                      InternalError, StepFailed)
 from ..logs import log_context
 from ..orchestrator import cache, quotas, scheduling, sharing, warm_pool
 from ..orchestrator.queue import enqueue_refill
@@ -74,6 +75,9 @@ class JobRun:
             outcome = ("cancelled", exc)
         except ApplianceError as exc:
             outcome = ("failed", exc)
+        except CONTROL_DB_UNAVAILABLE as exc:  # lost mid-job: nothing half-recorded, the job fails
+            log.warning("job %s: Control DB lost mid-job: %s", job.job_id, exc)
+            outcome = ("failed", ControlDbUnavailable("the Control DB became unreachable during the job"))
         except Exception as exc:  # a bug or an unexpected platform failure: say so, keep details out
             log.exception("job %s failed unexpectedly", job.job_id)
             outcome = ("failed", InternalError(f"internal error: {type(exc).__name__}: {exc}"))
@@ -84,7 +88,8 @@ class JobRun:
         finally:
             self._stop_heartbeat.set()
             heartbeat.join(timeout=5)
-            self._finish(*outcome)
+            retry_while_unavailable(lambda: self._finish(*outcome), what=f"recording the end of job {job.job_id}",
+                                    give_up_after=self.ctx.settings.control_db_retry_seconds)
             self._write_artifacts()
 
     def _write_artifacts(self) -> None:
@@ -111,6 +116,12 @@ class JobRun:
                     .where(PrepareJob.job_id == self.job.job_id).scalar())
 
     def _finish(self, status: str, error: ApplianceError | None = None) -> None:
+        """One transaction, so a retry after a Control-DB blip records the end exactly once."""
+        with write_transaction(self.ctx.db):
+            self._record_end(status, error)
+        log.info("job %s%s", status, f" ({error.code}: {error.message})" if error is not None else "")
+
+    def _record_end(self, status: str, error: ApplianceError | None) -> None:
         job = PrepareJob.get_by_id(self.job.job_id)
         now = utcnow()
         if error is not None:
@@ -120,7 +131,6 @@ class JobRun:
             Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
         job.status, job.finished_at = status, now
         job.save()
-        log.info("job %s%s", status, f" ({error.code}: {error.message})" if error is not None else "")
         if error is not None:
             append_event(job.job_id, "error", message=error.message, error=error.to_dict())
         append_event(job.job_id, "status", status=status)
@@ -360,7 +370,8 @@ def _first_error_line(text: str) -> str:
 
 def run_next_job(ctx: AppContext) -> None:
     """A worker took a token: run the job the scheduler names, if any may start now."""
-    job, waiting = scheduling.claim_next(ctx)
+    job, waiting = retry_while_unavailable(lambda: scheduling.claim_next(ctx), what="picking the next job",
+                                           give_up_after=ctx.settings.control_db_retry_seconds)
     if job is None:  # nothing queued here (cancelled, moved, run by another token) or all at quota
         scheduling.keep_token_for(ctx, waiting)
         return
