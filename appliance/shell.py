@@ -11,10 +11,27 @@ import os
 import signal
 import subprocess
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Mapping, Sequence
 
 from .errors import Cancelled, CommandFailed
+
+_cancel_scope: ContextVar[Callable[[], bool] | None] = ContextVar("sqlrs_cancel_scope", default=None)
+
+
+@contextmanager
+def cancellable(check: Callable[[], bool] | None):
+    """Every command run inside the block, by whichever driver, is killed (and raises
+    :class:`Cancelled`) as soon as ``check()`` says so: a cancelled job stops mid-snapshot or
+    mid-clone, not only mid-psql. ``cancellable(None)`` shields cleanup from a cancellation
+    that was already requested."""
+    token = _cancel_scope.set(check)
+    try:
+        yield
+    finally:
+        _cancel_scope.reset(token)
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,11 @@ class Runner:
         cancel: Callable[[], bool] | None = None,
         binary_output: bool = False,
     ) -> Completed:
-        """Run ``argv``; with ``cancel``, poll it and kill the whole process group when it says so."""
+        """Run ``argv``; with ``cancel`` (or inside :func:`cancellable`), poll it and kill the
+        whole process group when it says so."""
         argv = [os.fspath(a) for a in argv]
+        if cancel is None:
+            cancel = _cancel_scope.get()
         kwargs: dict = {}
         if run_as is not None and os.geteuid() == 0 and run_as.uid != 0:
             kwargs.update(user=run_as.uid, group=run_as.gid, extra_groups=[])

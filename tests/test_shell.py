@@ -6,7 +6,7 @@ import io
 import pytest
 
 from appliance.errors import Cancelled, CommandFailed
-from appliance.shell import Completed, RecordingRunner, Runner
+from appliance.shell import Completed, RecordingRunner, Runner, cancellable
 
 
 def test_a_failing_command_raises_with_its_argv_exit_code_and_stderr(runner: Runner):
@@ -20,6 +20,20 @@ def test_cancel_kills_a_running_command(runner: Runner):
     calls = iter([False, True])
     with pytest.raises(Cancelled):
         runner(["sleep", "30"], cancel=lambda: next(calls))
+
+
+def test_inside_a_cancellable_block_every_command_is_killed_once_cancel_is_asked(runner: Runner):
+    asked = iter([False, True])
+    with cancellable(lambda: next(asked)), pytest.raises(Cancelled, match="cp"):
+        runner(["cp", "/dev/zero", "/dev/null"])  # as a driver's snapshot or clone would
+
+
+def test_cleanup_shielded_by_cancellable_none_runs_to_the_end_in_a_cancelled_job(runner: Runner):
+    with cancellable(lambda: True):
+        with cancellable(None):
+            assert runner(["sh", "-c", "sleep 0.6; echo tidied"]).stdout.strip() == "tidied"
+        with pytest.raises(Cancelled):
+            runner(["sleep", "30"])
 
 
 def test_pipe_from_streams_stdout_to_a_sink(runner: Runner):

@@ -28,6 +28,7 @@ from ..orchestrator.queue import enqueue_refill
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
+from ..shell import cancellable
 from ..runtime.base import Endpoint
 from . import imports, instances
 from .hashing import digest
@@ -149,7 +150,8 @@ class JobRun:
                 self._task_status(task, "running")
                 handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
                            "prepare_instance": self._prepare_instance}[task.type]
-                handler(task)
+                with cancellable(self.cancelled):  # psql, clone, start, snapshot: all stop on cancel
+                    handler(task)
                 self._task_status(task, "succeeded")
 
     def _task_status(self, task: Task, status: str) -> None:
@@ -233,7 +235,8 @@ class JobRun:
                              host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
                              snapshot_seconds=snapshot_seconds)
             except BaseException:
-                self.ctx.store.destroy_state(self.org, state_id)
+                with cancellable(None):
+                    self.ctx.store.destroy_state(self.org, state_id)
                 raise
             self.note(task, f"snapshot: complete ({size} bytes)")
 

@@ -17,6 +17,7 @@ from ..control.models import Instance, Volume, utcnow
 from ..orchestrator.quotas import instance_limits
 from ..runtime.cluster import SERVER_LOG
 from ..runtime.ports import PortPool
+from ..shell import cancellable
 
 log = logging.getLogger(__name__)
 SUPERUSER = "sqlrs"
@@ -125,16 +126,17 @@ def release_volume(ctx: AppContext, org: str, volume_id: str) -> bytes:
     """Stop whatever runs on a clone, destroy it, then forget it (in that order, crash-safe).
 
     Its run dir (socket, server log) goes last; the tail of the server log is returned, for a
-    job to keep as an artifact."""
+    job to keep as an artifact. Cleanup is never cancelled, even inside a cancelled job."""
     path = volume_path(ctx, org, volume_id)
-    try:
-        if path.exists():
-            ctx.runtime.stop(path, mode="fast")
-    except Exception as exc:
-        log.warning("fast stop of %s failed (%s); stopping immediately", volume_id, exc)
-        ctx.runtime.stop(path, mode="immediate")
-    server_log = server_log_tail(ctx, volume_id)
-    ctx.store.destroy_volume(org, volume_id)
+    with cancellable(None):
+        try:
+            if path.exists():
+                ctx.runtime.stop(path, mode="fast")
+        except Exception as exc:
+            log.warning("fast stop of %s failed (%s); stopping immediately", volume_id, exc)
+            ctx.runtime.stop(path, mode="immediate")
+        server_log = server_log_tail(ctx, volume_id)
+        ctx.store.destroy_volume(org, volume_id)
     Volume.delete().where(Volume.volume_id == volume_id).execute()
     shutil.rmtree(instance_run_dir(ctx, volume_id), ignore_errors=True)
     return server_log

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..artifacts.jobs import sweep_expired_artifacts
 from ..context import AppContext
+from ..control import audit
 from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
@@ -65,7 +66,18 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SEC
     eviction = cache.evict(ctx, trigger="reconciler")
     if eviction is not None:
         report.evicted_states = [e["state_id"] for e in json.loads(eviction.evicted_json)]
+    _record(ctx, report)
     return report
+
+
+def _record(ctx: AppContext, report: ReconcileReport) -> None:
+    """What the pass repaired or removed goes to the audit log (``reconciler.repaired``), so an
+    operator can tell after the fact why a job failed or a clone vanished. Routine work
+    (warm-pool refills) is left out."""
+    repaired = {name: value for name, value in vars(report).items() if value and name != "pooled_instances"}
+    if repaired:
+        audit.record(org=None, actor=f"reconciler:{ctx.host}", action="reconciler.repaired", outcome="ok",
+                     details=repaired)
 
 
 def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:

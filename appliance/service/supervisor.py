@@ -104,13 +104,17 @@ class WorkerPool:
 
 
 def reconcile_forever(ctx: AppContext, stop: threading.Event) -> None:
-    while not stop.wait(ctx.settings.reconcile_interval_seconds):
+    """One pass at start-up, so what a crash left behind is repaired before new work piles
+    on, then one every ``reconcile_interval_seconds``."""
+    while True:
         try:
             report = reconcile(ctx)
             if any(vars(report).values()):
                 log.info("reconciled: %s", report)
         except Exception:
             log.exception("reconciler pass failed")
+        if stop.wait(ctx.settings.reconcile_interval_seconds):
+            return
 
 
 def up(settings: Settings) -> None:

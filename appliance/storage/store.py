@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ..errors import Conflict, NotFound
+from ..shell import cancellable
 from .base import SendCommand, SnapshotDriver
 
 _log = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ class SnapshotStore:
             self.driver.publish(tmp, final)
         except BaseException:
             try:
-                self.driver.destroy(tmp)
+                with cancellable(None):  # a cancelled build must still be able to clean up
+                    self.driver.destroy(tmp)
             except Exception:  # keep the original error; sweep_temporaries retries at start-up
                 _log.warning("could not remove the temporary %s", tmp, exc_info=True)
             raise

@@ -84,3 +84,14 @@ def test_a_run_dir_whose_clone_is_gone_is_removed_and_other_files_are_kept(ctx, 
     report = reconcile(ctx, orphan_grace_seconds=-1)
     assert str(leftover) in report.orphan_paths and not leftover.exists()
     assert unrelated.exists()
+
+
+def test_what_a_pass_repaired_is_written_to_the_audit_log_and_a_quiet_pass_writes_nothing(ctx, redis):
+    from appliance.control.models import AuditEvent
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="running", heartbeat_at=utcnow() - dt.timedelta(hours=1), worker="host:9").execute()
+    reconcile(ctx)
+    (row,) = AuditEvent.select().where(AuditEvent.action == "reconciler.repaired")
+    assert row.actor == f"reconciler:{ctx.host}" and job.job_id in row.details_json
+    reconcile(ctx)
+    assert AuditEvent.select().where(AuditEvent.action == "reconciler.repaired").count() == 1
