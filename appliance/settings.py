@@ -138,6 +138,12 @@ class Settings(BaseSettings):
                                             "for an unreachable Control DB before giving up on what it was doing.")
     job_lost_after_seconds: float = Field(20.0, gt=0, description="A running job silent this long is failed by the reconciler.")
     reconcile_interval_seconds: float = Field(5.0, gt=0, description="How often the reaper/reconciler runs.")
+    orphan_grace_seconds: float = Field(60.0, ge=0, description="A snapshot or clone on disk that no Control-DB row "
+                                        "knows is removed once it is this old (a state is committed a moment "
+                                        "before its row is written).")
+    failpoints: list[Literal["clone", "snapshot", "instance-start"]] = Field(
+        default_factory=list, description="Fault-injection tests only: workers pause at these points so a test "
+                                          "can kill them there (armed one at a time by a file in data_dir/failpoints). Never set in production.")
 
     @field_validator("data_dir", "store_dir", "pg_bin_dir", mode="after")
     @classmethod

@@ -20,6 +20,7 @@ from ..context import AppContext
 from ..control import audit
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unavailable, write_transaction
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
+from ..faults import failpoint
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, ControlDbUnavailable,
                       InternalError, StepFailed)
 from ..logs import log_context
@@ -227,6 +228,7 @@ class JobRun:
             except (OSError, CommandFailed) as exc:
                 raise _out_of_space(exc) or exc
             snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
+            failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
             try:
                 State.create(org=self.org, state_id=state_id,
                              parent_state_id=task.input_id if task.input_kind == "state" else None,
@@ -271,6 +273,7 @@ class JobRun:
                 path = self.ctx.store.clone_state(self.org, input_id, volume_id,
                                                   from_org=self._copy_owner(input_id))
             self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
+            failpoint(self.ctx.settings, "clone")
         if self.build.endpoint is None:
             self.build.endpoint = self.ctx.runtime.start(
                 self.build.path, self.build.run_dir, port=5432, listen_host=None,

@@ -17,6 +17,7 @@ from ..control.models import Instance, Volume, utcnow
 from ..orchestrator.quotas import instance_limits
 from ..runtime.cluster import SERVER_LOG
 from ..runtime.ports import PortPool
+from ..faults import failpoint
 from ..shell import cancellable
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
                                      port=port, listen_host=ctx.settings.instance_host,
                                      labels=instance_labels(instance), limits=instance_limits(ctx.settings, org))
+        failpoint(ctx.settings, "instance-start")  # running, not yet active
         if not pooled:
             ctx.runtime.set_password(endpoint, instance.password)
     except BaseException:

@@ -30,7 +30,6 @@ from .placement import place
 from .queue import enqueue_token, is_known_to_redis, token_count
 
 log = logging.getLogger(__name__)
-ORPHAN_GRACE_SECONDS = 60  # a snapshot is committed a moment before its row is written
 VOLUME_ID = re.compile(r"^[0-9a-f]{32}$")  # run dirs are named after their clone
 
 
@@ -50,13 +49,16 @@ class ReconcileReport:
     pooled_instances: int = 0
 
 
-def reconcile(ctx: AppContext, *, orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS) -> ReconcileReport:
+def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None) -> ReconcileReport:
     report = ReconcileReport()
+    if orphan_grace_seconds is None:
+        orphan_grace_seconds = ctx.settings.orphan_grace_seconds
     hosts.heartbeat(ctx)
     _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
     _move_jobs_off_unavailable_hosts(ctx, report)
     _finish_requested_deletions(ctx, report)
+    _fail_abandoned_instances(ctx, report)
     _reap_expired_instances(ctx, report)
     _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
@@ -154,6 +156,23 @@ def _finish_requested_deletions(ctx: AppContext, report: ReconcileReport) -> Non
             report.finished_deletions.append(instance.instance_id)
         except Exception as exc:
             log.error("could not delete instance %s: %s", instance.instance_id, exc)
+
+
+def _fail_abandoned_instances(ctx: AppContext, report: ReconcileReport) -> None:
+    """An instance whose creator died between starting Postgres and handing it out would stay
+    ``starting`` (or ``binding``) for ever, holding a clone, a port and a Postgres: its job has
+    ended, or, job-less (a warm-pool refill), it is older than the orphan grace."""
+    ended = PrepareJob.select(PrepareJob.job_id).where(PrepareJob.status.in_(list(TERMINAL_STATUSES)))
+    stale = utcnow() - dt.timedelta(seconds=ctx.settings.orphan_grace_seconds)
+    for instance in Instance.select().where(
+            Instance.status.in_(["starting", warm_pool.BINDING]) & (Instance.host_id == ctx.host)
+            & (Instance.job_id.in_(ended) | (Instance.job_id.is_null() & (Instance.created_at < stale)))):
+        try:
+            instances.destroy_instance(ctx, instance, keep_row_as="failed")
+            report.failed_instances.append(instance.instance_id)
+            log.warning("instance %s was abandoned while %s; removed it", instance.instance_id, instance.status)
+        except Exception as exc:
+            log.error("could not remove abandoned instance %s: %s", instance.instance_id, exc)
 
 
 def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:

@@ -57,7 +57,7 @@ def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds:
           name: str | None) -> Instance | None:
     """Bind a pooled instance of the state to a job, or None when the pool is empty."""
     for candidate in pooled(org, state_id, ctx.host):
-        taken = Instance.update(status=BINDING).where(
+        taken = Instance.update(status=BINDING, job_id=job_id).where(
             (Instance.instance_id == candidate.instance_id) & (Instance.status == POOLED)).execute()
         if not taken:
             continue  # another prepare was faster: try the next one

@@ -31,12 +31,13 @@ class Appliance:
         self.org: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> "Appliance":
+    def start(self, timeout: float = 60.0, *, command: str = "up") -> "Appliance":
+        """``up`` (API, workers, reconciler) or ``api`` (API and reconciler; workers run apart)."""
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "appliance.service.main", "up", "--data-dir", str(self.data_dir),
-             "--listen", f"127.0.0.1:{self.port}"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "appliance.service.main", command, "--listen", f"127.0.0.1:{self.port}"],
+            env={**self.env, "SQLRS_DATA_DIR": str(self.data_dir)}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -95,3 +95,37 @@ def test_what_a_pass_repaired_is_written_to_the_audit_log_and_a_quiet_pass_write
     assert row.actor == f"reconciler:{ctx.host}" and job.job_id in row.details_json
     reconcile(ctx)
     assert AuditEvent.select().where(AuditEvent.action == "reconciler.repaired").count() == 1
+
+
+def abandoned_instance(ctx, job_id: str | None, *, age_seconds: float = 0):
+    from appliance.control.models import Instance
+    Volume.create(volume_id="ef" * 16, org="default", purpose="instance", job_id=job_id, host_id=ctx.host)
+    path = ctx.store.create_volume("default", "ef" * 16)
+    return Instance.create(instance_id="1" * 32, org="default", state_id="s" * 64, image_id="postgres:15",
+                           job_id=job_id, volume_id="ef" * 16, status="starting", host="127.0.0.1",
+                           host_id=ctx.host, port=7001, password="x",
+                           created_at=utcnow() - dt.timedelta(seconds=age_seconds),
+                           expires_at=utcnow() + dt.timedelta(hours=1)), path
+
+
+def test_an_instance_left_starting_by_a_job_that_ended_is_failed_and_its_clone_removed(ctx, redis):
+    from appliance.control.models import Instance
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="failed").execute()
+    instance, path = abandoned_instance(ctx, job.job_id)
+    assert reconcile(ctx).failed_instances == [instance.instance_id]
+    assert Instance.get_by_id(instance.instance_id).status == "failed" and not path.exists()
+
+
+def test_an_instance_starting_for_a_running_job_is_left_alone(ctx, redis):
+    from appliance.control.models import Instance
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="running", heartbeat_at=utcnow()).execute()
+    instance, path = abandoned_instance(ctx, job.job_id)
+    assert reconcile(ctx).failed_instances == []
+    assert Instance.get_by_id(instance.instance_id).status == "starting" and path.exists()
+
+
+def test_a_job_less_instance_starting_for_longer_than_the_grace_is_failed(ctx, redis):
+    instance, _ = abandoned_instance(ctx, None, age_seconds=ctx.settings.orphan_grace_seconds + 5)
+    assert reconcile(ctx).failed_instances == [instance.instance_id]
