@@ -53,13 +53,16 @@ class AppContext:
         return self.settings.data_dir / "run"
 
 
-def build_context(settings: Settings, runner: Runner | None = None) -> AppContext:
+def build_context(settings: Settings, runner: Runner | None = None, *, wait_for_control_db: bool = False) -> AppContext:
+    """``wait_for_control_db``: statements wait (up to ``control_db_retry_seconds``) for an
+    unreachable Control DB instead of failing — for workers, never for the API."""
     from .runtime.select import open_runtime
     from .storage.select import choose_store
 
     runner = runner or Runner()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.control_db_url)
+    db = open_database(settings.control_db_url,
+                       wait_seconds=settings.control_db_retry_seconds if wait_for_control_db else 0.0)
     choice = choose_store(settings, runner)
     store, warnings = choice.store, choice.warnings
     log.info("storage: %s", choice.reason)

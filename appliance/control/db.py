@@ -12,54 +12,17 @@ from playhouse.shortcuts import ReconnectMixin
 
 from .models import ALL_MODELS, database_proxy
 
-
-class ReconnectingPostgresqlDatabase(ReconnectMixin, peewee.PostgresqlDatabase):
-    """After a Control-DB restart every pooled thread holds a dead connection; a statement
-    outside a transaction reconnects and runs again once. Inside a transaction the error goes
-    up (a silent retry could lose half of it); the caller sees ``control_db_unavailable``."""
-
-    reconnect_errors = (
-        (peewee.OperationalError, "server closed the connection"),
-        (peewee.OperationalError, "terminating connection"),
-        (peewee.OperationalError, "ssl syscall error"),
-        (peewee.OperationalError, "no connection to the server"),
-        (peewee.OperationalError, "could not receive data"),
-        (peewee.InterfaceError, "connection already closed"),
-    )
-
-
 UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)  # what a lost or locked Control DB raises
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def retry_while_unavailable(fn: Callable[[], T], *, what: str, give_up_after: float,
-                            first_wait: float = 0.5, longest_wait: float = 8.0) -> T:
-    """Workers outlive a Control-DB restart: wait with exponential back-off instead of failing
-    the work in hand, and give up (raising the last error) after ``give_up_after`` seconds."""
-    deadline, wait = time.monotonic() + give_up_after, first_wait
-    while True:
-        try:
-            return fn()
-        except UNAVAILABLE as exc:
-            if time.monotonic() + wait > deadline:
-                raise
-            log.warning("Control DB unavailable while %s (%s); retrying in %.1f s", what,
-                        first_line(exc), wait)
-            time.sleep(wait)
-            wait = min(wait * 2, longest_wait)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def open_database(url: str) -> peewee.Database:
+def open_database(url: str, *, wait_seconds: float = 0.0) -> peewee.Database:
     """Open ``url`` and bind every model to it.
 
     SQLite is shared by the API, the workers and the reconciler (separate processes), so it
     runs in WAL mode with a generous busy timeout instead of failing on a brief write lock.
+    PostgreSQL statements wait up to ``wait_seconds`` for an unreachable server (workers).
     """
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +34,67 @@ def open_database(url: str) -> peewee.Database:
         )
     elif url.startswith(("postgresql://", "postgres://")):
         db = ReconnectingPostgresqlDatabase(**_parse_url(url))
+        db.wait_seconds = wait_seconds
     else:
         raise ValueError(f"unsupported Control DB URL scheme: {url.split(':', 1)[0]}")
     database_proxy.initialize(db)
     return db
+
+
+class ReconnectingPostgresqlDatabase(ReconnectMixin, peewee.PostgresqlDatabase):
+    """After a Control-DB restart every pooled thread holds a dead connection; a statement
+    outside a transaction reconnects and runs again once. Inside a transaction the error goes
+    up (a silent retry could lose half of it); the caller sees ``control_db_unavailable``.
+
+    With ``wait_seconds`` (workers: ``control_db_retry_seconds``), a statement or BEGIN that
+    finds the server unreachable waits for it with back-off instead of failing, so a job in
+    flight rides out a Control-DB restart. The API keeps 0: it answers 503 at once."""
+
+    reconnect_errors = (
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.OperationalError, "ssl syscall error"),
+        (peewee.OperationalError, "no connection to the server"),
+        (peewee.OperationalError, "could not receive data"),
+        (peewee.InterfaceError, "connection already closed"),
+    )
+    unreachable = ("connection refused", "could not connect", "the database system is starting up",
+                   "not yet accepting connections",
+                   "the database system is shutting down", "the database system is in recovery mode",
+                   "server closed the connection", "terminating connection", "no connection to the server",
+                   "connection already closed", "timeout expired")
+    wait_seconds = 0.0
+
+    def _reconnect(self, func, *args, **kwargs):
+        def attempt():
+            return super(ReconnectingPostgresqlDatabase, self)._reconnect(func, *args, **kwargs)
+        return retry_while_unavailable(attempt, what="running a statement", give_up_after=self.wait_seconds,
+                                       retryable=self._worth_waiting_for)
+
+    def _worth_waiting_for(self, exc: BaseException) -> bool:
+        return not self.in_transaction() and any(s in str(exc).lower() for s in self.unreachable)
+
+
+def retry_while_unavailable(fn: Callable[[], T], *, what: str, give_up_after: float,
+                            retryable: Callable[[BaseException], bool] = lambda exc: True,
+                            first_wait: float = 0.5, longest_wait: float = 2.0) -> T:
+    """Workers outlive a Control-DB restart: wait with exponential back-off instead of failing
+    the work in hand, and give up (raising the last error) after ``give_up_after`` seconds."""
+    deadline, wait = time.monotonic() + give_up_after, first_wait
+    while True:
+        try:
+            return fn()
+        except UNAVAILABLE as exc:
+            if not retryable(exc) or time.monotonic() + wait > deadline:
+                raise
+            log.warning("Control DB unavailable while %s (%s); retrying in %.1f s", what, first_line(exc), wait)
+            time.sleep(wait)
+            wait = min(wait * 2, longest_wait)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_transaction(db: peewee.Database):
@@ -93,4 +113,4 @@ def close_database(db: peewee.Database) -> None:
         db.close()
 
 
-__all__ = ["open_database", "close_database", "write_transaction", "ALL_MODELS"]
+__all__ = ["open_database", "close_database", "write_transaction", "retry_while_unavailable", "ALL_MODELS"]

@@ -87,6 +87,9 @@ class JobRun:
             # Tidy up before saying the job is over: a client that sees "failed" sees no clone left.
             if self.build is not None:
                 self._release(self.build.volume_id)
+        except Exception as exc:  # e.g. the Control DB went away: the reconciler releases it later
+            log.warning("could not release the build clone of job %s now (%s); the reconciler will",
+                        job.job_id, exc)
         finally:
             self._stop_heartbeat.set()
             heartbeat.join(timeout=5)
@@ -104,14 +107,21 @@ class JobRun:
             log.warning("could not store the artifacts of job %s: %s", self.job.job_id, exc)
 
     def _heartbeat(self) -> None:
-        interval = self.ctx.settings.job_heartbeat_seconds
-        while not self._stop_heartbeat.wait(interval):
+        """Two beats, each in its own thread: the Control-DB heartbeat (which the reconciler
+        reads) may wait out a Control-DB restart, and must not starve the renewal of the Redis
+        build locks meanwhile, or another job would start building the same state."""
+        renewer = threading.Thread(target=self._beat, args=(self.locks.renew, "build locks"), daemon=True)
+        renewer.start()
+        self._beat(lambda: PrepareJob.update(heartbeat_at=utcnow()).where(
+            PrepareJob.job_id == self.job.job_id).execute(), "heartbeat")
+        renewer.join(timeout=5)
+
+    def _beat(self, action, what: str) -> None:
+        while not self._stop_heartbeat.wait(self.ctx.settings.job_heartbeat_seconds):
             try:
-                PrepareJob.update(heartbeat_at=utcnow()).where(
-                    PrepareJob.job_id == self.job.job_id).execute()
-                self.locks.renew()
-            except Exception as exc:  # never let the heartbeat thread die silently
-                log.warning("heartbeat of job %s failed: %s", self.job.job_id, exc)
+                action()
+            except Exception as exc:  # never let a heartbeat thread die silently
+                log.warning("%s of job %s failed: %s", what, self.job.job_id, exc)
 
     def cancelled(self) -> bool:
         return bool(PrepareJob.select(PrepareJob.cancel_requested)

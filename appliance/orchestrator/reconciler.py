@@ -49,12 +49,18 @@ class ReconcileReport:
     pooled_instances: int = 0
 
 
-def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None) -> ReconcileReport:
+def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
+              control_db_reachable_since: dt.datetime | None = None) -> ReconcileReport:
+    """One pass. ``control_db_reachable_since``: when the Control DB came back after an outage;
+    until it has been back for ``job_lost_after_seconds`` no job is judged lost, because its
+    worker's heartbeats could not be written either."""
     report = ReconcileReport()
     if orphan_grace_seconds is None:
         orphan_grace_seconds = ctx.settings.orphan_grace_seconds
     hosts.heartbeat(ctx)
-    _fail_lost_jobs(ctx, report)
+    lost_after = dt.timedelta(seconds=ctx.settings.job_lost_after_seconds)
+    if control_db_reachable_since is None or utcnow() - control_db_reachable_since >= lost_after:
+        _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
     _move_jobs_off_unavailable_hosts(ctx, report)
     _finish_requested_deletions(ctx, report)

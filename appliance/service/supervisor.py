@@ -7,6 +7,7 @@ systemd would), runs the reconciler loop in a thread, and serves the API until S
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -23,7 +24,9 @@ from hypercorn.config import Config
 from ..api.app import create_app
 from ..api.auth import ensure_admin_token
 from ..context import AppContext, build_context
+from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
 from ..control.migrations import migrate
+from ..control.models import utcnow
 from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
@@ -106,11 +109,16 @@ class WorkerPool:
 def reconcile_forever(ctx: AppContext, stop: threading.Event) -> None:
     """One pass at start-up, so what a crash left behind is repaired before new work piles
     on, then one every ``reconcile_interval_seconds``."""
+    reachable_since: dt.datetime | None = None  # the Control DB, as this loop last saw it
     while True:
         try:
-            report = reconcile(ctx)
+            reachable_since = reachable_since or utcnow()
+            report = reconcile(ctx, control_db_reachable_since=reachable_since)
             if any(vars(report).values()):
                 log.info("reconciled: %s", report)
+        except CONTROL_DB_UNAVAILABLE as exc:
+            reachable_since = None
+            log.warning("reconciler pass skipped: the Control DB is unavailable (%s)", first_line(exc))
         except Exception:
             log.exception("reconciler pass failed")
         if stop.wait(ctx.settings.reconcile_interval_seconds):

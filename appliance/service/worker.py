@@ -16,7 +16,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     host's queue: the jobs there build and clone on this host's store."""
     import jobs.context
 
-    ctx = build_context(settings)
+    ctx = build_context(settings, wait_for_control_db=True)
     jobs.context.install(ctx)
     worker = SimpleWorker([prepare_queue(ctx.redis, ctx.host)], connection=ctx.redis)
     worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))

@@ -52,6 +52,21 @@ def test_a_worker_waits_for_the_control_db_and_then_goes_on(ctx, control_postgre
     assert count == 0 and time.monotonic() - started >= 2.0
 
 
+def test_a_worker_statement_waits_for_a_restarting_control_db_instead_of_failing(ctx, control_db_url,
+                                                                               control_postgres):
+    from appliance.control.db import open_database
+    worker_db = open_database(control_db_url, wait_seconds=30)
+    try:
+        assert PrepareJob.select().count() == 0  # a live connection on this thread
+        control_postgres.halt()
+        threading.Timer(2.0, control_postgres.resume).start()
+        started = time.monotonic()
+        assert PrepareJob.select().count() == 0
+        assert time.monotonic() - started >= 2.0
+    finally:
+        worker_db.close()
+
+
 def test_a_worker_gives_up_after_its_bound_with_the_last_error(ctx, halted):
     import peewee
     with pytest.raises((peewee.OperationalError, peewee.InterfaceError)):

@@ -78,3 +78,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
         containers = "n/a" if o.leaked_containers is None else o.leaked_containers
         write(f"| {runtime} | {o.kind} | {o.injected} | {o.jobs} | {o.lost} | {o.stuck} | {o.leaked_volumes} "
               f"| {o.leaked_processes} | {containers} | {o.leaked_ports} | {o.bad_states} |")
+    for runtime, o in OUTCOMES:
+        for note in o.notes:
+            write(f"  {runtime} / {o.kind}: {note}")

@@ -129,3 +129,12 @@ def test_an_instance_starting_for_a_running_job_is_left_alone(ctx, redis):
 def test_a_job_less_instance_starting_for_longer_than_the_grace_is_failed(ctx, redis):
     instance, _ = abandoned_instance(ctx, None, age_seconds=ctx.settings.orphan_grace_seconds + 5)
     assert reconcile(ctx).failed_instances == [instance.instance_id]
+
+
+def test_no_job_is_judged_lost_until_the_control_db_has_been_back_for_the_lost_after_time(ctx, redis):
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    stale = utcnow() - dt.timedelta(seconds=ctx.settings.job_lost_after_seconds + 5)
+    PrepareJob.update(status="running", heartbeat_at=stale, worker="host:123").execute()
+    assert reconcile(ctx, control_db_reachable_since=utcnow() - dt.timedelta(seconds=1)).lost_jobs == []
+    back_long_ago = utcnow() - dt.timedelta(seconds=ctx.settings.job_lost_after_seconds + 1)
+    assert reconcile(ctx, control_db_reachable_since=back_long_ago).lost_jobs == [job.job_id]
