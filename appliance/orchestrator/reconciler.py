@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -44,6 +45,7 @@ class ReconcileReport:
     failed_instances: list[str] = field(default_factory=list)
     released_volumes: list[str] = field(default_factory=list)
     orphan_paths: list[str] = field(default_factory=list)
+    orphan_servers: list[str] = field(default_factory=list)
     evicted_states: list[str] = field(default_factory=list)
     expired_artifacts: int = 0
     pooled_instances: int = 0
@@ -69,6 +71,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     _revive_stopped_instances(ctx, report)
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
+    _stop_unowned_servers(ctx, report)
     report.expired_artifacts = _sweep_artifacts(ctx)
     report.pooled_instances = _refill_warm_pool(ctx)
     eviction = cache.evict(ctx, trigger="reconciler")
@@ -249,6 +252,30 @@ def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
             report.released_volumes.append(volume.volume_id)
         except Exception as exc:
             log.error("could not release volume %s: %s", volume.volume_id, exc)
+
+
+def _stop_unowned_servers(ctx: AppContext, report: ReconcileReport) -> None:
+    """Servers (postmasters, containers, Nomad jobs) on clones of this store that no host's
+    Control-DB row knows, found by asking the runtime, not the disk: a clone removed by hand, or
+    rows lost to a Control-DB restore, leave them running. A clone's row is always written before
+    its server starts, so there is no window to wait out."""
+    orgs_dir = os.path.realpath(ctx.store.root / "orgs")
+    try:
+        servers = ctx.runtime.running_volumes()
+    except Exception as exc:  # the engine or Nomad being away must not stop the rest of the pass
+        log.warning("could not list the runtime's servers: %s", exc)
+        return
+    ours = [p for p in servers if p.parent.name == "volumes" and os.path.dirname(p.parent.parent) == orgs_dir]
+    known = {v.volume_id for v in Volume.select(Volume.volume_id).where(Volume.volume_id.in_([p.name for p in ours]))}
+    for path in ours:
+        if path.name in known:
+            continue
+        try:
+            ctx.runtime.stop(path, mode="immediate")
+            report.orphan_servers.append(str(path))
+            log.warning("stopped a server no Control-DB row owns, on %s", path)
+        except Exception as exc:
+            log.warning("could not stop the orphaned server on %s: %s", path, exc)
 
 
 def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: float) -> None:

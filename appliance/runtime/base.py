@@ -89,6 +89,10 @@ class InstanceRuntime(Protocol):
     def is_running(self, volume: Path) -> bool:
         """Whether any process of this cluster is still alive."""
 
+    def running_volumes(self) -> list[Path]:
+        """Every clone this runtime has a server on (a postmaster, a container, a Nomad job),
+        as the runtime itself sees it: the reconciler stops those no Control-DB row owns."""
+
     def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
         """The argv prefix that runs psql against the endpoint as the superuser."""
 

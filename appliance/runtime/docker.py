@@ -174,6 +174,10 @@ class DockerRuntime(HostSideClient):
         return [ManagedContainer(row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"])
                 for row in rows]
 
+    def running_volumes(self) -> list[Path]:
+        """Clones with a container of ours (running or not: a stopped one still holds its name)."""
+        return sorted({Path(c.labels[VOLUME_LABEL]) for c in self.list_managed() if c.labels.get(VOLUME_LABEL)})
+
     def exited_instances(self) -> list[ManagedContainer]:
         """Containers that ended without :meth:`stop` (which removes them): killed or crashed."""
         return [c for c in self.list_managed() if c.state in _GONE]

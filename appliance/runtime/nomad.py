@@ -26,7 +26,8 @@ from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, No
 from ..shell import Runner
 from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .nomad_jobs import (
-    CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, TASK_NAME, JobSettings, initdb_job, instance_job, job_id_for,
+    CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
+    job_id_for,
 )
 from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
@@ -163,6 +164,18 @@ class NomadRuntime(HostSideClient):
 
     def is_running(self, volume: Path) -> bool:
         return any(a["ClientStatus"] in _LIVE for a in self._allocations(job_id_for(volume)))
+
+    def running_volumes(self) -> list[Path]:
+        """Clones with a job of this appliance in its namespace (ours by ID prefix and ``Meta``)."""
+        found = set()
+        for stub in self._call(self._nomad.jobs.get_jobs, prefix=JOB_ID_PREFIX) or []:
+            try:
+                meta = (self._call(self._nomad.job.get_job, stub["ID"]) or {}).get("Meta") or {}
+            except NotFound:
+                continue  # purged meanwhile
+            if meta.get("sqlrs_managed") == "true" and meta.get("sqlrs_volume"):
+                found.add(Path(meta["sqlrs_volume"]))
+        return sorted(found)
 
     def task_logs(self, volume: Path, stream: str = "stderr") -> str:
         """The Postgres task's log as Nomad keeps it (Postgres logs to stderr)."""

@@ -34,11 +34,14 @@ _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+JOB_ID_PREFIX = "sqlrs-"
+
+
 def job_id_for(volume: Path, purpose: str = "pg") -> str:
     """A stable, Nomad-safe job ID per volume: found again after a restart of the appliance."""
     real = os.path.realpath(os.fspath(volume))
     stem = re.sub(r"[^a-z0-9-]", "-", os.path.basename(real).lower())[:40].strip("-") or "volume"
-    return f"sqlrs-{purpose}-{stem}-{hashlib.sha256(real.encode()).hexdigest()[:16]}"
+    return f"{JOB_ID_PREFIX}{purpose}-{stem}-{hashlib.sha256(real.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)

@@ -153,9 +153,27 @@ class ProcessRuntime:
 
     def is_running(self, volume: Path) -> bool:
         pgdata = pgdata_of(safe_path(volume, "volume"))
+        if not pgdata.exists():
+            return bool(_cluster_pids(pgdata))  # its clone was deleted under it: still running
         if not (pgdata / "postmaster.pid").exists():
             return False  # a clean stop removes it; without it no backend can be left
         return self._postmaster_pid(pgdata) is not None or bool(_cluster_pids(pgdata))
+
+    def running_volumes(self) -> list[Path]:
+        """Clones with a server of ours on them, read from /proc: a postgres chdirs into its
+        pgdata, which is ``<clone>/pgdata`` (or, if the clone was deleted under it, was)."""
+        found = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                exe = os.readlink(f"/proc/{entry.name}/exe").removesuffix(" (deleted)")
+                cwd = Path(os.readlink(f"/proc/{entry.name}/cwd").removesuffix(" (deleted)"))
+            except OSError:
+                continue
+            if os.path.dirname(exe) == os.path.realpath(self.bin_dir) and cwd.name == "pgdata":
+                found.add(cwd.parent)
+        return sorted(found)
 
     # --- talking to a running cluster ---------------------------------------------------------
     def psql_command(self, endpoint: Endpoint, dbname: str = "postgres") -> list[str]:
@@ -299,7 +317,7 @@ def _is_cluster_process(pid: int, real_pgdata: str) -> bool:
     Postgres chdirs into its data directory, which tells our clusters apart from each
     other and from an unrelated process that inherited a stale pid."""
     try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
+        cwd = os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)")  # a clone removed under it
         exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
     except OSError:
         return False

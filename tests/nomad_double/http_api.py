@@ -66,6 +66,8 @@ class Handler(BaseHTTPRequestHandler):
                 return c.register(self._body(), query.get("namespace"), None)
             case ("PUT" | "POST", ["v1", "job", job_id]):
                 return c.register(self._body(), query.get("namespace"), job_id)
+            case ("GET", ["v1", "jobs"]):
+                return c.list_jobs(namespace, query.get("prefix", ""))
             case ("GET", ["v1", "job", job_id]):
                 return c.job(namespace, job_id)
             case ("GET", ["v1", "job", job_id, "allocations"]):

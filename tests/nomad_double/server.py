@@ -159,6 +159,18 @@ class Cluster:
             job["Status"] = "dead"
         return job
 
+    def list_jobs(self, namespace: str, prefix: str) -> list[dict]:
+        """JobListStubs, as Nomad lists them: no Meta unless asked (this client never asks)."""
+        with self.lock:
+            ids = sorted(job_id for ns, job_id in self.jobs if ns == namespace and job_id.startswith(prefix))
+        stubs = []
+        for job_id in ids:
+            job = self.job(namespace, job_id)
+            stubs.append({key: job.get(key) for key in ("ID", "ParentID", "Name", "Namespace", "Datacenters",
+                                                        "Type", "Priority", "Status", "Stop", "CreateIndex",
+                                                        "ModifyIndex", "JobModifyIndex")})
+        return stubs
+
     def job_allocations(self, namespace: str, job_id: str) -> list[dict]:
         with self.lock:
             record = self.jobs.get((namespace, job_id))

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+
+import pytest
 
 from appliance.control.models import PrepareJob, Volume, utcnow
 from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.queue import is_known_to_redis
 from appliance.orchestrator.reconciler import reconcile
 from appliance.orchestrator.submit import submit_prepare
+
+from ..conftest import free_tcp_port, public_tmpdir
 
 REQUEST = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "create table t (i int)"]}
 
@@ -138,3 +143,44 @@ def test_no_job_is_judged_lost_until_the_control_db_has_been_back_for_the_lost_a
     assert reconcile(ctx, control_db_reachable_since=utcnow() - dt.timedelta(seconds=1)).lost_jobs == []
     back_long_ago = utcnow() - dt.timedelta(seconds=ctx.settings.job_lost_after_seconds + 1)
     assert reconcile(ctx, control_db_reachable_since=back_long_ago).lost_jobs == [job.job_id]
+
+
+@pytest.fixture
+def served(control_db_url, redis_url, redis):
+    """A context whose store the unprivileged Postgres user can reach, as the service sets it up."""
+    from appliance.control.db import close_database
+    from appliance.service.supervisor import bootstrap
+    from appliance.settings import Settings
+    data = public_tmpdir("sqlrs-reconciler-") / "data"
+    context = bootstrap(Settings(data_dir=data, database_url=control_db_url, redis_url=redis_url,
+                                 storage_backend="copy", btrfs_image="off"))
+    yield context
+    close_database(context.db)
+    shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def test_a_server_running_on_a_clone_no_row_knows_is_stopped_and_recorded(served):
+    ctx = served
+    path = ctx.store.create_volume("default", "ab" * 16)
+    ctx.runtime.init_cluster(path, ctx.runtime.resolve_image("postgres"))
+    ctx.runtime.start(path, ctx.run_dir / ("ab" * 16), port=free_tcp_port(), listen_host=None)
+    try:
+        assert reconcile(ctx).orphan_servers == [str(path.resolve())]
+        assert not ctx.runtime.is_running(path)
+    finally:
+        ctx.runtime.stop(path, mode="immediate")
+
+
+def test_a_server_whose_clone_has_a_row_is_left_running(served):
+    ctx = served
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    PrepareJob.update(status="running", heartbeat_at=utcnow()).execute()
+    Volume.create(volume_id="cd" * 16, org="default", purpose="build", job_id=job.job_id, host_id=ctx.host)
+    path = ctx.store.create_volume("default", "cd" * 16)
+    ctx.runtime.init_cluster(path, ctx.runtime.resolve_image("postgres"))
+    ctx.runtime.start(path, ctx.run_dir / ("cd" * 16), port=free_tcp_port(), listen_host=None)
+    try:
+        assert reconcile(ctx).orphan_servers == []
+        assert ctx.runtime.is_running(path)
+    finally:
+        ctx.runtime.stop(path, mode="immediate")

@@ -139,3 +139,22 @@ def _eventually(condition, attempts: int = 250) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_running_volumes_lists_a_started_cluster_until_it_is_stopped(any_runtime, any_volume, any_start):
+    real = any_volume.resolve()
+    assert real not in any_runtime.running_volumes()
+    any_start(any_volume)
+    assert real in any_runtime.running_volumes()
+    any_runtime.stop(any_volume, mode="immediate")
+    assert real not in any_runtime.running_volumes()
+
+
+def test_a_server_whose_clone_was_deleted_under_it_is_still_found_and_stopped(any_runtime, any_volume, any_start,
+                                                                             runner):
+    any_start(any_volume)
+    runner(["rm", "-rf", str(any_volume)])  # by hand, behind the appliance's back
+    assert any_volume.resolve() in any_runtime.running_volumes()
+    any_runtime.stop(any_volume, mode="immediate")
+    assert _eventually(lambda: any_volume.resolve() not in any_runtime.running_volumes())
+    assert not any_runtime.is_running(any_volume)
