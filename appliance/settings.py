@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = Field(60.0, ge=0, description="A snapshot or clone on disk that no Control-DB row "
                                         "knows is removed once it is this old (a state is committed a moment "
                                         "before its row is written).")
+    object_sweep_interval_seconds: float = Field(300.0, gt=0, description="How often each host's reconciler lists "
+                                                 "the object store for expired artifacts and orphaned uploads.")
     failpoints: list[Literal["clone", "snapshot", "instance-start"]] = Field(
         default_factory=list, description="Fault-injection tests only: workers pause at these points so a test "
                                           "can kill them there (armed one at a time by a file in data_dir/failpoints). Never set in production.")

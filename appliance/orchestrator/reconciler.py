@@ -24,7 +24,7 @@ from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
-from . import cache, hosts, quotas, warm_pool
+from . import cache, hosts, quotas, sources, warm_pool
 from .events import TERMINAL_STATUSES, append_event
 from .locks import build_lock_key
 from .placement import place
@@ -47,6 +47,7 @@ class ReconcileReport:
     orphan_paths: list[str] = field(default_factory=list)
     orphan_servers: list[str] = field(default_factory=list)
     evicted_states: list[str] = field(default_factory=list)
+    orphan_sources: list[str] = field(default_factory=list)
     expired_artifacts: int = 0
     pooled_instances: int = 0
 
@@ -72,7 +73,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     _release_unowned_volumes(ctx, report)
     _remove_orphans_on_disk(ctx, report, orphan_grace_seconds)
     _stop_unowned_servers(ctx, report)
-    report.expired_artifacts = _sweep_artifacts(ctx)
+    _sweep_object_store(ctx, report, orphan_grace_seconds)
     report.pooled_instances = _refill_warm_pool(ctx)
     eviction = cache.evict(ctx, trigger="reconciler")
     if eviction is not None:
@@ -202,12 +203,17 @@ def _refill_warm_pool(ctx: AppContext) -> int:
         return 0
 
 
-def _sweep_artifacts(ctx: AppContext) -> int:
+def _sweep_object_store(ctx: AppContext, report: ReconcileReport, grace: float) -> None:
+    """Expired artifacts and orphaned uploads. Listing a bucket is not free, so each host does
+    it at most every ``object_sweep_interval_seconds``."""
+    if not ctx.redis.set(f"sqlrs:object-sweep:{ctx.host}", 1, nx=True,
+                         ex=max(1, int(ctx.settings.object_sweep_interval_seconds))):
+        return
     try:
-        return sweep_expired_artifacts(ctx)
+        report.expired_artifacts = sweep_expired_artifacts(ctx)
+        report.orphan_sources = sources.sweep_orphans(ctx, grace)
     except Exception as exc:  # the object store being away must not stop the rest of the pass
-        log.warning("artifact sweep failed: %s", exc)
-        return 0
+        log.warning("object-store sweep failed: %s", exc)
 
 
 def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:

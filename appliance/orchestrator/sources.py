@@ -7,11 +7,13 @@ another host (the one a job was placed on, or another API) unpacks the same tree
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +146,47 @@ def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> Reso
                          binary_output=True)
     source_id, _ = store_bundle(ctx, org, archive.stdout)
     return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)
+
+
+_BUNDLE_KEY = re.compile(r"^([^/]+)/sources/([0-9a-f]{64})\.tar\.gz$")  # see bundle_key()
+
+
+def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
+    """Uploads no Control-DB row knows (an upload that died between storing its bytes and
+    recording them): bundles in the object store, unpacked trees and staging dirs on this host.
+    Only what is older than ``grace_seconds`` goes, so an upload in progress is never touched."""
+    now = dt.datetime.now(dt.timezone.utc)
+    known = set(SourceBundle.select(SourceBundle.org, SourceBundle.source_id).tuples())
+    removed = []
+    for info in ctx.objects.list(""):
+        match = _BUNDLE_KEY.match(info.key)
+        old = info.last_modified is not None and (now - info.last_modified).total_seconds() > grace_seconds
+        if match and old and (match[1], match[2]) not in known:
+            ctx.objects.delete(info.key)
+            removed.append(info.key)
+    for org_dir in _subdirs(ctx.sources_dir):
+        for entry in _subdirs(org_dir):
+            if entry.name == ".incoming":  # staging of uploads being unpacked: only the abandoned ones
+                doomed = [e for e in _subdirs(entry) if _older_than(e, grace_seconds)]
+            elif SOURCE_ID.match(entry.name) and (org_dir.name, entry.name) not in known:
+                doomed = [entry] if _older_than(entry, grace_seconds) else []
+            else:
+                doomed = []
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+    return removed
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    return [e for e in directory.iterdir() if e.is_dir()] if directory.is_dir() else []
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _readable_tree(root: Path) -> None:

@@ -184,3 +184,27 @@ def test_a_server_whose_clone_has_a_row_is_left_running(served):
         assert ctx.runtime.is_running(path)
     finally:
         ctx.runtime.stop(path, mode="immediate")
+
+
+def test_uploads_no_row_knows_are_removed_from_the_object_store_and_the_disk(ctx, redis):
+    from appliance.control.models import SourceBundle
+    from appliance.orchestrator import sources
+    kept_id, orphan_id = "a" * 64, "b" * 64
+    SourceBundle.create(org="default", source_id=kept_id, size_bytes=3)
+    for source_id in (kept_id, orphan_id):
+        ctx.objects.put_bytes(sources.bundle_key("default", source_id), b"tgz")
+        sources.source_root(ctx, "default", source_id).mkdir(parents=True)
+    staging = ctx.sources_dir / "default" / ".incoming" / "3f2a"
+    staging.mkdir(parents=True)
+    report = reconcile(ctx, orphan_grace_seconds=-1)
+    assert sorted(report.orphan_sources) == sorted([sources.bundle_key("default", orphan_id), str(staging),
+                                                    str(sources.source_root(ctx, "default", orphan_id))])
+    assert ctx.objects.exists(sources.bundle_key("default", kept_id))
+    assert sources.source_root(ctx, "default", kept_id).is_dir()
+
+
+def test_a_fresh_upload_without_its_row_yet_is_left_alone(ctx, redis):
+    from appliance.orchestrator import sources
+    ctx.objects.put_bytes(sources.bundle_key("default", "c" * 64), b"tgz")
+    assert reconcile(ctx).orphan_sources == []
+    assert ctx.objects.exists(sources.bundle_key("default", "c" * 64))
