@@ -18,11 +18,9 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ import psycopg2  # noqa: E402
 from appliance.runtime.base import SUPERUSER  # noqa: E402
 from appliance.runtime.process import ProcessRuntime  # noqa: E402
 from appliance.shell import Runner  # noqa: E402
-from bench.outputs import write_outputs  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.clone_stores import BenchStore, btrfs_store, zfs_store  # noqa: E402
 
 ORG = "bench"
@@ -307,15 +305,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("the bench runs as root: it mounts a btrfs image, creates a zfs pool, and runs Postgres "
-              "as the unprivileged postgres user", file=sys.stderr)
+    base = start_run("sqlrs-clonebench-", "it mounts a btrfs image, creates a zfs pool, and runs Postgres "
+                                          "as the unprivileged postgres user")
+    if base is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.perf_counter()
     sizes = [("small", args.small_rows)] + ([] if args.small_only else [("large", args.large_rows)])
-    base = Path(tempfile.mkdtemp(prefix="sqlrs-clonebench-", dir="/tmp"))
-    base.chmod(0o755)
     (base / "run").mkdir(mode=0o755)
     results: list[StateResult] = []
     try:

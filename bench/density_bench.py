@@ -18,9 +18,7 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from appliance.runtime.base import SUPERUSER, pgdata_of  # noqa: E402
 from appliance.runtime.process import ProcessRuntime  # noqa: E402
 from appliance.shell import Runner  # noqa: E402
 from bench.cache_hit import ApiSession  # noqa: E402
+from bench.outputs import start_run  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.workloads import write_workload  # noqa: E402
 from tests.e2e.harness import Appliance  # noqa: E402
@@ -235,13 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant-count", type=int, default=40, help="clusters per settings variant")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = p.parse_args(argv)
-    if os.geteuid() != 0:
-        print("the bench runs as root: the appliance mounts a btrfs image", file=sys.stderr)
+    base = start_run("sqlrs-density-", "the appliance mounts a btrfs image")
+    if base is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.perf_counter()
-    base = Path(tempfile.mkdtemp(prefix="sqlrs-density-", dir="/tmp"))
-    base.chmod(0o755)
     app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
                     extra_env={"SQLRS_BTRFS_IMAGE_BYTES": str(8 * 1024**3), "SQLRS_RECONCILE_INTERVAL_SECONDS": "3600"})
     clusters = ManualClusters(app.data_dir / "store" / "bench-density", base)

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.engine.packing import pack_psql_bundle  # noqa: E402
-from bench.outputs import write_outputs  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402
 from tests.e2e.harness import TERMINAL, Appliance  # noqa: E402
@@ -229,14 +226,11 @@ def write_chart(samples: list[Sample], orgs: list[str], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("the bench runs as root: the appliance mounts a btrfs image", file=sys.stderr)
+    base = start_run("sqlrs-loadbench-", "the appliance mounts a btrfs image")
+    if base is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     clients = [int(c) for c in args.clients.split(",")]
     org_names = ["acme", "globex", "initech"][:len(clients)]
-    base = Path(tempfile.mkdtemp(prefix="sqlrs-loadbench-", dir="/tmp"))
-    base.chmod(0o755)
     app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
                     extra_env={"SQLRS_WORKERS": str(args.workers), "SQLRS_BTRFS_IMAGE_BYTES": str(16 * 1024**3)})
     try:

@@ -22,3 +22,20 @@ def write_outputs(out: Path, stem: str, text: str, *, chart: Callable[[Path], No
                                            for s in samples], indent=1))
     print("\n" + text)
     print("wrote " + ", ".join(p.name for p in written) + f" to {out}")
+
+
+def start_run(prefix: str, why_root: str) -> Path | None:
+    """What every bench does first: insist on root (it mounts stores and runs Postgres as another
+    user), turn SIGTERM into KeyboardInterrupt so its cleanup runs, and make a scratch directory
+    the unprivileged Postgres user can traverse. None (after saying why) when not root."""
+    import os
+    import signal
+    import sys
+    import tempfile
+    if os.geteuid() != 0:
+        print(f"the bench runs as root: {why_root}", file=sys.stderr)
+        return None
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    base.chmod(0o755)
+    return base

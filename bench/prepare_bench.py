@@ -16,10 +16,8 @@ import datetime as dt
 import os
 import platform
 import shutil
-import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.storage.image import filesystem_type  # noqa: E402
-from bench.outputs import write_outputs  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession  # noqa: E402
 from bench.floor import RawFloor  # noqa: E402
 from bench.rebuild import ClassicRebuild  # noqa: E402
@@ -129,14 +127,11 @@ def render(rows: list[SizeRow], seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("the bench runs as root: the appliance mounts a btrfs image and Postgres runs as "
-              "the unprivileged postgres user", file=sys.stderr)
+    base = start_run("sqlrs-bench-", "the appliance mounts a btrfs image and Postgres runs as "
+                                     "the unprivileged postgres user")
+    if base is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.perf_counter()
-    base = Path(tempfile.mkdtemp(prefix="sqlrs-bench-", dir="/tmp"))
-    base.chmod(0o755)
     app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
                     extra_env={"SQLRS_BTRFS_IMAGE_BYTES": str(16 * ONE_GIB),
                                # no periodic reconciler pass inside a measurement (instances are

@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import os
 import shutil
-import signal
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.settings import Settings  # noqa: E402
-from bench.outputs import write_outputs  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession, phases  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402
@@ -249,13 +246,10 @@ def write_chart(all_series: list[Series], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("the bench runs as root: the appliance mounts a btrfs image", file=sys.stderr)
+    base = start_run("sqlrs-rtbench-", "the appliance mounts a btrfs image")
+    if base is None:
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     started = time.perf_counter()
-    base = Path(tempfile.mkdtemp(prefix="sqlrs-rtbench-", dir="/tmp"))
-    base.chmod(0o755)
     all_series: list[Series] = []
     try:
         for runtime in [r.strip() for r in args.runtimes.split(",") if r.strip()]:

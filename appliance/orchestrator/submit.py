@@ -15,7 +15,7 @@ from typing import Any
 
 from ..context import AppContext
 from ..control.db import write_transaction
-from ..control.models import PrepareJob, State, Task, utcnow
+from ..control.models import PrepareJob, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
 from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
