@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"], description="Datacenters jobs may run in.")
     nomad_node_id: str | None = Field(None, description="Nomad node that holds this host's store (jobs are pinned to it).")
     pg_bin_dir: Path | None = Field(None, description="PostgreSQL binaries; default: newest /usr/lib/postgresql/*/bin.")
+    instance_scram_iterations: int = Field(16, ge=1, le=1_000_000, description=(
+        "PBKDF2 iterations of the SCRAM verifier set on each instance. Iterations slow down guessing a "
+        "weak password from a stolen verifier; a DSN password is a random 192-bit token, so they buy "
+        "nothing there, yet cost every bind (Postgres re-derives the key once on ALTER ROLE) and every "
+        "client connect. Raise it (Postgres's default is 4096) if a policy requires."))
     instance_os_user: str | None = Field(None, description="Unprivileged OS user that runs Postgres; default postgres when root, else the current user.")
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
     port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")

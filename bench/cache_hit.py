@@ -58,13 +58,16 @@ class ApiSession:
         return body
 
     def run_job(self, body: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float, float, float]:
-        """Submit and poll; returns (final status, t_submit, t_accepted, t_seen) in epoch seconds."""
+        """Submit and poll; returns (final status, t_submit, t_accepted, t_seen) in epoch seconds.
+        A job answered at admission returns its 201 body as the status (see :meth:`full_status`)."""
         t_submit = time.time()
         response = self.client.post("/v1/prepare-jobs", json=body)
         t_accepted = time.time()
         if response.status_code != 201:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:500]}")
         job_id = response.json()["job_id"]
+        if response.json().get("result"):  # answered at admission (warm pool): the DSN is in the 201
+            return response.json(), t_submit, t_accepted, t_accepted
         deadline = time.monotonic() + timeout
         while True:
             status = self.client.get(f"/v1/prepare-jobs/{job_id}").json()
@@ -85,6 +88,10 @@ class ApiSession:
             raise RuntimeError(f"deleting instance {instance_id} answered {response.status_code}: {response.text[:300]}")
         return time.perf_counter() - started
 
+    def full_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The job's whole status (tasks, timestamps), read after the clock stopped."""
+        return status if "tasks" in status else self.client.get(f"/v1/prepare-jobs/{status['job_id']}").json()
+
     def measure_hit(self, body: dict[str, Any]) -> CacheHit:
         status, t_submit, t_accepted, t_seen = self.run_job(body, timeout=60)
         with psycopg2.connect(status["result"]["dsn"], connect_timeout=10) as conn:
@@ -93,6 +100,7 @@ class ApiSession:
                 cur.fetchone()
         t_done = time.time()
         conn.close()
+        status = self.full_status(status)
         steps = [t for t in status["tasks"] if t["type"] == "state_execute"]
         hit = CacheHit(seconds=t_done - t_submit, phases=phases(status, t_submit, t_accepted, t_seen, t_done),
                        instance_id=status["result"]["instance_id"], state_id=status["result"]["state_id"],

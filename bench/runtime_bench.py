@@ -117,6 +117,7 @@ def one_request(api: ApiSession, body: dict[str, Any]) -> tuple[Sample, str, str
         cur.fetchone()
     t_done = time.time()
     conn.close()
+    status = api.full_status(status)
     split = phases(status, t_submit, t_accepted, t_seen, t_done)
     events = api.client.get(f"/v1/prepare-jobs/{status['job_id']}/events").text
     sample = Sample(seconds=t_done - t_submit, prepare_instance=split.get(PREPARE_PHASE, 0.0),

@@ -1,11 +1,15 @@
-"""RQ job: write a finished job's report and logs to the object store."""
+"""RQ job: what a hit answered at admission leaves to a worker."""
 from __future__ import annotations
 
 from appliance.artifacts.jobs import write_job_artifacts
+from appliance.orchestrator.warm_pool import refill
 
 from .context import current
 
 
-def write_artifacts(job_id: str) -> None:
+def after_admission(job_id: str) -> None:
+    """The job's report and logs, then topping the warm pool up again: one queue entry instead
+    of two, written after the client already has its DSN."""
     ctx = current()
     write_job_artifacts(ctx, job_id, retain_seconds=ctx.settings.artifact_retention_seconds)
+    refill(ctx)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import secrets
@@ -63,11 +64,32 @@ def create_app(ctx: AppContext) -> Quart:
             response.headers["X-Request-ID"] = g.request_id  # what to quote when asking the operator
         return response
 
+    if ctx.settings.warm_pool_size > 0:
+        _hold_bind_connections(app, ctx)
+
     from .routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,
                          transfer)
     for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
     return app
+
+
+def _hold_bind_connections(app: Quart, ctx: AppContext) -> None:
+    """While serving, keep a connection open to each pooled clone: hits answered at admission
+    bind over it (see ``runtime.admin_connections``)."""
+    from ..orchestrator.warm_pool import hold_bind_connections_forever
+
+    @app.before_serving
+    async def _start() -> None:
+        app.extensions["sqlrs-bind-connections"] = asyncio.ensure_future(hold_bind_connections_forever(ctx))
+
+    @app.after_serving
+    async def _stop() -> None:
+        task = app.extensions.pop("sqlrs-bind-connections", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def scope() -> OrgScope:

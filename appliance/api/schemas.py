@@ -44,13 +44,6 @@ class PrepareJobRequest(Strict):
     priority: int = Field(0, ge=-100, le=100)
 
 
-class PrepareJobAccepted(BaseModel):
-    job_id: str
-    status: TaskStatus
-    status_url: str
-    events_url: str
-
-
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -95,6 +88,14 @@ class PrepareJobResult(BaseModel):
     instance_id: str
     state_id: str
     image_id: str
+
+
+class PrepareJobAccepted(BaseModel):
+    job_id: str
+    status: TaskStatus
+    status_url: str
+    events_url: str
+    result: PrepareJobResult | None = None  # set when the job was answered at admission (warm pool)
 
 
 class PrepareJobStatus(PrepareJobEntry):

@@ -37,15 +37,19 @@ def job_status(job: PrepareJob, viewer: "Principal") -> dict[str, Any]:
     body = job_entry(job)
     tasks = Task.select().where(Task.job == job).order_by(Task.position)
     body["tasks"] = [task_entry(t, job.job_id) for t in tasks]
-    body["result"] = None
-    if job.result_instance_id:
-        instance = Instance.get_or_none(Instance.instance_id == job.result_instance_id)
-        body["result"] = {
-            "dsn": dsn(instance) if instance and instance.status == "active" and sees_dsn(viewer, instance) else None,
-            "instance_id": job.result_instance_id, "state_id": job.result_state_id,
-            "image_id": job.resolved_image_id}
+    body["result"] = job_result(job, viewer)
     body["error"] = json.loads(job.error_json) if job.error_json else None
     return body
+
+
+def job_result(job: PrepareJob, viewer: "Principal") -> dict[str, Any] | None:
+    """What a finished job handed out; the DSN only while the instance lives, and only to its org."""
+    if not job.result_instance_id:
+        return None
+    instance = Instance.get_or_none(Instance.instance_id == job.result_instance_id)
+    return {"dsn": dsn(instance) if instance and instance.status == "active" and sees_dsn(viewer, instance) else None,
+            "instance_id": job.result_instance_id, "state_id": job.result_state_id,
+            "image_id": job.resolved_image_id}
 
 
 def event(ev: JobEvent) -> dict[str, Any]:

@@ -17,17 +17,18 @@ from ..control import audit
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..orchestrator import quotas, warm_pool
-from ..orchestrator.events import append_event
-from ..orchestrator.queue import enqueue_artifacts, enqueue_refill
+from ..orchestrator.events import append_events, event
+from ..orchestrator.queue import enqueue_after_admission
 
 log = logging.getLogger(__name__)
 
 
-def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bool:
+def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str],
+                   limits: quotas.Limits | None = None) -> bool:
     """Finish ``job`` now from the warm pool; False (nothing changed) when that is not possible."""
     if not state_ids or not warm_pool.enabled(ctx):
         return False
-    quotas.check_bind(ctx.settings, job.org)
+    quotas.check_bind(ctx.settings, job.org, limits)
     bind_started = time.monotonic()
     instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id,
                                ttl_seconds=job.instance_ttl_seconds, name=job.instance_name)
@@ -45,14 +46,12 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bo
             (Task.job == job) & (Task.type == "prepare_instance")).execute()
         State.update(last_used_at=now, use_count=State.use_count + 1).where(
             (State.org == job.org) & State.state_id.in_(state_ids) & (State.host == ctx.host)).execute()
-        append_event(job.job_id, "log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE)
-        append_event(job.job_id, "status", status="succeeded")
-        append_event(job.job_id, "result", result=result)
+        append_events(job.job_id, [event("log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE),
+                                   event("status", status="succeeded"), event("result", result=result)])
         audit.instance_bound(job, instance, from_pool=True)
-    job.status = "succeeded"
+    job.status, job.result_state_id, job.result_instance_id = "succeeded", state_ids[-1], instance.instance_id
     try:  # after answering: both are the host's workers' business
-        enqueue_refill(ctx.redis, ctx.host)
-        enqueue_artifacts(ctx.redis, ctx.host, job.job_id)
+        enqueue_after_admission(ctx.redis, ctx.host, job.job_id)
     except Exception as exc:  # Redis away: the reconciler refills; the artifacts are lost, not the job
         log.warning("job %s: could not enqueue the pool refill / artifacts: %s", job.job_id, exc)
     return True

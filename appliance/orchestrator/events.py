@@ -17,24 +17,34 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 MAX_MESSAGE_CHARS = 16_000
 
 
-def append_event(job_id: str, type: str, *, task_id: str | None = None, status: str | None = None,
-                 message: str | None = None, result: dict[str, Any] | None = None,
-                 error: dict[str, Any] | None = None) -> JobEvent:
+def event(type: str, *, task_id: str | None = None, status: str | None = None, message: str | None = None,
+          result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One event's row, for :func:`append_events`."""
     payload = {k: v for k, v in (("result", result), ("error", error)) if v is not None}
     if message is not None and len(message) > MAX_MESSAGE_CHARS:
         message = "…" + message[-MAX_MESSAGE_CHARS:]
+    return {"type": type, "task_id": task_id, "status": status, "message": message,
+            "payload_json": json.dumps(payload) if payload else None}
+
+
+def append_event(job_id: str, type: str, **fields: Any) -> None:
+    append_events(job_id, [event(type, **fields)])
+
+
+def append_events(job_id: str, events: list[dict[str, Any]]) -> None:
+    """Append events in order, numbered after the job's last one, in one round trip."""
     db = JobEvent._meta.database
     for _attempt in range(20):
         try:
             with write_transaction(db):
                 last = (JobEvent.select(pw.fn.MAX(JobEvent.seq))
                         .where(JobEvent.job == job_id).scalar())
-                return JobEvent.create(
-                    job=job_id, seq=0 if last is None else last + 1, ts=utcnow(), type=type,
-                    task_id=task_id, status=status, message=message,
-                    payload_json=json.dumps(payload) if payload else None)
+                first, now = 0 if last is None else last + 1, utcnow()
+                JobEvent.insert_many([{**row, "job": job_id, "seq": first + n, "ts": now}
+                                      for n, row in enumerate(events)]).execute()
+                return
         except pw.IntegrityError:
-            continue  # another writer took this seq; take the next one
+            continue  # another writer took these seqs; take the next ones
     raise RuntimeError(f"could not append an event to job {job_id}")
 
 

@@ -22,7 +22,7 @@ REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
 TOKEN_ID = re.compile(r"^[0-9a-f]{32}(-w[0-9]+)?$")  # a job id, or a job id and when it went back
-WRITE_ARTIFACTS = "jobs.artifacts.write_artifacts"
+AFTER_ADMISSION = "jobs.artifacts.after_admission"
 
 
 def queue_name(host: str) -> str:
@@ -56,10 +56,10 @@ def is_known_to_redis(redis: Redis, job_id: str) -> bool:
     return job.get_status(refresh=False) in {"queued", "started", "deferred", "scheduled"}
 
 
-def enqueue_artifacts(redis: Redis, host: str, job_id: str) -> None:
-    """Write a finished job's artifacts off the request path (the fast path answers first)."""
-    prepare_queue(redis, host).enqueue(WRITE_ARTIFACTS, job_id, job_timeout=300, result_ttl=0, failure_ttl=3600,
-                                       description=f"artifacts of job {job_id}")
+def enqueue_after_admission(redis: Redis, host: str, job_id: str) -> None:
+    """A hit answered at admission: its artifacts and a pool refill, in one entry."""
+    prepare_queue(redis, host).enqueue(AFTER_ADMISSION, job_id, job_timeout=600, result_ttl=0, failure_ttl=3600,
+                                       description=f"artifacts of job {job_id}, then refill the warm pool")
 
 
 def enqueue_refill(redis: Redis, host: str) -> None:

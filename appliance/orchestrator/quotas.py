@@ -80,29 +80,32 @@ def _exceeded(name: str, limit: int, used: int, what: str) -> QuotaExceeded:
                          {"limit": name, "limit_value": limit, "usage": used})
 
 
-def check_admission(settings: Settings, org: str, *, ttl_seconds: int) -> None:
-    """Before a job is recorded: the request's TTL, queued jobs, live instances, state bytes."""
-    check_ttl(settings, org, ttl_seconds)
-    lim, now = limits(settings, org), usage(org)
+def check_admission(settings: Settings, org: str, *, ttl_seconds: int) -> Limits:
+    """Before a job is recorded: the request's TTL, queued jobs, live instances, state bytes.
+    Returns the org's limits, for a bind that follows in the same request."""
+    lim = limits(settings, org)
+    check_ttl(settings, org, ttl_seconds, lim)
+    now = usage(org)
     if now.queued_jobs >= lim.max_queued_jobs:
         raise _exceeded("max_queued_jobs", lim.max_queued_jobs, now.queued_jobs, "jobs waiting in the queue")
     if now.instances >= lim.max_instances:
         raise _exceeded("max_instances", lim.max_instances, now.instances, "live instances")
     if lim.max_state_bytes is not None and now.state_bytes >= lim.max_state_bytes:
         raise _exceeded("max_state_bytes", lim.max_state_bytes, now.state_bytes, "bytes of states")
+    return lim
 
 
-def check_ttl(settings: Settings, org: str, ttl_seconds: int) -> None:
+def check_ttl(settings: Settings, org: str, ttl_seconds: int, lim: Limits | None = None) -> None:
     """At admission and on every extension: an instance never lives past its org's limit."""
-    limit = limits(settings, org).max_ttl_seconds
+    limit = (lim or limits(settings, org)).max_ttl_seconds
     if ttl_seconds > limit:
         raise QuotaForbids(f"quota exceeded: ttl_seconds {ttl_seconds} is above the org's limit of {limit}",
                            {"limit": "max_ttl_seconds", "limit_value": limit, "usage": ttl_seconds})
 
 
-def check_bind(settings: Settings, org: str) -> None:
+def check_bind(settings: Settings, org: str, lim: Limits | None = None) -> None:
     """Right before an instance is handed out: others may have bound meanwhile."""
-    lim, used = limits(settings, org), live_instances(org)
+    lim, used = lim or limits(settings, org), live_instances(org)
     if used >= lim.max_instances:
         raise _exceeded("max_instances", lim.max_instances, used, "live instances")
 

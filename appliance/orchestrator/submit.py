@@ -19,7 +19,7 @@ from ..control.models import PrepareJob, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
 from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
-from .events import append_event
+from .events import append_event, append_events, event
 from . import quotas
 from .placement import place
 from .sharing import visible_copies
@@ -65,8 +65,7 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
 def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submitted_by: str | None = None) -> PrepareJob:
     ttl = _instance_ttl(ctx, request.get("instance") or {})
     planned = plan_prepare(ctx, org, request)
-    if not request.get("plan_only"):
-        quotas.check_admission(ctx.settings, org, ttl_seconds=ttl)
+    limits = None if request.get("plan_only") else quotas.check_admission(ctx.settings, org, ttl_seconds=ttl)
     kind, resolved_image, work_dir = planned.kind, planned.resolved_image, planned.work_dir
     plan_only = bool(request.get("plan_only"))
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
@@ -84,13 +83,12 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
             host_id=placement.host_id if placement else None)
         _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
                       placement.host_id if placement else None)
-        append_event(job_id, "status", status="queued")
-        if placement is not None:
-            append_event(job_id, "log", task_id="plan", message=f"placed on {placement.reason}")
+        append_events(job_id, [event("status", status="queued")] + (
+            [event("log", task_id="plan", message=f"placed on {placement.reason}")] if placement else []))
         if plan_only:
             _finish_plan_only(job)
     if placement is not None and placement.host_id == ctx.host and placement.cached_steps == len(planned.state_ids):
-        if _answered_from_warm_pool(ctx, job, planned.state_ids):
+        if _answered_from_warm_pool(ctx, job, planned.state_ids, limits):
             return job
     if placement is not None:
         try:
@@ -100,10 +98,10 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     return job
 
 
-def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[str]) -> bool:
+def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[str], limits) -> bool:
     from ..engine.fast_path import bind_if_pooled
     try:
-        return bind_if_pooled(ctx, job, state_ids)
+        return bind_if_pooled(ctx, job, state_ids, limits)
     except Exception as exc:  # the queue path still works: take it
         log.warning("job %s: binding from the warm pool at admission failed (%s); queueing it", job.job_id, exc)
         return False
@@ -112,13 +110,11 @@ def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[s
 def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids, host: str | None) -> None:
     """``cached`` says what the chosen host holds; for a plan-only job, what any host holds."""
     existing = {state_id for copy_host, state_id in visible_copies(org, state_ids) if host in (None, copy_host)}
-    position = 0
+    rows: list[dict[str, Any]] = []
 
     def add(task_id: str, type_: str, **fields: Any) -> None:
-        nonlocal position
-        Task.create(job=job, task_id=task_id, position=position, type=type_,
-                    status=fields.pop("status", "queued"), **fields)
-        position += 1
+        rows.append({"job": job, "task_id": task_id, "position": len(rows), "type": type_,
+                     "status": fields.pop("status", "queued"), **fields})
 
     add("plan", "plan", status="succeeded", started_at=utcnow(), finished_at=utcnow(),
         summary=f"{len(steps)} step(s)")
@@ -132,6 +128,13 @@ def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_i
         parent_kind, parent_id = "state", state_id
     if not job.plan_only:
         add("prepare-instance", "prepare_instance", input_kind=parent_kind, input_id=parent_id)
+    columns = {key for row in rows for key in row}  # one INSERT: every row names every column
+    Task.insert_many([{key: row.get(key, _default(Task, key)) for key in columns} for row in rows]).execute()
+
+
+def _default(model, name: str) -> Any:
+    default = model._meta.fields[name].default
+    return default() if callable(default) else default
 
 
 def _finish_plan_only(job: PrepareJob) -> None:

@@ -8,6 +8,7 @@ count against no quota, and they never block eviction: deleting a state empties 
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 POOLED = "pooled"
 BINDING = "binding"  # claimed by a prepare, credentials being set
 BOUND_MESSAGE = "warm pool: bound a running clone"  # the job log line clients and benchmarks look for
+BIND_CONNECTIONS_SECONDS = 0.25
 
 
 def enabled(ctx: AppContext) -> bool:
@@ -92,6 +94,25 @@ def refill(ctx: AppContext) -> int:
         if (instance.org, instance.state_id) not in hot_keys:
             instances.destroy_instance(ctx, instance)
     return created
+
+
+def hold_bind_connections(ctx: AppContext) -> None:
+    """Keep a connection open to each of this host's pooled clones, so a bind at admission
+    pays for its ALTER ROLE only (the API runs this every ``BIND_CONNECTIONS_SECONDS``)."""
+    waiting = Instance.select().where((Instance.status == POOLED) & (Instance.host_id == ctx.host))
+    ctx.runtime.keep_bind_connections([instances.endpoint_of(ctx, i) for i in waiting])
+
+
+async def hold_bind_connections_forever(ctx: AppContext) -> None:
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(hold_bind_connections, ctx)
+            except Exception as exc:  # the Control DB or a clone away for a moment: binds just connect
+                log.debug("could not refresh the warm bind connections: %s", exc)
+            await asyncio.sleep(BIND_CONNECTIONS_SECONDS)
+    finally:
+        await asyncio.to_thread(ctx.runtime.keep_bind_connections, [])
 
 
 def empty_pool(ctx: AppContext, org: str, state_id: str, host: str | None) -> None:

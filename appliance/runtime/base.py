@@ -99,5 +99,9 @@ class InstanceRuntime(Protocol):
     def set_password(self, endpoint: Endpoint, password: str) -> None:
         """Give the superuser a SCRAM password without the plaintext reaching Postgres."""
 
+    def keep_bind_connections(self, endpoints: list[Endpoint]) -> None:
+        """Hold a connection open to exactly these clusters (warm-pool clones), so that
+        :meth:`set_password` on one of them skips the connect; each is used once."""
+
     def connection_count(self, endpoint: Endpoint) -> int:
         """Client connections open right now, not counting the one asking."""

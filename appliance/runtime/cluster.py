@@ -186,5 +186,8 @@ class HostSideClient:
     def set_password(self, endpoint, password: str) -> None:
         self._host.set_password(endpoint, password)
 
+    def keep_bind_connections(self, endpoints) -> None:
+        self._host.keep_bind_connections(endpoints)
+
     def connection_count(self, endpoint) -> int:
         return self._host.connection_count(endpoint)

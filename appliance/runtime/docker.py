@@ -35,6 +35,7 @@ from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
+from .scram import ITERATIONS as SCRAM_ITERATIONS
 
 _GONE = ("exited", "dead")
 
@@ -48,7 +49,7 @@ class DockerRuntime(HostSideClient):
 
     def __init__(self, runner: Runner, *, image: str, memory_mb: int, cpus: float,
                  os_user: str | None = None, client: Any | None = None,
-                 start_timeout: int = 60, stop_timeout: int = 60):
+                 start_timeout: int = 60, stop_timeout: int = 60, scram_iterations: int = SCRAM_ITERATIONS):
         self.limits = Limits(memory_mb, cpus)
         self._runner = runner
         self._client = client if client is not None else docker.from_env()
@@ -57,7 +58,7 @@ class DockerRuntime(HostSideClient):
         self.stop_timeout = stop_timeout
         # Host-side tools (psql through the socket, initdb --sync-only) are the process runtime's.
         self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout,
-                                    stop_timeout=stop_timeout)
+                                    stop_timeout=stop_timeout, scram_iterations=scram_iterations)
         self.os_user, self.run_as = self._host.os_user, self._host.run_as
         self.bin_dir = self._host.bin_dir
 

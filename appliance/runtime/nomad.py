@@ -33,6 +33,7 @@ from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
+from .scram import ITERATIONS as SCRAM_ITERATIONS
 
 _LIVE = ("pending", "running")
 _TERMINAL = ("complete", "failed", "lost")
@@ -55,7 +56,8 @@ class NomadRuntime(HostSideClient):
                  region: str | None, datacenters: Sequence[str], node_id: str | None, image: str,
                  memory_mb: int, cpus: float, os_user: str | None = None,
                  template: Path = DEFAULT_TEMPLATE, start_timeout: int = 60, stop_timeout: int = 60,
-                 image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10):
+                 image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10,
+                 scram_iterations: int = SCRAM_ITERATIONS):
         Limits(memory_mb, cpus)  # refuses what no container could run with
         self._runner = runner
         self._nomad = _client(addr, token, namespace, region, request_timeout)
@@ -65,7 +67,8 @@ class NomadRuntime(HostSideClient):
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._pin = image_pinner or _pin_with_local_engine
-        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout, stop_timeout=stop_timeout)
+        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout, stop_timeout=stop_timeout,
+                                    scram_iterations=scram_iterations)
         self.os_user, self.run_as, self.bin_dir = self._host.os_user, self._host.run_as, self._host.bin_dir
         self._shared = JobSettings(namespace=namespace, region=region, datacenters=tuple(datacenters),
                                    node_id=node_id or self._sole_node(), image=image,
@@ -78,7 +81,7 @@ class NomadRuntime(HostSideClient):
                    region=settings.nomad_region, datacenters=settings.nomad_datacenters,
                    node_id=settings.nomad_node_id, image=settings.docker_image,
                    memory_mb=settings.instance_memory_mb, cpus=settings.instance_cpus,
-                   os_user=settings.instance_os_user)
+                   os_user=settings.instance_os_user, scram_iterations=settings.instance_scram_iterations)
 
     # --- images -------------------------------------------------------------------------
     def installed_image(self) -> tuple[str, str]:

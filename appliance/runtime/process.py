@@ -28,14 +28,15 @@ from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .cluster import (INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, postmaster_pid_lines,
                       prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
-from .scram import scram_sha256_verifier
+from . import admin_connections
+from .admin_connections import WarmConnections
+from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
 # in Postgres's comma-separated socket list, so only plainly safe characters are accepted.
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
 _KILL_WAIT_SECONDS = 30.0
-_NO_STATEMENT_LOGGING = "-c log_statement=none -c log_min_duration_statement=-1 -c log_min_error_statement=panic"
 
 
 class ProcessRuntime:
@@ -47,13 +48,15 @@ class ProcessRuntime:
     restart_after_crash = True
 
     def __init__(self, runner: Runner, *, pg_bin_dir: Path | None = None, os_user: str | None = None,
-                 start_timeout: int = 60, stop_timeout: int = 60):
+                 start_timeout: int = 60, stop_timeout: int = 60, scram_iterations: int = SCRAM_ITERATIONS):
         self._runner = runner
         self.bin_dir = find_bin_dir(runner, pg_bin_dir)
         self.os_user, self.run_as, self._home = _os_identity(os_user)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._image_cache: tuple[tuple[int, int, int], str, str] | None = None
+        self._warm = WarmConnections()
+        self.scram_iterations = scram_iterations
 
     # --- images -------------------------------------------------------------------------
     def installed_image(self) -> tuple[str, str]:
@@ -193,21 +196,27 @@ class ProcessRuntime:
             raise InvalidArgument(f"unexpected role name {endpoint.user!r}")
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password must be a non-empty string")
-        verifier = scram_sha256_verifier(password)
-        # A driver connection over the private socket, not a psql process: binding a warm-pool
-        # clone is this one statement, and a process spawn would be most of its cost. Statement
-        # logging is switched off in the startup packet (a build step may have turned it on with
-        # ALTER SYSTEM), so the verifier cannot reach the server log, at no extra round trip.
+        verifier = scram_sha256_verifier(password, iterations=self.scram_iterations)
+        statement = f'ALTER ROLE "{endpoint.user}" PASSWORD %s'
+        # A driver connection over the private socket, not a psql process (a spawn would be most
+        # of a bind's cost); a warm one when the clone waited in the pool (see admin_connections).
+        warm = self._warm.take(endpoint)
         try:
-            with contextlib.closing(psycopg2.connect(host=str(endpoint.socket_dir), port=endpoint.port,
-                                                     user=endpoint.user, dbname="postgres", connect_timeout=10,
-                                                     options=_NO_STATEMENT_LOGGING)) as conn:
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute(f'ALTER ROLE "{endpoint.user}" PASSWORD %s', (verifier,))
+            if warm is not None:
+                try:
+                    with contextlib.closing(warm), warm.cursor() as cur:
+                        cur.execute(statement, (verifier,))
+                    return
+                except psycopg2.OperationalError:
+                    pass  # the server restarted since: a fresh connection below
+            with contextlib.closing(admin_connections.connect(endpoint)) as conn, conn.cursor() as cur:
+                cur.execute(statement, (verifier,))
         except psycopg2.Error as exc:
             message = str(exc).replace(verifier, "<redacted>")
             raise CommandFailed(["ALTER ROLE", endpoint.user, "PASSWORD", "<redacted>"], 1, message) from None
+
+    def keep_bind_connections(self, endpoints: list[Endpoint]) -> None:
+        self._warm.keep(endpoints)
 
     def connection_count(self, endpoint: Endpoint) -> int:
         out = self._psql(endpoint, "SELECT count(*) FROM pg_stat_activity "

@@ -10,9 +10,11 @@ def open_runtime(settings: Settings, runner: Runner) -> InstanceRuntime:
     if settings.runtime == "docker":
         from .docker import DockerRuntime
         return DockerRuntime(runner, image=settings.docker_image, memory_mb=settings.instance_memory_mb,
-                             cpus=settings.instance_cpus, os_user=settings.instance_os_user)
+                             cpus=settings.instance_cpus, os_user=settings.instance_os_user,
+                             scram_iterations=settings.instance_scram_iterations)
     if settings.runtime == "nomad":
         from .nomad import NomadRuntime
         return NomadRuntime.from_settings(runner, settings)
     from .process import ProcessRuntime
-    return ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user)
+    return ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user,
+                          scram_iterations=settings.instance_scram_iterations)

@@ -73,6 +73,7 @@ def test_a_full_hit_with_a_pooled_clone_is_answered_by_the_post_itself(appliance
     wait_for_pooled(appliance, before + 2)
     response = appliance.submit(["-f", "schema.sql", "-f", "more.sql"], scripts)
     assert response.status_code == 201 and response.json()["status"] == "succeeded"  # no queue, no polling
+    assert psql(response.json()["result"]["dsn"], "select 1").stdout.strip() == "1"  # the DSN is in the 201
     status = appliance.get(response.json()["status_url"]).json()
     assert [t["cached"] for t in executes(status)] == [True, True]
     assert psql(status["result"]["dsn"], "select count(*) from items").stdout.strip() == "0"

@@ -31,8 +31,10 @@ async def create_job(data: PrepareJobRequest):
     job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True),
                      submitted_by=g.principal.subject)
     url = f"/v1/prepare-jobs/{job.job_id}"
-    return ({"job_id": job.job_id, "status": job.status, "status_url": url,
-             "events_url": f"{url}/events"}, 201, {"Location": url})
+    body = {"job_id": job.job_id, "status": job.status, "status_url": url, "events_url": f"{url}/events"}
+    if job.status == "succeeded":  # bound from the warm pool at admission: the DSN is ready now
+        body["result"] = await call(serializers.job_result, job, g.principal)
+    return body, 201, {"Location": url}
 
 
 @blueprint.get("/v1/prepare-jobs")
