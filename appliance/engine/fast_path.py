@@ -5,7 +5,7 @@ Through the queue, a pooled hit pays for a worker hop, per-task bookkeeping and 
 polling around a ~20 ms bind. When admission already knows the whole chain is on this host
 and a pooled clone of the final state is waiting, it binds it in the request and records the
 job as done in one transaction; the job's events and report read exactly as a queued hit's
-would. Anything else (a miss, an empty pool, a bind that fails) leaves the job queued as usual.
+would (the report is written by a worker, queued after the answer: :func:`queue_after_admission`). Anything else (a miss, an empty pool, a bind that fails) leaves the job queued as usual.
 """
 from __future__ import annotations
 
@@ -50,8 +50,13 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str],
                                    event("status", status="succeeded"), event("result", result=result)])
         audit.instance_bound(job, instance, from_pool=True)
     job.status, job.result_state_id, job.result_instance_id = "succeeded", state_ids[-1], instance.instance_id
-    try:  # after answering: both are the host's workers' business
-        enqueue_after_admission(ctx.redis, ctx.host, job.job_id)
-    except Exception as exc:  # Redis away: the reconciler refills; the artifacts are lost, not the job
-        log.warning("job %s: could not enqueue the pool refill / artifacts: %s", job.job_id, exc)
     return True
+
+
+def queue_after_admission(ctx: AppContext, job_id: str) -> None:
+    """The job's artifacts and a pool refill, for the host's workers; the API calls this once
+    the answer is on its way (an RQ enqueue is a few Redis round trips)."""
+    try:
+        enqueue_after_admission(ctx.redis, ctx.host, job_id)
+    except Exception as exc:  # Redis away: the reconciler refills; the artifacts are lost, not the job
+        log.warning("job %s: could not enqueue its artifacts and the pool refill: %s", job_id, exc)

@@ -57,6 +57,31 @@ host    all       all   all      scram-sha-256
 """
 
 
+PIN_CACHE_SECONDS = 2.0
+
+
+def remembered_for(seconds: float, fn):
+    """``fn(*args)`` remembered per arguments for ``seconds``. Every prepare asks for its image's
+    pin; asking a Docker engine costs milliseconds (a new client even negotiates its API version),
+    and an image re-tagged under the same name is seen at most ``seconds`` later."""
+    import threading
+    import time
+    memo: dict = {}
+    lock = threading.Lock()
+
+    def remembered(*args):
+        now = time.monotonic()
+        with lock:
+            hit = memo.get(args)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = fn(*args)  # errors are not remembered: a missing image is asked again
+        with lock:
+            memo[args] = (now + seconds, value)
+        return value
+    return remembered
+
+
 def safe_path(path: Path, what: str) -> Path:
     text = os.fspath(path)
     if not SAFE_PATH.match(text) or "/../" in f"{text}/":

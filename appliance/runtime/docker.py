@@ -31,9 +31,9 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
-                      prepare_run_dir, safe_path, says_ready)
+                      prepare_run_dir, remembered_for, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
 from .scram import ITERATIONS as SCRAM_ITERATIONS
 
@@ -61,10 +61,14 @@ class DockerRuntime(HostSideClient):
                                     stop_timeout=stop_timeout, scram_iterations=scram_iterations)
         self.os_user, self.run_as = self._host.os_user, self._host.run_as
         self.bin_dir = self._host.bin_dir
+        self._inspect_image = remembered_for(PIN_CACHE_SECONDS, self._inspect)
 
     # --- images -------------------------------------------------------------------------
     def installed_image(self) -> tuple[str, str, str]:
         """``(postgres:<major>, pinned id, local image id)`` of the configured image."""
+        return self._inspect_image()
+
+    def _inspect(self) -> tuple[str, str, str]:
         try:
             image = self._client.images.get(self.image)
         except docker.errors.ImageNotFound:

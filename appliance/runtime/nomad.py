@@ -29,9 +29,9 @@ from .nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
     job_id_for,
 )
-from .cluster import (HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
-                      prepare_run_dir, safe_path, says_ready)
+                      prepare_run_dir, remembered_for, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
 from .scram import ITERATIONS as SCRAM_ITERATIONS
 
@@ -66,7 +66,7 @@ class NomadRuntime(HostSideClient):
         self.template = Path(template)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self._pin = image_pinner or _pin_with_local_engine
+        self._pin = remembered_for(PIN_CACHE_SECONDS, image_pinner or _pin_with_local_engine)
         self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout, stop_timeout=stop_timeout,
                                     scram_iterations=scram_iterations)
         self.os_user, self.run_as, self.bin_dir = self._host.os_user, self._host.run_as, self._host.bin_dir

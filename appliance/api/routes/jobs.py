@@ -1,13 +1,14 @@
 """Prepare jobs: create, list, get, cancel, delete, events; and the flat task list."""
 from __future__ import annotations
 
-from quart import Blueprint, g
+from quart import Blueprint, current_app, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from ...control.models import PrepareJob, Task
 from ...control.scope import OrgScope
 from ...orchestrator import deletion
 from ...orchestrator.scheduling import check_priority
+from ...engine.fast_path import queue_after_admission
 from ...orchestrator.submit import submit_prepare
 from .. import serializers
 from ..app import call, context, deletion_response, scope
@@ -32,8 +33,9 @@ async def create_job(data: PrepareJobRequest):
                      submitted_by=g.principal.subject)
     url = f"/v1/prepare-jobs/{job.job_id}"
     body = {"job_id": job.job_id, "status": job.status, "status_url": url, "events_url": f"{url}/events"}
-    if job.status == "succeeded":  # bound from the warm pool at admission: the DSN is ready now
+    if job.status == "succeeded" and not job.plan_only:  # bound from the warm pool at admission
         body["result"] = await call(serializers.job_result, job, g.principal)
+        current_app.add_background_task(queue_after_admission, context(), job.job_id)
     return body, 201, {"Location": url}
 
 
