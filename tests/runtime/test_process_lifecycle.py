@@ -19,6 +19,33 @@ from appliance.runtime.process import ProcessRuntime
 from .pg import controldata_state, socket_psql, tcp_psql
 
 
+def test_the_verifier_carries_the_configured_iterations_and_a_client_logs_in_with_it(runner, volume, start):
+    runtime = ProcessRuntime(runner, scram_iterations=16)
+    endpoint = start(volume, listen_host="127.0.0.1")
+    runtime.set_password(endpoint, "a-random-token")
+    stored = socket_psql(runtime, runner, endpoint, "select rolpassword from pg_authid where rolname = 'sqlrs'")
+    assert stored.startswith("SCRAM-SHA-256$16:")
+    assert tcp_psql(runtime, runner, endpoint, "a-random-token", "select 1").stdout.strip() == "1"
+
+
+def test_a_bind_over_a_warm_connection_sets_the_password_and_uses_it_up(runtime, runner, volume, start):
+    endpoint = start(volume, listen_host="127.0.0.1")
+    runtime.keep_bind_connections([endpoint])
+    backends = "select count(*) from pg_stat_activity where backend_type = 'client backend'"
+    assert socket_psql(runtime, runner, endpoint, backends) == "2"  # the warm one, and this psql
+    runtime.set_password(endpoint, "another-random-token")
+    assert tcp_psql(runtime, runner, endpoint, "another-random-token", "select 1").stdout.strip() == "1"
+    assert socket_psql(runtime, runner, endpoint, backends) == "1"  # used once, then closed
+
+
+def test_a_warm_connection_is_closed_once_its_clone_is_no_longer_pooled(runtime, runner, volume, start):
+    endpoint = start(volume)
+    backends = "select count(*) from pg_stat_activity where backend_type = 'client backend'"
+    runtime.keep_bind_connections([endpoint])
+    runtime.keep_bind_connections([])
+    assert socket_psql(runtime, runner, endpoint, backends) == "1"  # only this psql
+
+
 def test_init_bakes_no_listen_address_port_or_socket_dir_into_pgdata(template_volume):
     conf = (template_volume / "pgdata" / "postgresql.conf").read_text()
     active = [line.split("=")[0].strip() for line in conf.splitlines()
