@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["dc1"], description="Datacenters jobs may run in.")
     nomad_node_id: str | None = Field(None, description="Nomad node that holds this host's store (jobs are pinned to it).")
     pg_bin_dir: Path | None = Field(None, description="PostgreSQL binaries; default: newest /usr/lib/postgresql/*/bin.")
+    liquibase_home: Path = Field(Path("/opt/sqlrs/liquibase/node_modules/liquibase/dist/liquibase"),
+                                 description="A Liquibase distribution (the directory holding the `liquibase` "
+                                             "launcher and its JDBC drivers); scripts/install-deps puts 4.28 here.")
+    liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
+        "JAVA_OPTS for every Liquibase run: a short-lived JVM starts faster on the client compiler alone."))
+    java_home: Path | None = Field(None, description="The JRE Liquibase runs on; default: `java` on PATH.")
     instance_scram_iterations: int = Field(16, ge=1, le=1_000_000, description=(
         "PBKDF2 iterations of the SCRAM verifier set on each instance. Iterations slow down guessing a "
         "weak password from a stolen verifier; a DSN password is a random 192-bit token, so they buy "

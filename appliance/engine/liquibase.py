@@ -1,0 +1,138 @@
+"""The Liquibase CLI, run against a build cluster, and what its ``update-sql`` plans.
+
+Liquibase is an external program (a JVM), found at ``liquibase_home`` so an air-gapped site can
+supply its own distribution and JRE. The password goes in the environment, never in argv
+(``ps`` shows argv to every user of the host).
+
+Planning runs ``update-sql`` against a cluster at the base: Liquibase prints, per pending
+changeset, a ``-- Changeset <path>::<id>::<author>`` header, the changeset's SQL and the row it
+would write to ``databasechangelog`` (whose MD5SUM is the changeset's checksum), and changes
+nothing. Everything in that output that varies between runs (the time, the host, the
+deployment id) lies outside the changeset's own SQL and is never hashed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InvalidArgument, NotFound
+from ..shell import Completed, Runner
+from .liquibase_args import LiquibaseCommand
+
+_HEADER = re.compile(r"^-- Changeset (?P<path>.+?)::(?P<id>.+)::(?P<author>[^:\n]+)$", re.M)
+_CHANGELOG_ROW = re.compile(r"^INSERT INTO \S*databasechangelog \((?P<columns>[^)]*)\) VALUES \((?P<values>.*)\);$",
+                            re.M | re.I)
+_NOISE = re.compile(r"^SET SEARCH_PATH TO .*;$", re.M | re.I)
+_TRAILER = re.compile(r"^-- Release Database Lock$", re.M)  # after the last changeset: the lock's release
+_SQL_VALUE = re.compile(r"'(?:[^']|'')*'|[^,]+")
+_VERSION = re.compile(r"^Liquibase Version: (\S+)$", re.M)
+
+
+@dataclass(frozen=True)
+class Changeset:
+    path: str
+    id: str
+    author: str
+    checksum: str | None  # Liquibase's own (e.g. "9:0fd9…"); None if it printed none
+    sql: str  # what it would run, without Liquibase's bookkeeping
+
+    @property
+    def key(self) -> str:
+        """What a state is keyed by: the checksum, or the SQL's hash when there is none."""
+        return self.checksum or "sql:" + hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return f"{self.path}::{self.id}::{self.author}"
+
+
+def parse_update_sql(output: str) -> list[Changeset]:
+    """The pending changesets, in order, from ``update-sql`` output."""
+    headers = list(_HEADER.finditer(output))
+    changesets = []
+    for n, header in enumerate(headers):
+        end = headers[n + 1].start() if n + 1 < len(headers) else _end_of_changesets(output, header.end())
+        body = output[header.end():end]
+        checksum = None
+        if (row := _CHANGELOG_ROW.search(body)) is not None:
+            checksum = _column(row["columns"], row["values"], "MD5SUM")
+            body = body[:row.start()] + body[row.end():]
+        sql = "\n".join(line for line in _NOISE.sub("", body).strip().splitlines() if line.strip())
+        changesets.append(Changeset(header["path"], header["id"], header["author"], checksum, sql))
+    return changesets
+
+
+def _end_of_changesets(output: str, start: int) -> int:
+    trailer = _TRAILER.search(output, start)
+    return trailer.start() if trailer else len(output)
+
+
+def _column(columns: str, values: str, name: str) -> str | None:
+    names = [c.strip().upper() for c in columns.split(",")]
+    cells = [v.strip() for v in _SQL_VALUE.findall(values)]
+    if name not in names or len(cells) != len(names):
+        return None
+    cell = cells[names.index(name)]
+    return cell[1:-1].replace("''", "'") if cell.startswith("'") else None
+
+
+@dataclass(frozen=True)
+class Connection:
+    jdbc_url: str
+    username: str
+    password: str | None = None
+
+
+class LiquibaseCli:
+    def __init__(self, runner: Runner, home: Path, *, java_opts: str = "", java_home: Path | None = None):
+        self.runner, self.home, self.java_opts, self.java_home = runner, Path(home), java_opts, java_home
+        self._version: tuple[float, str] | None = None
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / "liquibase"
+
+    def health(self) -> str:
+        if not self.launcher.is_file():
+            return f"error: no Liquibase at {self.launcher} (set liquibase_home)"
+        return "ok"
+
+    def version(self) -> str:
+        """The distribution's version (part of every Liquibase state's key); asked once per
+        install, since a JVM start costs seconds."""
+        stamp = self._stamp()
+        if self._version is None or self._version[0] != stamp:
+            out = self.runner([str(self.launcher), "--version"], env=self._env(None), cwd="/").stdout
+            found = _VERSION.search(out)
+            if found is None:
+                raise InvalidArgument(f"cannot tell the version of the Liquibase at {self.home}")
+            self._version = (stamp, found[1])
+        return self._version[1]
+
+    def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
+            cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:
+        argv = [str(self.launcher), f"--url={connection.jdbc_url}", f"--username={connection.username}",
+                "--show-banner=false", *command.argv(sql_only=sql_only)]
+        return self.runner(argv, env=self._env(connection.password), cwd=cwd, cancel=cancel, timeout=timeout)
+
+    def plan(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, **kw) -> list[Changeset]:
+        return parse_update_sql(self.run(command, connection, cwd=cwd, sql_only=True, **kw).stdout)
+
+    def _stamp(self) -> float:
+        try:
+            return self.launcher.stat().st_mtime
+        except FileNotFoundError:
+            raise NotFound(f"no Liquibase at {self.launcher} (set liquibase_home)") from None
+
+    def _env(self, password: str | None) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "JAVA_OPTS": self.java_opts,
+               "HOME": os.environ.get("HOME", "/")}
+        if self.java_home is not None:
+            env["JAVA_HOME"] = str(self.java_home)
+        if password is not None:
+            env["LIQUIBASE_COMMAND_PASSWORD"] = password
+        return env

@@ -1,0 +1,86 @@
+"""The real Liquibase CLI planning a changelog in four formats against a real PostgreSQL."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from appliance.engine.liquibase import Connection, LiquibaseCli, parse_update_sql
+from appliance.engine.liquibase_args import parse_liquibase_args
+from appliance.settings import Settings
+
+MIXED = Path(__file__).parent / "changelogs" / "mixed"
+
+
+@pytest.fixture(scope="module")
+def liquibase(runner) -> LiquibaseCli:
+    home = Settings.model_fields["liquibase_home"].default
+    if not (home / "liquibase").is_file() or shutil.which("java") is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"Liquibase or java missing at {home}: scripts/install-deps installs both")
+        pytest.skip(f"LIQUIBASE TESTS NOT RUN: no Liquibase at {home} or no java; run scripts/install-deps")
+    return LiquibaseCli(runner, home, java_opts=Settings.model_fields["liquibase_java_opts"].default)
+
+
+@pytest.fixture
+def empty_database(control_postgres) -> Connection:
+    url = control_postgres.new_database_url()  # postgresql://postgres@127.0.0.1:<port>/<name>, trust auth
+    return Connection(jdbc_url="jdbc:" + url.replace("postgres@", ""), username="postgres")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(MIXED, tmp_path / "db")
+    return tmp_path
+
+
+def plan(liquibase, connection, project, *args):
+    command = parse_liquibase_args(["update", "--changelog-file=db/changelog.xml", *args])
+    return liquibase.plan(command, connection, cwd=project)
+
+
+def test_update_sql_lists_every_changeset_of_every_format_in_order_with_its_checksum(liquibase, empty_database,
+                                                                                     project):
+    changesets = plan(liquibase, empty_database, project)
+    assert [c.name for c in changesets] == [
+        "db/changelog.xml::1::alice", "db/changelog.xml::2::alice", "db/more.yaml::3::carol",
+        "db/more.sql::4::dave", "db/more.sql::5::dave", "db/more.json::6::erin", "db/changelog.xml::ra::bob"]
+    assert all(c.checksum and c.checksum.startswith("9:") for c in changesets)
+    assert changesets[0].sql.startswith("CREATE TABLE public.items")
+    assert "databasechangelog" not in "".join(c.sql for c in changesets).lower()
+
+
+def test_planning_changes_nothing_in_the_database(liquibase, empty_database, project, control_postgres):
+    import psycopg2
+    plan(liquibase, empty_database, project)
+    dsn = "postgresql://postgres@" + empty_database.jdbc_url.split("//", 1)[1]
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from pg_tables where schemaname = 'public'")
+        assert cur.fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_context_filter_drops_the_changesets_of_other_contexts(liquibase, empty_database, project):
+    names = [c.name for c in plan(liquibase, empty_database, project, "--contexts=prod")]
+    assert "db/changelog.xml::2::alice" not in names and "db/changelog.xml::1::alice" in names
+
+
+def test_editing_one_changeset_changes_its_checksum_only(liquibase, empty_database, project):
+    before = plan(liquibase, empty_database, project)
+    sql = project / "db" / "more.sql"
+    sql.write_text(sql.read_text().replace("create index items_name on items (name);",
+                                           "create index items_name on items (name, id);"))
+    after = plan(liquibase, empty_database, project)
+    changed = [b.name for b, a in zip(before, after) if b.key != a.key]
+    assert changed == ["db/more.sql::4::dave"]
+
+
+def test_the_version_is_read_from_the_distribution(liquibase):
+    assert liquibase.version().startswith("4.28")
+
+
+def test_output_without_a_changelog_row_is_keyed_by_its_sql():
+    (changeset,) = parse_update_sql("-- Changeset a.sql::1::me\nSET SEARCH_PATH TO public;\n\ncreate table t (i int);\n")
+    assert changeset.checksum is None and changeset.key.startswith("sql:") and changeset.sql == "create table t (i int);"
