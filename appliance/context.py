@@ -39,6 +39,13 @@ class AppContext:
         from .artifacts.store import open_object_store
         return open_object_store(self.settings)
 
+    @cached_property
+    def liquibase(self):
+        """The Liquibase CLI of this host (prepare:lb)."""
+        from .engine.liquibase import LiquibaseCli
+        return LiquibaseCli(self.runner, self.settings.liquibase_home, java_opts=self.settings.liquibase_java_opts,
+                            java_home=self.settings.java_home)
+
     @property
     def host(self) -> str:
         """This host's id in the registry: its store, port pool and queue belong to it."""

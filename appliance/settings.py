@@ -116,11 +116,9 @@ class Settings(BaseSettings):
     liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
         "JAVA_OPTS for every Liquibase run: a short-lived JVM starts faster on the client compiler alone."))
     java_home: Path | None = Field(None, description="The JRE Liquibase runs on; default: `java` on PATH.")
-    instance_scram_iterations: int = Field(16, ge=1, le=1_000_000, description=(
-        "PBKDF2 iterations of the SCRAM verifier set on each instance. Iterations slow down guessing a "
-        "weak password from a stolen verifier; a DSN password is a random 192-bit token, so they buy "
-        "nothing there, yet cost every bind (Postgres re-derives the key once on ALTER ROLE) and every "
-        "client connect. Raise it (Postgres's default is 4096) if a policy requires."))
+    instance_scram_iterations: int = Field(4096, ge=4096, le=1_000_000, description=(
+        "PBKDF2 iterations of the SCRAM verifier set on each instance. 4096 is both Postgres's default "
+        "and the least the PostgreSQL JDBC driver accepts; raise it if a policy requires."))
     instance_os_user: str | None = Field(None, description="Unprivileged OS user that runs Postgres; default postgres when root, else the current user.")
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
     port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")

@@ -31,7 +31,8 @@ from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
 from ..shell import cancellable
 from ..runtime.base import Endpoint
-from . import imports, instances
+from . import imports, instances, liquibase_steps
+from ..runtime.ports import ephemeral_port
 from .hashing import digest
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class BuildCluster:
     path: Path
     run_dir: Path
     endpoint: Endpoint | None = None  # None while Postgres is stopped
+    password: str | None = None  # set only while a TCP client (Liquibase) needs one
 
 
 class JobRun:
@@ -151,19 +153,28 @@ class JobRun:
 
     # -- tasks ---------------------------------------------------------------------------
     def _run_tasks(self) -> None:
-        tasks = list(Task.select().where(Task.job == self.job).order_by(Task.position))
-        for task in tasks:
-            if task.status == "succeeded":
-                continue
+        # Read afresh each time: planning a Liquibase job adds its steps as it goes.
+        while (task := Task.select().where((Task.job == self.job) & (Task.status != "succeeded"))
+               .order_by(Task.position).first()) is not None:
             if self.cancelled():
                 raise Cancelled("job cancelled")
+            if self.job.plan_only and task.type != "plan_liquibase":
+                self._finish_plan_only()
+                return
             with log_context(task_id=task.task_id):
                 self._task_status(task, "running")
                 handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
-                           "prepare_instance": self._prepare_instance}[task.type]
+                           "prepare_instance": self._prepare_instance,
+                           "plan_liquibase": lambda t: liquibase_steps.plan(self, t)}[task.type]
                 with cancellable(self.cancelled):  # psql, clone, start, snapshot: all stop on cancel
                     handler(task)
                 self._task_status(task, "succeeded")
+
+    def _finish_plan_only(self) -> None:
+        """A plan-only Liquibase job ends once its steps are known (``cached`` says what exists)."""
+        now = utcnow()
+        Task.update(status="succeeded", started_at=now, finished_at=now).where(
+            (Task.job == self.job) & (Task.status == "queued")).execute()
 
     def _task_status(self, task: Task, status: str) -> None:
         now = utcnow()
@@ -212,23 +223,26 @@ class JobRun:
 
     def _execute_step(self, task: Task) -> None:
         state_id = task.output_state_id
-        if not self._import_considered and not self._state_exists(state_id):
+        if not self._import_considered and not self.state_exists(state_id):
             self._import_considered = True  # once, at the first step this host lacks
             imports.import_if_cheaper(self, task)
-        if self._state_exists(state_id):
+        if self.state_exists(state_id):
             self._mark_cached(task, state_id)
             return
         with self.locks.hold(build_lock("state", self.ctx.host, self.org, state_id), cancelled=self.cancelled):
-            if self._state_exists(state_id):  # someone built it while we waited
+            if self.state_exists(state_id):  # someone built it while we waited
                 self._mark_cached(task, state_id)
                 return
             task.cached = False
             task.save()
             cache.ensure_room(self.ctx)
             started = time.monotonic()
-            build = self._build_cluster_at(task.input_kind, task.input_id)
+            build = self.build_cluster_at(task.input_kind, task.input_id)
             step = json.loads(task.step_json)
-            self._run_psql(task, build, step)
+            if step.get("kind") == "lb":
+                liquibase_steps.apply(self, task, build, step)
+            else:
+                self._run_psql(task, build, step)
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
             self.note(task, "snapshot: start")
@@ -252,7 +266,7 @@ class JobRun:
                 raise
             self.note(task, f"snapshot: complete ({size} bytes)")
 
-    def _state_exists(self, state_id: str) -> bool:
+    def state_exists(self, state_id: str) -> bool:
         return self._copy_owner(state_id) is not None
 
     def _copy_owner(self, state_id: str) -> str | None:
@@ -273,7 +287,7 @@ class JobRun:
         State.update(last_used_at=utcnow(), use_count=State.use_count + 1).where(
             (State.org == owner) & (State.state_id == state_id) & (State.host == self.ctx.host)).execute()
 
-    def _build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
+    def build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
         """A running build cluster at the step's input: keep ours, or clone the input afresh."""
         if self.build is None:
             volume_id = self._new_volume()
@@ -285,9 +299,13 @@ class JobRun:
             self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
             failpoint(self.ctx.settings, "clone")
         if self.build.endpoint is None:
+            tcp = self.job.prepare_kind == "lb"  # JDBC cannot use the socket
             self.build.endpoint = self.ctx.runtime.start(
-                self.build.path, self.build.run_dir, port=5432, listen_host=None,
+                self.build.path, self.build.run_dir, port=ephemeral_port() if tcp else 5432,
+                listen_host="127.0.0.1" if tcp else None,
                 labels={"sqlrs.org": self.org, "sqlrs.job": self.job.job_id, "sqlrs.purpose": "build"})
+            if tcp:
+                liquibase_steps.open_for_liquibase(self, self.build)
         return self.build
 
     def _release(self, volume_id: str) -> None:

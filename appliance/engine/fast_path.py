@@ -14,7 +14,6 @@ import time
 
 from ..context import AppContext
 from ..control import audit
-from ..control.db import write_transaction
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..orchestrator import quotas, warm_pool
 from ..orchestrator.events import append_events, event
@@ -30,13 +29,10 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str],
         return False
     quotas.check_bind(ctx.settings, job.org, limits)
     bind_started = time.monotonic()
-    instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id,
-                               ttl_seconds=job.instance_ttl_seconds, name=job.instance_name)
-    if instance is None:
-        return False
-    now = utcnow()
-    result = {"instance_id": instance.instance_id, "state_id": state_ids[-1], "image_id": job.resolved_image_id}
-    with write_transaction(ctx.db):
+
+    def record_success(instance) -> None:  # in the bind's transaction, while Postgres sets the password
+        now = utcnow()
+        result = {"instance_id": instance.instance_id, "state_id": state_ids[-1], "image_id": job.resolved_image_id}
         PrepareJob.update(status="succeeded", started_at=now, finished_at=now, heartbeat_at=now,
                           worker=f"{ctx.host}:admission", result_state_id=state_ids[-1],
                           result_instance_id=instance.instance_id).where(PrepareJob.job_id == job.job_id).execute()
@@ -49,6 +45,11 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str],
         append_events(job.job_id, [event("log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE),
                                    event("status", status="succeeded"), event("result", result=result)])
         audit.instance_bound(job, instance, from_pool=True)
+
+    instance = warm_pool.claim(ctx, job.org, state_ids[-1], job_id=job.job_id, ttl_seconds=job.instance_ttl_seconds,
+                               name=job.instance_name, alongside=record_success)
+    if instance is None:
+        return False
     job.status, job.result_state_id, job.result_instance_id = "succeeded", state_ids[-1], instance.instance_id
     return True
 

@@ -5,11 +5,13 @@ set as a SCRAM verifier so Postgres never sees the plaintext either.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 import secrets
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from ..context import AppContext
 from ..control.db import write_transaction
@@ -70,7 +72,7 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
                 instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
                 volume_id=volume_id, status="starting", host=ctx.settings.instance_host, host_id=ctx.host,
                 state_org=state_org, port=port,
-                password=secrets.token_urlsafe(24), name=name,
+                password=ctx.runtime.new_password(), name=name,
                 expires_at=utcnow() + dt.timedelta(seconds=POOLED_LIFETIME if pooled else ttl_seconds))
     try:
         if not reuse_volume_id:
@@ -91,15 +93,30 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
 
 
 def bind_pooled(ctx: AppContext, instance: Instance, *, job_id: str | None, ttl_seconds: int,
-                name: str | None) -> Instance:
-    """Hand a claimed pooled instance to its owner: fresh credentials, the owner's TTL and name."""
-    instance.password = secrets.token_urlsafe(24)
-    ctx.runtime.set_password(endpoint_of(ctx, instance), instance.password)
-    instance.status, instance.job_id, instance.name = "active", job_id, name
-    instance.created_at = utcnow()
-    instance.expires_at = utcnow() + dt.timedelta(seconds=ttl_seconds)
-    instance.save()
+                name: str | None, alongside: Callable[[], None] | None = None) -> Instance:
+    """Hand a claimed pooled instance to its owner: fresh credentials, the owner's TTL and name.
+
+    ``alongside`` runs in the same Control-DB transaction while Postgres sets the password
+    (an ALTER ROLE re-derives the verifier's key, a few ms of the server's time), so a caller's
+    own records cost no extra wait; if the password cannot be set, that transaction rolls back."""
+    instance.password = ctx.runtime.new_password()
+    setting = _BINDS.submit(ctx.runtime.set_password, endpoint_of(ctx, instance), instance.password)
+    try:
+        with write_transaction(ctx.db):
+            instance.status, instance.job_id, instance.name = "active", job_id, name
+            instance.created_at = utcnow()
+            instance.expires_at = utcnow() + dt.timedelta(seconds=ttl_seconds)
+            instance.save()
+            if alongside is not None:
+                alongside()
+            setting.result()
+    finally:
+        if not setting.done():
+            setting.cancel()
     return instance
+
+
+_BINDS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="bind")
 
 
 def endpoint_of(ctx: AppContext, instance: Instance):

@@ -45,6 +45,22 @@ def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = Non
     )
 
 
+def pack_directory_bundle(directory: Path) -> PackedBundle:
+    """Bundle a whole directory (a Liquibase project: the changelog and whatever it includes or
+    loads, which only Liquibase itself can tell); hidden entries such as ``.git`` are left out."""
+    directory = Path(os.path.abspath(directory))
+    entries = []
+    for parent, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith("."):
+                path = Path(parent) / name
+                entries.append((path.relative_to(directory).as_posix(), path))
+    entries.sort()
+    return PackedBundle(data=_deterministic_tar_gz(entries), work_dir=".", psql_args=[],
+                        files=[name for name, _ in entries])
+
+
 def _relativize_file_args(psql_args: list[str], cwd: Path) -> list[str]:
     """Rewrite only absolute ``-f`` values (in whatever spelling) relative to ``cwd``."""
     args = list(psql_args)

@@ -17,6 +17,7 @@ from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
+from ..engine.liquibase_args import parse_liquibase_args
 from ..engine.psql import PsqlStep, plan_psql
 from ..errors import InvalidArgument
 from .events import append_event, append_events, event
@@ -45,14 +46,14 @@ class PlannedPrepare:
 def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedPrepare:
     """Validate and plan a request; raises a 4xx error for anything a client got wrong."""
     kind = request.get("prepare_kind")
-    if kind == "lb":
-        raise InvalidArgument("prepare_kind 'lb' (Liquibase) is not enabled on this appliance yet")
-    if kind != "psql":
+    if kind not in ("psql", "lb"):
         raise InvalidArgument(f"unknown prepare_kind {kind!r}; expected 'psql' or 'lb'")
     resolved_image = ctx.runtime.resolve_image(request["image_id"])
     source = resolve_source(ctx, org, request.get("source"))
     work_dir = (request.get("source") or {}).get("work_dir") or "."
     root = local_source_root(ctx, org, None) if source is None else source.root
+    if kind == "lb":
+        return _plan_liquibase(request, resolved_image, source, root, work_dir)
     plan = plan_psql(list(request.get("psql_args") or []), root=root, work_dir=work_dir,
                      stdin=request.get("stdin"))
     state_ids = chain_state_ids(resolved_image, [step.task_hash for step in plan.steps])
@@ -60,6 +61,25 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
                        *(("task", step.task_hash) for step in plan.steps))
     return PlannedPrepare(kind, resolved_image, source.source_id if source else None, work_dir,
                           plan.steps, state_ids, signature)
+
+
+def _plan_liquibase(request: dict[str, Any], resolved_image: str, source, root, work_dir: str) -> PlannedPrepare:
+    """Only the arguments and the files can be checked here: which changesets are pending is
+    Liquibase's to say, on a cluster at the base, so the job plans them itself (its
+    ``plan-liquibase`` task) and records one step per changeset."""
+    if request.get("psql_args") or request.get("stdin") is not None:
+        raise InvalidArgument("prepare_kind 'lb' takes liquibase_args, not psql_args or stdin")
+    command = parse_liquibase_args(list(request.get("liquibase_args") or []))
+    if source is None:
+        raise InvalidArgument("prepare_kind 'lb' needs a source: the bundle or project holding the changelog")
+    base = (root / work_dir).resolve()
+    changelog = (base / command.changelog_file).resolve()
+    if not changelog.is_relative_to(root.resolve()) or not changelog.is_file():
+        raise InvalidArgument(f"changelog {command.changelog_file} is not in the source (work_dir {work_dir})",
+                              {"changelog_file": command.changelog_file})
+    signature = digest(("kind", "lb"), ("image", resolved_image), ("source", source.source_id),
+                       ("work_dir", work_dir), *(("arg", a) for a in command.argv()))
+    return PlannedPrepare("lb", resolved_image, source.source_id, work_dir, [], [], signature)
 
 
 def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submitted_by: str | None = None) -> PrepareJob:
@@ -71,7 +91,8 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
 
     job_id = secrets.token_hex(16)
-    placement = None if plan_only else place(ctx, org, planned.state_ids)
+    # A plan-only psql job is finished here; a Liquibase one needs a worker even to plan.
+    placement = None if plan_only and kind == "psql" else place(ctx, org, planned.state_ids)
     with write_transaction(ctx.db):
         job = PrepareJob.create(
             job_id=job_id, org=org, status="queued", prepare_kind=kind,
@@ -81,11 +102,14 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
             instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
             priority=int(request.get("priority") or 0), submitted_by=submitted_by,
             host_id=placement.host_id if placement else None)
-        _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
-                      placement.host_id if placement else None)
+        if kind == "lb":
+            _record_liquibase_tasks(job, resolved_image)
+        else:
+            _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
+                          placement.host_id if placement else None)
         append_events(job_id, [event("status", status="queued")] + (
             [event("log", task_id="plan", message=f"placed on {placement.reason}")] if placement else []))
-        if plan_only:
+        if plan_only and kind == "psql":
             _finish_plan_only(job)
     if placement is not None and placement.host_id == ctx.host and placement.cached_steps == len(planned.state_ids):
         if _answered_from_warm_pool(ctx, job, planned.state_ids, limits):
@@ -128,8 +152,27 @@ def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_i
         parent_kind, parent_id = "state", state_id
     if not job.plan_only:
         add("prepare-instance", "prepare_instance", input_kind=parent_kind, input_id=parent_id)
-    columns = {key for row in rows for key in row}  # one INSERT: every row names every column
+    insert_tasks(rows)
+
+
+def insert_tasks(rows: list[dict[str, Any]]) -> None:
+    """Task rows in one INSERT; every row must then name every column, so the missing get
+    the model's defaults."""
+    columns = {key for row in rows for key in row}
     Task.insert_many([{key: row.get(key, _default(Task, key)) for key in columns} for row in rows]).execute()
+
+
+def _record_liquibase_tasks(job: PrepareJob, resolved_image: str) -> None:
+    """The steps (one per changeset) and the instance are added by the plan-liquibase task."""
+    now = utcnow()
+    insert_tasks([
+        {"job": job, "task_id": "plan", "position": 0, "type": "plan", "status": "succeeded", "started_at": now,
+         "finished_at": now, "summary": "Liquibase plans on a cluster at the base"},
+        {"job": job, "task_id": "resolve-image", "position": 1, "type": "resolve_image", "status": "queued",
+         "input_kind": "image", "input_id": job.image_id, "summary": resolved_image},
+        {"job": job, "task_id": "plan-liquibase", "position": 2, "type": "plan_liquibase", "status": "queued",
+         "input_kind": "image", "input_id": resolved_image, "summary": "liquibase update-sql"},
+    ])
 
 
 def _default(model, name: str) -> Any:

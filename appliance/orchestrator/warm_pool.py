@@ -15,7 +15,7 @@ import logging
 import peewee as pw
 
 from ..context import AppContext
-from ..control.models import Instance, State, utcnow
+from ..control.models import Instance, PrepareJob, State, utcnow
 from ..engine import instances
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,21 @@ def enabled(ctx: AppContext) -> bool:
 
 
 def hot_states(ctx: AppContext) -> list[State]:
-    """States that prepares handed out as instances within the hot window, most demanded first."""
+    """States that prepares handed out as instances within the hot window, most demanded first.
+    Demand is read from the jobs, not the instances: a client that deletes its instance a moment
+    after using it (the usual CI pattern) has still asked for that state."""
     since = utcnow() - dt.timedelta(seconds=ctx.settings.warm_pool_hot_window_seconds)
-    demand = (Instance.select(Instance.org, Instance.state_id, pw.fn.COUNT(Instance.instance_id).alias("n"))
-              .where((Instance.created_at >= since) & Instance.job_id.is_null(False)
-                     & (Instance.host_id == ctx.host))
-              .group_by(Instance.org, Instance.state_id)
-              .order_by(pw.fn.COUNT(Instance.instance_id).desc())
+    count = pw.fn.COUNT(PrepareJob.job_id)
+    demand = (PrepareJob.select(PrepareJob.org, PrepareJob.result_state_id, count.alias("n"))
+              .where((PrepareJob.finished_at >= since) & PrepareJob.result_instance_id.is_null(False)
+                     & (PrepareJob.host_id == ctx.host))
+              .group_by(PrepareJob.org, PrepareJob.result_state_id)
+              .order_by(count.desc())
               .limit(ctx.settings.warm_pool_max_states))
     hot = []
     for row in demand:
-        state = State.get_or_none((State.org == row.org) & (State.state_id == row.state_id) & (State.host == ctx.host))
+        state = State.get_or_none((State.org == row.org) & (State.state_id == row.result_state_id)
+                                  & (State.host == ctx.host))
         if state is not None:
             hot.append(state)
     return hot
@@ -56,19 +60,21 @@ def pooled(org: str, state_id: str, host: str | None) -> list[Instance]:
 
 
 def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds: int,
-          name: str | None) -> Instance | None:
-    """Bind a pooled instance of the state to a job, or None when the pool is empty."""
+          name: str | None, alongside=None) -> Instance | None:
+    """Bind a pooled instance of the state to a job, or None when the pool is empty;
+    ``alongside`` is recorded in the bind's transaction (see ``instances.bind_pooled``)."""
     for candidate in pooled(org, state_id, ctx.host):
         taken = Instance.update(status=BINDING, job_id=job_id).where(
             (Instance.instance_id == candidate.instance_id) & (Instance.status == POOLED)).execute()
         if not taken:
             continue  # another prepare was faster: try the next one
-        instance = Instance.get_by_id(candidate.instance_id)
+        candidate.status, candidate.job_id = BINDING, job_id
         try:
-            return instances.bind_pooled(ctx, instance, job_id=job_id, ttl_seconds=ttl_seconds, name=name)
+            return instances.bind_pooled(ctx, candidate, job_id=job_id, ttl_seconds=ttl_seconds, name=name,
+                                         alongside=alongside and (lambda: alongside(candidate)))
         except Exception as exc:  # a broken pooled clone must not fail the prepare: drop it, clone anew
-            log.warning("pooled instance %s could not be bound (%s); discarding it", instance.instance_id, exc)
-            instances.destroy_instance(ctx, instance)
+            log.warning("pooled instance %s could not be bound (%s); discarding it", candidate.instance_id, exc)
+            instances.destroy_instance(ctx, candidate)
     return None
 
 

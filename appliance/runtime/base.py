@@ -101,7 +101,11 @@ class InstanceRuntime(Protocol):
 
     def keep_bind_connections(self, endpoints: list[Endpoint]) -> None:
         """Hold a connection open to exactly these clusters (warm-pool clones), so that
-        :meth:`set_password` on one of them skips the connect; each is used once."""
+        :meth:`set_password` on one of them skips the connect; each is used once. Also makes
+        passwords ready for :meth:`new_password` while there is a pool to bind."""
+
+    def new_password(self) -> str:
+        """A fresh random password for :meth:`set_password` (its verifier may be ready)."""
 
     def connection_count(self, endpoint: Endpoint) -> int:
         """Client connections open right now, not counting the one asking."""

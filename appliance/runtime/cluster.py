@@ -214,5 +214,8 @@ class HostSideClient:
     def keep_bind_connections(self, endpoints) -> None:
         self._host.keep_bind_connections(endpoints)
 
+    def new_password(self) -> str:
+        return self._host.new_password()
+
     def connection_count(self, endpoint) -> int:
         return self._host.connection_count(endpoint)

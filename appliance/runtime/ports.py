@@ -70,3 +70,11 @@ def port_is_bindable(host: str, port: int) -> bool:
                     continue  # no IPv6 on this host: the v4 probe decides
                 raise
     return True
+
+
+def ephemeral_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel says is free now, for a build cluster that must listen on TCP (a
+    JDBC client cannot use the socket); not from the instance pool, which is for handing out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

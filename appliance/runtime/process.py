@@ -29,7 +29,7 @@ from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from .cluster import (INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, postmaster_pid_lines,
                       prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
 from . import admin_connections
-from .admin_connections import WarmConnections
+from .admin_connections import ReadyPasswords, WarmConnections
 from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -57,6 +57,7 @@ class ProcessRuntime:
         self._image_cache: tuple[tuple[int, int, int], str, str] | None = None
         self._warm = WarmConnections()
         self.scram_iterations = scram_iterations
+        self._passwords = ReadyPasswords(lambda p: scram_sha256_verifier(p, iterations=scram_iterations))
 
     # --- images -------------------------------------------------------------------------
     def installed_image(self) -> tuple[str, str]:
@@ -196,27 +197,32 @@ class ProcessRuntime:
             raise InvalidArgument(f"unexpected role name {endpoint.user!r}")
         if not isinstance(password, str) or not password:
             raise InvalidArgument("password must be a non-empty string")
-        verifier = scram_sha256_verifier(password, iterations=self.scram_iterations)
-        statement = f'ALTER ROLE "{endpoint.user}" PASSWORD %s'
+        verifier = (self._passwords.verifier_for(password)
+                    or scram_sha256_verifier(password, iterations=self.scram_iterations))
         # A driver connection over the private socket, not a psql process (a spawn would be most
         # of a bind's cost); a warm one when the clone waited in the pool (see admin_connections).
         warm = self._warm.take(endpoint)
         try:
             if warm is not None:
                 try:
-                    with contextlib.closing(warm), warm.cursor() as cur:
-                        cur.execute(statement, (verifier,))
+                    with contextlib.closing(warm):
+                        admin_connections.store_verifier(warm, endpoint.user, verifier)
                     return
                 except psycopg2.OperationalError:
                     pass  # the server restarted since: a fresh connection below
-            with contextlib.closing(admin_connections.connect(endpoint)) as conn, conn.cursor() as cur:
-                cur.execute(statement, (verifier,))
+            with contextlib.closing(admin_connections.connect(endpoint)) as conn:
+                admin_connections.store_verifier(conn, endpoint.user, verifier)
         except psycopg2.Error as exc:
             message = str(exc).replace(verifier, "<redacted>")
-            raise CommandFailed(["ALTER ROLE", endpoint.user, "PASSWORD", "<redacted>"], 1, message) from None
+            raise CommandFailed(["set password", endpoint.user, "<redacted>"], 1, message) from None
 
     def keep_bind_connections(self, endpoints: list[Endpoint]) -> None:
         self._warm.keep(endpoints)
+        if endpoints:
+            self._passwords.fill()
+
+    def new_password(self) -> str:
+        return self._passwords.take()
 
     def connection_count(self, endpoint: Endpoint) -> int:
         out = self._psql(endpoint, "SELECT count(*) FROM pg_stat_activity "

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from appliance.engine.packing import pack_psql_bundle
+from appliance.engine.packing import pack_directory_bundle, pack_psql_bundle
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -113,6 +113,15 @@ class Appliance:
             assert upload.status_code in (200, 201), upload.text
             body["source"] = {"source_id": upload.json()["source_id"], "work_dir": bundle.work_dir}
         return self.post("/v1/prepare-jobs", json=body)
+
+    def submit_lb(self, liquibase_args: list[str], project: Path, **fields: Any) -> httpx.Response:
+        """What `sqlrs prepare:lb` does: pack the project directory, upload, submit."""
+        bundle = pack_directory_bundle(project)
+        upload = self.post("/v1/sources", content=bundle.data, headers={"Content-Type": "application/gzip"})
+        assert upload.status_code in (200, 201), upload.text
+        return self.post("/v1/prepare-jobs", json={
+            "prepare_kind": "lb", "image_id": "postgres:15", "liquibase_args": liquibase_args,
+            "source": {"source_id": upload.json()["source_id"], "work_dir": bundle.work_dir}, **fields})
 
     def wait(self, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -20,11 +20,11 @@ from .pg import controldata_state, socket_psql, tcp_psql
 
 
 def test_the_verifier_carries_the_configured_iterations_and_a_client_logs_in_with_it(runner, volume, start):
-    runtime = ProcessRuntime(runner, scram_iterations=16)
+    runtime = ProcessRuntime(runner, scram_iterations=8192)  # a policy asking for more than 4096
     endpoint = start(volume, listen_host="127.0.0.1")
     runtime.set_password(endpoint, "a-random-token")
     stored = socket_psql(runtime, runner, endpoint, "select rolpassword from pg_authid where rolname = 'sqlrs'")
-    assert stored.startswith("SCRAM-SHA-256$16:")
+    assert stored.startswith("SCRAM-SHA-256$8192:")
     assert tcp_psql(runtime, runner, endpoint, "a-random-token", "select 1").stdout.strip() == "1"
 
 

@@ -1,6 +1,8 @@
 """Prepare jobs: create, list, get, cancel, delete, events; and the flat task list."""
 from __future__ import annotations
 
+import asyncio
+
 from quart import Blueprint, current_app, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
@@ -35,8 +37,18 @@ async def create_job(data: PrepareJobRequest):
     body = {"job_id": job.job_id, "status": job.status, "status_url": url, "events_url": f"{url}/events"}
     if job.status == "succeeded" and not job.plan_only:  # bound from the warm pool at admission
         body["result"] = await call(serializers.job_result, job, g.principal)
-        current_app.add_background_task(queue_after_admission, context(), job.job_id)
+        current_app.add_background_task(_after_admission, context(), job.job_id)
     return body, 201, {"Location": url}
+
+
+AFTER_ADMISSION_DELAY_SECONDS = 0.25
+
+
+async def _after_admission(ctx, job_id: str) -> None:
+    """The report and the pool refill (a clone and a Postgres start) wait a moment, so they do
+    not compete for the CPU with the client's first connection to the DSN it was just given."""
+    await asyncio.sleep(AFTER_ADMISSION_DELAY_SECONDS)
+    await call(queue_after_admission, ctx, job_id)
 
 
 @blueprint.get("/v1/prepare-jobs")

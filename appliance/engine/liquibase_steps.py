@@ -1,0 +1,120 @@
+"""prepare:lb inside a job: plan the changesets on a cluster at the base, then apply them one by
+one, each becoming a state.
+
+A changeset's state is keyed by its parent state and its checksum (the SQL's hash when Liquibase
+gives none), with the contexts, labels, changelog parameters and the Liquibase version. The
+first ``runAlways``/``runOnChange`` changeset ends the cacheable prefix: its state and every
+later one are keyed by the job too, so they are built every time and never handed to another
+job (Liquibase would run them again, or differently).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..control.models import Task
+from ..errors import CommandFailed, StepFailed
+from ..orchestrator.sources import local_source_root
+from ..orchestrator.submit import insert_tasks
+from ..runtime.base import SUPERUSER
+from .hashing import digest, state_id
+from .liquibase import Changeset, Connection
+from .liquibase_args import LiquibaseCommand, parse_liquibase_args
+from .liquibase_changelogs import is_volatile
+
+if TYPE_CHECKING:
+    from .executor import BuildCluster, JobRun
+
+
+def command_of(run: "JobRun") -> LiquibaseCommand:
+    return parse_liquibase_args(json.loads(run.job.request_json)["liquibase_args"])
+
+
+def work_dir(run: "JobRun") -> Path:
+    return (local_source_root(run.ctx, run.org, run.job.source_id) / run.job.work_dir).resolve()
+
+
+def connection(build: "BuildCluster") -> Connection:
+    return Connection(f"jdbc:postgresql://127.0.0.1:{build.endpoint.port}/postgres", SUPERUSER, build.password)
+
+
+def open_for_liquibase(run: "JobRun", build: "BuildCluster") -> None:
+    """A build cluster Liquibase can reach: JDBC needs TCP and a password. The password lives
+    only as long as the cluster runs; it is removed before any snapshot (see :func:`apply`)."""
+    build.password = secrets.token_urlsafe(24)
+    run.ctx.runtime.set_password(build.endpoint, build.password)
+
+
+def plan(run: "JobRun", task: Task) -> None:
+    """``update-sql`` on a cluster at the base; one ``state_execute`` task per changeset."""
+    ctx, job = run.ctx, run.job
+    command, cwd = command_of(run), work_dir(run)
+    version = ctx.liquibase.version()
+    build = run.build_cluster_at("image", job.resolved_image_id)
+    run.note(task, f"liquibase {version}: update-sql {command.changelog_file}")
+    try:
+        changesets = ctx.liquibase.plan(command, connection(build), cwd=cwd, cancel=run.cancelled,
+                                        timeout=ctx.settings.step_timeout_seconds)
+    except CommandFailed as exc:
+        raise StepFailed(f"liquibase could not plan {command.changelog_file}: {liquibase_message(exc)}",
+                         {"task_id": task.task_id}) from None
+    if not changesets:
+        raise StepFailed(f"liquibase has no changeset to apply from {command.changelog_file}",
+                         {"task_id": task.task_id})
+    roots = [cwd, *(cwd / p for p in command.search_path)]
+    rows, parent, volatile = [], f"image:{job.resolved_image_id}", False
+    for n, changeset in enumerate(changesets, start=1):
+        volatile = volatile or is_volatile(roots, changeset)
+        task_hash = digest(("kind", "lb"), ("changeset", changeset.key), ("liquibase", version),
+                           *command.key_parts(), *((("job", job.job_id),) if volatile else ()))
+        output = state_id(parent, task_hash)
+        rows.append({"job": job, "task_id": f"execute-{n}", "position": task.position + n, "type": "state_execute",
+                     "status": "queued", "input_kind": parent.split(":", 1)[0], "input_id": parent.split(":", 1)[1],
+                     "task_hash": task_hash, "output_state_id": output, "cached": run.state_exists(output),
+                     "summary": changeset.name,
+                     "step_json": json.dumps({"kind": "lb", "summary": changeset.name, "volatile": volatile,
+                                              "changeset": dataclasses.asdict(changeset)})})
+        parent = f"state:{output}"
+    if not job.plan_only:
+        rows.append({"job": job, "task_id": "prepare-instance", "position": task.position + len(rows) + 1,
+                     "type": "prepare_instance", "status": "queued", "input_kind": "state",
+                     "input_id": parent.split(":", 1)[1]})
+    insert_tasks(rows)
+    cached = sum(1 for r in rows if r.get("cached"))
+    run.note(task, f"liquibase: {len(changesets)} changeset(s), {cached} cached"
+                   + (", the cacheable prefix ends at a runAlways/runOnChange changeset" if volatile else ""))
+
+
+def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
+    """``update-count --count=1``: exactly the next pending changeset, which the plan says is
+    this step's; then the build password goes, before the cluster is stopped and snapshotted."""
+    ctx = run.ctx
+    changeset = Changeset(**step["changeset"])
+    one = dataclasses.replace(command_of(run), command="update-count", count=1, tag=None)
+    if build.password is None:
+        open_for_liquibase(run, build)
+    run.note(task, f"liquibase: {changeset.name}")
+    try:
+        result = ctx.liquibase.run(one, connection(build), cwd=work_dir(run), cancel=run.cancelled,
+                                   timeout=ctx.settings.step_timeout_seconds)
+    except CommandFailed as exc:
+        message = liquibase_message(exc)
+        run.note(task, message)
+        raise StepFailed(f"step {task.task_id} ({changeset.name}) failed: {message}",
+                         {"task_id": task.task_id, "exit_code": exc.returncode}) from None
+    if output := (result.stdout + result.stderr).strip():
+        run.note(task, output[-4000:])
+    ctx.runner(ctx.runtime.psql_command(build.endpoint) + ["-q", "-c", f'ALTER ROLE "{SUPERUSER}" PASSWORD NULL'],
+               env=ctx.runtime.command_env(), cwd="/", run_as=ctx.runtime.run_as)
+    build.password = None
+
+
+def liquibase_message(exc: CommandFailed) -> str:
+    """Liquibase's own words: its error lines, else the end of what it printed."""
+    text = f"{exc.stdout}\n{exc.stderr}"
+    errors = [line.strip() for line in text.splitlines()
+              if "ERROR" in line or "Unexpected error running Liquibase" in line or "Reason:" in line]
+    return "\n".join(dict.fromkeys(errors))[:4000] or text.strip()[-2000:] or f"liquibase exited with {exc.returncode}"

@@ -1,0 +1,89 @@
+"""prepare:lb end to end: a real changelog of eleven changesets in four formats (XML, YAML,
+formatted SQL, JSON), the real Liquibase CLI, one state per changeset."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import psql
+from .test_prepare_psql import executes
+
+SHOP = Path(__file__).parent / "changelogs" / "shop"
+UPDATE = ["update", "--changelog-file", "changelog.xml"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(SHOP, tmp_path / "shop")
+    (tmp_path / "shop" / "data.sql").write_text((tmp_path / "shop" / "data.sql").read_text()
+                                                + f"\n--changeset shop:marker\n-- {tmp_path.name}\nselect 1;\n")
+    return tmp_path / "shop"  # the marker changeset makes this test's chain its own
+
+
+def prepare(appliance, project: Path, *args: str) -> dict:
+    response = appliance.submit_lb([*UPDATE, *args], project)
+    assert response.status_code == 201, response.text
+    return appliance.wait(response.json()["job_id"], timeout=300)
+
+
+def built(status: dict) -> list[str]:
+    return [t["summary"] for t in executes(status) if not t["cached"]]
+
+
+def test_the_first_prepare_builds_one_state_per_changeset_and_hands_out_the_database(appliance, project):
+    status = prepare(appliance, project, "--contexts", "prod")
+    assert status["status"] == "succeeded", status.get("error")
+    assert len(built(status)) == len(executes(status)) == 11  # ten changesets and the marker
+    assert executes(status)[0]["summary"] == "changelog.xml::1::shop"
+    dsn = status["result"]["dsn"]
+    assert psql(dsn, "select total from order_totals where customer_id = 2").stdout.strip() == "99.00"
+    assert psql(dsn, "select count(*) from databasechangelog").stdout.strip() == "11"
+    states = {s["state_id"]: s for s in appliance.get("/v1/states").json()}
+    assert all(t["output_state_id"] in states for t in executes(status))
+
+
+def test_adding_a_changeset_at_the_end_builds_only_that_one(appliance, project):
+    prepare(appliance, project, "--contexts", "prod")
+    (project / "data.sql").write_text((project / "data.sql").read_text()
+                                      + "\n--changeset shop:12\ncreate index customers_email on customers (email);\n")
+    status = prepare(appliance, project, "--contexts", "prod")
+    assert built(status) == ["data.sql::12::shop"]
+
+
+def test_editing_changeset_5_reuses_1_to_4_and_rebuilds_from_5(appliance, project):
+    first = prepare(appliance, project, "--contexts", "prod")
+    (project / "schema.yaml").write_text((project / "schema.yaml").read_text().replace(
+        "indexName: orders_customer", "indexName: orders_by_customer"))
+    second = prepare(appliance, project, "--contexts", "prod")
+    assert [t["cached"] for t in executes(second)][:4] == [True] * 4
+    assert built(second)[0] == "schema.yaml::5::shop" and len(built(second)) == 7
+    assert [t["output_state_id"] for t in executes(first)][:4] == [t["output_state_id"] for t in executes(second)][:4]
+
+
+def test_another_context_gives_another_chain(appliance, project):
+    prod = prepare(appliance, project, "--contexts", "prod")
+    test = prepare(appliance, project, "--contexts", "test")
+    assert "changelog.xml::11::shop" in [t["summary"] for t in executes(test)]
+    assert not {t["output_state_id"] for t in executes(prod)} & {t["output_state_id"] for t in executes(test)}
+    assert psql(test["result"]["dsn"], "select name from customers where id = 99").stdout.strip() == "Test Customer"
+
+
+def test_a_failing_changeset_fails_the_job_with_liquibases_message_and_caches_nothing_past_it(appliance, project):
+    (project / "data.sql").write_text((project / "data.sql").read_text().replace(
+        "--changeset shop:8\n", "--changeset shop:8\nselect * from no_such_table;\n"))
+    status = prepare(appliance, project, "--contexts", "prod")
+    assert status["status"] == "failed"
+    assert status["error"]["code"] == "step_failed"
+    assert 'relation "no_such_table" does not exist' in status["error"]["message"]
+    by_task = {t["summary"]: t for t in executes(status)}
+    states = {s["state_id"] for s in appliance.get("/v1/states").json()}
+    assert by_task["data.sql::7::shop"]["output_state_id"] in states
+    assert by_task["data.sql::8::shop"]["output_state_id"] not in states
+
+
+def test_arguments_that_name_a_connection_are_refused_before_anything_is_recorded(appliance, project):
+    response = appliance.submit_lb([*UPDATE, "--url=jdbc:postgresql://elsewhere/db"], project)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_argument"
+    assert "the appliance supplies the connection" in response.json()["message"]
