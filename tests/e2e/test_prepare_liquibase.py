@@ -46,10 +46,13 @@ def test_the_first_prepare_builds_one_state_per_changeset_and_hands_out_the_data
 
 def test_adding_a_changeset_at_the_end_builds_only_that_one(appliance, project):
     prepare(appliance, project, "--contexts", "prod")
-    (project / "data.sql").write_text((project / "data.sql").read_text()
-                                      + "\n--changeset shop:12\ncreate index customers_email on customers (email);\n")
+    master = project / "changelog.xml"
+    master.write_text(master.read_text().replace("</databaseChangeLog>", """  <changeSet id="12" author="shop">
+    <createIndex tableName="customers" indexName="customers_email"><column name="email"/></createIndex>
+  </changeSet>
+</databaseChangeLog>"""))
     status = prepare(appliance, project, "--contexts", "prod")
-    assert built(status) == ["data.sql::12::shop"]
+    assert built(status) == ["changelog.xml::12::shop"]
 
 
 def test_editing_changeset_5_reuses_1_to_4_and_rebuilds_from_5(appliance, project):
