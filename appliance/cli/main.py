@@ -80,12 +80,29 @@ def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: boo
 def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[str, ...], plan_only: bool,
                        ttl: int | None = None, instance_name: str | None = None, no_watch: bool = False,
                        long: bool = False) -> None:
-    from .prepare import print_accepted, submit_psql
+    from .prepare import submit_psql
     if not psql_args:
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
+    _follow_submission(cfg, lambda client: submit_psql(
+        client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(), stdin_stream=sys.stdin,
+        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long)
+
+
+def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, liquibase_args: tuple[str, ...],
+                          plan_only: bool, ttl: int | None = None, instance_name: str | None = None,
+                          no_watch: bool = False, long: bool = False) -> None:
+    from .prepare import submit_lb
+    if not liquibase_args:
+        raise click.UsageError("give Liquibase arguments after --, e.g. -- update --changelog-file db/changelog.xml")
+    _follow_submission(cfg, lambda client: submit_lb(
+        client, image=image or cfg.image, liquibase_args=list(liquibase_args), project=project,
+        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long)
+
+
+def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool) -> None:
+    from .prepare import print_accepted
     with _client(cfg) as client:
-        accepted = submit_psql(client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
-                               stdin_stream=sys.stdin, plan_only=plan_only, ttl_seconds=ttl, name=instance_name)
+        accepted = submit(client)
         if no_watch:
             print_accepted(accepted, cfg.url, cfg.output)
             sys.exit(exit_codes.OK)
@@ -124,6 +141,43 @@ def prepare_psql(cfg: CliConfig, image: str | None, ttl: int | None, instance_na
 def plan_psql(cfg: CliConfig, image: str | None, long: bool, psql_args: tuple[str, ...]) -> None:
     """Show the steps prepare:psql would run and which are already cached; creates nothing."""
     _submit_and_follow(cfg, image=image, psql_args=psql_args, plan_only=True, long=long)
+
+
+_project = click.option("--dir", "project", type=click.Path(file_okay=False, path_type=Path), default=".",
+                        show_default=True, help="The Liquibase project directory to upload (paths are relative to it).")
+_lb_args = click.argument("liquibase_args", nargs=-1, type=click.UNPROCESSED)
+
+
+@cli.command("prepare:lb", context_settings=PSQL_ARGS,
+             epilog="Example: sqlrs prepare:lb -- update --changelog-file db/changelog.xml --contexts dev")
+@_image
+@_project
+@click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Instance lifetime.")
+@click.option("--name", "instance_name", metavar="NAME", help="Name the instance (for run:psql --instance).")
+@click.option("--no-watch", is_flag=True, help="Print JOB_ID/STATUS_URL/EVENTS_URL and return at once.")
+@_long
+@_lb_args
+@click.pass_obj
+def prepare_lb(cfg: CliConfig, image: str | None, project: Path, ttl: int | None, instance_name: str | None,
+               no_watch: bool, long: bool, liquibase_args: tuple[str, ...]) -> None:
+    """Build (or reuse) one state per Liquibase changeset; print DSN=... of a fresh instance.
+
+    The project directory is uploaded; the appliance supplies the connection (no --url etc.).
+    """
+    _submit_lb_and_follow(cfg, image=image, project=project, liquibase_args=liquibase_args, plan_only=False,
+                          ttl=ttl, instance_name=instance_name, no_watch=no_watch, long=long)
+
+
+@cli.command("plan:lb", context_settings=PSQL_ARGS)
+@_image
+@_project
+@_long
+@_lb_args
+@click.pass_obj
+def plan_lb(cfg: CliConfig, image: str | None, project: Path, long: bool, liquibase_args: tuple[str, ...]) -> None:
+    """Show the changesets prepare:lb would apply and which are already cached; creates nothing."""
+    _submit_lb_and_follow(cfg, image=image, project=project, liquibase_args=liquibase_args, plan_only=True,
+                          long=long)
 
 
 @cli.group()

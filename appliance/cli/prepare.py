@@ -1,11 +1,12 @@
-"""prepare:psql / plan:psql: pack local files, upload them, submit the job, report the outcome."""
+"""prepare:psql / plan:psql / prepare:lb / plan:lb: pack local files, upload them, submit the job,
+report the outcome."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engine.packing import pack_psql_bundle
+from ..engine.packing import pack_directory_bundle, pack_psql_bundle
 from ..engine.psql_args import parse_psql_args
 from . import exit_codes
 from .client import ApiClient, CliFailure
@@ -55,6 +56,21 @@ def upload_and_build(client: ApiClient, *, image: str, psql_args: list[str], cwd
         args = packed.psql_args
     return build_request(image=image, psql_args=args, source=source, stdin=stdin, plan_only=plan_only,
                          ttl_seconds=ttl_seconds, name=name)
+
+
+def submit_lb(client: ApiClient, *, image: str, liquibase_args: list[str], project: Path, plan_only: bool,
+              ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
+    """Upload the whole project directory (what a changelog includes or loads only Liquibase
+    can tell), then create the Liquibase job."""
+    if not project.is_dir():
+        raise CliFailure("invalid_argument", f"{project} is not a directory", exit_codes.USAGE)
+    packed = pack_directory_bundle(project)
+    uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
+    body = build_request(image=image, psql_args=[], source={"source_id": uploaded["source_id"], "work_dir": "."},
+                         stdin=None, plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
+    del body["psql_args"]
+    body.update(prepare_kind="lb", liquibase_args=liquibase_args)
+    return client.post_json("/v1/prepare-jobs", body)
 
 
 def print_accepted(accepted: dict[str, Any], url: str, output: str) -> None:

@@ -158,7 +158,7 @@ class JobRun:
                .order_by(Task.position).first()) is not None:
             if self.cancelled():
                 raise Cancelled("job cancelled")
-            if self.job.plan_only and task.type != "plan_liquibase":
+            if self.job.plan_only and task.type in ("state_execute", "prepare_instance"):  # planned: done
                 self._finish_plan_only()
                 return
             with log_context(task_id=task.task_id):

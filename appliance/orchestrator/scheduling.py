@@ -70,8 +70,7 @@ def order(candidates: list[Candidate], running: dict[str, int],
 
 def _candidates(host: str) -> list[Candidate]:
     rows = (PrepareJob.select(PrepareJob.job_id, PrepareJob.org, PrepareJob.priority, PrepareJob.created_at)
-            .where((PrepareJob.status == "queued") & (PrepareJob.plan_only == False)  # noqa: E712 (SQL)
-                   & (PrepareJob.host_id == host)).tuples())
+            .where((PrepareJob.status == "queued") & (PrepareJob.host_id == host)).tuples())
     return [Candidate(*row) for row in rows]
 
 

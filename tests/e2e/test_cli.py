@@ -108,3 +108,31 @@ def test_cache_status_prints_usage_and_capacity(appliance, scripts):
     assert result.returncode == 0, result.stderr
     assert {"usage_bytes", "effective_max_bytes", "pressure_reasons"} <= set(json.loads(result.stdout))
     assert "usage" in sqlrs(appliance, "cache", "status", cwd=scripts).stdout
+
+
+def liquibase_project(tmp_path: Path) -> Path:
+    import shutil
+    project = tmp_path / "shop"
+    shutil.copytree(Path(__file__).parent / "changelogs" / "shop", project)
+    (project / "data.sql").write_text((project / "data.sql").read_text()
+                                      + f"\n--changeset shop:marker\n-- {tmp_path.name}\nselect 1;\n")
+    return project
+
+
+def test_prepare_lb_uploads_the_project_and_prints_the_dsn_then_plan_lb_sees_it_cached(appliance, tmp_path):
+    project = liquibase_project(tmp_path)
+    lb = ["--", "update", "--changelog-file", "changelog.xml", "--contexts", "prod"]
+    result = sqlrs(appliance, "prepare:lb", "--dir", str(project), *lb, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    dsn = result.stdout.strip().splitlines()[-1].removeprefix("DSN=")
+    assert psql(dsn, "select count(*) from customers").stdout.strip() == "2"
+    plan = json.loads(sqlrs(appliance, "--output", "json", "plan:lb", *lb, cwd=project).stdout)
+    steps = [t for t in plan["tasks"] if t["type"] == "state_execute"]
+    assert len(steps) == 11 and all(t["cached"] for t in steps) and plan["result"] is None
+
+
+def test_prepare_lb_refuses_a_connection_argument_with_exit_2(appliance, tmp_path):
+    project = liquibase_project(tmp_path)
+    result = sqlrs(appliance, "prepare:lb", "--", "update", "--changelog-file", "changelog.xml",
+                   "--password=hunter2", cwd=project)
+    assert result.returncode == 2 and "the appliance supplies the connection" in result.stderr
