@@ -114,12 +114,20 @@ _long = click.option("--long", is_flag=True, help="Show ids in full.")
 _args = click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 
 
+def _instance_options(command):
+    """--ttl, --name and --no-watch: what every prepare verb takes about the instance it hands out."""
+    for option in reversed([
+            click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Instance lifetime."),
+            click.option("--name", "instance_name", metavar="NAME", help="Name the instance (for run:psql --instance)."),
+            click.option("--no-watch", is_flag=True, help="Print JOB_ID/STATUS_URL/EVENTS_URL and return at once.")]):
+        command = option(command)
+    return command
+
+
 @cli.command("prepare:psql", context_settings=PSQL_ARGS,
              epilog="Example: sqlrs prepare:psql -- -f schema.sql -f data.sql")
 @_image
-@click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Instance lifetime.")
-@click.option("--name", "instance_name", metavar="NAME", help="Name the instance (for run:psql --instance).")
-@click.option("--no-watch", is_flag=True, help="Print JOB_ID/STATUS_URL/EVENTS_URL and return at once.")
+@_instance_options
 @_long
 @_args
 @click.pass_obj
@@ -152,9 +160,7 @@ _lb_args = click.argument("liquibase_args", nargs=-1, type=click.UNPROCESSED)
              epilog="Example: sqlrs prepare:lb -- update --changelog-file db/changelog.xml --contexts dev")
 @_image
 @_project
-@click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Instance lifetime.")
-@click.option("--name", "instance_name", metavar="NAME", help="Name the instance (for run:psql --instance).")
-@click.option("--no-watch", is_flag=True, help="Print JOB_ID/STATUS_URL/EVENTS_URL and return at once.")
+@_instance_options
 @_long
 @_lb_args
 @click.pass_obj
