@@ -110,9 +110,11 @@ def check_bind(settings: Settings, org: str, lim: Limits | None = None) -> None:
         raise _exceeded("max_instances", lim.max_instances, used, "live instances")
 
 
-def may_start(settings: Settings, org: str) -> bool:
-    """Whether one more of the org's jobs may run now (else it waits its turn in the queue)."""
-    return usage(org).running_jobs < limits(settings, org).max_running_jobs
+def may_start(settings: Settings, org: str, running_jobs: int | None = None) -> bool:
+    """Whether one more of the org's jobs may run now (else it waits its turn in the queue);
+    ``running_jobs`` when the caller has just counted them (the scheduler counts every org at once)."""
+    running = usage(org).running_jobs if running_jobs is None else running_jobs
+    return running < limits(settings, org).max_running_jobs
 
 
 def set_limits(org: str, changes: dict, updated_by: str) -> None:

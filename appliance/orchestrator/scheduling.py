@@ -94,8 +94,7 @@ def claim_next(ctx: AppContext) -> tuple[PrepareJob | None, list[Candidate]]:
             return None, []
         running = _running_by_org()
         orgs = {c.org for c in candidates}
-        at_quota = {org for org in orgs
-                    if running.get(org, 0) >= quotas.limits(ctx.settings, org).max_running_jobs}
+        at_quota = {org for org in orgs if not quotas.may_start(ctx.settings, org, running.get(org, 0))}
         startable = [c for c in candidates if c.org not in at_quota]
         waiting = [c for c in candidates if c.org in at_quota]
         for c in order(startable, running, _last_started_by_org(orgs)):
