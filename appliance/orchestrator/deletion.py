@@ -136,12 +136,12 @@ def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -
     if node.kind == "instance":
         instances.destroy_instance(ctx, node.row)
         return
-    from .warm_pool import empty_pool
-    empty_pool(ctx, org, node.id, host)  # pooled clones belong to nobody and must not pin the state
-    if _copies(org, ctx.host).where(State.state_id == node.id).exists():
-        ctx.store.destroy_state(org, node.id)
-    doomed = _copies(org, host).where(State.state_id == node.id).select(State.id)
-    State.delete().where(State.id.in_(doomed)).execute()
+    from .warm_pool import emptied_and_held
+    with emptied_and_held(ctx, org, node.id, host):  # pooled clones belong to nobody and must not pin the state
+        if _copies(org, ctx.host).where(State.state_id == node.id).exists():
+            ctx.store.destroy_state(org, node.id)
+        doomed = _copies(org, host).where(State.state_id == node.id).select(State.id)
+        State.delete().where(State.id.in_(doomed)).execute()
 
 
 # -- jobs ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ count against no quota, and they never block eviction: deleting a state empties 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 
@@ -23,6 +24,7 @@ POOLED = "pooled"
 BINDING = "binding"  # claimed by a prepare, credentials being set
 BOUND_MESSAGE = "warm pool: bound a running clone"  # the job log line clients and benchmarks look for
 BIND_CONNECTIONS_SECONDS = 0.25
+POOL_LOCK_SECONDS = 120
 
 
 def enabled(ctx: AppContext) -> bool:
@@ -85,10 +87,13 @@ def refill(ctx: AppContext) -> int:
     created = 0
     hot = hot_states(ctx)
     for state in hot:
-        lock = ctx.redis.lock(f"sqlrs:lock:pool:{ctx.host}:{state.org}:{state.state_id}", timeout=120)
+        lock = pool_lock(ctx, ctx.host, state.org, state.state_id)
         if not lock.acquire(blocking=False):
-            continue  # someone else is filling this one
+            continue  # someone else is filling (or deleting) this one
         try:
+            if not State.select().where((State.org == state.org) & (State.state_id == state.state_id)
+                                        & (State.host == ctx.host)).exists():
+                continue  # deleted since the hot list was read
             for _ in range(ctx.settings.warm_pool_size - len(pooled(state.org, state.state_id, ctx.host))):
                 instances.create_instance(ctx, org=state.org, state_id=state.state_id, image_id=state.image_id,
                                           job_id=None, ttl_seconds=0, name=None, pooled=True)
@@ -121,6 +126,25 @@ async def hold_bind_connections_forever(ctx: AppContext) -> None:
         await asyncio.to_thread(ctx.runtime.keep_bind_connections, [])
 
 
-def empty_pool(ctx: AppContext, org: str, state_id: str, host: str | None) -> None:
-    for instance in pooled(org, state_id, host):
-        instances.destroy_instance(ctx, instance)
+def pool_lock(ctx: AppContext, host: str, org: str, state_id: str):
+    """Held while a host's pool of a state is filled, and while the state is deleted, so a
+    refill that read the hot list a moment earlier cannot clone a state being removed."""
+    return ctx.redis.lock(f"sqlrs:lock:pool:{host}:{org}:{state_id}", timeout=POOL_LOCK_SECONDS)
+
+
+@contextlib.contextmanager
+def emptied_and_held(ctx: AppContext, org: str, state_id: str, host: str | None):
+    """Empty the state's pools (on one host, or every host holding a copy) and keep them from
+    refilling until the block ends: the caller removes the state in it."""
+    hosts = [host] if host is not None else sorted(
+        {row.host for row in State.select(State.host).where((State.org == org) & (State.state_id == state_id))})
+    with contextlib.ExitStack() as held:
+        for each in hosts:
+            lock = pool_lock(ctx, each, org, state_id)
+            if lock.acquire(blocking=True, blocking_timeout=POOL_LOCK_SECONDS):
+                held.callback(lock.release)
+            else:  # a refill stuck for longer than its lock lives: go on, the reconciler tidies up
+                log.warning("pool of state %s on %s stayed locked; deleting anyway", state_id, each)
+        for instance in pooled(org, state_id, host):
+            instances.destroy_instance(ctx, instance)
+        yield
