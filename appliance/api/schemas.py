@@ -239,10 +239,12 @@ class ExplainStep(BaseModel):
 
 
 class CacheExplainResponse(BaseModel):
-    decision: Literal["hit", "miss"]
-    reason_code: str = Field(description="exact_state_match | step_changed:<n> | image_changed | no_matching_state")
+    decision: Literal["hit", "miss", "unknown"]
+    reason_code: str = Field(description="exact_state_match | step_changed:<n> | image_changed | no_matching_state"
+                                         " | liquibase_not_planned")
     signature: str
     resolved_image_id: str
     matched_state_id: str | None
-    host: str = Field(description="The host a prepare would run on now, whose cache the answer describes")
+    host: str | None = Field(description="The host a prepare would run on now, whose cache the answer describes "
+                                         "(none for decision unknown)")
     steps: list[ExplainStep]

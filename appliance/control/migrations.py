@@ -115,6 +115,10 @@ def _v10_observability(db: pw.Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS prepare_job_error_code ON prepare_job (error_code)")
 
 
+def _v11_liquibase_plans(db: pw.Database) -> None:
+    db.create_tables([m.LiquibasePlan], safe=True)
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -140,6 +144,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (8, _v8_instance_limits),
     (9, _v9_state_shares),
     (10, _v10_observability),
+    (11, _v11_liquibase_plans),
 ]
 
 

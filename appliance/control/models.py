@@ -280,5 +280,22 @@ class AuditEvent(BaseModel):
     details_json = pw.TextField(null=True)
 
 
+class LiquibasePlan(BaseModel):
+    """The changesets ``update-sql`` found for one (image, source, arguments, Liquibase version):
+    its output from an empty base depends on nothing else, so a repeated request needs no JVM to
+    know its steps. Sources never change once uploaded, so a plan never goes stale."""
+
+    org = pw.CharField(max_length=63)
+    plan_key = pw.CharField(max_length=64)
+    source_id = pw.CharField(max_length=64)
+    liquibase_version = pw.CharField(max_length=32)
+    changesets_json = pw.TextField()
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("org", "plan_key"), True),)
+
+
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare]
+              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare, LiquibasePlan]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +31,7 @@ _NOISE = re.compile(r"^SET SEARCH_PATH TO .*;$", re.M | re.I)
 _TRAILER = re.compile(r"^-- Release Database Lock$", re.M)  # after the last changeset: the lock's release
 _SQL_VALUE = re.compile(r"'(?:[^']|'')*'|[^,]+")
 _VERSION = re.compile(r"^Liquibase Version: (\S+)$", re.M)
+_MANIFEST_VERSION = re.compile(r"^Liquibase-Version: (\S+)\s*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -102,16 +104,31 @@ class LiquibaseCli:
         return "ok"
 
     def version(self) -> str:
-        """The distribution's version (part of every Liquibase state's key); asked once per
-        install, since a JVM start costs seconds."""
+        """The distribution's version (part of every Liquibase state's key): read from its core
+        jar's manifest, which is what ``--version`` prints, without a JVM start; asked of the
+        CLI only for a distribution laid out otherwise."""
         stamp = self._stamp()
         if self._version is None or self._version[0] != stamp:
-            out = self.runner([str(self.launcher), "--version"], env=self._env(None), cwd="/").stdout
-            found = _VERSION.search(out)
-            if found is None:
-                raise InvalidArgument(f"cannot tell the version of the Liquibase at {self.home}")
-            self._version = (stamp, found[1])
+            self._version = (stamp, self._manifest_version() or self._cli_version())
         return self._version[1]
+
+    def _manifest_version(self) -> str | None:
+        for jar in (self.home / "internal" / "lib" / "liquibase-core.jar", self.home / "lib" / "liquibase-core.jar"):
+            try:
+                with zipfile.ZipFile(jar) as archive:
+                    manifest = archive.read("META-INF/MANIFEST.MF").decode("utf-8", "replace")
+            except (OSError, KeyError, zipfile.BadZipFile):
+                continue
+            if found := _MANIFEST_VERSION.search(manifest):
+                return found[1]
+        return None
+
+    def _cli_version(self) -> str:
+        out = self.runner([str(self.launcher), "--version"], env=self._env(None), cwd="/").stdout
+        found = _VERSION.search(out)
+        if found is None:
+            raise InvalidArgument(f"cannot tell the version of the Liquibase at {self.home}")
+        return found[1]
 
     def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
             cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:

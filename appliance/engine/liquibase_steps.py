@@ -20,10 +20,10 @@ from ..errors import CommandFailed, StepFailed
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.submit import insert_tasks
 from ..runtime.base import SUPERUSER
-from .hashing import digest, state_id
 from .liquibase import Changeset, Connection
 from .liquibase_args import LiquibaseCommand, parse_liquibase_args
 from .liquibase_changelogs import is_volatile
+from .liquibase_plans import PlannedChangeset, chain, plan_key, remember_plan, task_rows
 
 if TYPE_CHECKING:
     from .executor import BuildCluster, JobRun
@@ -65,27 +65,28 @@ def plan(run: "JobRun", task: Task) -> None:
         raise StepFailed(f"liquibase has no changeset to apply from {command.changelog_file}",
                          {"task_id": task.task_id})
     roots = [cwd, *(cwd / p for p in command.search_path)]
-    rows, parent, volatile = [], f"image:{job.resolved_image_id}", False
-    for n, changeset in enumerate(changesets, start=1):
+    planned, volatile = [], False
+    for changeset in changesets:
         volatile = volatile or is_volatile(roots, changeset)
-        task_hash = digest(("kind", "lb"), ("changeset", changeset.key), ("liquibase", version),
-                           *command.key_parts(), *((("job", job.job_id),) if volatile else ()))
-        output = state_id(parent, task_hash)
-        rows.append({"job": job, "task_id": f"execute-{n}", "position": task.position + n, "type": "state_execute",
-                     "status": "queued", "input_kind": parent.split(":", 1)[0], "input_id": parent.split(":", 1)[1],
-                     "task_hash": task_hash, "output_state_id": output, "cached": run.state_exists(output),
-                     "summary": changeset.name,
-                     "step_json": json.dumps({"kind": "lb", "summary": changeset.name, "volatile": volatile,
-                                              "changeset": dataclasses.asdict(changeset)})})
-        parent = f"state:{output}"
-    if not job.plan_only:
-        rows.append({"job": job, "task_id": "prepare-instance", "position": task.position + len(rows) + 1,
-                     "type": "prepare_instance", "status": "queued", "input_kind": "state",
-                     "input_id": parent.split(":", 1)[1]})
+        planned.append(PlannedChangeset(changeset, volatile))
+    remember_plan(run.org, plan_key_of(run, command, version), source_id=job.source_id, version=version,
+                  planned=planned)
+    steps = chain(planned, image=job.resolved_image_id, command=command, version=version, job_id=job.job_id)
+    rows = task_rows(job, steps, first_position=task.position + 1, image=job.resolved_image_id,
+                     exists=run.state_exists)
     insert_tasks(rows)
-    cached = sum(1 for r in rows if r.get("cached"))
-    run.note(task, f"liquibase: {len(changesets)} changeset(s), {cached} cached"
-                   + (", the cacheable prefix ends at a runAlways/runOnChange changeset" if volatile else ""))
+    run.note(task, planned_message(len(steps), sum(1 for r in rows if r.get("cached")), volatile))
+
+
+def plan_key_of(run: "JobRun", command: LiquibaseCommand, version: str) -> str:
+    job = run.job
+    return plan_key(image=job.resolved_image_id, source_id=job.source_id, work_dir=job.work_dir,
+                    command=command, version=version)
+
+
+def planned_message(changesets: int, cached: int, volatile: bool) -> str:
+    return (f"liquibase: {changesets} changeset(s), {cached} cached"
+            + (", the cacheable prefix ends at a runAlways/runOnChange changeset" if volatile else ""))
 
 
 def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
@@ -107,9 +108,40 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
                          {"task_id": task.task_id, "exit_code": exc.returncode}) from None
     if output := (result.stdout + result.stderr).strip():
         run.note(task, output[-4000:])
-    ctx.runner(ctx.runtime.psql_command(build.endpoint) + ["-q", "-c", f'ALTER ROLE "{SUPERUSER}" PASSWORD NULL'],
-               env=ctx.runtime.command_env(), cwd="/", run_as=ctx.runtime.run_as)
+    applied = _last_applied(run, build)
+    if applied != _expected(changeset, applied):
+        raise StepFailed(f"step {task.task_id}: liquibase applied {_describe(applied)}, but the plan says "
+                         f"{changeset.name} ({changeset.checksum}); the changelog reads differently now "
+                         "(a property, include or file outside the source?)", {"task_id": task.task_id})
+    _psql(run, build, f'ALTER ROLE "{SUPERUSER}" PASSWORD NULL')
     build.password = None
+
+
+_FIELD_SEPARATOR = "\x1f"
+
+
+def _last_applied(run: "JobRun", build: "BuildCluster") -> tuple[str, ...] | None:
+    """(path, id, author, checksum) of the changeset Liquibase recorded last."""
+    out = _psql(run, build, "SELECT filename, id, author, coalesce(md5sum, '') FROM databasechangelog "
+                            "ORDER BY orderexecuted DESC LIMIT 1", "-At", "-F", _FIELD_SEPARATOR).stdout
+    line = out.rstrip("\n")
+    return tuple(line.split(_FIELD_SEPARATOR)) if line else None
+
+
+def _expected(changeset: Changeset, applied: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What the plan says was applied; a plan without a checksum takes whatever Liquibase wrote."""
+    checksum = changeset.checksum if changeset.checksum is not None else (applied or ("",) * 4)[3]
+    return (changeset.path, changeset.id, changeset.author, checksum)
+
+
+def _describe(applied: tuple[str, ...] | None) -> str:
+    return "nothing" if applied is None else f"{'::'.join(applied[:3])} ({applied[3] or 'no checksum'})"
+
+
+def _psql(run: "JobRun", build: "BuildCluster", sql: str, *options: str):
+    runtime = run.ctx.runtime
+    return run.ctx.runner(runtime.psql_command(build.endpoint) + ["-q", "-v", "ON_ERROR_STOP=1", *options, "-c", sql],
+                          env=runtime.command_env(), cwd="/", run_as=runtime.run_as)
 
 
 def liquibase_message(exc: CommandFailed) -> str:

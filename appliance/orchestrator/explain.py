@@ -5,16 +5,29 @@ job, no instance and touches no state's use counters.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..context import AppContext
 from ..control.models import State
+from ..engine.liquibase_plans import chain
 from .placement import held_by_host, place
 from .submit import plan_prepare
 
 
 def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[str, Any]:
     planned = plan_prepare(ctx, org, request)
+    steps = [(f"execute-{step.index}", step.summary, step.task_hash) for step in planned.steps]
+    if planned.kind == "lb":
+        if planned.liquibase is None:  # only Liquibase can say, and explaining runs nothing
+            return {"decision": "unknown", "reason_code": "liquibase_not_planned", "signature": planned.signature,
+                    "resolved_image_id": planned.resolved_image, "matched_state_id": None, "host": None,
+                    "steps": []}
+        known = planned.liquibase
+        chained = chain(known.changesets, image=planned.resolved_image, command=known.command,
+                        version=known.version, job_id="explain")  # a volatile step is never cached
+        planned = replace(planned, state_ids=[s.state_id for s in chained])
+        steps = [(f"execute-{n}", s.summary, s.task_hash) for n, s in enumerate(chained, start=1)]
     host = place(ctx, org, planned.state_ids).host_id
     present = held_by_host(org, planned.state_ids, [host]).get(host, set())
     cached_prefix = 0
@@ -25,20 +38,20 @@ def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[
     elif cached_prefix > 0:
         decision, reason = "miss", f"step_changed:{cached_prefix}"
     else:
-        decision, reason = "miss", _first_step_miss_reason(org, planned)
+        decision, reason = "miss", _first_step_miss_reason(org, planned.resolved_image, steps[0][2])
     return {
         "decision": decision, "reason_code": reason, "signature": planned.signature,
         "resolved_image_id": planned.resolved_image,
         "matched_state_id": planned.state_ids[cached_prefix - 1] if cached_prefix else None, "host": host,
-        "steps": [{"task_id": f"execute-{step.index}", "summary": step.summary, "state_id": state_id,
+        "steps": [{"task_id": task_id, "summary": summary, "state_id": state_id,
                    "cached": state_id in present and index < cached_prefix}
-                  for index, (step, state_id) in enumerate(zip(planned.steps, planned.state_ids))],
+                  for index, ((task_id, summary, _), state_id) in enumerate(zip(steps, planned.state_ids))],
     }
 
 
-def _first_step_miss_reason(org: str, planned) -> str:
+def _first_step_miss_reason(org: str, image: str, first_task_hash: str) -> str:
     """The same first step was built before, but on another image: the image is what changed."""
     same_step_other_image = State.select().where(
-        (State.org == org) & State.parent_state_id.is_null() & (State.task_hash == planned.steps[0].task_hash)
-        & (State.image_id != planned.resolved_image)).exists()
+        (State.org == org) & State.parent_state_id.is_null() & (State.task_hash == first_task_hash)
+        & (State.image_id != image)).exists()
     return "image_changed" if same_step_other_image else "no_matching_state"

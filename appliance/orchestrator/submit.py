@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..context import AppContext
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
-from ..engine.liquibase_args import parse_liquibase_args
+from ..engine.liquibase_args import LiquibaseCommand, parse_liquibase_args
+from ..engine.liquibase_plans import ChangesetStep, PlannedChangeset, cached_plan, chain, plan_key, task_rows
 from ..engine.psql import PsqlStep, plan_psql
-from ..errors import InvalidArgument
+from ..errors import ApplianceError, InvalidArgument
 from .events import append_event, append_events, event
 from . import quotas
 from .placement import place
@@ -41,6 +42,14 @@ class PlannedPrepare:
     steps: list[PsqlStep]
     state_ids: list[str]
     signature: str
+    liquibase: "KnownLiquibasePlan | None" = None  # a Liquibase request whose changesets are known
+
+
+@dataclass(frozen=True)
+class KnownLiquibasePlan:
+    command: LiquibaseCommand
+    version: str
+    changesets: list[PlannedChangeset]
 
 
 def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedPrepare:
@@ -53,7 +62,7 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
     work_dir = (request.get("source") or {}).get("work_dir") or "."
     root = local_source_root(ctx, org, None) if source is None else source.root
     if kind == "lb":
-        return _plan_liquibase(request, resolved_image, source, root, work_dir)
+        return _plan_liquibase(ctx, org, request, resolved_image, source, root, work_dir)
     plan = plan_psql(list(request.get("psql_args") or []), root=root, work_dir=work_dir,
                      stdin=request.get("stdin"))
     state_ids = chain_state_ids(resolved_image, [step.task_hash for step in plan.steps])
@@ -63,10 +72,11 @@ def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedP
                           plan.steps, state_ids, signature)
 
 
-def _plan_liquibase(request: dict[str, Any], resolved_image: str, source, root, work_dir: str) -> PlannedPrepare:
-    """Only the arguments and the files can be checked here: which changesets are pending is
-    Liquibase's to say, on a cluster at the base, so the job plans them itself (its
-    ``plan-liquibase`` task) and records one step per changeset."""
+def _plan_liquibase(ctx: AppContext, org: str, request: dict[str, Any], resolved_image: str, source, root,
+                    work_dir: str) -> PlannedPrepare:
+    """Which changesets are pending is Liquibase's to say, on a cluster at the base: the first
+    job for a request plans them itself (its ``plan-liquibase`` task); a repeated request finds
+    them in the plan cache and gets its steps here, like a psql request."""
     if request.get("psql_args") or request.get("stdin") is not None:
         raise InvalidArgument("prepare_kind 'lb' takes liquibase_args, not psql_args or stdin")
     command = parse_liquibase_args(list(request.get("liquibase_args") or []))
@@ -79,7 +89,20 @@ def _plan_liquibase(request: dict[str, Any], resolved_image: str, source, root, 
                               {"changelog_file": command.changelog_file})
     signature = digest(("kind", "lb"), ("image", resolved_image), ("source", source.source_id),
                        ("work_dir", work_dir), *(("arg", a) for a in command.argv()))
-    return PlannedPrepare("lb", resolved_image, source.source_id, work_dir, [], [], signature)
+    return PlannedPrepare("lb", resolved_image, source.source_id, work_dir, [], [], signature,
+                          _known_liquibase_plan(ctx, org, resolved_image, source.source_id, work_dir, command))
+
+
+def _known_liquibase_plan(ctx: AppContext, org: str, image: str, source_id: str, work_dir: str,
+                          command: LiquibaseCommand) -> KnownLiquibasePlan | None:
+    try:
+        version = ctx.liquibase.version()
+    except ApplianceError as exc:  # no Liquibase next to the API: the worker plans, as the first time
+        log.debug("no plan cache lookup: %s", exc)
+        return None
+    key = plan_key(image=image, source_id=source_id, work_dir=work_dir, command=command, version=version)
+    changesets = cached_plan(org, key)
+    return None if changesets is None else KnownLiquibasePlan(command, version, changesets)
 
 
 def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submitted_by: str | None = None) -> PrepareJob:
@@ -91,8 +114,15 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
 
     job_id = secrets.token_hex(16)
-    # A plan-only psql job is finished here; a Liquibase one needs a worker even to plan.
-    placement = None if plan_only and kind == "psql" else place(ctx, org, planned.state_ids)
+    lb_steps = None
+    if planned.liquibase is not None:  # volatile changesets are keyed by the job: known only now
+        known = planned.liquibase
+        lb_steps = chain(known.changesets, image=resolved_image, command=known.command, version=known.version,
+                         job_id=job_id)
+        planned = replace(planned, state_ids=[s.state_id for s in lb_steps])
+    planned_here = kind == "psql" or lb_steps is not None
+    # A plan-only job is finished here, unless Liquibase has yet to plan it on a worker.
+    placement = None if plan_only and planned_here else place(ctx, org, planned.state_ids)
     with write_transaction(ctx.db):
         job = PrepareJob.create(
             job_id=job_id, org=org, status="queued", prepare_kind=kind,
@@ -102,16 +132,19 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
             instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
             priority=int(request.get("priority") or 0), submitted_by=submitted_by,
             host_id=placement.host_id if placement else None)
-        if kind == "lb":
+        host = placement.host_id if placement else None
+        if kind == "psql":
+            _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids, host)
+        elif lb_steps is None:
             _record_liquibase_tasks(job, resolved_image)
         else:
-            _record_tasks(job, org, resolved_image, planned.steps, planned.state_ids,
-                          placement.host_id if placement else None)
+            _record_known_liquibase_tasks(job, org, resolved_image, lb_steps, host)
         append_events(job_id, [event("status", status="queued")] + (
             [event("log", task_id="plan", message=f"placed on {placement.reason}")] if placement else []))
-        if plan_only and kind == "psql":
+        if plan_only and planned_here:
             _finish_plan_only(job)
-    if placement is not None and placement.host_id == ctx.host and placement.cached_steps == len(planned.state_ids):
+    if (placement is not None and placement.host_id == ctx.host and planned.state_ids
+            and placement.cached_steps == len(planned.state_ids)):
         if _answered_from_warm_pool(ctx, job, planned.state_ids, limits):
             return job
     if placement is not None:
@@ -131,9 +164,13 @@ def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[s
         return False
 
 
+def _existing(org: str, state_ids: list[str], host: str | None) -> set[str]:
+    """What ``cached`` says: what the chosen host holds; for a plan-only job, what any host holds."""
+    return {state_id for copy_host, state_id in visible_copies(org, state_ids) if host in (None, copy_host)}
+
+
 def _record_tasks(job: PrepareJob, org: str, resolved_image: str, steps, state_ids, host: str | None) -> None:
-    """``cached`` says what the chosen host holds; for a plan-only job, what any host holds."""
-    existing = {state_id for copy_host, state_id in visible_copies(org, state_ids) if host in (None, copy_host)}
+    existing = _existing(org, state_ids, host)
     rows: list[dict[str, Any]] = []
 
     def add(task_id: str, type_: str, **fields: Any) -> None:
@@ -172,6 +209,19 @@ def _record_liquibase_tasks(job: PrepareJob, resolved_image: str) -> None:
          "input_kind": "image", "input_id": job.image_id, "summary": resolved_image},
         {"job": job, "task_id": "plan-liquibase", "position": 2, "type": "plan_liquibase", "status": "queued",
          "input_kind": "image", "input_id": resolved_image, "summary": "liquibase update-sql"},
+    ])
+
+
+def _record_known_liquibase_tasks(job: PrepareJob, org: str, resolved_image: str, steps: list[ChangesetStep],
+                                  host: str | None) -> None:
+    existing = _existing(org, [s.state_id for s in steps], host)
+    now = utcnow()
+    insert_tasks([
+        {"job": job, "task_id": "plan", "position": 0, "type": "plan", "status": "succeeded", "started_at": now,
+         "finished_at": now, "summary": f"{len(steps)} changeset(s), from the plan cache"},
+        {"job": job, "task_id": "resolve-image", "position": 1, "type": "resolve_image", "status": "queued",
+         "input_kind": "image", "input_id": job.image_id, "summary": resolved_image},
+        *task_rows(job, steps, first_position=2, image=resolved_image, exists=existing.__contains__),
     ])
 
 

@@ -116,12 +116,15 @@ class Appliance:
 
     def submit_lb(self, liquibase_args: list[str], project: Path, **fields: Any) -> httpx.Response:
         """What `sqlrs prepare:lb` does: pack the project directory, upload, submit."""
+        return self.post("/v1/prepare-jobs", json=self.lb_request(liquibase_args, project, **fields))
+
+    def lb_request(self, liquibase_args: list[str], project: Path, **fields: Any) -> dict[str, Any]:
+        """A Liquibase request body, the project directory uploaded as its source."""
         bundle = pack_directory_bundle(project)
         upload = self.post("/v1/sources", content=bundle.data, headers={"Content-Type": "application/gzip"})
         assert upload.status_code in (200, 201), upload.text
-        return self.post("/v1/prepare-jobs", json={
-            "prepare_kind": "lb", "image_id": "postgres:15", "liquibase_args": liquibase_args,
-            "source": {"source_id": upload.json()["source_id"], "work_dir": bundle.work_dir}, **fields})
+        return {"prepare_kind": "lb", "image_id": "postgres:15", "liquibase_args": liquibase_args,
+                "source": {"source_id": upload.json()["source_id"], "work_dir": bundle.work_dir}, **fields}
 
     def wait(self, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

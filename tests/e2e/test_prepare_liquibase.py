@@ -2,7 +2,9 @@
 formatted SQL, JSON), the real Liquibase CLI, one state per changeset."""
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,41 @@ def test_arguments_that_name_a_connection_are_refused_before_anything_is_recorde
     response = appliance.submit_lb([*UPDATE, "--url=jdbc:postgresql://elsewhere/db"], project)
     assert response.status_code == 400 and response.json()["code"] == "invalid_argument"
     assert "the appliance supplies the connection" in response.json()["message"]
+
+
+def test_a_repeated_request_is_planned_at_admission_without_running_liquibase(appliance, project):
+    first = prepare(appliance, project, "--contexts", "prod")
+    second = prepare(appliance, project, "--contexts", "prod")
+    assert "plan-liquibase" not in {t["task_id"] for t in second["tasks"]}
+    assert "from the plan cache" in next(t for t in second["tasks"] if t["task_id"] == "plan")["summary"]
+    assert not any("update-sql" in (e.get("message") or "") for e in appliance.events(second["job_id"]))
+    assert [t["cached"] for t in executes(second)] == [True] * 11
+    assert [t["output_state_id"] for t in executes(second)] == [t["output_state_id"] for t in executes(first)]
+    assert psql(second["result"]["dsn"], "select count(*) from databasechangelog").stdout.strip() == "11"
+
+
+def test_cache_explain_answers_for_a_liquibase_request_once_a_job_has_planned_it(appliance, project):
+    request = appliance.lb_request([*UPDATE, "--contexts", "prod"], project)
+    before = appliance.post("/v1/cache/explain/prepare", json=request).json()
+    assert (before["decision"], before["reason_code"], before["steps"]) == ("unknown", "liquibase_not_planned", [])
+    prepare(appliance, project, "--contexts", "prod")
+    after = appliance.post("/v1/cache/explain/prepare", json=request).json()
+    assert (after["decision"], after["reason_code"]) == ("hit", "exact_state_match")
+    assert [s["summary"] for s in after["steps"]][:2] == ["changelog.xml::1::shop", "changelog.xml::2::shop"]
+    assert len(after["steps"]) == 11 and all(s["cached"] for s in after["steps"])
+
+
+def test_a_cached_plan_that_disagrees_with_liquibase_fails_the_step_instead_of_recording_a_wrong_state(
+        appliance, project):
+    prepare(appliance, project, "--contexts", "prod")
+    with sqlite3.connect(appliance.data_dir / "control.db") as db:  # a plan gone wrong: 3 and 4 swapped
+        plan_id, changesets_json = db.execute(  # this test's: the newest
+            "select id, changesets_json from liquibase_plan order by id desc limit 1").fetchone()
+        changesets = json.loads(changesets_json)
+        changesets[2]["changeset"], changesets[3]["changeset"] = changesets[3]["changeset"], changesets[2]["changeset"]
+        db.execute("update liquibase_plan set changesets_json = ? where id = ?", (json.dumps(changesets), plan_id))
+    status = prepare(appliance, project, "--contexts", "prod")
+    assert status["status"] == "failed" and status["error"]["code"] == "step_failed"
+    assert "liquibase applied changelog.xml::3::shop" in status["error"]["message"]
+    states = {s["state_id"] for s in appliance.get("/v1/states").json()}
+    assert executes(status)[2]["output_state_id"] not in states

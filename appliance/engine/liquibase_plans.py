@@ -1,0 +1,86 @@
+"""What a Liquibase request's steps are, and the cache of them.
+
+``update-sql`` against an empty cluster of the base image depends only on the image, the source
+(uploaded bundles and project refs are content-addressed and never change), the arguments and
+the Liquibase version. Its result is kept, so a repeated request is planned at admission without
+a JVM: a full hit is then answered like any psql hit (from the warm pool, in milliseconds),
+and a partial one starts building at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..control.models import LiquibasePlan, utcnow
+from .hashing import digest, state_id
+from .liquibase import Changeset
+from .liquibase_args import LiquibaseCommand
+
+
+@dataclass(frozen=True)
+class PlannedChangeset:
+    changeset: Changeset
+    volatile: bool  # runAlways/runOnChange, or after one: keyed by the job, never shared
+
+
+@dataclass(frozen=True)
+class ChangesetStep:
+    task_hash: str
+    state_id: str
+    summary: str
+    step: dict[str, Any]
+
+
+def plan_key(*, image: str, source_id: str, work_dir: str, command: LiquibaseCommand, version: str) -> str:
+    return digest(("image", image), ("source", source_id), ("work_dir", work_dir),
+                  *(("arg", a) for a in command.argv(sql_only=True)), ("liquibase", version))
+
+
+def cached_plan(org: str, key: str) -> list[PlannedChangeset] | None:
+    row = LiquibasePlan.get_or_none((LiquibasePlan.org == org) & (LiquibasePlan.plan_key == key))
+    if row is None:
+        return None
+    LiquibasePlan.update(last_used_at=utcnow()).where(LiquibasePlan.id == row.id).execute()
+    return [PlannedChangeset(Changeset(**c["changeset"]), c["volatile"]) for c in json.loads(row.changesets_json)]
+
+
+def remember_plan(org: str, key: str, *, source_id: str, version: str, planned: list[PlannedChangeset]) -> None:
+    """First writer wins: two jobs planning the same request at once found the same changesets."""
+    changesets = [{"changeset": dataclasses.asdict(p.changeset), "volatile": p.volatile} for p in planned]
+    LiquibasePlan.insert(org=org, plan_key=key, source_id=source_id, liquibase_version=version,
+                         changesets_json=json.dumps(changesets)).on_conflict_ignore().execute()
+
+
+def chain(planned: list[PlannedChangeset], *, image: str, command: LiquibaseCommand, version: str,
+          job_id: str) -> list[ChangesetStep]:
+    """One step per changeset, each keyed by its parent, its checksum, the arguments that select
+    and shape it and the Liquibase version; volatile ones by the job too."""
+    steps, parent = [], f"image:{image}"
+    for p in planned:
+        task_hash = digest(("kind", "lb"), ("changeset", p.changeset.key), ("liquibase", version),
+                           *command.key_parts(), *((("job", job_id),) if p.volatile else ()))
+        output = state_id(parent, task_hash)
+        steps.append(ChangesetStep(task_hash, output, p.changeset.name,
+                                   {"kind": "lb", "summary": p.changeset.name, "volatile": p.volatile,
+                                    "changeset": dataclasses.asdict(p.changeset)}))
+        parent = f"state:{output}"
+    return steps
+
+
+def task_rows(job, steps: list[ChangesetStep], *, first_position: int, image: str,
+              exists: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The jobs's ``state_execute`` rows and its ``prepare_instance`` (unless plan-only)."""
+    rows, parent_kind, parent_id = [], "image", image
+    for n, step in enumerate(steps, start=1):
+        rows.append({"job": job, "task_id": f"execute-{n}", "position": first_position + n - 1,
+                     "type": "state_execute", "status": "queued", "input_kind": parent_kind, "input_id": parent_id,
+                     "task_hash": step.task_hash, "output_state_id": step.state_id,
+                     "cached": exists(step.state_id), "summary": step.summary, "step_json": json.dumps(step.step)})
+        parent_kind, parent_id = "state", step.state_id
+    if not job.plan_only:
+        rows.append({"job": job, "task_id": "prepare-instance", "position": first_position + len(steps),
+                     "type": "prepare_instance", "status": "queued", "input_kind": parent_kind,
+                     "input_id": parent_id})
+    return rows
