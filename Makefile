@@ -25,3 +25,7 @@ density-bench:  ## idle instances per GB of RAM, default and reduced Postgres se
 .PHONY: load-bench
 load-bench:  ## 54 clients in 3 orgs for 150 s: throughput, p50/p95/p99 to DSN, fairness (writes bench/out/load.*)
 	python3 bench/load_bench.py
+
+.PHONY: liquibase-bench
+liquibase-bench:  ## prepare:lb cold build, repeat (plan cache + warm pool), JVM overhead per changeset (writes bench/out/liquibase.*)
+	python3 bench/liquibase_bench.py

@@ -1,0 +1,128 @@
+"""Benchmark: prepare:lb on a ten-changeset changelog (XML, YAML, formatted SQL, JSON).
+
+Against one embedded appliance (btrfs, process runtime, warm pool of 2):
+- the cold build (plan with ``update-sql``, then one ``update-count --count=1`` per changeset,
+  a snapshot after each), with the server's own split into planning and per-changeset steps;
+- repeated requests for the same changelog: planned at admission from the plan cache, answered
+  from the warm pool (the bench waits for the pool to refill between requests);
+- the JVM overhead per changeset, measured in the same process against an instance of the
+  base: one ``update`` applying all ten changesets, versus ten ``update-count --count=1`` runs.
+Writes bench/out/liquibase.md and liquibase.json. Run as root: `make liquibase-bench`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from appliance.engine.liquibase import Connection, LiquibaseCli  # noqa: E402
+from appliance.engine.liquibase_args import parse_liquibase_args  # noqa: E402
+from appliance.settings import Settings  # noqa: E402
+from appliance.shell import Runner  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
+from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
+from bench.runtime_bench import wait_for_pool  # noqa: E402
+from tests.e2e.harness import Appliance  # noqa: E402
+
+SHOP = ROOT / "tests" / "e2e" / "changelogs" / "shop"
+ARGS = ["update", "--changelog-file", "changelog.xml", "--contexts", "prod"]
+HITS = 10
+INSTANCE_PORTS = (29400, 29599)
+
+
+def submit_and_wait(app: Appliance, project: Path) -> tuple[dict, float]:
+    """Submit, poll to the end, connect to the DSN; seconds from POST to a usable DSN."""
+    started = time.perf_counter()
+    response = app.submit_lb(ARGS, project)
+    assert response.status_code == 201, response.text
+    status = response.json() if response.json().get("result") else app.wait(response.json()["job_id"], timeout=600)
+    assert status["status"] == "succeeded", status
+    with psycopg2.connect(status["result"]["dsn"]) as conn, conn.cursor() as cur:
+        cur.execute("select 1")
+    return app.get(f"/v1/prepare-jobs/{status['job_id']}").json(), time.perf_counter() - started
+
+
+def task_seconds(status: dict, prefix: str) -> list[float]:
+    return [t["duration_seconds"] or 0.0 for t in status["tasks"] if t["task_id"].startswith(prefix)]
+
+
+def jvm_overhead(app: Appliance, project: Path, cli: LiquibaseCli) -> tuple[float, list[float]]:
+    """(one ``update`` of every changeset, each of the ``update-count --count=1`` runs), seconds."""
+    def fresh_instance() -> Connection:
+        status = app.prepare(["-c", f"select {time.time_ns()}"], project)  # a new state on the base
+        dsn = urlsplit(status["result"]["dsn"])
+        return Connection(f"jdbc:postgresql://{dsn.hostname}:{dsn.port}{dsn.path}", dsn.username, dsn.password)
+
+    command = parse_liquibase_args(ARGS)
+    started = time.perf_counter()
+    cli.run(command, fresh_instance(), cwd=project)
+    all_at_once = time.perf_counter() - started
+    one, target, each = dataclasses.replace(command, command="update-count", count=1), fresh_instance(), []
+    for _ in range(10):
+        started = time.perf_counter()
+        cli.run(one, target, cwd=project)
+        each.append(time.perf_counter() - started)
+    return all_at_once, each
+
+
+def main() -> int:
+    base = start_run("sqlrs-lb-bench-", "it mounts a btrfs image and runs Postgres as another user")
+    if base is None:
+        return 2
+    project = base / "shop"
+    shutil.copytree(SHOP, project)
+    settings = Settings()
+    cli = LiquibaseCli(Runner(), settings.liquibase_home, java_opts=settings.liquibase_java_opts,
+                       java_home=settings.java_home)
+    app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
+                    extra_env={"SQLRS_WARM_POOL_SIZE": "2"})
+    try:
+        app.start()
+        cold, cold_seconds = submit_and_wait(app, project)
+        hits = []
+        for _ in range(HITS):
+            wait_for_pool(app, cold["result"]["state_id"], 2, timeout=60)
+            status, seconds = submit_and_wait(app, project)
+            assert all(t["cached"] for t in status["tasks"] if t["task_id"].startswith("execute-"))
+            hits.append(seconds)
+            app.delete(f"/v1/instances/{status['result']['instance_id']}")
+        all_at_once, each = jvm_overhead(app, project, cli)
+    finally:
+        app.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+    steps = task_seconds(cold, "execute-")
+    plan = task_seconds(cold, "plan-liquibase")[0]
+    hit_p50 = statistics.median(hits)
+    overhead = (sum(each) - all_at_once) / (len(each) - 1)
+    text = "\n".join([
+        "# prepare:lb: ten changesets (XML, YAML, formatted SQL, JSON)", "", machine_facts(), "",
+        "| what | seconds | vs the cold build |", "|---|---|---|",
+        f"| cold build, POST to usable DSN | {cold_seconds:.2f} | 1.00 |",
+        f"| of which planning (`update-sql` on a cluster at the base) | {plan:.2f} | {plan / cold_seconds:.3f} |",
+        f"| of which per changeset (`update-count --count=1`, snapshot), median | {statistics.median(steps):.2f} "
+        f"| {statistics.median(steps) / cold_seconds:.3f} |",
+        f"| repeat (plan cache + warm pool), p50 of {HITS} | {hit_p50:.3f} | {hit_p50 / cold_seconds:.4f} |",
+        f"| repeat, max | {max(hits):.3f} | {max(hits) / cold_seconds:.4f} |", "",
+        "| JVM runs against an instance of the base | seconds | per changeset |", "|---|---|---|",
+        f"| one `update` applying all 10 | {all_at_once:.2f} | {all_at_once / 10:.2f} |",
+        f"| 10 × `update-count --count=1` | {sum(each):.2f} | {statistics.median(each):.2f} (median) |",
+        f"| overhead of one more JVM per changeset | {overhead:.2f} | {overhead / (all_at_once / 10):.1f}× "
+        "a changeset's share of the single run |", ""])
+    write_outputs(ROOT / "bench" / "out", "liquibase", text,
+                  samples=[{"cold_seconds": cold_seconds, "plan_seconds": plan, "step_seconds": steps,
+                            "hit_seconds": hits, "update_all_seconds": all_at_once, "update_count_1_seconds": each}])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
