@@ -155,18 +155,30 @@ def current_version(db: pw.Database) -> int:
     return row or 0
 
 
+_MIGRATION_LOCK = 0x5351_4C52_5321  # a PostgreSQL advisory lock id: "SQLRS!"
+
+
 def migrate(db: pw.Database) -> list[int]:
-    """Bring the schema up to date; returns the versions applied now."""
-    db.create_tables([m.SchemaVersion], safe=True)
-    applied = []
-    for version, step in MIGRATIONS:
-        if version <= current_version(db):
-            continue
-        with db.atomic():
-            step(db)
-            m.SchemaVersion.create(version=version)
-        applied.append(version)
-    return applied
+    """Bring the schema up to date; returns the versions applied now. Safe to run from several
+    hosts at once (an upgrade rolling over a fleet): on PostgreSQL they take turns on an advisory
+    lock, and each version is re-checked inside its own transaction."""
+    postgres = isinstance(db, pw.PostgresqlDatabase)
+    if postgres:
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        db.create_tables([m.SchemaVersion], safe=True)
+        applied = []
+        for version, step in MIGRATIONS:
+            with db.atomic():
+                if version <= current_version(db):
+                    continue
+                step(db)
+                m.SchemaVersion.create(version=version)
+            applied.append(version)
+        return applied
+    finally:
+        if postgres:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 
 
 def latest_version() -> int:

@@ -1,6 +1,10 @@
 """The Control DB schema is versioned from day one, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from appliance.control.db import close_database, open_database
 from appliance.control.migrations import current_version, latest_version, migrate
 from appliance.control.models import ALL_MODELS
@@ -96,3 +100,15 @@ def test_tokens_from_before_version_5_stay_operator_tokens(control_db_url):
         assert row.global_admin and row.token_id.startswith("tok_") and row.expires_at is None
     finally:
         close_database(db)
+
+
+def test_hosts_migrating_one_postgresql_control_db_at_once_apply_each_version_exactly_once(control_postgres):
+    url = control_postgres.new_database_url()
+    script = ("import json, sys; from appliance.control.db import open_database; "
+              "from appliance.control.migrations import migrate; print(json.dumps(migrate(open_database(sys.argv[1]))))")
+    hosts = [subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    results = [(host.wait(timeout=120), *host.communicate()) for host in hosts]
+    assert [code for code, _, _ in results] == [0] * 4, [err for _, _, err in results]
+    applied = [json.loads(out) for _, out, _ in results]
+    assert sorted(v for versions in applied for v in versions) == list(range(1, latest_version() + 1))
