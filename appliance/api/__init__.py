@@ -1,0 +1,1 @@
+"""The v1 HTTP API (Quart): routes, auth, schemas, errors, streams."""
