@@ -29,3 +29,7 @@ load-bench:  ## 54 clients in 3 orgs for 150 s: throughput, p50/p95/p99 to DSN, 
 .PHONY: liquibase-bench
 liquibase-bench:  ## prepare:lb cold build, repeat (plan cache + warm pool), JVM overhead per changeset (writes bench/out/liquibase.*)
 	python3 bench/liquibase_bench.py
+
+.PHONY: bundle
+bundle:  ## offline install bundle: dist/sqlrs-appliance-<version>.tar.gz (wheels, .debs, image, playbook)
+	./scripts/build-bundle

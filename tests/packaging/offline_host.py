@@ -1,0 +1,120 @@
+"""A fresh Debian host with no network, for running the bundle's playbook against, and the bundle.
+
+The host image is built offline like the Postgres image (mmdebstrap + ``docker import``): the
+Debian release the bundle targets, with only what a freshly installed server has that Ansible
+needs (python3, and openssh-server, which the playbook connects to). No Postgres, no Redis.
+The container runs with ``--network none``; Ansible reaches its sshd through ``docker exec -i``
+(``sshd -i`` speaks SSH on stdin/stdout), so the playbook runs over a real SSH connection with
+the builtin ssh plugin, as it does against a site's servers, and the host has no network at all.
+
+Both the image and the bundle are cached by the hash of what they are built from, so a rerun
+reuses them and a change to any input rebuilds.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("SQLRS_TEST_CACHE", "/var/cache/sqlrs-test"))
+SUITE = "bookworm"
+HOST_PACKAGES = ("python3", "openssh-server")
+# What goes into the bundle: a change to any of these builds a new one.
+BUNDLE_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "appliance", "jobs", "ansible", "systemd",
+                 "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image")
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, text=True, capture_output=True, **kwargs)
+
+
+def apt_sources() -> Path:
+    for candidate in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
+        if candidate.is_file() and candidate.stat().st_size:
+            return candidate
+    raise RuntimeError("this host has no apt sources to build the Debian host image from")
+
+
+def host_image() -> str:
+    """The tag of the fresh-host image, built when no image of this recipe exists yet."""
+    sources = apt_sources()
+    recipe = "\n".join([SUITE, *HOST_PACKAGES, sources.read_text()])
+    tag = f"sqlrs-test/debian-host:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        with sources.open() as stdin:
+            subprocess.run(
+                ["mmdebstrap", "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(HOST_PACKAGES)}",
+                 "--aptopt=APT::Install-Recommends \"false\"", "--dpkgopt=path-exclude=/usr/share/man/*",
+                 "--dpkgopt=path-exclude=/usr/share/doc/*", SUITE, str(rootfs), "-"],
+                stdin=stdin, check=True, capture_output=True)
+        run(["docker", "import", "--message", f"fresh Debian {SUITE} host for the playbook test", str(rootfs), tag])
+    return tag
+
+
+def _inputs_digest() -> str:
+    digest = hashlib.sha256()
+    for name in BUNDLE_INPUTS:
+        top = REPO / name
+        paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
+        for path in paths:
+            if "__pycache__" in path.parts:
+                continue
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    image_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", "sqlrs/postgres:15"]).stdout.strip()
+    digest.update(image_id.encode())
+    return digest.hexdigest()[:16]
+
+
+def bundle() -> Path:
+    """The bundle tarball for the current checkout: from the cache, else built by scripts/build-bundle."""
+    out = CACHE / "bundles" / _inputs_digest()
+    found = sorted(out.glob("sqlrs-appliance-*.tar.gz"))
+    if not found:
+        if out.parent.is_dir():  # older bundles are 300 MB each and never used again
+            shutil.rmtree(out.parent)
+        run([str(REPO / "scripts/build-bundle"), "--out", str(out), "--deb-cache", str(CACHE / "debs")], cwd=REPO)
+        found = sorted(out.glob("sqlrs-appliance-*.tar.gz"))
+    return found[-1]
+
+
+class OfflineHost:
+    """One container of the host image: no network, reachable by SSH through `docker exec`."""
+
+    def __init__(self, image: str, workdir: Path):
+        self.name = f"sqlrs-test-host-{uuid.uuid4().hex[:10]}"
+        self.key = workdir / "id_ed25519"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "playbook-test", "-f", str(self.key)])
+        # --init reaps the daemons the sysvinit path starts. SYS_PTRACE is a root capability every
+        # real host has and Docker drops: the process runtime reads its postmasters' /proc/PID/cwd.
+        run(["docker", "run", "-d", "--init", "--network", "none", "--cap-add", "SYS_PTRACE",
+             "--hostname", "sqlrs-host1", "--label", "sqlrs-test=playbook", "--name", self.name,
+             image, "sleep", "infinity"])
+        self.exec("install", "-d", "-m", "700", "/root/.ssh")
+        self.exec("sh", "-c", "cat > /root/.ssh/authorized_keys", input=self.key.with_suffix(".pub").read_text())
+
+    def exec(self, *argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", "-i", self.name, *argv], input=input, text=True,
+                              capture_output=True, check=check)
+
+    def inventory(self) -> str:
+        proxy = f"docker exec -i {self.name} sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -i'"
+        return (
+            "sqlrs:\n  hosts:\n    sqlrs-host1:\n"
+            "      ansible_user: root\n"
+            "      ansible_become_method: su\n"   # root already: su to root asks nothing
+            f"      ansible_ssh_private_key_file: {self.key}\n"
+            f"      ansible_ssh_common_args: >-\n"
+            f"        -o ProxyCommand=\"{proxy}\"\n"
+            "        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n"
+        )
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True)

@@ -1,0 +1,127 @@
+"""The offline install, for real: the bundle's own playbook against a fresh Debian host that has
+no network at all, a `sqlrs prepare:psql` against what it installed, then a second run that must
+change nothing. See offline_host.py for how the host is built and reached."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from .offline_host import OfflineHost, bundle, host_image
+
+pytestmark = pytest.mark.timeout(900)
+
+SMOKE_SQL = """\
+create table release (id int primary key, name text not null);
+insert into release values (1, 'offline'), (2, 'bundle');
+"""
+
+
+class Playbook:
+    def __init__(self, ansible_dir: Path, inventory: Path):
+        self.ansible_dir, self.inventory = ansible_dir, inventory
+
+    def run(self) -> tuple[subprocess.CompletedProcess, dict[str, int], float]:
+        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        started = time.monotonic()
+        # From the bundle's ansible/ directory, as docs/install.md says: its ansible.cfg applies.
+        result = subprocess.run(["ansible-playbook", "-i", str(self.inventory), "site.yml"],
+                                cwd=self.ansible_dir, env=env, text=True, capture_output=True, timeout=600)
+        return result, recap(result.stdout), time.monotonic() - started
+
+
+def recap(output: str) -> dict[str, int]:
+    """The PLAY RECAP counters of the one host."""
+    match = re.search(r"^PLAY RECAP \*+\n(\S+)\s+:\s+(.*)$", output, re.MULTILINE)
+    assert match, f"no PLAY RECAP in:\n{output[-3000:]}"
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))}
+
+
+def failed_tasks(output: str) -> list[str]:
+    failed, task = [], None
+    for line in output.splitlines():
+        if match := re.match(r"TASK \[(.*)\] \*+$", line):
+            task = match.group(1)
+        elif line.startswith("fatal:"):
+            failed.append(task)
+    return failed
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """Bundle built (or reused), host started, playbook run once; the host is removed afterwards."""
+    workdir = tmp_path_factory.mktemp("playbook")
+    tarball = bundle()
+    # The operator's layout: the tarball, and next to it the directory it unpacks to.
+    (workdir / tarball.name).symlink_to(tarball)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(workdir, filter="tar")
+    ansible_dir = workdir / tarball.name.removesuffix(".tar.gz") / "ansible"
+    host = OfflineHost(host_image(), workdir)
+    try:
+        inventory = workdir / "inventory.yml"
+        inventory.write_text(host.inventory())
+        playbook = Playbook(ansible_dir, inventory)
+        first = playbook.run()
+        print(f"\nbundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MiB; "
+              f"first playbook run (install): {first[2]:.0f} s")
+        yield host, playbook, first
+    finally:
+        host.remove()
+
+
+def test_host_has_no_network(installed):
+    host, _, _ = installed
+    interfaces = host.exec("ls", "/sys/class/net").stdout.split()
+    assert interfaces == ["lo"]
+
+
+def test_playbook_installs_from_the_bundle(installed):
+    host, _, (result, counts, _) = installed
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert counts["failed"] == 0 and counts["unreachable"] == 0
+    assert counts["changed"] > 0
+    # Everything came from the bundle: the venv's appliance and the apt repository in use.
+    version = host.exec("/opt/sqlrs/venv/bin/python", "-c",
+                        "import importlib.metadata as m; print(m.version('sqlrs-appliance'))").stdout.strip()
+    assert version
+    policy = host.exec("env", "APT_CONFIG=/etc/sqlrs/apt/apt.conf", "apt-cache", "policy", "redis-server").stdout
+    assert f"file:/opt/sqlrs/bundles/sqlrs-appliance-{version}/debs" in policy
+    assert host.exec("/etc/init.d/sqlrs-appliance", "status").returncode == 0
+
+
+def test_smoke_prepare_psql(installed):
+    host, _, _ = installed
+    host.exec("sh", "-c", "cat > /root/smoke.sql", input=SMOKE_SQL)
+    prepare = host.exec(
+        "env", "SQLRS_URL=http://127.0.0.1:7433", "SQLRS_TOKEN_FILE=/var/lib/sqlrs-appliance/admin.token",
+        "/opt/sqlrs/venv/bin/sqlrs", "prepare:psql", "--", "-f", "/root/smoke.sql", check=False)
+    assert prepare.returncode == 0, prepare.stdout + prepare.stderr
+    dsn = re.search(r"^DSN=(\S+)$", prepare.stdout, re.MULTILINE)
+    assert dsn, prepare.stdout
+    query = host.exec("psql", "-X", "-At", dsn.group(1), "-c", "select string_agg(name, ',' order by id) from release")
+    assert query.stdout.strip() == "offline,bundle"
+
+
+def test_second_run_changes_nothing(installed):
+    _, playbook, _ = installed
+    result, counts, seconds = playbook.run()
+    print(f"\nsecond playbook run: {seconds:.0f} s, {counts}")
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert counts["changed"] == 0, [line for line in result.stdout.splitlines() if line.startswith("changed:")]
+    assert counts["failed"] == 0
+
+
+def test_changed_bundle_file_stops_the_play(installed):
+    """SHA256SUMS is checked on every run, before any task installs from the bundle."""
+    host, playbook, _ = installed
+    wheel = host.exec("sh", "-c", "ls /opt/sqlrs/bundles/*/wheels/sqlrs_appliance-*.whl").stdout.split()[0]
+    host.exec("sh", "-c", f"printf x >> {wheel}")
+    result, counts, _ = playbook.run()
+    assert result.returncode != 0 and counts["failed"] == 1
+    assert failed_tasks(result.stdout) == ["sqlrs : Verify the bundle against its SHA256SUMS"]
+    assert "FAILED" in result.stdout and wheel.rsplit("/", 1)[-1] in result.stdout
