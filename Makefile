@@ -27,7 +27,7 @@ load-bench:  ## 54 clients in 3 orgs for 150 s: throughput, p50/p95/p99 to DSN, 
 	python3 bench/load_bench.py
 
 .PHONY: liquibase-bench
-liquibase-bench:  ## prepare:lb cold build, repeat (plan cache + warm pool), JVM overhead per changeset (writes bench/out/liquibase.*)
+liquibase-bench:  ## prepare:lb cold build (one Liquibase per changeset vs per run), repeat (plan cache + warm pool), JVM overhead (writes bench/out/liquibase.*)
 	python3 bench/liquibase_bench.py
 
 .PHONY: bundle

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
         "JAVA_OPTS for every Liquibase run: a short-lived JVM starts faster on the client compiler alone."))
     java_home: Path | None = Field(None, description="The JRE Liquibase runs on; default: `java` on PATH.")
+    liquibase_one_jvm_per_run: bool = Field(True, description=(
+        "Apply a run of uncached changesets with one Liquibase, forking the build volume at each changeset "
+        "boundary (drivers that can fork a volume in use: btrfs); false: one Liquibase per changeset."))
     instance_scram_iterations: int = Field(4096, ge=4096, le=1_000_000, description=(
         "PBKDF2 iterations of the SCRAM verifier set on each instance. 4096 is both Postgres's default "
         "and the least the PostgreSQL JDBC driver accepts; raise it if a policy requires."))

@@ -6,7 +6,9 @@ failure in between destroys the snapshot, so a state exists fully or not at all.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
 from ..shell import cancellable
 from ..runtime.base import Endpoint
-from . import imports, instances, liquibase_steps
+from . import imports, instances, liquibase_batch, liquibase_steps
 from ..runtime.ports import ephemeral_port
 from .hashing import digest
 
@@ -88,7 +90,7 @@ class JobRun:
         try:
             # Tidy up before saying the job is over: a client that sees "failed" sees no clone left.
             if self.build is not None:
-                self._release(self.build.volume_id)
+                self.release(self.build.volume_id)
         except Exception as exc:  # e.g. the Control DB went away: the reconciler releases it later
             log.warning("could not release the build clone of job %s now (%s); the reconciler will",
                         job.job_id, exc)
@@ -162,13 +164,14 @@ class JobRun:
                 self._finish_plan_only()
                 return
             with log_context(task_id=task.task_id):
-                self._task_status(task, "running")
+                self.task_status(task, "running")
                 handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
                            "prepare_instance": self._prepare_instance,
                            "plan_liquibase": lambda t: liquibase_steps.plan(self, t)}[task.type]
                 with cancellable(self.cancelled):  # psql, clone, start, snapshot: all stop on cancel
                     handler(task)
-                self._task_status(task, "succeeded")
+                if task.status != "succeeded":  # a batched Liquibase run records its steps itself
+                    self.task_status(task, "succeeded")
 
     def _finish_plan_only(self) -> None:
         """A plan-only Liquibase job ends once its steps are known (``cached`` says what exists)."""
@@ -176,7 +179,7 @@ class JobRun:
         Task.update(status="succeeded", started_at=now, finished_at=now).where(
             (Task.job == self.job) & (Task.status == "queued")).execute()
 
-    def _task_status(self, task: Task, status: str) -> None:
+    def task_status(self, task: Task, status: str) -> None:
         now = utcnow()
         task.status = status
         if status == "running":
@@ -211,7 +214,7 @@ class JobRun:
             if self._base_exists():
                 return
             self.note(task, f"initdb: creating the base cluster for {self.job.resolved_image_id}")
-            volume_id = self._new_volume()
+            volume_id = self.new_volume()
             path = self.ctx.store.create_volume(self.org, volume_id)
             try:
                 self.ctx.runtime.init_cluster(path, self.job.resolved_image_id)
@@ -229,13 +232,20 @@ class JobRun:
         if self.state_exists(state_id):
             self._mark_cached(task, state_id)
             return
-        with self.locks.hold(build_lock("state", self.ctx.host, self.org, state_id), cancelled=self.cancelled):
+        run = liquibase_batch.batch_of(self, task)  # [] unless one Liquibase JVM can build several steps
+        with contextlib.ExitStack() as held:
+            for each in run or [task]:  # in chain order, as every job takes them
+                held.enter_context(self.locks.hold(build_lock("state", self.ctx.host, self.org, each.output_state_id),
+                                                   cancelled=self.cancelled))
             if self.state_exists(state_id):  # someone built it while we waited
                 self._mark_cached(task, state_id)
                 return
+            run = list(itertools.takewhile(lambda t: not self.state_exists(t.output_state_id), run))
             task.cached = False
             task.save()
             cache.ensure_room(self.ctx)
+            if len(run) > 1 and liquibase_batch.apply(self, run):
+                return
             started = time.monotonic()
             build = self.build_cluster_at(task.input_kind, task.input_id)
             step = json.loads(task.step_json)
@@ -245,26 +255,32 @@ class JobRun:
                 self._run_psql(task, build, step)
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
-            self.note(task, "snapshot: start")
-            snapshot_started = time.monotonic()
-            try:
-                size = self.ctx.store.commit_state(self.org, build.volume_id, state_id)
-            except (OSError, CommandFailed) as exc:
-                raise _out_of_space(exc) or exc
-            snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
-            failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
-            try:
-                State.create(org=self.org, state_id=state_id,
-                             parent_state_id=task.input_id if task.input_kind == "state" else None,
-                             image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
-                             task_hash=task.task_hash, summary=task.summary, size_bytes=size,
-                             host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
-                             snapshot_seconds=snapshot_seconds)
-            except BaseException:
-                with cancellable(None):
-                    self.ctx.store.destroy_state(self.org, state_id)
-                raise
-            self.note(task, f"snapshot: complete ({size} bytes)")
+            self.commit_and_record(task, build.volume_id, started)
+
+    def commit_and_record(self, task: Task, volume_id: str, started: float) -> None:
+        """Freeze a clone whose server is stopped into the task's state, and record it: both or
+        neither (a snapshot without its row is removed here, or else by the reconciler)."""
+        state_id = task.output_state_id
+        self.note(task, "snapshot: start")
+        snapshot_started = time.monotonic()
+        try:
+            size = self.ctx.store.commit_state(self.org, volume_id, state_id)
+        except (OSError, CommandFailed) as exc:
+            raise _out_of_space(exc) or exc
+        snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
+        failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
+        try:
+            State.create(org=self.org, state_id=state_id,
+                         parent_state_id=task.input_id if task.input_kind == "state" else None,
+                         image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
+                         task_hash=task.task_hash, summary=task.summary, size_bytes=size,
+                         host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
+                         snapshot_seconds=snapshot_seconds)
+        except BaseException:
+            with cancellable(None):
+                self.ctx.store.destroy_state(self.org, state_id)
+            raise
+        self.note(task, f"snapshot: complete ({size} bytes)")
 
     def state_exists(self, state_id: str) -> bool:
         return self._copy_owner(state_id) is not None
@@ -279,7 +295,7 @@ class JobRun:
         self._touch_state(state_id)
         self.note(task, f"cache hit: state {state_id[:12]}")
         if self.build is not None:  # our clone is behind this state now: it is of no more use
-            self._release(self.build.volume_id)
+            self.release(self.build.volume_id)
             self.build = None
 
     def _touch_state(self, state_id: str) -> None:
@@ -290,7 +306,7 @@ class JobRun:
     def build_cluster_at(self, input_kind: str, input_id: str) -> BuildCluster:
         """A running build cluster at the step's input: keep ours, or clone the input afresh."""
         if self.build is None:
-            volume_id = self._new_volume()
+            volume_id = self.new_volume()
             if input_kind == "image":
                 path = self.ctx.store.clone_base(self.org, self.base_key, volume_id)
             else:
@@ -308,11 +324,11 @@ class JobRun:
                 liquibase_steps.open_for_liquibase(self, self.build)
         return self.build
 
-    def _release(self, volume_id: str) -> None:
+    def release(self, volume_id: str) -> None:
         if server_log := instances.release_volume(self.ctx, self.org, volume_id):
             self.server_logs[volume_id] = server_log
 
-    def _new_volume(self) -> str:
+    def new_volume(self) -> str:
         volume_id = instances.new_id()
         Volume.create(volume_id=volume_id, org=self.org, purpose="build", job_id=self.job.job_id,
                       host_id=self.ctx.host)

@@ -19,7 +19,7 @@ from ..control.models import Task
 from ..errors import CommandFailed, StepFailed
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.submit import insert_tasks
-from ..runtime.base import SUPERUSER
+from ..runtime.base import SUPERUSER, Endpoint
 from .liquibase import Changeset, Connection
 from .liquibase_args import LiquibaseCommand, parse_liquibase_args
 from .liquibase_changelogs import is_volatile
@@ -108,21 +108,30 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
                          {"task_id": task.task_id, "exit_code": exc.returncode}) from None
     if output := (result.stdout + result.stderr).strip():
         run.note(task, output[-4000:])
-    applied = _last_applied(run, build)
+    seal(run, task, build.endpoint)
+    build.password = None
+
+
+def seal(run: "JobRun", task: Task, endpoint: Endpoint, *, reset_lock: bool = False) -> None:
+    """Before a Liquibase step's cluster is stopped and snapshotted: check that the changeset
+    Liquibase recorded last is the one the plan gave this step, release Liquibase's lock (held
+    in a copy taken while it ran) and remove the build password."""
+    changeset = Changeset(**json.loads(task.step_json)["changeset"])
+    applied = _last_applied(run, endpoint)
     if applied != _expected(changeset, applied):
         raise StepFailed(f"step {task.task_id}: liquibase applied {_describe(applied)}, but the plan says "
                          f"{changeset.name} ({changeset.checksum}); the changelog reads differently now "
                          "(a property, include or file outside the source?)", {"task_id": task.task_id})
-    _psql(run, build, f'ALTER ROLE "{SUPERUSER}" PASSWORD NULL')
-    build.password = None
+    unlock = "UPDATE databasechangeloglock SET locked = FALSE, lockgranted = NULL, lockedby = NULL; "
+    psql(run, endpoint, (unlock if reset_lock else "") + f'ALTER ROLE "{SUPERUSER}" PASSWORD NULL')
 
 
 _FIELD_SEPARATOR = "\x1f"
 
 
-def _last_applied(run: "JobRun", build: "BuildCluster") -> tuple[str, ...] | None:
+def _last_applied(run: "JobRun", endpoint: Endpoint) -> tuple[str, ...] | None:
     """(path, id, author, checksum) of the changeset Liquibase recorded last."""
-    out = _psql(run, build, "SELECT filename, id, author, coalesce(md5sum, '') FROM databasechangelog "
+    out = psql(run, endpoint, "SELECT filename, id, author, coalesce(md5sum, '') FROM databasechangelog "
                             "ORDER BY orderexecuted DESC LIMIT 1", "-At", "-F", _FIELD_SEPARATOR).stdout
     line = out.rstrip("\n")
     return tuple(line.split(_FIELD_SEPARATOR)) if line else None
@@ -138,9 +147,9 @@ def _describe(applied: tuple[str, ...] | None) -> str:
     return "nothing" if applied is None else f"{'::'.join(applied[:3])} ({applied[3] or 'no checksum'})"
 
 
-def _psql(run: "JobRun", build: "BuildCluster", sql: str, *options: str):
+def psql(run: "JobRun", endpoint: Endpoint, sql: str, *options: str):
     runtime = run.ctx.runtime
-    return run.ctx.runner(runtime.psql_command(build.endpoint) + ["-q", "-v", "ON_ERROR_STOP=1", *options, "-c", sql],
+    return run.ctx.runner(runtime.psql_command(endpoint) + ["-q", "-v", "ON_ERROR_STOP=1", *options, "-c", sql],
                           env=runtime.command_env(), cwd="/", run_as=runtime.run_as)
 
 

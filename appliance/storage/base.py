@@ -28,6 +28,7 @@ class SendCommand:
 @runtime_checkable
 class SnapshotDriver(Protocol):
     name: str
+    forks_in_use: bool  # whether ``fork`` works (an atomic snapshot of a volume being written)
 
     def create_volume(self, path: Path) -> None:
         """Create an empty writable volume at ``path`` (parent exists, path does not)."""
@@ -57,6 +58,10 @@ class SnapshotDriver(Protocol):
     def activate(self, root: Path) -> None:
         """Make every volume and snapshot under ``root`` reachable again after a reboot."""
 
+    def fork(self, volume: Path, target: Path) -> None:
+        """A writable copy of ``volume`` while it is in use, taken at one instant: what a crash
+        at that instant would leave (Postgres recovers it). ``NotSupported`` where the fs cannot."""
+
 
 class DriverBase:
     """What drivers over plain directories share; a driver overrides what its fs does better.
@@ -64,6 +69,7 @@ class DriverBase:
     Streaming is opt-in: a driver that cannot stream says so with ``NotSupported``."""
 
     name = "base"
+    forks_in_use = False
 
     def publish(self, staged: Path, final: Path) -> None:
         rename_no_replace(staged, final)
@@ -76,6 +82,9 @@ class DriverBase:
 
     def receive(self, stream: BinaryIO, staged: Path, fmt: str, parent: Path | None) -> None:
         raise NotSupported(f"the {self.name} driver cannot receive snapshot streams")
+
+    def fork(self, volume: Path, target: Path) -> None:
+        raise NotSupported(f"the {self.name} driver cannot copy a volume in use at one instant")
 
 
 _AT_FDCWD = -100

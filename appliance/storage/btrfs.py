@@ -35,6 +35,7 @@ class BtrfsDriver(DriverBase):
     """Snapshot and clone with ``btrfs subvolume snapshot``."""
 
     name = "btrfs"
+    forks_in_use = True
 
     def __init__(self, runner: Runner):
         self._run = runner
@@ -47,6 +48,10 @@ class BtrfsDriver(DriverBase):
 
     def clone(self, snapshot: Path, target: Path) -> None:
         self._run(["btrfs", "subvolume", "snapshot", str(snapshot), str(target)])
+
+    def fork(self, volume: Path, target: Path) -> None:
+        """A subvolume snapshot is atomic, whatever is writing to the volume."""
+        self._run(["btrfs", "subvolume", "snapshot", str(volume), str(target)])
 
     def destroy(self, path: Path) -> None:
         """Delete a subvolume (read-only ones too, as root); a plain directory left by a crash

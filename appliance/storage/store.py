@@ -65,6 +65,13 @@ class SnapshotStore:
         """A writable volume holding a copy of a base."""
         return self._clone(self.base_path(org, base_key), self.volume_path(org, volume_id))
 
+    def fork_volume(self, org: str, volume_id: str, new_volume_id: str) -> Path:
+        """A writable copy of a volume in use, as a crash at this instant would leave it."""
+        source = self.volume_path(org, volume_id)
+        if not os.path.isdir(source):
+            raise NotFound(f"volume {volume_id} does not exist")
+        return self._make(self.volume_path(org, new_volume_id), lambda tmp: self.driver.fork(source, tmp))
+
     def destroy_volume(self, org: str, volume_id: str) -> None:
         self.driver.destroy(self.volume_path(org, volume_id))
 

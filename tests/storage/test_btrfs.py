@@ -91,3 +91,10 @@ def test_committing_a_plain_directory_fails_and_leaves_no_state_and_no_temporary
         btrfs_store.commit_state(ORG, "v1", "s1")
     states = btrfs_store.state_path(ORG, "s1").parent
     assert os.listdir(states) == []
+
+
+def test_a_fork_is_a_snapshot_of_the_volume_in_use(btrfs_store: SnapshotStore, runner: Runner):
+    btrfs_store.create_volume("acme", "v1")
+    fork = btrfs_store.fork_volume("acme", "v1", "v2")
+    assert is_subvolume(fork)
+    assert runner(["btrfs", "property", "get", "-ts", str(fork), "ro"]).stdout.strip() == "ro=false"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound
+from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound, NotSupported
 from appliance.shell import Runner
 from appliance.storage.base import SendCommand, SnapshotDriver
 from appliance.storage.store import SnapshotStore
@@ -133,6 +133,22 @@ def test_ownership_and_modes_survive_commit_and_clone(store: SnapshotStore, data
         d, f = os.stat(root / "pgdata"), os.stat(root / "pgdata" / "PG_VERSION")
         assert (d.st_uid, d.st_gid, stat.S_IMODE(d.st_mode)) == (uid, gid, 0o700)
         assert (f.st_uid, f.st_gid, stat.S_IMODE(f.st_mode)) == (uid, gid, 0o600)
+
+
+def test_a_fork_of_a_volume_is_an_independent_writable_copy_or_not_supported_and_leaves_nothing(
+        store: SnapshotStore):
+    volume = volume_with(store, "v1", "before")
+    try:
+        fork = store.fork_volume(ORG, "v1", "v2")
+    except NotSupported:
+        assert not store.driver.forks_in_use
+        assert not os.path.lexists(store.volume_path(ORG, "v2")) and temporaries(store) == []
+        return
+    assert store.driver.forks_in_use
+    write(volume / "data", "after")
+    write(fork / "only-in-the-fork", "x")
+    assert (fork / "data").read_text() == "before"
+    assert not (volume / "only-in-the-fork").exists()
 
 
 def test_destroying_a_volume_twice_is_not_an_error(store: SnapshotStore):

@@ -1,0 +1,63 @@
+"""One Liquibase per run of changesets, or one per changeset: either way every changeset's
+state holds exactly the changesets up to it, recorded as Liquibase recorded them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import appliance_on, psql
+from .test_prepare_psql import executes
+
+TINY = 8  # changesets that take milliseconds: the boundaries come faster than any poll
+
+
+@pytest.fixture(scope="module", params=["one-jvm-per-run", "one-jvm-per-changeset"])
+def appliance(request):
+    one_per_run = "true" if request.param == "one-jvm-per-run" else "false"
+    yield from appliance_on(request, "btrfs", {"SQLRS_LIQUIBASE_ONE_JVM_PER_RUN": one_per_run})
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    changesets = "\n".join(f'  <changeSet id="{k}" author="t"><sql>create table t{k} (x int default {k}); '
+                           f'insert into t{k} default values</sql></changeSet>' for k in range(1, TINY + 1))
+    (tmp_path / "changelog.xml").write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
+    http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+  <!-- {tmp_path.name} -->
+{changesets}
+</databaseChangeLog>
+""")
+    return tmp_path
+
+
+def run(appliance, project: Path, *args: str) -> dict:
+    response = appliance.submit_lb(list(args), project)
+    assert response.status_code == 201, response.text
+    status = appliance.wait(response.json()["job_id"], timeout=300)
+    assert status["status"] == "succeeded", status.get("error")
+    return status
+
+
+def test_every_changeset_state_holds_exactly_the_changesets_up_to_it(appliance, project):
+    built = run(appliance, project, "update", "--changelog-file", "changelog.xml")
+    assert [t["cached"] for t in executes(built)] == [False] * TINY
+    one_run = any("changesets in one run" in (e.get("message") or "") for e in appliance.events(built["job_id"]))
+    assert one_run == (appliance.env["SQLRS_LIQUIBASE_ONE_JVM_PER_RUN"] == "true")
+    ledger = psql(built["result"]["dsn"], "select id, orderexecuted, md5sum, deployment_id "
+                                          "from databasechangelog order by orderexecuted").stdout.splitlines()
+    for k in range(1, TINY + 1):
+        status = run(appliance, project, "update-count", "--changelog-file", "changelog.xml", "--count", str(k))
+        assert all(t["cached"] for t in executes(status))  # the k-th state of the chain built above
+        dsn = status["result"]["dsn"]
+        tables = psql(dsn, "select string_agg(tablename, ' ' order by tablename) from pg_tables "
+                           "where tablename ~ '^t[0-9]+$'").stdout.split()
+        assert tables == sorted(f"t{n}" for n in range(1, k + 1))
+        assert psql(dsn, f"select x from t{k}").stdout.strip() == str(k)  # committed, not rolled back
+        rows = psql(dsn, "select id, orderexecuted, md5sum, deployment_id "
+                         "from databasechangelog order by orderexecuted").stdout.splitlines()
+        assert rows == ledger[:k]  # what Liquibase wrote, byte for byte
+        assert psql(dsn, "select locked from databasechangeloglock").stdout.strip() == "f"
