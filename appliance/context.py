@@ -11,7 +11,7 @@ from redis import Redis
 from .control.db import open_database
 from .runtime.base import InstanceRuntime
 from .settings import Settings
-from .shell import Runner
+from .shell import Runner, unprivileged
 from .storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class AppContext:
         """The Liquibase CLI of this host (prepare:lb)."""
         from .engine.liquibase import LiquibaseCli
         return LiquibaseCli(self.runner, self.settings.liquibase_home, java_opts=self.settings.liquibase_java_opts,
-                            java_home=self.settings.java_home)
+                            java_home=self.settings.java_home, run_as=unprivileged(self.settings.liquibase_os_user))
 
     @property
     def host(self) -> str:

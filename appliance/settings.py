@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
         "JAVA_OPTS for every Liquibase run: a short-lived JVM starts faster on the client compiler alone."))
     java_home: Path | None = Field(None, description="The JRE Liquibase runs on; default: `java` on PATH.")
+    liquibase_os_user: str = Field("nobody", description=(
+        "Unprivileged OS user Liquibase runs as (when the appliance runs as root): a changelog's "
+        "sqlFile or loadData path can climb out of its source, and must find nothing readable there."))
     liquibase_one_jvm_per_run: bool = Field(True, description=(
         "Apply a run of uncached changesets with one Liquibase, forking the build volume at each changeset "
         "boundary (drivers that can fork a volume in use: btrfs); false: one Liquibase per changeset."))

@@ -50,6 +50,21 @@ class RunAs:
     gid: int
 
 
+def unprivileged(os_user: str) -> RunAs | None:
+    """Who to drop to when running as root; None when we are not root (nothing to drop)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    from .errors import InvalidArgument
+    try:
+        entry = pwd.getpwnam(os_user)
+    except KeyError:
+        raise InvalidArgument(f"OS user {os_user!r} does not exist") from None
+    if entry.pw_uid == 0:
+        raise InvalidArgument(f"OS user {os_user!r} is root; name an unprivileged one")
+    return RunAs(entry.pw_uid, entry.pw_gid)
+
+
 class Runner:
     """Runs argv lists and raises :class:`CommandFailed` on a non-zero exit."""
 

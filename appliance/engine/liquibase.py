@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidArgument, NotFound
-from ..shell import Completed, Runner
+from ..shell import Completed, RunAs, Runner
 from .liquibase_args import LiquibaseCommand
 
 _HEADER = re.compile(r"^-- Changeset (?P<path>.+?)::(?P<id>.+)::(?P<author>[^:\n]+)$", re.M)
@@ -90,8 +90,16 @@ class Connection:
 
 
 class LiquibaseCli:
-    def __init__(self, runner: Runner, home: Path, *, java_opts: str = "", java_home: Path | None = None):
+    """Liquibase reads what a changelog names (``sqlFile``, ``loadData``, includes), and a
+    relative path may climb out of the source; so it runs as an unprivileged OS user
+    (``run_as``), which cannot read the appliance's secrets or any org's databases. It never
+    reads a ``liquibase.properties`` from the source: that file could name a classpath and a
+    driver class, i.e. run a jar of the user's choosing."""
+
+    def __init__(self, runner: Runner, home: Path, *, java_opts: str = "", java_home: Path | None = None,
+                 run_as: RunAs | None = None):
         self.runner, self.home, self.java_opts, self.java_home = runner, Path(home), java_opts, java_home
+        self.run_as = run_as
         self._version: tuple[float, str] | None = None
 
     @property
@@ -132,9 +140,10 @@ class LiquibaseCli:
 
     def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
             cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:
-        argv = [str(self.launcher), f"--url={connection.jdbc_url}", f"--username={connection.username}",
-                "--show-banner=false", *command.argv(sql_only=sql_only)]
-        return self.runner(argv, env=self._env(connection.password), cwd=cwd, cancel=cancel, timeout=timeout)
+        argv = [str(self.launcher), "--defaults-file=/dev/null", f"--url={connection.jdbc_url}",
+                f"--username={connection.username}", "--show-banner=false", *command.argv(sql_only=sql_only)]
+        return self.runner(argv, env=self._env(connection.password), cwd=cwd, cancel=cancel, timeout=timeout,
+                           run_as=self.run_as)
 
     def plan(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, **kw) -> list[Changeset]:
         return parse_update_sql(self.run(command, connection, cwd=cwd, sql_only=True, **kw).stdout)
@@ -147,7 +156,7 @@ class LiquibaseCli:
 
     def _env(self, password: str | None) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "JAVA_OPTS": self.java_opts,
-               "HOME": os.environ.get("HOME", "/")}
+               "HOME": "/tmp" if self.run_as else os.environ.get("HOME", "/")}
         if self.java_home is not None:
             env["JAVA_HOME"] = str(self.java_home)
         if password is not None:

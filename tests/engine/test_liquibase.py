@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from appliance.engine.liquibase import Connection, LiquibaseCli, parse_update_sql
+from appliance.errors import CommandFailed
+from appliance.shell import unprivileged
 from appliance.engine.liquibase_args import parse_liquibase_args
 from appliance.settings import Settings
+from tests.conftest import public_tmpdir
 
 MIXED = Path(__file__).parent / "changelogs" / "mixed"
 
@@ -84,3 +87,44 @@ def test_the_version_is_read_from_the_distribution(liquibase):
 def test_output_without_a_changelog_row_is_keyed_by_its_sql():
     (changeset,) = parse_update_sql("-- Changeset a.sql::1::me\nSET SEARCH_PATH TO public;\n\ncreate table t (i int);\n")
     assert changeset.checksum is None and changeset.key.startswith("sql:") and changeset.sql == "create table t (i int);"
+
+
+def test_a_liquibase_properties_in_the_source_is_never_read(liquibase, empty_database, project):
+    (project / "liquibase.properties").write_text("classpath=db/driver.jar\ndriver=org.example.Driver\n")
+    assert len(plan(liquibase, empty_database, project)) == 7  # not "db/driver.jar does not exist"
+
+
+@pytest.fixture
+def outside_the_source():
+    """A project in a directory anyone may read, beside a file only root may read."""
+    base = public_tmpdir("sqlrs-lb-escape-")
+    (base / "secret").mkdir(mode=0o700)
+    (base / "secret" / "secret.sql").write_text("select 'the appliance secret';\n")
+    (base / "secret" / "secret.sql").chmod(0o600)
+    (base / "project").mkdir(mode=0o755)
+    (base / "project" / "changelog.xml").write_text("""<?xml version="1.0" encoding="UTF-8"?>
+<databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
+    http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+  <changeSet id="1" author="t"><sqlFile path="../secret/secret.sql" relativeToChangelogFile="true"/></changeSet>
+</databaseChangeLog>
+""")
+    (base / "project" / "changelog.xml").chmod(0o644)
+    yield base / "project"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_changelog_cannot_read_a_file_outside_its_source_that_only_the_appliance_may_read(
+        liquibase, empty_database, outside_the_source):
+    if os.geteuid() != 0:
+        pytest.skip("RUNS ONLY AS ROOT: Liquibase drops to an unprivileged user only when the appliance is root")
+    confined = LiquibaseCli(liquibase.runner, liquibase.home, java_opts=liquibase.java_opts,
+                            run_as=unprivileged(Settings.model_fields["liquibase_os_user"].default))
+    command = parse_liquibase_args(["update", "--changelog-file=changelog.xml"])
+    with pytest.raises(CommandFailed) as failed:
+        confined.plan(command, empty_database, cwd=outside_the_source)
+    assert "the appliance secret" not in failed.value.stdout + failed.value.stderr
+    assert "secret.sql" in failed.value.stdout + failed.value.stderr  # it says which file it could not read
+    as_root = liquibase.plan(command, empty_database, cwd=outside_the_source)  # the file is there to read
+    assert "the appliance secret" in as_root[0].sql
