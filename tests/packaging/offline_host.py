@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -59,30 +60,44 @@ def host_image() -> str:
     return tag
 
 
-def _inputs_digest() -> str:
-    digest = hashlib.sha256()
+def _inputs_digest(image_id: str) -> str:
+    digest = hashlib.sha256(image_id.encode())
     for name in BUNDLE_INPUTS:
         top = REPO / name
         paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
         for path in paths:
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
-    image_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", "sqlrs/postgres:15"]).stdout.strip()
-    digest.update(image_id.encode())
+            if "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def bundle() -> Path:
-    """The bundle tarball for the current checkout: from the cache, else built by scripts/build-bundle."""
-    out = CACHE / "bundles" / _inputs_digest()
+def bundle(version_suffix: str = "") -> Path:
+    """The bundle tarball of the current checkout, from the cache or built by scripts/build-bundle.
+    With a version suffix (e.g. ``.post1``): the same code released as a later version, to upgrade to."""
+    image_id = run([str(REPO / "scripts/build-postgres-image")]).stdout.strip()  # builds only when missing
+    key = _inputs_digest(image_id)
+    out = CACHE / "bundles" / key / (version_suffix or "release")
     found = sorted(out.glob("sqlrs-appliance-*.tar.gz"))
-    if not found:
-        if out.parent.is_dir():  # older bundles are 300 MB each and never used again
-            shutil.rmtree(out.parent)
-        run([str(REPO / "scripts/build-bundle"), "--out", str(out), "--deb-cache", str(CACHE / "debs")], cwd=REPO)
-        found = sorted(out.glob("sqlrs-appliance-*.tar.gz"))
-    return found[-1]
+    if found:
+        return found[-1]
+    for old in (CACHE / "bundles").glob("*"):  # 300 MB each, never used again
+        if old.name != key:
+            shutil.rmtree(old)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        source = REPO
+        if version_suffix:
+            source = Path(tmp)
+            for name in (*BUNDLE_INPUTS, "scripts"):
+                if (REPO / name).is_dir():
+                    shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"),
+                                    dirs_exist_ok=True)
+                elif (REPO / name).is_file():
+                    (source / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(REPO / name, source / name)
+            cfg = source / "setup.cfg"
+            cfg.write_text(re.sub(r"(?m)^(version = \S+)$", rf"\g<1>{version_suffix}", cfg.read_text(), count=1))
+        run([str(source / "scripts/build-bundle"), "--out", str(out), "--deb-cache", str(CACHE / "debs")], cwd=source)
+    return sorted(out.glob("sqlrs-appliance-*.tar.gz"))[-1]
 
 
 class OfflineHost:

@@ -41,14 +41,46 @@ def recap(output: str) -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))}
 
 
-def failed_tasks(output: str) -> list[str]:
-    failed, task = [], None
+def tasks_with(status: str, output: str) -> list[str]:
+    """Names of the tasks (and handlers) that reported ``status`` (changed, fatal) for the host."""
+    found, task = [], None
     for line in output.splitlines():
-        if match := re.match(r"TASK \[(.*)\] \*+$", line):
+        if match := re.match(r"(?:TASK|RUNNING HANDLER) \[(.*)\] \*+$", line):
             task = match.group(1)
-        elif line.startswith("fatal:"):
-            failed.append(task)
-    return failed
+        elif line.startswith(f"{status}:") and (not found or found[-1] != task):
+            found.append(task)
+    return found
+
+
+def unpack(tarball: Path, workdir: Path) -> Path:
+    """The operator's layout: the tarball, and next to it the directory it unpacks to."""
+    (workdir / tarball.name).symlink_to(tarball)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(workdir, filter="tar")
+    return workdir / tarball.name.removesuffix(".tar.gz") / "ansible"
+
+
+def sqlrs(host: OfflineHost, *args: str) -> subprocess.CompletedProcess:
+    return host.exec("env", "SQLRS_URL=http://127.0.0.1:7433", "SQLRS_TOKEN_FILE=/var/lib/sqlrs-appliance/admin.token",
+                     "/opt/sqlrs/venv/bin/sqlrs", *args, check=False)
+
+
+def prepare(host: OfflineHost, path: str, sql: str) -> str:
+    host.exec("sh", "-c", f"cat > {path}", input=sql)
+    result = sqlrs(host, "prepare:psql", "--", "-f", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dsn = re.search(r"^DSN=(\S+)$", result.stdout, re.MULTILINE)
+    assert dsn, result.stdout
+    return dsn.group(1)
+
+
+def query(host: OfflineHost, dsn: str, sql: str) -> str:
+    return host.exec("psql", "-X", "-At", dsn, "-c", sql).stdout.strip()
+
+
+def installed_version(host: OfflineHost) -> str:
+    return host.exec("/opt/sqlrs/venv/bin/python", "-c",
+                     "import importlib.metadata as m; print(m.version('sqlrs-appliance'))").stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +88,7 @@ def installed(tmp_path_factory):
     """Bundle built (or reused), host started, playbook run once; the host is removed afterwards."""
     workdir = tmp_path_factory.mktemp("playbook")
     tarball = bundle()
-    # The operator's layout: the tarball, and next to it the directory it unpacks to.
-    (workdir / tarball.name).symlink_to(tarball)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(workdir, filter="tar")
-    ansible_dir = workdir / tarball.name.removesuffix(".tar.gz") / "ansible"
+    ansible_dir = unpack(tarball, workdir)
     host = OfflineHost(host_image(), workdir)
     try:
         inventory = workdir / "inventory.yml"
@@ -86,8 +114,7 @@ def test_playbook_installs_from_the_bundle(installed):
     assert counts["failed"] == 0 and counts["unreachable"] == 0
     assert counts["changed"] > 0
     # Everything came from the bundle: the venv's appliance and the apt repository in use.
-    version = host.exec("/opt/sqlrs/venv/bin/python", "-c",
-                        "import importlib.metadata as m; print(m.version('sqlrs-appliance'))").stdout.strip()
+    version = installed_version(host)
     assert version
     policy = host.exec("env", "APT_CONFIG=/etc/sqlrs/apt/apt.conf", "apt-cache", "policy", "redis-server").stdout
     assert f"file:/opt/sqlrs/bundles/sqlrs-appliance-{version}/debs" in policy
@@ -96,15 +123,8 @@ def test_playbook_installs_from_the_bundle(installed):
 
 def test_smoke_prepare_psql(installed):
     host, _, _ = installed
-    host.exec("sh", "-c", "cat > /root/smoke.sql", input=SMOKE_SQL)
-    prepare = host.exec(
-        "env", "SQLRS_URL=http://127.0.0.1:7433", "SQLRS_TOKEN_FILE=/var/lib/sqlrs-appliance/admin.token",
-        "/opt/sqlrs/venv/bin/sqlrs", "prepare:psql", "--", "-f", "/root/smoke.sql", check=False)
-    assert prepare.returncode == 0, prepare.stdout + prepare.stderr
-    dsn = re.search(r"^DSN=(\S+)$", prepare.stdout, re.MULTILINE)
-    assert dsn, prepare.stdout
-    query = host.exec("psql", "-X", "-At", dsn.group(1), "-c", "select string_agg(name, ',' order by id) from release")
-    assert query.stdout.strip() == "offline,bundle"
+    dsn = prepare(host, "/root/smoke.sql", SMOKE_SQL)
+    assert query(host, dsn, "select string_agg(name, ',' order by id) from release") == "offline,bundle"
 
 
 def test_second_run_changes_nothing(installed):
@@ -112,7 +132,7 @@ def test_second_run_changes_nothing(installed):
     result, counts, seconds = playbook.run()
     print(f"\nsecond playbook run: {seconds:.0f} s, {counts}")
     assert result.returncode == 0, result.stdout[-6000:]
-    assert counts["changed"] == 0, [line for line in result.stdout.splitlines() if line.startswith("changed:")]
+    assert counts["changed"] == 0, tasks_with("changed", result.stdout)
     assert counts["failed"] == 0
 
 
@@ -123,5 +143,33 @@ def test_changed_bundle_file_stops_the_play(installed):
     host.exec("sh", "-c", f"printf x >> {wheel}")
     result, counts, _ = playbook.run()
     assert result.returncode != 0 and counts["failed"] == 1
-    assert failed_tasks(result.stdout) == ["sqlrs : Verify the bundle against its SHA256SUMS"]
+    assert tasks_with("fatal", result.stdout) == ["sqlrs : Verify the bundle against its SHA256SUMS"]
     assert "FAILED" in result.stdout and wheel.rsplit("/", 1)[-1] in result.stdout
+
+
+def test_upgrade_keeps_states_and_instances(installed, tmp_path):
+    """The same code released as a later version: the venv moves to it, the appliance is stopped,
+    migrated once and started again, and what existed before is still there and still running."""
+    host, playbook, _ = installed
+    dsn = prepare(host, "/root/before.sql", "create table kept (v text); insert into kept values ('before');\n")
+    before = installed_version(host)
+    api_pid = host.exec("cat", "/run/sqlrs/api.pid").stdout.strip()
+
+    newer = bundle(".post1")
+    upgrade = Playbook(unpack(newer, tmp_path), playbook.inventory)
+    result, counts, seconds = upgrade.run()
+    print(f"\nupgrade {before} -> {newer.name}: {seconds:.0f} s")
+    assert result.returncode == 0, result.stdout[-6000:]
+    changed = tasks_with("changed", result.stdout)
+    assert f"appliance : Install from the wheelhouse sqlrs-appliance {before}.post1" in changed
+    assert "appliance : Bring the appliance to stopped" in changed
+    assert "appliance : Apply the Control DB migrations" not in changed  # ran, had nothing to apply
+    assert installed_version(host) == f"{before}.post1"
+    assert host.exec("cat", "/run/sqlrs/api.pid").stdout.strip() != api_pid
+
+    assert query(host, dsn, "select v from kept") == "before"  # the instance ran through it
+    explain = sqlrs(host, "cache", "explain", "--", "-f", "/root/before.sql")
+    assert explain.stdout.startswith("hit: exact_state_match"), explain.stdout + explain.stderr
+
+    result, counts, _ = upgrade.run()
+    assert result.returncode == 0 and counts["changed"] == 0, tasks_with("changed", result.stdout)
