@@ -43,6 +43,10 @@ class AppContext:
     def liquibase(self):
         """The Liquibase CLI of this host (prepare:lb)."""
         from .engine.liquibase import LiquibaseCli
+        if self.settings.liquibase_runner == "docker":
+            from .engine.liquibase_container import ContainerLiquibase
+            return ContainerLiquibase(self.runner, self.settings.liquibase_image,
+                                      java_opts=self.settings.liquibase_java_opts)
         return LiquibaseCli(self.runner, self.settings.liquibase_home, java_opts=self.settings.liquibase_java_opts,
                             java_home=self.settings.java_home, run_as=unprivileged(self.settings.liquibase_os_user))
 

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
         "JAVA_OPTS for every Liquibase run: a short-lived JVM starts faster on the client compiler alone."))
     java_home: Path | None = Field(None, description="The JRE Liquibase runs on; default: `java` on PATH.")
+    liquibase_runner: Literal["host", "docker"] = Field("host", description=(
+        "Where Liquibase runs: on the worker's host (liquibase_home, as liquibase_os_user), or in a "
+        "container of liquibase_image on the host's Docker engine (docker and nomad runtimes)."))
+    liquibase_image: str = Field("sqlrs/liquibase:4.28", description=(
+        "Image for liquibase_runner = docker; scripts/build-liquibase-image builds it offline."))
     liquibase_os_user: str = Field("nobody", description=(
         "Unprivileged OS user Liquibase runs as (when the appliance runs as root): a changelog's "
         "sqlFile or loadData path can climb out of its source, and must find nothing readable there."))

@@ -106,6 +106,10 @@ class LiquibaseCli:
     def launcher(self) -> Path:
         return self.home / "liquibase"
 
+    @property
+    def where(self) -> str:
+        return f"on the host ({self.home})"
+
     def health(self) -> str:
         if not self.launcher.is_file():
             return f"error: no Liquibase at {self.launcher} (set liquibase_home)"
@@ -140,10 +144,14 @@ class LiquibaseCli:
 
     def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
             cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:
-        argv = [str(self.launcher), "--defaults-file=/dev/null", f"--url={connection.jdbc_url}",
-                f"--username={connection.username}", "--show-banner=false", *command.argv(sql_only=sql_only)]
+        argv = [str(self.launcher), *self.arguments(command, connection, sql_only)]
         return self.runner(argv, env=self._env(connection.password), cwd=cwd, cancel=cancel, timeout=timeout,
                            run_as=self.run_as)
+
+    @staticmethod
+    def arguments(command: LiquibaseCommand, connection: Connection, sql_only: bool) -> list[str]:
+        return ["--defaults-file=/dev/null", f"--url={connection.jdbc_url}", f"--username={connection.username}",
+                "--show-banner=false", *command.argv(sql_only=sql_only)]
 
     def plan(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, **kw) -> list[Changeset]:
         return parse_update_sql(self.run(command, connection, cwd=cwd, sql_only=True, **kw).stdout)

@@ -54,7 +54,7 @@ def plan(run: "JobRun", task: Task) -> None:
     command, cwd = command_of(run), work_dir(run)
     version = ctx.liquibase.version()
     build = run.build_cluster_at("image", job.resolved_image_id)
-    run.note(task, f"liquibase {version}: update-sql {command.changelog_file}")
+    run.note(task, f"liquibase {version} {ctx.liquibase.where}: update-sql {command.changelog_file}")
     try:
         changesets = ctx.liquibase.plan(command, connection(build), cwd=cwd, cancel=run.cancelled,
                                         timeout=ctx.settings.step_timeout_seconds)

@@ -1,8 +1,12 @@
 """prepare:lb on the container runtimes: the build cluster runs in a container (or a Nomad job)
-and listens on the host's loopback; the worker's Liquibase CLI connects to it there."""
+and listens on the host's loopback; Liquibase, in its own container on the host network
+(liquibase_runner = docker), connects to it there."""
 from __future__ import annotations
 
 import pytest
+
+from appliance.settings import Settings
+from tests.support.docker import ensure_liquibase_image
 
 from .conftest import appliance_on, psql
 from .test_prepare_liquibase import prepare, project  # noqa: F401  (the fixture)
@@ -11,13 +15,17 @@ from .test_prepare_psql import executes
 
 @pytest.fixture(scope="module", params=["docker", "nomad"])
 def appliance(request):
-    yield from appliance_on(request, request.param)
+    image = Settings.model_fields["liquibase_image"].default
+    ensure_liquibase_image(image)
+    yield from appliance_on(request, request.param, {"SQLRS_LIQUIBASE_RUNNER": "docker"})
 
 
 def test_a_changelog_builds_one_state_per_changeset_and_a_repeat_is_a_hit_planned_at_admission(appliance, project):
     first = prepare(appliance, project, "--contexts", "prod")
     assert first["status"] == "succeeded", first.get("error")
     assert [t["cached"] for t in executes(first)] == [False] * 11
+    messages = [e.get("message") or "" for e in appliance.events(first["job_id"])]
+    assert any("in a container of sqlrs/liquibase:4.28: update-sql" in m for m in messages)
     assert psql(first["result"]["dsn"], "select total from order_totals where customer_id = 2").stdout.strip() == "99.00"
     second = prepare(appliance, project, "--contexts", "prod")
     assert "plan-liquibase" not in {t["task_id"] for t in second["tasks"]}

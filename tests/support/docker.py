@@ -39,6 +39,11 @@ def ensure_image(tag: str) -> None:
     subprocess.run([str(BUILD_IMAGE_SCRIPT), "--tag", tag], check=True, capture_output=True, timeout=900)
 
 
+def ensure_liquibase_image(tag: str) -> None:
+    subprocess.run([str(BUILD_IMAGE_SCRIPT.parent / "build-liquibase-image"), "--tag", tag], check=True,
+                   capture_output=True, timeout=900)
+
+
 @dataclass(frozen=True)
 class NomadDouble:
     addr: str

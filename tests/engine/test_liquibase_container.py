@@ -1,0 +1,71 @@
+"""The real Liquibase in its container (liquibase_runner = docker) against a real PostgreSQL."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from appliance.engine.liquibase_args import parse_liquibase_args
+from appliance.engine.liquibase_container import ContainerLiquibase
+from appliance.errors import CommandFailed
+from appliance.settings import Settings
+from tests.support.docker import ensure_liquibase_image, require_docker
+
+from tests.conftest import public_tmpdir
+
+from tests.engine.test_liquibase import MIXED, empty_database, outside_the_source, plan  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def project():
+    """As the appliance keeps sources: readable by anyone (the container runs as nobody)."""
+    base = public_tmpdir("sqlrs-lb-project-")
+    shutil.copytree(MIXED, base / "db")
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def in_container(runner) -> ContainerLiquibase:
+    require_docker()
+    image = Settings.model_fields["liquibase_image"].default
+    ensure_liquibase_image(image)
+    return ContainerLiquibase(runner, image, java_opts=Settings.model_fields["liquibase_java_opts"].default)
+
+
+def test_the_version_is_the_one_the_image_records(in_container):
+    assert in_container.version().startswith("4.28")
+
+
+def test_a_changelog_is_planned_in_the_container_as_on_the_host(in_container, empty_database, project):
+    changesets = plan(in_container, empty_database, project)
+    assert [c.name for c in changesets][:3] == ["db/changelog.xml::1::alice", "db/changelog.xml::2::alice",
+                                                "db/more.yaml::3::carol"]
+    assert all(c.checksum and c.checksum.startswith("9:") for c in changesets)
+
+
+def test_a_changelog_in_the_container_sees_nothing_of_the_host_outside_its_source(
+        in_container, empty_database, outside_the_source):
+    command = parse_liquibase_args(["update", "--changelog-file=changelog.xml"])
+    with pytest.raises(CommandFailed) as failed:
+        in_container.plan(command, empty_database, cwd=outside_the_source)
+    assert "the appliance secret" not in failed.value.stdout + failed.value.stderr
+    assert "secret.sql" in failed.value.stdout + failed.value.stderr
+
+
+def test_the_password_goes_by_name_never_in_argv(in_container, runner, empty_database, project):
+    calls = []
+
+    class Recording:
+        def __call__(self, argv, **kw):
+            calls.append((list(argv), kw.get("env") or {}))
+            return runner(argv, **kw)
+
+    spy = ContainerLiquibase(Recording(), in_container.image, java_opts=in_container.java_opts)
+    with_password = type(empty_database)(empty_database.jdbc_url, empty_database.username, "s3cret-pw")
+    plan(spy, with_password, project)  # trust auth: the password is accepted and ignored
+    argv, env = next((a, e) for a, e in calls if a[:2] == ["docker", "run"])
+    assert "s3cret-pw" not in " ".join(argv) and "LIQUIBASE_COMMAND_PASSWORD" in argv
+    assert env["LIQUIBASE_COMMAND_PASSWORD"] == "s3cret-pw"
