@@ -85,6 +85,22 @@ class FaultRig:
             args += ["-f", f"{marker}-{n}.sql"]
         return args
 
+    def submit_liquibase(self, tmp: Path, *sql: str) -> str:
+        """A Liquibase job of one changeset per statement, the first unique so every job builds."""
+        marker = uuid.uuid4().hex
+        changesets = "\n".join(f'  <changeSet id="{n}" author="rig"><sql>{text}</sql></changeSet>'
+                               for n, text in enumerate([f"select '{marker}'", *sql], start=1))
+        (tmp / "changelog.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<databaseChangeLog '
+            'xmlns="http://www.liquibase.org/xml/ns/dbchangelog" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            'xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog '
+            'http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">\n'
+            f"{changesets}\n</databaseChangeLog>\n")
+        response = self.app.submit_lb(["update", "--changelog-file", "changelog.xml"], tmp)
+        assert response.status_code == 201, response.text
+        return response.json()["job_id"]
+
     def submit(self, tmp: Path, *sql: str) -> str:
         response = self.app.submit(self.steps(tmp, *sql), tmp)
         assert response.status_code == 201, response.text
@@ -199,6 +215,9 @@ class FaultRig:
             elif argv[:1] and argv[0].endswith("psql") and env.get("PGAPPNAME") == "sqlrs-build":
                 if not self.query("select 1 from prepare_job where status = 'running'"):
                     stray.append(f"{pid} {' '.join(argv)}")
+            elif argv[:1] and argv[0].endswith("java") and any("liquibase" in a for a in argv):
+                if not self.query("select 1 from prepare_job where status = 'running'"):
+                    stray.append(f"{pid} liquibase")
         return stray
 
     def _docker(self) -> bool:
