@@ -3,6 +3,8 @@
 The host image is built offline like the Postgres image (mmdebstrap + ``docker import``): the
 Debian release the bundle targets, with only what a freshly installed server has that Ansible
 needs (python3, and openssh-server, which the playbook connects to). No Postgres, no Redis.
+Two flavours: without an init system (the playbook's sysvinit path, as in any container), and
+with systemd booted as PID 1 (its systemd path, with the units of systemd/).
 The container runs with ``--network none``; Ansible reaches its sshd through ``docker exec -i``
 (``sshd -i`` speaks SSH on stdin/stdout), so the playbook runs over a real SSH connection with
 the builtin ssh plugin, as it does against a site's servers, and the host has no network at all.
@@ -18,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -25,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SQLRS_TEST_CACHE", "/var/cache/sqlrs-test"))
 SUITE = "bookworm"
 HOST_PACKAGES = ("python3", "openssh-server")
+SYSTEMD_PACKAGES = ("systemd", "systemd-sysv")
 # What goes into the bundle: a change to any of these builds a new one.
 BUNDLE_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "appliance", "jobs", "ansible", "systemd",
                  "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image")
@@ -41,10 +45,11 @@ def apt_sources() -> Path:
     raise RuntimeError("this host has no apt sources to build the Debian host image from")
 
 
-def host_image() -> str:
+def host_image(systemd: bool = False) -> str:
     """The tag of the fresh-host image, built when no image of this recipe exists yet."""
     sources = apt_sources()
-    recipe = "\n".join([SUITE, *HOST_PACKAGES, sources.read_text()])
+    packages = HOST_PACKAGES + (SYSTEMD_PACKAGES if systemd else ())
+    recipe = "\n".join([SUITE, *packages, sources.read_text()])
     tag = f"sqlrs-test/debian-host:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
         return tag
@@ -52,7 +57,7 @@ def host_image() -> str:
         rootfs = Path(tmp) / "rootfs.tar"
         with sources.open() as stdin:
             subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(HOST_PACKAGES)}",
+                ["mmdebstrap", "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(packages)}",
                  "--aptopt=APT::Install-Recommends \"false\"", "--dpkgopt=path-exclude=/usr/share/man/*",
                  "--dpkgopt=path-exclude=/usr/share/doc/*", SUITE, str(rootfs), "-"],
                 stdin=stdin, check=True, capture_output=True)
@@ -103,17 +108,34 @@ def bundle(version_suffix: str = "") -> Path:
 class OfflineHost:
     """One container of the host image: no network, reachable by SSH through `docker exec`."""
 
-    def __init__(self, image: str, workdir: Path):
-        self.name = f"sqlrs-test-host-{uuid.uuid4().hex[:10]}"
-        self.key = workdir / "id_ed25519"
+    def __init__(self, image: str, workdir: Path, *, systemd: bool = False):
+        self.name, self.systemd = f"sqlrs-test-host-{uuid.uuid4().hex[:10]}", systemd
+        self.key = workdir / f"{self.name}.key"
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "playbook-test", "-f", str(self.key)])
-        # --init reaps the daemons the sysvinit path starts. SYS_PTRACE is a root capability every
-        # real host has and Docker drops: the process runtime reads its postmasters' /proc/PID/cwd.
-        run(["docker", "run", "-d", "--init", "--network", "none", "--cap-add", "SYS_PTRACE",
-             "--hostname", "sqlrs-host1", "--label", "sqlrs-test=playbook", "--name", self.name,
-             image, "sleep", "infinity"])
+        # SYS_PTRACE is a root capability every real host has and Docker drops: the process
+        # runtime reads its postmasters' /proc/PID/cwd.
+        argv = ["docker", "run", "-d", "--network", "none", "--cap-add", "SYS_PTRACE", "--hostname", "sqlrs-host1",
+                "--label", "sqlrs-test=playbook", "--name", self.name]
+        if systemd:
+            # systemd as PID 1 needs its own /run, and the cgroup tree writable to place its units
+            # (under this container's own cgroup).
+            argv += ["--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+                     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", image, "/sbin/init"]
+        else:
+            argv += ["--init", image, "sleep", "infinity"]  # --init reaps the sysvinit path's daemons
+        run(argv)
+        if systemd:
+            self._wait_for_boot()
         self.exec("install", "-d", "-m", "700", "/root/.ssh")
-        self.exec("sh", "-c", "cat > /root/.ssh/authorized_keys", input=self.key.with_suffix(".pub").read_text())
+        self.exec("sh", "-c", "cat > /root/.ssh/authorized_keys", input=Path(f"{self.key}.pub").read_text())
+
+    def _wait_for_boot(self) -> None:
+        for _ in range(120):
+            state = self.exec("systemctl", "is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"systemd in {self.name} did not finish booting (state: {state})")
 
     def exec(self, *argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", "exec", "-i", self.name, *argv], input=input, text=True,
@@ -122,7 +144,8 @@ class OfflineHost:
     def inventory(self) -> str:
         proxy = f"docker exec -i {self.name} sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -i'"
         return (
-            "sqlrs:\n  hosts:\n    sqlrs-host1:\n"
+            # Named after the container: Ansible's persistent SSH connections are keyed by it.
+            f"sqlrs:\n  hosts:\n    {self.name}:\n"
             "      ansible_user: root\n"
             "      ansible_become_method: su\n"   # root already: su to root asks nothing
             f"      ansible_ssh_private_key_file: {self.key}\n"
@@ -132,4 +155,7 @@ class OfflineHost:
         )
 
     def remove(self) -> None:
+        if self.systemd:  # a clean poweroff removes the cgroups systemd made; then the container exits
+            subprocess.run(["docker", "kill", "--signal", "SIGRTMIN+4", self.name], capture_output=True)
+            subprocess.run(["timeout", "30", "docker", "wait", self.name], capture_output=True)
         subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True)

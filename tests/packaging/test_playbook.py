@@ -173,3 +173,30 @@ def test_upgrade_keeps_states_and_instances(installed, tmp_path):
 
     result, counts, _ = upgrade.run()
     assert result.returncode == 0 and counts["changed"] == 0, tasks_with("changed", result.stdout)
+
+
+def test_systemd_host(tmp_path):
+    """The systemd path, on a host that boots systemd as PID 1: the units of systemd/ installed,
+    enabled and running (with the copy driver's drop-in), a smoke prepare, a rerun that changes nothing."""
+    host = OfflineHost(host_image(systemd=True), tmp_path, systemd=True)
+    try:
+        inventory = tmp_path / "inventory.yml"
+        inventory.write_text(host.inventory())
+        playbook = Playbook(unpack(bundle(), tmp_path), inventory)
+        result, counts, seconds = playbook.run()
+        print(f"\nsystemd host: first playbook run (install): {seconds:.0f} s")
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+        units = ["sqlrs-api", "sqlrs-worker@1", "sqlrs-worker@2", "sqlrs-migrate", "postgresql@15-main", "redis-server"]
+        assert host.exec("systemctl", "is-active", *units, check=False).stdout.split() == ["active"] * len(units)
+        assert host.exec("systemctl", "is-enabled", "sqlrs.target", "sqlrs-worker@2").stdout.split() == ["enabled"] * 2
+        caps = host.exec("systemctl", "show", "--property=CapabilityBoundingSet", "sqlrs-worker@1").stdout
+        assert "cap_chown" in caps and "cap_sys_admin" not in caps  # the copy driver mounts nothing
+
+        dsn = prepare(host, "/root/smoke.sql", SMOKE_SQL)
+        assert query(host, dsn, "select string_agg(name, ',' order by id) from release") == "offline,bundle"
+
+        result, counts, _ = playbook.run()
+        assert result.returncode == 0 and counts["changed"] == 0, tasks_with("changed", result.stdout)
+    finally:
+        host.remove()
