@@ -2,9 +2,9 @@
 
 The host image is built offline like the Postgres image (mmdebstrap + ``docker import``): the
 Debian release the bundle targets, with only what a freshly installed server has that Ansible
-needs (python3, and openssh-server, which the playbook connects to). No Postgres, no Redis.
-Two flavours: without an init system (the playbook's sysvinit path, as in any container), and
-with systemd booted as PID 1 (its systemd path, with the units of systemd/).
+needs (python3, and openssh-server, which the playbook connects to), and systemd. No Postgres, no
+Redis. A container of it runs either without an init system (`sleep` is PID 1, as in any
+container: the playbook's sysvinit path) or boots systemd as PID 1 (its systemd path).
 The container runs with ``--network none``; Ansible reaches its sshd through ``docker exec -i``
 (``sshd -i`` speaks SSH on stdin/stdout), so the playbook runs over a real SSH connection with
 the builtin ssh plugin, as it does against a site's servers, and the host has no network at all.
@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SQLRS_TEST_CACHE", "/var/cache/sqlrs-test"))
 SUITE = "bookworm"
-HOST_PACKAGES = ("python3", "openssh-server")
-SYSTEMD_PACKAGES = ("systemd", "systemd-sysv")
+HOST_PACKAGES = ("python3", "openssh-server", "systemd", "systemd-sysv")
 # What goes into the bundle: a change to any of these builds a new one.
 BUNDLE_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "appliance", "jobs", "ansible", "systemd",
-                 "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image")
+                 "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image",
+                 "scripts/build-liquibase-image")
 
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -45,11 +45,10 @@ def apt_sources() -> Path:
     raise RuntimeError("this host has no apt sources to build the Debian host image from")
 
 
-def host_image(systemd: bool = False) -> str:
+def host_image() -> str:
     """The tag of the fresh-host image, built when no image of this recipe exists yet."""
     sources = apt_sources()
-    packages = HOST_PACKAGES + (SYSTEMD_PACKAGES if systemd else ())
-    recipe = "\n".join([SUITE, *packages, sources.read_text()])
+    recipe = "\n".join([SUITE, *HOST_PACKAGES, sources.read_text()])
     tag = f"sqlrs-test/debian-host:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0:
         return tag
@@ -57,7 +56,7 @@ def host_image(systemd: bool = False) -> str:
         rootfs = Path(tmp) / "rootfs.tar"
         with sources.open() as stdin:
             subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(packages)}",
+                ["mmdebstrap", "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(HOST_PACKAGES)}",
                  "--aptopt=APT::Install-Recommends \"false\"", "--dpkgopt=path-exclude=/usr/share/man/*",
                  "--dpkgopt=path-exclude=/usr/share/doc/*", SUITE, str(rootfs), "-"],
                 stdin=stdin, check=True, capture_output=True)
@@ -65,8 +64,8 @@ def host_image(systemd: bool = False) -> str:
     return tag
 
 
-def _inputs_digest(image_id: str) -> str:
-    digest = hashlib.sha256(image_id.encode())
+def _inputs_digest(image_ids: str) -> str:
+    digest = hashlib.sha256(image_ids.encode())
     for name in BUNDLE_INPUTS:
         top = REPO / name
         paths = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
@@ -79,8 +78,10 @@ def _inputs_digest(image_id: str) -> str:
 def bundle(version_suffix: str = "") -> Path:
     """The bundle tarball of the current checkout, from the cache or built by scripts/build-bundle.
     With a version suffix (e.g. ``.post1``): the same code released as a later version, to upgrade to."""
-    image_id = run([str(REPO / "scripts/build-postgres-image")]).stdout.strip()  # builds only when missing
-    key = _inputs_digest(image_id)
+    # The images the bundle saves; each script builds its image only when missing.
+    image_ids = " ".join(run([str(REPO / "scripts" / script)]).stdout.strip()
+                         for script in ("build-postgres-image", "build-liquibase-image"))
+    key = _inputs_digest(image_ids)
     out = CACHE / "bundles" / key / (version_suffix or "release")
     found = sorted(out.glob("sqlrs-appliance-*.tar.gz"))
     if found:

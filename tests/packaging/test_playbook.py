@@ -8,6 +8,7 @@ import re
 import subprocess
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -90,6 +91,9 @@ def installed(tmp_path_factory):
     tarball = bundle()
     ansible_dir = unpack(tarball, workdir)
     host = OfflineHost(host_image(), workdir)
+    # The later version the upgrade test moves to is built while this host installs the first.
+    later = ThreadPoolExecutor(max_workers=1)
+    later_bundle = later.submit(bundle, ".post1")
     try:
         inventory = workdir / "inventory.yml"
         inventory.write_text(host.inventory())
@@ -97,19 +101,20 @@ def installed(tmp_path_factory):
         first = playbook.run()
         print(f"\nbundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MiB; "
               f"first playbook run (install): {first[2]:.0f} s")
-        yield host, playbook, first
+        yield host, playbook, first, later_bundle
     finally:
+        later.shutdown()
         host.remove()
 
 
 def test_host_has_no_network(installed):
-    host, _, _ = installed
+    host, *_ = installed
     interfaces = host.exec("ls", "/sys/class/net").stdout.split()
     assert interfaces == ["lo"]
 
 
 def test_playbook_installs_from_the_bundle(installed):
-    host, _, (result, counts, _) = installed
+    host, _, (result, counts, _), _ = installed
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert counts["failed"] == 0 and counts["unreachable"] == 0
     assert counts["changed"] > 0
@@ -122,13 +127,13 @@ def test_playbook_installs_from_the_bundle(installed):
 
 
 def test_smoke_prepare_psql(installed):
-    host, _, _ = installed
+    host, *_ = installed
     dsn = prepare(host, "/root/smoke.sql", SMOKE_SQL)
     assert query(host, dsn, "select string_agg(name, ',' order by id) from release") == "offline,bundle"
 
 
 def test_second_run_changes_nothing(installed):
-    _, playbook, _ = installed
+    _, playbook, *_ = installed
     result, counts, seconds = playbook.run()
     print(f"\nsecond playbook run: {seconds:.0f} s, {counts}")
     assert result.returncode == 0, result.stdout[-6000:]
@@ -138,7 +143,7 @@ def test_second_run_changes_nothing(installed):
 
 def test_changed_bundle_file_stops_the_play(installed):
     """SHA256SUMS is checked on every run, before any task installs from the bundle."""
-    host, playbook, _ = installed
+    host, playbook, *_ = installed
     wheel = host.exec("sh", "-c", "ls /opt/sqlrs/bundles/*/wheels/sqlrs_appliance-*.whl").stdout.split()[0]
     host.exec("sh", "-c", f"printf x >> {wheel}")
     result, counts, _ = playbook.run()
@@ -150,12 +155,12 @@ def test_changed_bundle_file_stops_the_play(installed):
 def test_upgrade_keeps_states_and_instances(installed, tmp_path):
     """The same code released as a later version: the venv moves to it, the appliance is stopped,
     migrated once and started again, and what existed before is still there and still running."""
-    host, playbook, _ = installed
+    host, playbook, _, later_bundle = installed
     dsn = prepare(host, "/root/before.sql", "create table kept (v text); insert into kept values ('before');\n")
     before = installed_version(host)
     api_pid = host.exec("cat", "/run/sqlrs/api.pid").stdout.strip()
 
-    newer = bundle(".post1")
+    newer = later_bundle.result()
     upgrade = Playbook(unpack(newer, tmp_path), playbook.inventory)
     result, counts, seconds = upgrade.run()
     print(f"\nupgrade {before} -> {newer.name}: {seconds:.0f} s")
@@ -178,7 +183,7 @@ def test_upgrade_keeps_states_and_instances(installed, tmp_path):
 def test_systemd_host(tmp_path):
     """The systemd path, on a host that boots systemd as PID 1: the units of systemd/ installed,
     enabled and running (with the copy driver's drop-in), a smoke prepare, a rerun that changes nothing."""
-    host = OfflineHost(host_image(systemd=True), tmp_path, systemd=True)
+    host = OfflineHost(host_image(), tmp_path, systemd=True)
     try:
         inventory = tmp_path / "inventory.yml"
         inventory.write_text(host.inventory())
