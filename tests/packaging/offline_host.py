@@ -142,7 +142,7 @@ class OfflineHost:
         return subprocess.run(["docker", "exec", "-i", self.name, *argv], input=input, text=True,
                               capture_output=True, check=check)
 
-    def inventory(self) -> str:
+    def inventory(self, **group_vars: str) -> str:
         proxy = f"docker exec -i {self.name} sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -i'"
         return (
             # Named after the container: Ansible's persistent SSH connections are keyed by it.
@@ -153,6 +153,7 @@ class OfflineHost:
             f"      ansible_ssh_common_args: >-\n"
             f"        -o ProxyCommand=\"{proxy}\"\n"
             "        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n"
+            + ("  vars:\n" + "".join(f"    {key}: {value}\n" for key, value in group_vars.items()) if group_vars else "")
         )
 
     def remove(self) -> None:

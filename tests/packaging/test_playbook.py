@@ -96,7 +96,8 @@ def installed(tmp_path_factory):
     later_bundle = later.submit(bundle, ".post1")
     try:
         inventory = workdir / "inventory.yml"
-        inventory.write_text(host.inventory())
+        # The Nomad client configuration is only written (there is no Nomad here to run it).
+        inventory.write_text(host.inventory(nomad_client_enabled="true"))
         playbook = Playbook(ansible_dir, inventory)
         first = playbook.run()
         print(f"\nbundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MiB; "
@@ -124,6 +125,14 @@ def test_playbook_installs_from_the_bundle(installed):
     policy = host.exec("env", "APT_CONFIG=/etc/sqlrs/apt/apt.conf", "apt-cache", "policy", "redis-server").stdout
     assert f"file:/opt/sqlrs/bundles/sqlrs-appliance-{version}/debs" in policy
     assert host.exec("/etc/init.d/sqlrs-appliance", "status").returncode == 0
+
+
+def test_nomad_client_configuration(installed):
+    host, *_ = installed
+    hcl = host.exec("cat", "/etc/nomad.d/sqlrs-client.hcl").stdout
+    assert re.search(r'plugin "docker" \{\s*config \{\s*allow_privileged = true\s*volumes \{\s*enabled = true', hcl)
+    assert re.search(r'host_volume "sqlrs-data" \{\s*path\s*= "/var/lib/sqlrs-appliance"', hcl)
+    assert re.search(r'meta \{\s*"sqlrs_host" = "sqlrs-host1"\s*"sqlrs_store" = "true"', hcl)
 
 
 def test_smoke_prepare_psql(installed):
