@@ -1,6 +1,7 @@
 """The offline install, for real: the bundle's own playbook against a fresh Debian host that has
 no network at all, a `sqlrs prepare:psql` against what it installed, then a second run that must
-change nothing. See offline_host.py for how the host is built and reached."""
+change nothing; then a changed bundle file, an upgrade, and the same install on systemd.
+See offline_host.py for how the host is built and reached."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ import subprocess
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
