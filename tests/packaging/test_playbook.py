@@ -22,6 +22,23 @@ SMOKE_SQL = """\
 create table release (id int primary key, name text not null);
 insert into release values (1, 'offline'), (2, 'bundle');
 """
+LB_CHANGELOG = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
+    http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+  <changeSet id="1" author="smoke"><sql>create table offline (note text)</sql></changeSet>
+  <changeSet id="2" author="smoke"><sql>insert into offline values ('liquibase')</sql></changeSet>
+</databaseChangeLog>
+"""
+
+
+MEASURED: list[str] = []  # bundle size and playbook times, printed at the end of the run (conftest)
+
+
+def measured(line: str) -> None:
+    MEASURED.append(line)
 
 
 class Playbook:
@@ -102,7 +119,7 @@ def installed(tmp_path_factory):
         inventory.write_text(host.inventory(nomad_client_enabled="true"))
         playbook = Playbook(ansible_dir, inventory)
         first = playbook.run()
-        print(f"\nbundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MiB; "
+        measured(f"bundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MiB; "
               f"first playbook run (install): {first[2]:.0f} s")
         yield host, playbook, first, later_bundle
     finally:
@@ -143,10 +160,25 @@ def test_smoke_prepare_psql(installed):
     assert query(host, dsn, "select string_agg(name, ',' order by id) from release") == "offline,bundle"
 
 
+def test_smoke_prepare_lb(installed):
+    """prepare:lb with the bundle's own Liquibase and JRE, on a host that never had network."""
+    host, *_ = installed
+    host.exec("mkdir", "-p", "/root/lb")
+    host.exec("sh", "-c", "cat > /root/lb/changelog.xml", input=LB_CHANGELOG)
+    result = host.exec("sh", "-c", "cd /root/lb && exec env SQLRS_URL=http://127.0.0.1:7433 "
+                       "SQLRS_TOKEN_FILE=/var/lib/sqlrs-appliance/admin.token /opt/sqlrs/venv/bin/sqlrs "
+                       "prepare:lb -- update --changelog-file changelog.xml", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dsn = re.search(r"^DSN=(\S+)$", result.stdout, re.MULTILINE)
+    assert dsn, result.stdout
+    assert query(host, dsn.group(1), "select count(*) from databasechangelog") == "2"
+    assert query(host, dsn.group(1), "select note from offline") == "liquibase"
+
+
 def test_second_run_changes_nothing(installed):
     _, playbook, *_ = installed
     result, counts, seconds = playbook.run()
-    print(f"\nsecond playbook run: {seconds:.0f} s, {counts}")
+    measured(f"second playbook run: {seconds:.0f} s, {counts}")
     assert result.returncode == 0, result.stdout[-6000:]
     assert counts["changed"] == 0, tasks_with("changed", result.stdout)
     assert counts["failed"] == 0
@@ -174,7 +206,7 @@ def test_upgrade_keeps_states_and_instances(installed, tmp_path):
     newer = later_bundle.result()
     upgrade = Playbook(unpack(newer, tmp_path), playbook.inventory)
     result, counts, seconds = upgrade.run()
-    print(f"\nupgrade {before} -> {newer.name}: {seconds:.0f} s")
+    measured(f"upgrade {before} -> {newer.name}: {seconds:.0f} s")
     assert result.returncode == 0, result.stdout[-6000:]
     changed = tasks_with("changed", result.stdout)
     assert f"appliance : Install from the wheelhouse sqlrs-appliance {before}.post1" in changed
@@ -200,7 +232,7 @@ def test_systemd_host(tmp_path):
         inventory.write_text(host.inventory())
         playbook = Playbook(unpack(bundle(), tmp_path), inventory)
         result, counts, seconds = playbook.run()
-        print(f"\nsystemd host: first playbook run (install): {seconds:.0f} s")
+        measured(f"systemd host: first playbook run (install): {seconds:.0f} s")
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
         units = ["sqlrs-api", "sqlrs-worker@1", "sqlrs-worker@2", "sqlrs-migrate", "postgresql@15-main", "redis-server"]
