@@ -42,7 +42,9 @@ def appliance_on(request, driver: str, extra_env: dict[str, str] | None = None) 
     with contextlib.ExitStack() as stack:
         env = {**FAST_RECOVERY, **(extra_env or {})}
         if driver == "zfs":
-            dataset, _ = stack.enter_context(file_backed_pool(Runner(), public_tmpdir("sqlrs-zfs-"), 4 * 1024**3))
+            pool_dir = public_tmpdir("sqlrs-zfs-")
+            stack.callback(shutil.rmtree, pool_dir, ignore_errors=True)  # after the pool is gone (LIFO)
+            dataset, _ = stack.enter_context(file_backed_pool(Runner(), pool_dir, 4 * 1024**3))
             env.update({"SQLRS_STORAGE_BACKEND": "zfs", "SQLRS_ZFS_DATASET": dataset})
         elif driver in ("docker", "nomad"):
             require_docker()
