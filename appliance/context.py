@@ -9,6 +9,7 @@ import peewee
 from redis import Redis
 
 from .control.db import open_database
+from .isolation.level import Isolation, choose_isolation
 from .runtime.base import InstanceRuntime
 from .settings import Settings
 from .shell import Runner, unprivileged
@@ -26,6 +27,7 @@ class AppContext:
     runtime: InstanceRuntime
     storage_warnings: list[str] = field(default_factory=list)
     storage_reason: str = ""
+    isolation: "Isolation | None" = None  # None only in tests that build a context by hand
 
     @cached_property
     def redis(self) -> Redis:
@@ -48,7 +50,19 @@ class AppContext:
             return ContainerLiquibase(self.runner, self.settings.liquibase_image,
                                       java_opts=self.settings.liquibase_java_opts)
         return LiquibaseCli(self.runner, self.settings.liquibase_home, java_opts=self.settings.liquibase_java_opts,
-                            java_home=self.settings.java_home, run_as=unprivileged(self.settings.liquibase_os_user))
+                            java_home=self.settings.java_home, run_as=unprivileged(self.settings.liquibase_os_user),
+                            sandbox=self.sandbox)
+
+    def identity_of(self, org: str):
+        """The OS identity an org's tools run as (see appliance.isolation)."""
+        if self.isolation is None:
+            return self.runtime.run_as
+        return self.isolation.identities.of(org)
+
+    @property
+    def sandbox(self):
+        from .isolation.sandbox import Sandbox
+        return self.isolation.sandbox if self.isolation is not None else Sandbox(False)
 
     @property
     def host(self) -> str:
@@ -79,6 +93,9 @@ def build_context(settings: Settings, runner: Runner | None = None, *, wait_for_
     log.info("storage: %s", choice.reason)
     for warning in warnings:
         log.warning(warning)
-    runtime = open_runtime(settings, runner)
+    isolation = choose_isolation(settings, runner, unprivileged(settings.instance_os_user or "postgres"))
+    log.info("tenant isolation: %s (%s)", isolation.level, isolation.reason)
+    store.identities = isolation.identities
+    runtime = open_runtime(settings, runner, isolation.sandbox)
     return AppContext(settings=settings, db=db, runner=runner, store=store, runtime=runtime,
-                      storage_warnings=warnings, storage_reason=choice.reason)
+                      storage_warnings=warnings, storage_reason=choice.reason, isolation=isolation)

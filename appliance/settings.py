@@ -131,6 +131,14 @@ class Settings(BaseSettings):
         "PBKDF2 iterations of the SCRAM verifier set on each instance. 4096 is both Postgres's default "
         "and the least the PostgreSQL JDBC driver accepts; raise it if a policy requires."))
     instance_os_user: str | None = Field(None, description="Unprivileged OS user that runs Postgres; default postgres when root, else the current user.")
+    tenant_isolation: Literal["auto", "os", "none"] = Field("auto", description=(
+        "How orgs are kept apart on the host. os: one OS user per org, and psql, Liquibase and "
+        "process-runtime servers in a bubblewrap sandbox (needs root, useradd and bwrap). auto: os where "
+        "the host allows it, else none with one org only. none: every org runs as instance_os_user "
+        "(for a single team that accepts it: any org's SQL could then reach any other's data)."))
+    tenant_uid_min: int = Field(200000, ge=1000, le=2**31 - 2, description="Lowest uid (and gid) given to an "
+                                "org's OS user (os isolation); users are made on first use, per host.")
+    tenant_uid_max: int = Field(299999, ge=1000, le=2**31 - 2, description="Highest uid given to an org's OS user.")
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
     port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")
     port_max: int = Field(6999, ge=1024, le=65535, description="Last port of the instance port pool.")
@@ -186,6 +194,8 @@ class Settings(BaseSettings):
     def _ranges_ordered(self) -> "Settings":
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
+        if self.tenant_uid_min > self.tenant_uid_max:
+            raise ValueError("tenant_uid_min must not exceed tenant_uid_max")
         if self.cache_low_watermark > self.cache_high_watermark:
             raise ValueError("cache_low_watermark must not exceed cache_high_watermark")
         if self.oidc_issuer and not self.oidc_audience:

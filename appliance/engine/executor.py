@@ -335,15 +335,19 @@ class JobRun:
         return volume_id
 
     def _run_psql(self, task: Task, build: BuildCluster, step: dict) -> None:
+        """psql runs as the org's OS identity, in a sandbox that holds only the job's source
+        (read-only) and the build cluster's socket directory, with no network."""
         argv = self.ctx.runtime.psql_command(build.endpoint) + list(step["argv"])
         source = local_source_root(self.ctx, self.org, self.job.source_id)
         cwd = (source / self.job.work_dir).resolve()
+        sandbox = self.ctx.sandbox
+        argv = sandbox.client(argv, cwd=cwd, read_only=[source, build.run_dir])
         self.note(task, f"psql: {step['summary']}")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
+               "HOME": "/tmp" if sandbox.enabled else str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
         try:
-            result = self.ctx.runner(argv, input=step.get("stdin"), env=env, cwd=cwd,
-                                     run_as=self.ctx.runtime.run_as, cancel=self.cancelled,
+            result = self.ctx.runner(argv, input=step.get("stdin"), env=env, cwd="/" if sandbox.enabled else cwd,
+                                     run_as=self.ctx.identity_of(self.org), cancel=self.cancelled,
                                      timeout=self.ctx.settings.step_timeout_seconds)
         except CommandFailed as exc:
             message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidArgument, NotFound
+from ..isolation.sandbox import Sandbox
 from ..shell import Completed, RunAs, Runner
 from .liquibase_args import LiquibaseCommand
 
@@ -97,9 +98,10 @@ class LiquibaseCli:
     driver class, i.e. run a jar of the user's choosing."""
 
     def __init__(self, runner: Runner, home: Path, *, java_opts: str = "", java_home: Path | None = None,
-                 run_as: RunAs | None = None):
+                 run_as: RunAs | None = None, sandbox: Sandbox | None = None):
         self.runner, self.home, self.java_opts, self.java_home = runner, Path(home), java_opts, java_home
         self.run_as = run_as
+        self.sandbox = sandbox or Sandbox(False)
         self._version: tuple[float, str] | None = None
 
     @property
@@ -143,10 +145,21 @@ class LiquibaseCli:
         return found[1]
 
     def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
-            cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:
+            cancel: Callable[[], bool] | None = None, timeout: float | None = None,
+            run_as: RunAs | None = None, source: Path | None = None) -> Completed:
+        """``run_as``: the org's OS identity (default ``liquibase_os_user``); ``source``: the job's
+        source root, the only host files besides Liquibase and the JRE its sandbox shows."""
         argv = [str(self.launcher), *self.arguments(command, connection, sql_only)]
-        return self.runner(argv, env=self._env(connection.password), cwd=cwd, cancel=cancel, timeout=timeout,
-                           run_as=self.run_as)
+        if self.sandbox.enabled:
+            argv = self.sandbox.client(argv, cwd=cwd, network=True,  # JDBC speaks TCP only
+                                       read_only=[source or cwd, self.home, *self._java_dirs()])
+        return self.runner(argv, env=self._env(connection.password), cwd="/" if self.sandbox.enabled else cwd,
+                           cancel=cancel, timeout=timeout, run_as=run_as or self.run_as)
+
+    def _java_dirs(self) -> list[Path]:
+        """The JRE, when it lives outside /usr (which every sandbox shows)."""
+        home = self.java_home
+        return [home] if home is not None and not str(Path(home).resolve()).startswith("/usr/") else []
 
     @staticmethod
     def arguments(command: LiquibaseCommand, connection: Connection, sql_only: bool) -> list[str]:
@@ -164,7 +177,7 @@ class LiquibaseCli:
 
     def _env(self, password: str | None) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "JAVA_OPTS": self.java_opts,
-               "HOME": "/tmp" if self.run_as else os.environ.get("HOME", "/")}
+               "HOME": "/tmp" if self.run_as or self.sandbox.enabled else os.environ.get("HOME", "/")}
         if self.java_home is not None:
             env["JAVA_HOME"] = str(self.java_home)
         if password is not None:

@@ -36,7 +36,8 @@ from ..control.models import Task
 from ..errors import CommandFailed, StepFailed
 from ..runtime.base import SUPERUSER, pgdata_of
 from . import instances
-from .liquibase_steps import command_of, connection, liquibase_message, open_for_liquibase, psql, seal, work_dir
+from .liquibase_steps import (command_of, confined, connection, liquibase_message, open_for_liquibase, psql, seal,
+                              work_dir)
 
 if TYPE_CHECKING:
     from .executor import BuildCluster, JobRun
@@ -229,7 +230,7 @@ def _run_behind_gate(run: "JobRun", tasks: list[Task], build: "BuildCluster", ga
     settler = ForkSettler(run)
     liquibase = Background(lambda: ctx.liquibase.run(  # stopped early if a fork cannot become its state
         command, connection(build), cwd=work_dir(run), cancel=lambda: run.cancelled() or settler.error is not None,
-        timeout=ctx.settings.step_timeout_seconds * len(tasks)))
+        timeout=ctx.settings.step_timeout_seconds * len(tasks), **confined(run)))
     done = 0  # changesets whose row Liquibase has written: tasks[:done]
     try:
         while not liquibase.done.wait(_POLL_SECONDS):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CommandFailed, InvalidArgument, NotFound
-from ..shell import Completed, Runner, cancellable
+from ..shell import Completed, RunAs, Runner, cancellable
 from .liquibase import Connection, LiquibaseCli
 from .liquibase_args import LiquibaseCommand
 
@@ -49,13 +49,17 @@ class ContainerLiquibase(LiquibaseCli):
         return self._image_version[1]
 
     def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
-            cancel: Callable[[], bool] | None = None, timeout: float | None = None) -> Completed:
+            cancel: Callable[[], bool] | None = None, timeout: float | None = None,
+            run_as: RunAs | None = None, source: Path | None = None) -> Completed:
+        """As the org's OS identity (``run_as``; default nobody), seeing the job's source only."""
         name = f"sqlrs-liquibase-{secrets.token_hex(6)}"
-        source = str(Path(cwd).resolve())
+        work = str(Path(cwd).resolve())
+        root = str(Path(source).resolve()) if source is not None else work
+        user = f"{run_as.uid}:{run_as.gid}" if run_as is not None else "nobody"
         argv = ["docker", "run", "--rm", "--name", name, "--label", LABEL, "--network", "host",
-                "--user", "nobody", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                 "--read-only", "--tmpfs", "/tmp", "-e", "HOME=/tmp", "-e", f"JAVA_OPTS={self.java_opts}",
-                "-v", f"{source}:{source}:ro", "-w", source]
+                "-v", f"{root}:{root}:ro", "-w", work]
         if connection.password is not None:
             argv += ["-e", "LIQUIBASE_COMMAND_PASSWORD"]
         argv += [self.image, "liquibase", *self.arguments(command, connection, sql_only)]

@@ -37,6 +37,12 @@ def work_dir(run: "JobRun") -> Path:
     return (local_source_root(run.ctx, run.org, run.job.source_id) / run.job.work_dir).resolve()
 
 
+def confined(run: "JobRun") -> dict:
+    """Liquibase runs as the org's OS identity and sees the job's source only."""
+    return {"run_as": run.ctx.identity_of(run.org),
+            "source": local_source_root(run.ctx, run.org, run.job.source_id).resolve()}
+
+
 def connection(build: "BuildCluster") -> Connection:
     return Connection(f"jdbc:postgresql://127.0.0.1:{build.endpoint.port}/postgres", SUPERUSER, build.password)
 
@@ -57,7 +63,7 @@ def plan(run: "JobRun", task: Task) -> None:
     run.note(task, f"liquibase {version} {ctx.liquibase.where}: update-sql {command.changelog_file}")
     try:
         changesets = ctx.liquibase.plan(command, connection(build), cwd=cwd, cancel=run.cancelled,
-                                        timeout=ctx.settings.step_timeout_seconds)
+                                        timeout=ctx.settings.step_timeout_seconds, **confined(run))
     except CommandFailed as exc:
         raise StepFailed(f"liquibase could not plan {command.changelog_file}: {liquibase_message(exc)}",
                          {"task_id": task.task_id}) from None
@@ -100,7 +106,7 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
     run.note(task, f"liquibase: {changeset.name}")
     try:
         result = ctx.liquibase.run(one, connection(build), cwd=work_dir(run), cancel=run.cancelled,
-                                   timeout=ctx.settings.step_timeout_seconds)
+                                   timeout=ctx.settings.step_timeout_seconds, **confined(run))
     except CommandFailed as exc:
         message = liquibase_message(exc)
         run.note(task, message)
@@ -150,7 +156,7 @@ def _describe(applied: tuple[str, ...] | None) -> str:
 def psql(run: "JobRun", endpoint: Endpoint, sql: str, *options: str):
     runtime = run.ctx.runtime
     return run.ctx.runner(runtime.psql_command(endpoint) + ["-q", "-v", "ON_ERROR_STOP=1", *options, "-c", sql],
-                          env=runtime.command_env(), cwd="/", run_as=runtime.run_as)
+                          env=runtime.command_env(), cwd="/", run_as=run.ctx.identity_of(run.org))
 
 
 def liquibase_message(exc: CommandFailed) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from appliance.errors import InvalidArgument
 
+from .psql_meta import check_meta_command
+
 INCLUDE_COMMANDS = {"i": False, "include": False, "ir": True, "include_relative": True}
 # Meta-commands whose argument is the rest of the line, backslashes included.
 _WHOLE_LINE_COMMANDS = {"!", "copy", "h", "help", "ef", "ev", "sf", "sv"}
@@ -200,10 +202,12 @@ class _Scanner:
         name = text[start + 1 : j]
         if name in _WHOLE_LINE_COMMANDS:
             end = self._line_end(j)
+            check_meta_command(name, (), text[j:end], self.where)
             if name == "copy" and re.search(r"\bfrom\s+stdin\b", text[j:end], re.IGNORECASE):
                 self.copy_pending = True
             return end
         arguments, end = lex_slash_arguments(text, j)
+        check_meta_command(name, arguments, text[j:end], self.where)
         if name in INCLUDE_COMMANDS:
             self.includes.append(IncludeDirective(start, end, INCLUDE_COMMANDS[name], arguments))
         return end

@@ -61,7 +61,9 @@ def local_source_root(ctx: AppContext, org: str, source_id: str | None) -> Path:
     """The unpacked bundle on this host, fetched from the object store on first use here."""
     if source_id is None:
         root = ctx.sources_dir / org / ".empty"
-        _readable(ctx.sources_dir, ctx.sources_dir / org, root)
+        _open_to_org(ctx, org)
+        root.mkdir(exist_ok=True)
+        root.chmod(0o755)
         return root
     root = source_root(ctx, org, source_id)
     if root.is_dir():
@@ -82,8 +84,8 @@ def _unpack_here(ctx: AppContext, org: str, data: bytes) -> str:
     if len(data) > ctx.settings.max_bundle_bytes:
         raise PayloadTooLarge(f"bundle is {len(data)} bytes; the limit is {ctx.settings.max_bundle_bytes}")
     staging = ctx.sources_dir / org / ".incoming"
-    staging.mkdir(parents=True, exist_ok=True)
-    _readable(ctx.sources_dir, ctx.sources_dir / org)
+    _open_to_org(ctx, org)
+    staging.mkdir(exist_ok=True)
     staged = staging / secrets.token_hex(8)
     try:
         source_id = unpack_bundle(data, staged, max_bytes=ctx.settings.max_bundle_bytes,
@@ -196,8 +198,14 @@ def _readable_tree(root: Path) -> None:
             os.chmod(os.path.join(directory, name), 0o644)
 
 
-def _readable(*dirs: Path) -> None:
-    """Bundles are read by psql running as the unprivileged instance user."""
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
-        d.chmod(0o755)
+def _open_to_org(ctx: AppContext, org: str) -> None:
+    """An org's bundles are read by its own psql and Liquibase (its OS identity, in a sandbox
+    that binds the job's source read-only): its directory is root's, in the org's group, and
+    closed to every other org."""
+    ctx.sources_dir.mkdir(parents=True, exist_ok=True)
+    ctx.sources_dir.chmod(0o711)
+    if ctx.isolation is not None:
+        ctx.isolation.identities.group_dir(org, ctx.sources_dir / org)
+    else:
+        (ctx.sources_dir / org).mkdir(exist_ok=True)
+        (ctx.sources_dir / org).chmod(0o755)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Conflict, InvalidArgument, NotFound
+from ..shell import RunAs
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -123,6 +124,31 @@ def match_image(image_id: str, tag: str, pinned: str) -> str:
 # initdb's options for every runtime (after -D and -U): SCRAM over TCP, trust on the private socket.
 INITDB_OPTIONS = ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
                   "--no-sync", "--no-instructions"]
+
+
+def cluster_identity(path: Path, fallback: RunAs | None) -> RunAs | None:
+    """Who a cluster's processes run as: whoever owns its volume (or pgdata, or socket dir).
+
+    The store hands each org's volumes to that org's own OS user (appliance.isolation), so a
+    runtime never needs to know the org: one org's server, psql and ``COPY … PROGRAM`` are a uid
+    no other org shares. A root-owned path (a volume made before isolation) falls back to the
+    runtime's instance user; nothing ever runs as root. ``None`` when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return fallback
+    return fallback if st.st_uid == 0 else RunAs(st.st_uid, st.st_gid)
+
+
+def owner(identity: RunAs | None) -> Callable[[Path], None]:
+    """A function making a directory ``identity``'s alone (0700)."""
+    def own(path: Path) -> None:
+        if identity is not None:
+            os.chown(path, identity.uid, identity.gid)
+        os.chmod(path, 0o700)
+    return own
 
 
 def prepare_empty_pgdata(volume: Path, own: Callable[[Path], None]) -> Path:

@@ -31,7 +31,7 @@ from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFI
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, remembered_for, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
@@ -91,7 +91,7 @@ class DockerRuntime(HostSideClient):
     def init_cluster(self, volume: Path, image: str) -> None:
         pinned = self.resolve_image(image)
         image_ref = pinned.partition("@")[2]
-        pgdata = prepare_empty_pgdata(volume, self._own_dir)
+        pgdata = prepare_empty_pgdata(volume, owner(self._host.identity(volume)))
         command = ["initdb", "-D", CONTAINER_PGDATA, "-U", SUPERUSER, *INITDB_OPTIONS]
         self._run_once(image_ref, command, pgdata)
         configure_new_cluster(pgdata)
@@ -108,7 +108,7 @@ class DockerRuntime(HostSideClient):
         name = container_name(volume)
         self._remove_container(name)  # one that was killed from outside and never stopped
         _remove_stale_pidfile(pgdata)
-        prepare_run_dir(run_dir, port, self._own_dir)
+        prepare_run_dir(run_dir, port, owner(self._host.identity(volume)))
         _, _, image_ref = self.installed_image()
         uid, gid = self._owner_of(pgdata)
         command = ["postgres", "-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}",
@@ -310,15 +310,9 @@ class DockerRuntime(HostSideClient):
             raise InvalidArgument(f"{pgdata} is owned by root; Postgres refuses to run as root")
         return st.st_uid, st.st_gid
 
-    def _own_dir(self, path: Path) -> None:
-        if self.run_as is not None:
-            os.chown(path, self.run_as.uid, self.run_as.gid)
-        os.chmod(path, 0o700)
-
     def _flush(self, pgdata: Path) -> None:
         """Fsync this pgdata once (fsync is off inside Postgres); see the process runtime."""
-        self._runner([self.bin_dir / "initdb", "--sync-only", "-D", pgdata], env=self.command_env(),
-                     cwd="/", run_as=self.run_as)
+        self._host._flush(pgdata)
 
     def _existing_pgdata(self, volume: Path) -> Path:
         pgdata = pgdata_of(safe_path(volume, "volume"))

@@ -29,7 +29,7 @@ from .nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
     job_id_for,
 )
-from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, append_server_log, checked_start_inputs,
+from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, remembered_for, safe_path, says_ready)
 from .process import ProcessRuntime, _remove_stale_pidfile
@@ -97,9 +97,9 @@ class NomadRuntime(HostSideClient):
         """initdb runs as a short batch job of its own, so the cluster is made by the very
         image that will serve it, on the node that holds the volume."""
         pinned = self.resolve_image(image)
-        pgdata = prepare_empty_pgdata(volume, self._own_dir)
+        pgdata = prepare_empty_pgdata(volume, owner(self._host.identity(volume)))
         job = initdb_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
-                         user=self._user(), initdb_args=_INITDB_ARGS)
+                         user=self._user(volume), initdb_args=_INITDB_ARGS)
         job_id = job["Job"]["ID"]
         self._purge(job_id)
         self._call(self._nomad.jobs.register_job, job)
@@ -122,13 +122,13 @@ class NomadRuntime(HostSideClient):
         job_id = job_id_for(volume)
         self._purge(job_id)  # a dead job of an earlier run: re-registering it would place nothing
         _remove_stale_pidfile(pgdata)
-        prepare_run_dir(run_dir, port, self._own_dir)
+        prepare_run_dir(run_dir, port, owner(self._host.identity(volume)))
         shared = self._with_image(pinned)
         if limits is not None:
             shared = dataclasses.replace(shared, memory_mb=limits.memory_mb, cpus=float(limits.cpus))
         job = instance_job(self.template, shared, volume=volume, pgdata=pgdata,
                            run_dir=run_dir, port=port, listen=listen, tcp=listen_host is not None,
-                           user=self._user(), labels=labels)
+                           user=self._user(volume), labels=labels)
         self._call(self._nomad.jobs.register_job, job)
         try:
             self._wait_until_ready(job_id, pgdata)
@@ -300,15 +300,12 @@ class NomadRuntime(HostSideClient):
         return JobSettings(**{**self._shared.__dict__, "image": image_id})
 
     # --- files ----------------------------------------------------------------------------
-    def _user(self) -> str:
-        if self.run_as is not None:
-            return f"{self.run_as.uid}:{self.run_as.gid}"
+    def _user(self, volume: Path) -> str:
+        """The task runs as the cluster's identity: whoever owns its volume (see cluster_identity)."""
+        identity = self._host.identity(volume)
+        if identity is not None:
+            return f"{identity.uid}:{identity.gid}"
         return f"{os.getuid()}:{os.getgid()}"
-
-    def _own_dir(self, path: Path) -> None:
-        if self.run_as is not None:
-            os.chown(path, self.run_as.uid, self.run_as.gid)
-        os.chmod(path, 0o700)
 
     def _existing_pgdata(self, volume: Path) -> Path:
         pgdata = pgdata_of(safe_path(volume, "volume"))

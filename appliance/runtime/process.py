@@ -26,8 +26,9 @@ import psycopg2
 from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
 from ..shell import RunAs, Runner
 from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
-from .cluster import (INITDB_OPTIONS, checked_start_inputs, configure_new_cluster, match_image, postmaster_pid_lines,
-                      prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
+from ..isolation.sandbox import Sandbox, real
+from .cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, configure_new_cluster, match_image,
+                      owner, postmaster_pid_lines, prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
 from . import admin_connections
 from .admin_connections import ReadyPasswords, WarmConnections
 from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
@@ -48,8 +49,10 @@ class ProcessRuntime:
     restart_after_crash = True
 
     def __init__(self, runner: Runner, *, pg_bin_dir: Path | None = None, os_user: str | None = None,
-                 start_timeout: int = 60, stop_timeout: int = 60, scram_iterations: int = SCRAM_ITERATIONS):
+                 start_timeout: int = 60, stop_timeout: int = 60, scram_iterations: int = SCRAM_ITERATIONS,
+                 sandbox: Sandbox | None = None):
         self._runner = runner
+        self.sandbox = sandbox or Sandbox(False)
         self.bin_dir = find_bin_dir(runner, pg_bin_dir)
         self.os_user, self.run_as, self._home = _os_identity(os_user)
         self.start_timeout = start_timeout
@@ -66,7 +69,7 @@ class ProcessRuntime:
         st = binary.stat()
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if self._image_cache is None or self._image_cache[0] != key:
-            version = self._run([binary, "--version"]).stdout.strip()
+            version = self._run([binary, "--version"], run_as=self.run_as).stdout.strip()
             match = re.search(r"\(PostgreSQL\) (\d+)", version)
             if not match:
                 raise InternalError(f"cannot parse the Postgres version from {version!r}")
@@ -82,10 +85,11 @@ class ProcessRuntime:
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:
         self.resolve_image(image)
-        pgdata = prepare_empty_pgdata(volume, self._own_dir)
+        identity = self.identity(volume)
+        pgdata = prepare_empty_pgdata(volume, owner(identity))
         self._run([
             self.bin_dir / "initdb", "-D", pgdata, "-U", SUPERUSER, *INITDB_OPTIONS,
-        ])
+        ], run_as=identity)
         configure_new_cluster(pgdata)
         self._flush(pgdata)
 
@@ -96,7 +100,10 @@ class ProcessRuntime:
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
         _remove_stale_pidfile(pgdata)
-        prepare_run_dir(run_dir, port, self._own_dir)
+        identity = self.identity(volume)
+        prepare_run_dir(run_dir, port, owner(identity))
+        if self.sandbox.enabled:  # the sandbox binds real paths: name them so inside
+            pgdata, run_dir = real(pgdata), real(run_dir)
         log = run_dir / "postgres.log"
         options = " ".join([
             "-c", f"listen_addresses={shlex.quote(listen)}",
@@ -105,7 +112,8 @@ class ProcessRuntime:
         ])
         argv = [self.bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-W", "-o", options, "start"]
         try:
-            self._run(argv, timeout=self.start_timeout + 30)
+            self._run(self.sandbox.server(argv, writable=[pgdata.parent, run_dir]), run_as=identity,
+                      timeout=self.start_timeout + 30)
             self._wait_until_ready(pgdata, argv, log)
         except (CommandFailed, subprocess.TimeoutExpired) as exc:
             self._stop_quietly(volume)  # never leave a half-started server behind
@@ -142,7 +150,8 @@ class ProcessRuntime:
         if self._postmaster_pid(pgdata) is not None:
             try:
                 self._run([self.bin_dir / "pg_ctl", "-D", pgdata, "-m", mode, "-w",
-                           "-t", str(self.stop_timeout), "stop"], timeout=self.stop_timeout + 30)
+                           "-t", str(self.stop_timeout), "stop"], run_as=self.identity(pgdata),
+                          timeout=self.stop_timeout + 30)
             except (CommandFailed, subprocess.TimeoutExpired):
                 pass  # stale or wedged postmaster: fall through to killing what is left
             else:
@@ -230,24 +239,24 @@ class ProcessRuntime:
         return int(out.strip())
 
     # --- helpers --------------------------------------------------------------------------
-    def _run(self, argv: list, *, input: str | None = None, timeout: float | None = None):
+    def identity(self, path: Path) -> RunAs | None:
+        """Who runs the tools of the cluster at ``path`` (see ``cluster_identity``)."""
+        return cluster_identity(path, self.run_as)
+
+    def _run(self, argv: list, *, run_as: RunAs | None, input: str | None = None, timeout: float | None = None):
         return self._runner(argv, input=input, env=self.command_env(), cwd="/", timeout=timeout,
-                            run_as=self.run_as)
+                            run_as=run_as)
 
     def _psql(self, endpoint: Endpoint, sql: str) -> str:
-        return self._run(self.psql_command(endpoint) + ["-q", "-A", "-t"], input=sql).stdout
-
-    def _own_dir(self, path: Path) -> None:
-        if self.run_as is not None:
-            os.chown(path, self.run_as.uid, self.run_as.gid)
-        os.chmod(path, 0o700)
+        return self._run(self.psql_command(endpoint) + ["-q", "-A", "-t"], input=sql,
+                         run_as=self.identity(endpoint.socket_dir)).stdout
 
     def _flush(self, pgdata: Path) -> None:
         """Write the cluster's files to disk once (fsync is off inside Postgres).
 
         ``initdb --sync-only`` fsyncs just this pgdata, unlike syncfs, which would also
         wait for every other instance's dirty pages on the same filesystem."""
-        self._run([self.bin_dir / "initdb", "--sync-only", "-D", pgdata])
+        self._run([self.bin_dir / "initdb", "--sync-only", "-D", pgdata], run_as=self.identity(pgdata))
 
     def _existing_pgdata(self, volume: Path) -> Path:
         pgdata = pgdata_of(safe_path(volume, "volume"))

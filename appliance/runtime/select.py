@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from ..settings import Settings
 from ..shell import Runner
+from ..isolation.sandbox import Sandbox
 from .base import InstanceRuntime
 
 
-def open_runtime(settings: Settings, runner: Runner) -> InstanceRuntime:
+def open_runtime(settings: Settings, runner: Runner, sandbox: Sandbox | None = None) -> InstanceRuntime:
+    """``sandbox`` confines servers that run as host processes (the containers of the other
+    runtimes are their own confinement)."""
     if settings.runtime == "docker":
         from .docker import DockerRuntime
         return DockerRuntime(runner, image=settings.docker_image, memory_mb=settings.instance_memory_mb,
@@ -17,4 +20,4 @@ def open_runtime(settings: Settings, runner: Runner) -> InstanceRuntime:
         return NomadRuntime.from_settings(runner, settings)
     from .process import ProcessRuntime
     return ProcessRuntime(runner, pg_bin_dir=settings.pg_bin_dir, os_user=settings.instance_os_user,
-                          scram_iterations=settings.instance_scram_iterations)
+                          scram_iterations=settings.instance_scram_iterations, sandbox=sandbox)

@@ -38,6 +38,9 @@ class SnapshotStore:
     def __init__(self, root: Path, driver: SnapshotDriver):
         self.root = Path(root)
         self.driver = driver
+        # Who an org's volumes belong to on disk (appliance.isolation.identity.OrgIdentities);
+        # None: whoever made them (tests of the drivers alone).
+        self.identities = None
 
     # -- paths ---------------------------------------------------------------------------
     def state_path(self, org: str, state_id: str) -> Path:
@@ -55,15 +58,16 @@ class SnapshotStore:
     # -- volumes -------------------------------------------------------------------------
     def create_volume(self, org: str, volume_id: str) -> Path:
         """An empty writable volume (a fresh ``initdb`` goes here)."""
-        return self._make(self.volume_path(org, volume_id), self.driver.create_volume)
+        return self._hand_over(org, self._make(self.volume_path(org, volume_id), self.driver.create_volume))
 
     def clone_state(self, org: str, state_id: str, volume_id: str, *, from_org: str | None = None) -> Path:
         """A writable volume of ``org`` holding a copy of a state (another org's, when it shared it)."""
-        return self._clone(self.state_path(from_org or org, state_id), self.volume_path(org, volume_id))
+        return self._hand_over(org, self._clone(self.state_path(from_org or org, state_id),
+                                                self.volume_path(org, volume_id)))
 
     def clone_base(self, org: str, base_key: str, volume_id: str) -> Path:
         """A writable volume holding a copy of a base."""
-        return self._clone(self.base_path(org, base_key), self.volume_path(org, volume_id))
+        return self._hand_over(org, self._clone(self.base_path(org, base_key), self.volume_path(org, volume_id)))
 
     def fork_volume(self, org: str, volume_id: str, new_volume_id: str) -> Path:
         """A writable copy of a volume in use, as a crash at this instant would leave it."""
@@ -155,6 +159,13 @@ class SnapshotStore:
         return removed
 
     # -- internals -----------------------------------------------------------------------
+    def _hand_over(self, org: str, volume: Path) -> Path:
+        """A new writable volume belongs to the org's OS identity before anything runs on it
+        (a clone of a state shared by another org, or received from another host, is not yet)."""
+        if self.identities is not None:
+            self.identities.hand_over(org, volume)
+        return volume
+
     def _commit(self, volume: Path, final: Path) -> int:
         if not os.path.isdir(volume):
             raise NotFound(f"volume {volume.name} does not exist")

@@ -1,0 +1,131 @@
+"""One OS identity per org: every Postgres server, psql and Liquibase of an org runs as it.
+
+With ``os`` isolation an org's code (``COPY … TO PROGRAM``, ``\\!`` …) runs as a uid no other
+org shares: another org's 0700 data directories and socket directories are closed to it by the
+kernel, whatever it finds out about their paths. The users are made on first use, on each host,
+named ``sqlrs-o`` + a digest of the org (Linux user names are short and lower-case; the org's
+name itself is in the GECOS field for operators), with a uid from ``tenant_uid_min``…``max``
+and a group of their own. Uids need not match across hosts: a state arriving from elsewhere is
+handed over to the local org's identity when it is cloned (``hand_over``).
+
+With isolation ``none`` every org shares ``fallback`` (the instance OS user), as before.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import threading
+from pathlib import Path
+
+from ..errors import CommandFailed, InternalError
+from ..shell import RunAs, Runner
+
+_NAME_PREFIX = "sqlrs-o"
+
+
+def user_name(org: str) -> str:
+    """The OS user name of an org: stable, lower-case, 19 characters, whatever the org's name."""
+    return _NAME_PREFIX + hashlib.sha256(org.encode()).hexdigest()[:12]
+
+
+class OrgIdentities:
+    """org → the :class:`RunAs` its code runs as (``None``: the current user, when not root)."""
+
+    def __init__(self, runner: Runner, *, per_org: bool, fallback: RunAs | None,
+                 uid_min: int = 200000, uid_max: int = 299999):
+        self._runner = runner
+        self.per_org = per_org
+        self.fallback = fallback
+        self._uid_min, self._uid_max = uid_min, uid_max
+        self._known: dict[str, RunAs] = {}
+        self._lock = threading.Lock()
+
+    def of(self, org: str) -> RunAs | None:
+        if not self.per_org:
+            return self.fallback
+        known = self._known.get(org)
+        if known is not None:
+            return known
+        with self._lock:  # two threads of one worker making the same user
+            identity = self._lookup(org) or self._create(org)
+            self._known[org] = identity
+            return identity
+
+    def owns(self, identity: RunAs | None, path: Path) -> bool:
+        st = os.lstat(path)
+        return identity is None or (st.st_uid, st.st_gid) == (identity.uid, identity.gid)
+
+    def hand_over(self, org: str, volume: Path) -> None:
+        """Make ``volume`` (a fresh clone, not yet running) the org's: its own clones already
+        are; a clone of a state another org shared, or that came from another host, is
+        re-owned file by file."""
+        identity = self.of(org)
+        if identity is None:
+            return
+        top_owned = self.owns(identity, volume)
+        pgdata = volume / "pgdata"
+        if top_owned and (not pgdata.exists() or self.owns(identity, pgdata)):
+            return
+        for directory, dirs, files in os.walk(volume):
+            os.lchown(directory, identity.uid, identity.gid)
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+                os.lchown(os.path.join(directory, name), identity.uid, identity.gid)
+
+    def group_dir(self, org: str, directory: Path, mode: int = 0o750) -> None:
+        """``directory`` readable by the org's identity alone (and root): root-owned, the org's
+        group, ``mode`` — the org's tools read it, nothing of theirs may change it."""
+        identity = self.of(org)
+        directory.mkdir(parents=True, exist_ok=True)
+        if identity is not None and self.per_org:
+            os.chown(directory, 0, identity.gid)
+            os.chmod(directory, mode)
+        else:
+            os.chmod(directory, 0o755)
+
+    # -- users ---------------------------------------------------------------------------
+    def _lookup(self, org: str) -> RunAs | None:
+        try:
+            entry = pwd.getpwnam(user_name(org))
+        except KeyError:
+            return None
+        return RunAs(entry.pw_uid, entry.pw_gid)
+
+    def _create(self, org: str) -> RunAs:
+        name = user_name(org)
+        for _ in range(20):  # another worker or host tool may take a uid between look and make
+            uid = self._free_uid()
+            try:
+                self._runner(["groupadd", "-g", str(uid), name])
+            except CommandFailed as exc:
+                if exc.returncode != 4 and exc.returncode != 9:  # 4: gid taken, 9: name taken
+                    raise
+                found = self._lookup(org)
+                if found:
+                    return found
+                if exc.returncode == 4:
+                    continue
+            try:
+                self._runner(["useradd", "-u", str(uid), "-g", name, "-M", "-d", "/nonexistent",
+                              "-s", "/usr/sbin/nologin", "-c", f"sqlrs org {org}", name])
+            except CommandFailed as exc:
+                found = self._lookup(org)
+                if found:
+                    return found
+                if exc.returncode != 4:  # 4: uid taken
+                    raise
+                continue
+            found = self._lookup(org)
+            if found:
+                return found
+        raise InternalError(f"could not make an OS user for org {org}: no free uid in "
+                            f"{self._uid_min}-{self._uid_max}")
+
+    def _free_uid(self) -> int:
+        taken = {entry.pw_uid for entry in pwd.getpwall()}
+        import grp
+        taken |= {entry.gr_gid for entry in grp.getgrall()}
+        for uid in range(self._uid_min, self._uid_max + 1):
+            if uid not in taken:
+                return uid
+        raise InternalError(f"no free uid left in {self._uid_min}-{self._uid_max} for a new org")
