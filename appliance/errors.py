@@ -54,6 +54,13 @@ class PermissionDenied(ApplianceError):
     http_status = 403
 
 
+class IsolationUnavailable(PermissionDenied):
+    """This host cannot keep orgs apart (appliance.isolation.level), and it already serves
+    another org; the operator may accept that with ``tenant_isolation = "none"``."""
+
+    code = "isolation_unavailable"
+
+
 class NotFound(ApplianceError):
     code = "not_found"
     http_status = 404

@@ -195,12 +195,19 @@ class Health(BaseModel):
     version: str
 
 
+class Isolation(BaseModel):
+    level: str  # os | none
+    reason: str
+    one_org_only: bool
+
+
 class Readiness(BaseModel):
     ok: bool
     checks: dict[str, str]
     store_driver: str
     store_reason: str
     warnings: list[str]
+    isolation: Isolation | None = None
 
 
 class CacheEviction(BaseModel):

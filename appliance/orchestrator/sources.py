@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..context import AppContext
+from .tenancy import check_may_serve
 from ..control.models import Project, SourceBundle
 from ..engine.bundle import unpack_bundle
 from ..errors import InvalidArgument, NotFound, PayloadTooLarge
@@ -46,6 +47,7 @@ def bundle_key(org: str, source_id: str) -> str:
 
 def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
     """Unpack, share and record a bundle; returns (source_id, created). Idempotent by content."""
+    check_may_serve(ctx, org)
     source_id = _unpack_here(ctx, org, data)
     if not ctx.objects.exists(bundle_key(org, source_id)):
         try:

@@ -20,6 +20,7 @@ from ..engine.hashing import chain_state_ids, digest
 from ..engine.liquibase_args import LiquibaseCommand, parse_liquibase_args
 from ..engine.liquibase_plans import ChangesetStep, PlannedChangeset, cached_plan, chain, plan_key, task_rows
 from ..engine.psql import PsqlStep, plan_psql
+from .tenancy import check_may_serve
 from ..errors import ApplianceError, InvalidArgument
 from .events import append_event, append_events, event
 from . import quotas
@@ -54,6 +55,7 @@ class KnownLiquibasePlan:
 
 def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedPrepare:
     """Validate and plan a request; raises a 4xx error for anything a client got wrong."""
+    check_may_serve(ctx, org)
     kind = request.get("prepare_kind")
     if kind not in ("psql", "lb"):
         raise InvalidArgument(f"unknown prepare_kind {kind!r}; expected 'psql' or 'lb'")

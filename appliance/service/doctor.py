@@ -31,7 +31,15 @@ def _postgres(settings: Settings, runner: Runner) -> str:
     from ..runtime.select import open_runtime
     runtime = open_runtime(settings, runner)
     resolved = runtime.resolve_image("postgres")
-    return f"{runtime.name} runtime: postgres resolves to {resolved}; instances run as {runtime.os_user}"
+    return (f"{runtime.name} runtime: postgres resolves to {resolved}; instances run as their org's OS user "
+            f"(isolation os) or as {runtime.os_user}")
+
+
+def _isolation(settings: Settings, runner: Runner) -> str:
+    from ..isolation.level import choose_isolation
+    from ..shell import unprivileged
+    isolation = choose_isolation(settings, runner, unprivileged(settings.instance_os_user or "postgres"))
+    return f"{isolation.level}: {isolation.reason}"
 
 
 def _ports(settings: Settings, runner: Runner) -> str:
@@ -74,7 +82,7 @@ def _objects(settings: Settings, runner: Runner) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [
-    ("storage", _storage), ("postgres", _postgres), ("ports", _ports), ("control_db", _control_db),
+    ("storage", _storage), ("postgres", _postgres), ("isolation", _isolation), ("ports", _ports), ("control_db", _control_db),
     ("redis", _redis), ("object_store", _objects),
 ]
 

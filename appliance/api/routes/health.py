@@ -46,7 +46,8 @@ async def ready():
     checks = await call(_checks, ctx)
     ok = all(value == "ok" for value in checks.values())
     return ({"ok": ok, "checks": checks, "store_driver": ctx.store.driver.name,
-             "store_reason": ctx.storage_reason, "warnings": ctx.storage_warnings}, 200 if ok else 503)
+             "store_reason": ctx.storage_reason, "warnings": ctx.storage_warnings,
+             "isolation": ctx.isolation.describe() if ctx.isolation is not None else None}, 200 if ok else 503)
 
 
 @blueprint.get("/metrics")

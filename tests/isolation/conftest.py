@@ -1,0 +1,75 @@
+"""The cross-tenant escape suite: two orgs on one real appliance, per runtime and store.
+
+Org A keeps a secret in a state and in a running instance; org B, a member like any other, runs
+attacker-chosen code every way a prepare lets it (server-side programs and file functions, psql
+meta-commands, Liquibase) and the tests check the secret reaches nothing B can read, A's states
+stay byte-identical and B writes nothing outside its own volumes.
+
+Run with ``SQLRS_TENANT_ISOLATION=none`` in the environment to see the suite fail: that is the
+proof it tests the isolation and not something else.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.conftest import appliance_on, psql
+from tests.e2e.harness import Appliance
+
+
+@dataclass
+class Tenants:
+    app: Appliance
+    store: Path  # the store's root on the host
+    org_a: str
+    org_b: str
+    secret: str
+    a_dsn: str
+    marker: str  # a name B's code gives every file it tries to create
+
+    def a_state_files(self) -> dict[str, str]:
+        """Every file of A's states, by path, with its SHA-256."""
+        sums = {}
+        for directory, _, files in os.walk(self.store / "orgs" / self.org_a / "states"):
+            for name in files:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with open(path, "rb") as fh:
+                        sums[path] = hashlib.sha256(fh.read()).hexdigest()
+        return sums
+
+
+def _store_root(app: Appliance, driver: str, env: dict) -> Path:
+    if driver == "zfs":
+        out = subprocess.run(["zfs", "get", "-H", "-o", "value", "mountpoint", env["SQLRS_ZFS_DATASET"]],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return Path(out)
+    return app.data_dir / "store"
+
+
+@pytest.fixture(scope="module", params=["btrfs", "zfs", "docker", "nomad"])
+def tenants(request, tmp_path_factory) -> Iterator[Tenants]:
+    env = {}
+    if os.environ.get("SQLRS_TENANT_ISOLATION"):  # the proof run: the suite must fail with "none"
+        env["SQLRS_TENANT_ISOLATION"] = os.environ["SQLRS_TENANT_ISOLATION"]
+    if request.param in ("docker", "nomad"):
+        env["SQLRS_LIQUIBASE_RUNNER"] = "docker"
+    for app in appliance_on(request, request.param, env):
+        store = _store_root(app, request.param, app.env)
+        org_a, org_b = f"alpha-{uuid.uuid4().hex[:6]}", f"bravo-{uuid.uuid4().hex[:6]}"
+        secret = f"SECRET{uuid.uuid4().hex}"
+        scripts = tmp_path_factory.mktemp("org-a")
+        (scripts / "secret.sql").write_text(
+            f"create table secret (v text);\ninsert into secret values ('{secret}');\n")
+        with app.acting_in(org_a):
+            built = app.prepare(["-f", "secret.sql"], scripts)
+            assert built["status"] == "succeeded", built["error"]
+        assert psql(built["result"]["dsn"], "select v from secret").stdout.strip() == secret
+        yield Tenants(app, store, org_a, org_b, secret, built["result"]["dsn"], f"pwned{uuid.uuid4().hex[:8]}")
