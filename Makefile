@@ -33,3 +33,7 @@ liquibase-bench:  ## prepare:lb cold build (one Liquibase per changeset vs per r
 .PHONY: bundle
 bundle:  ## offline install bundle: dist/sqlrs-appliance-<version>.tar.gz (wheels, .debs, image, playbook)
 	./scripts/build-bundle
+
+.PHONY: isolation-bench
+isolation-bench:  ## cache-hit time without and with tenant isolation, warm pool off and on (writes bench/out/isolation.*)
+	python3 bench/isolation_bench.py
