@@ -150,6 +150,10 @@ class Settings(BaseSettings):
 
     max_bundle_bytes: int = Field(64 * 1024**2, gt=0, description="Largest accepted source bundle (compressed and unpacked).")
     max_bundle_files: int = Field(10000, gt=0, description="Most files a source bundle may hold.")
+    project_roots: list[Path] = Field(default_factory=list, description=(
+        "Directories under which org admins may register server-side git repositories (POST /v1/projects). "
+        "A repository's path is resolved (symlinks, ..) and must lie under one of them, at registration and "
+        "again at every use. Empty (the default): server-side projects are off."))
 
     workers: int = Field(2, ge=1, le=64, description="RQ worker processes started by `sqlrs-appliance up`.")
     step_timeout_seconds: int = Field(3600, gt=0, description="Longest a single step may run.")
@@ -171,6 +175,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("project_roots", mode="after")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        relative = [str(root) for root in value if not root.is_absolute()]
+        if relative:
+            raise ValueError(f"project_roots must be absolute paths; refused: {', '.join(relative)}")
+        return value
 
     @field_validator("oidc_algorithms", mode="after")
     @classmethod
