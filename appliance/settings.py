@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     oidc_group_prefix: str = Field("sqlrs:", description="Prefix of the memberships in oidc_groups_claim; others are ignored.")
     oidc_subject_claim: str = Field("sub", description="Claim naming the principal (for audit).")
     oidc_jwks_cache_seconds: int = Field(600, gt=0, description="How long the issuer's JWKS is cached.")
-    oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description="An unknown `kid` refetches the JWKS at most "
-                                                                     "this often (rate limit against token spraying).")
+    oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description="The issuer's JWKS is fetched at most this "
+                                             "often (an unknown `kid`, aged or missing keys), whether the last try "
+                                             "succeeded or failed: a rate limit against token spraying.")
     api_token_default_ttl_seconds: int = Field(90 * 86400, gt=0, description="Lifetime of an API token created without ttl_seconds.")
     api_token_max_ttl_seconds: int = Field(366 * 86400, gt=0, description="Longest lifetime an API token may be given.")
 

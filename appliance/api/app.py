@@ -48,8 +48,8 @@ def create_app(ctx: AppContext) -> Quart:
         if request.path in PUBLIC_PATHS:
             return
         try:
-            g.principal = await asyncio.to_thread(authenticator.authenticate, request.headers.get("Authorization"),
-                                                  request.headers.get(ORG_HEADER))
+            g.principal = await authenticator.authenticate(request.headers.get("Authorization"),
+                                                           request.headers.get(ORG_HEADER))
         except Unauthenticated as exc:
             await record_failed_login(exc.message)
             raise
