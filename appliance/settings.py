@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     rate_limit_principal_burst: int = Field(200, gt=0, description="Requests one principal may make at once.")
     rate_limit_per_org: float = Field(200.0, gt=0, description="Requests per second one org's principals together may sustain.")
     rate_limit_org_burst: int = Field(1000, gt=0, description="Requests one org may make at once.")
+    rate_limit_auth_failures_per_address: float = Field(5.0, gt=0, description=(
+        "Failed authentications per second one client address (the connection's peer address; behind a "
+        "reverse proxy, the proxy's) may sustain. Once its burst is spent, every request from that address "
+        "answers 429 rate_limited, without its token being verified, until the bucket refills."))
+    rate_limit_auth_failures_burst: int = Field(20, gt=0, description="Failed authentications one client "
+                                                                      "address may make at once.")
+    audit_auth_failures_window_seconds: float = Field(60.0, gt=0, description=(
+        "Failed and refused authentications from one address are written to the audit log as at most one "
+        "auth.failed row per this window, counting them since that address's previous row."))
     quota_max_running_jobs: int = Field(4, gt=0, description="Default per-org limit on prepare jobs running at once "
                                                              "(more wait in the queue).")
     quota_max_queued_jobs: int = Field(100, gt=0, description="Default per-org limit on jobs waiting in the queue.")
