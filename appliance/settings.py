@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     oidc_group_prefix: str = Field("sqlrs:", description="Prefix of the memberships in oidc_groups_claim; others are ignored.")
     oidc_subject_claim: str = Field("sub", description="Claim naming the principal (for audit).")
     oidc_jwks_cache_seconds: int = Field(600, gt=0, description="How long the issuer's JWKS is cached.")
-    oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description="An unknown `kid` refetches the JWKS at most "
-                                                                     "this often (rate limit against token spraying).")
+    oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description="The issuer's JWKS is fetched at most this "
+                                             "often (an unknown `kid`, aged or missing keys), whether the last try "
+                                             "succeeded or failed: a rate limit against token spraying.")
     api_token_default_ttl_seconds: int = Field(90 * 86400, gt=0, description="Lifetime of an API token created without ttl_seconds.")
     api_token_max_ttl_seconds: int = Field(366 * 86400, gt=0, description="Longest lifetime an API token may be given.")
 
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
     rate_limit_principal_burst: int = Field(200, gt=0, description="Requests one principal may make at once.")
     rate_limit_per_org: float = Field(200.0, gt=0, description="Requests per second one org's principals together may sustain.")
     rate_limit_org_burst: int = Field(1000, gt=0, description="Requests one org may make at once.")
+    rate_limit_auth_failures_per_address: float = Field(5.0, gt=0, description=(
+        "Failed authentications per second one client address (the connection's peer address; behind a "
+        "reverse proxy, the proxy's) may sustain. Once its burst is spent, every request from that address "
+        "answers 429 rate_limited, without its token being verified, until the bucket refills."))
+    rate_limit_auth_failures_burst: int = Field(20, gt=0, description="Failed authentications one client "
+                                                                      "address may make at once.")
+    audit_auth_failures_window_seconds: float = Field(60.0, gt=0, description=(
+        "Failed and refused authentications from one address are written to the audit log as at most one "
+        "auth.failed row per this window, counting them since that address's previous row."))
     quota_max_running_jobs: int = Field(4, gt=0, description="Default per-org limit on prepare jobs running at once "
                                                              "(more wait in the queue).")
     quota_max_queued_jobs: int = Field(100, gt=0, description="Default per-org limit on jobs waiting in the queue.")
@@ -158,6 +168,10 @@ class Settings(BaseSettings):
 
     max_bundle_bytes: int = Field(64 * 1024**2, gt=0, description="Largest accepted source bundle (compressed and unpacked).")
     max_bundle_files: int = Field(10000, gt=0, description="Most files a source bundle may hold.")
+    project_roots: list[Path] = Field(default_factory=list, description=(
+        "Directories under which org admins may register server-side git repositories (POST /v1/projects). "
+        "A repository's path is resolved (symlinks, ..) and must lie under one of them, at registration and "
+        "again at every use. Empty (the default): server-side projects are off."))
 
     workers: int = Field(2, ge=1, le=64, description="RQ worker processes started by `sqlrs-appliance up`.")
     step_timeout_seconds: int = Field(3600, gt=0, description="Longest a single step may run.")
@@ -179,6 +193,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("project_roots", mode="after")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        relative = [str(root) for root in value if not root.is_absolute()]
+        if relative:
+            raise ValueError(f"project_roots must be absolute paths; refused: {', '.join(relative)}")
+        return value
 
     @field_validator("oidc_algorithms", mode="after")
     @classmethod

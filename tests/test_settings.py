@@ -78,7 +78,7 @@ def test_worker_processes_get_the_real_secret_not_its_mask(config_file):
 
 def test_worker_processes_read_back_every_setting_the_supervisor_hands_them(config_file, monkeypatch):
     from appliance.service.supervisor import settings_env
-    config_file.write_text('nomad_datacenters = ["dc1", "dc2"]\ninstance_cpus = 0.5\n')
+    config_file.write_text('nomad_datacenters = ["dc1", "dc2"]\ninstance_cpus = 0.5\nproject_roots = ["/srv/git"]\n')
     settings = load_settings()
     monkeypatch.delenv("SQLRS_CONFIG")
     for name, value in settings_env(settings).items():

@@ -19,7 +19,7 @@ from ..logs import bind as bind_log_context
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
-from .ratelimit import RateLimiter
+from .ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -39,6 +39,7 @@ def create_app(ctx: AppContext) -> Quart:
     install_error_handlers(app)
     authenticator = Authenticator(ctx.settings)
     limiter = functools.cache(lambda: RateLimiter(ctx.redis, ctx.settings))  # Redis is connected on first use
+    auth_failures = functools.cache(lambda: AuthFailureLimiter(ctx.redis, ctx.settings))
 
     @app.before_request
     async def _authenticate() -> None:
@@ -47,11 +48,21 @@ def create_app(ctx: AppContext) -> Quart:
         bind_log_context(request_id=g.request_id)
         if request.path in PUBLIC_PATHS:
             return
+        # The peer address: behind a reverse proxy, the proxy's (no forwarded header is trusted).
+        address = request.remote_addr or "unknown"
+        try:  # an address that failed too often gets 429 for everything, its tokens unverified
+            await asyncio.to_thread(auth_failures().admit, address)
+        except AuthFailuresLimited as exc:
+            if exc.audit_counts:
+                await record_failed_login("too many failed authentications from this address", exc.audit_counts)
+            raise
         try:
-            g.principal = await asyncio.to_thread(authenticator.authenticate, request.headers.get("Authorization"),
-                                                  request.headers.get(ORG_HEADER))
+            g.principal = await authenticator.authenticate(request.headers.get("Authorization"),
+                                                           request.headers.get(ORG_HEADER))
         except Unauthenticated as exc:
-            await record_failed_login(exc.message)
+            counts = await asyncio.to_thread(auth_failures().failed, address)
+            if counts:
+                await record_failed_login(exc.message, counts)
             raise
         bind_log_context(org=g.principal.org)
         await asyncio.to_thread(limiter().check, g.principal)

@@ -1,5 +1,5 @@
 """What the API writes to the audit log: every change through a route below, with its
-outcome, and every failed authentication. Worker-side actions (an instance bound by a job)
+outcome, and failed authentications (aggregated per client address and window). Worker-side actions (an instance bound by a job)
 are recorded where they happen."""
 from __future__ import annotations
 
@@ -64,9 +64,14 @@ async def record_response(response: Response) -> None:
                             source=request.remote_addr, details=details or None)
 
 
-async def record_failed_login(reason: str) -> None:
+async def record_failed_login(reason: str, counts: dict[str, int]) -> None:
+    """One row for the failed (``failed``: 401) and refused (``refused``: 429 before any token was
+    verified) authentications from this address since its previous row; the rate limiter decides
+    when one is due (at most one per address per ``audit_auth_failures_window_seconds``)."""
+    details = {"reason": reason, "path": request.path, "failed": counts.get("failed", 0),
+               "refused": counts.get("refused", 0)}
     await asyncio.to_thread(_safely, org=None, actor="anonymous", action="auth.failed", outcome="denied",
-                            source=request.remote_addr, details={"reason": reason, "path": request.path})
+                            source=request.remote_addr, details=details)
 
 
 def _safely(**fields) -> None:

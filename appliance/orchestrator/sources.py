@@ -21,7 +21,7 @@ from ..context import AppContext
 from .tenancy import check_may_serve
 from ..control.models import Project, SourceBundle
 from ..engine.bundle import unpack_bundle
-from ..errors import InvalidArgument, NotFound, PayloadTooLarge
+from ..errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +119,53 @@ def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSo
 
 
 def register_project(ctx: AppContext, org: str, name: str, repo_path: str) -> Project:
+    """Record a git repository on the server for the org. Only repositories under one of the
+    operator's ``project_roots`` may be registered (none at all when that list is empty)."""
     if not PROJECT_NAME.match(name):
         raise InvalidArgument(f"invalid project name {name!r}")
+    if not ctx.settings.project_roots:
+        raise PermissionDenied("server-side projects are off on this appliance (the operator sets project_roots); "
+                               "upload a bundle instead (POST /v1/sources)", {"reason": "projects_disabled"})
     path = Path(repo_path)
-    if not path.is_absolute() or not path.is_dir():
-        raise InvalidArgument(f"repository path {repo_path!r} is not an absolute directory on the server")
-    result = ctx.runner(["git", "-C", str(path), "rev-parse", "--git-dir"], check=False)
-    if result.returncode != 0:
-        raise InvalidArgument(f"{repo_path!r} is not a git repository")
-    project, created = Project.get_or_create(org=org, name=name, defaults={"repo_path": str(path)})
-    if not created and project.repo_path != str(path):
-        project.repo_path = str(path)
+    if not path.is_absolute():
+        raise InvalidArgument(f"repository path {repo_path!r} is not an absolute path")
+    resolved = confined_repository(ctx, path)
+    project, created = Project.get_or_create(org=org, name=name, defaults={"repo_path": str(resolved)})
+    if not created and project.repo_path != str(resolved):
+        project.repo_path = str(resolved)
         project.save()
     return project
+
+
+def confined_repository(ctx: AppContext, path: Path) -> Path:
+    """``path`` with symlinks and ``..`` resolved, once it is a git repository whose work tree,
+    git directory and object alternates all lie under a project root; else InvalidArgument,
+    with one message whatever the reason, so paths outside the roots cannot be probed."""
+    roots = [root.resolve() for root in ctx.settings.project_roots]
+    refused = InvalidArgument(f"{str(path)!r} is not a git repository under a project root of this appliance",
+                              {"repo_path": str(path)})
+    resolved = path.resolve()
+    if not _under(resolved, roots) or not resolved.is_dir():
+        raise refused
+    found = ctx.runner(["git", "-C", str(resolved), "rev-parse", "--absolute-git-dir"], check=False)
+    if found.returncode != 0:
+        raise refused
+    git_dir = Path(found.stdout.strip()).resolve()
+    if not _under(git_dir, roots):  # a `.git` file naming a git directory elsewhere
+        raise refused
+    alternates = git_dir / "objects" / "info" / "alternates"
+    if alternates.exists():  # objects borrowed from another repository: it must be confined too
+        for line in alternates.read_text(errors="replace").splitlines():
+            if line.strip() and not line.startswith("#"):
+                borrowed = Path(line.strip())
+                borrowed = borrowed if borrowed.is_absolute() else git_dir / "objects" / borrowed
+                if not _under(borrowed.resolve(), roots):
+                    raise refused
+    return resolved
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> ResolvedSource:
@@ -140,13 +174,15 @@ def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> Reso
         raise NotFound(f"project {name!r} not found")
     if not GIT_REF.match(ref) or ".." in ref:
         raise InvalidArgument(f"invalid git ref {ref!r}")
-    found = ctx.runner(["git", "-C", project.repo_path, "rev-parse", "--verify", "--quiet",
+    # Checked again now: the path may have been swapped for a symlink, or the roots changed, since.
+    repo = str(confined_repository(ctx, Path(project.repo_path)))
+    found = ctx.runner(["git", "-C", repo, "rev-parse", "--verify", "--quiet",
                         f"{ref}^{{commit}}"], check=False)
     if found.returncode != 0:
         raise InvalidArgument(f"ref {ref!r} does not name a commit in project {name!r}",
                               {"project": name, "ref": ref})
     commit = found.stdout.strip()
-    archive = ctx.runner(["git", "-C", project.repo_path, "archive", "--format=tar.gz", commit],
+    archive = ctx.runner(["git", "-C", repo, "archive", "--format=tar.gz", commit],
                          binary_output=True)
     source_id, _ = store_bundle(ctx, org, archive.stdout)
     return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)

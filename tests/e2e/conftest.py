@@ -3,6 +3,7 @@ image store it mounts itself + Postgres instances on loopback."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,8 +28,9 @@ def start_appliance(extra_env: dict[str, str] | None = None) -> Appliance:
     if os.geteuid() != 0 and os.environ.get("CI"):
         pytest.fail("the e2e suite runs as root in CI (it mounts a btrfs image)")
     base = public_tmpdir("sqlrs-e2e-")
-    return Appliance(base / "data", free_tcp_port(), port_range=next(_port_ranges),
-                     extra_env=extra_env).start()
+    (base / "projects").mkdir()  # the one project root: server-side repositories go there
+    env = {"SQLRS_PROJECT_ROOTS": json.dumps([str(base / "projects")]), **(extra_env or {})}
+    return Appliance(base / "data", free_tcp_port(), port_range=next(_port_ranges), extra_env=env).start()
 
 
 FAST_RECOVERY = {"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECONDS": "0.5",

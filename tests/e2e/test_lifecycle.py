@@ -120,8 +120,8 @@ def test_lists_stream_as_ndjson_when_asked(appliance, scripts):
     assert all("state_id" in json.loads(line) for line in response.text.splitlines())
 
 
-def test_a_project_ref_prepares_from_a_server_side_git_repository(appliance, scripts, tmp_path):
-    repo = tmp_path / "repo"
+def test_a_project_ref_prepares_from_a_server_side_git_repository(appliance, scripts):
+    repo = appliance.data_dir.parent / "projects" / "repo"
     repo.mkdir()
     git = ["git", "-C", str(repo), "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)

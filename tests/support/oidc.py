@@ -2,11 +2,13 @@
 HTTP on loopback, and real signed tokens. Nothing about it is faked in the appliance."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +26,14 @@ class LocalIssuer:
     ec: ECKey = field(default_factory=lambda: ECKey.generate_key("P-256", parameters={"kid": "ec-1"}))
     jwks_fetches: int = 0
     published_kids: set[str] = field(default_factory=lambda: {"rsa-1", "ec-1"})
+    jwks_status: int = 200  # anything else: /jwks answers that status with no keys
+    held: int = 0  # /jwks requests waiting right now in a hang (see hang())
+    _released: threading.Event = field(default_factory=threading.Event)
+    _counting: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         issuer = self
+        self._released.set()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -34,7 +41,17 @@ class LocalIssuer:
                     body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
                             "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
                 elif self.path == "/jwks":
-                    issuer.jwks_fetches += 1
+                    with issuer._counting:
+                        issuer.jwks_fetches += 1
+                        hanging = not issuer._released.is_set()
+                        issuer.held += hanging
+                    if hanging:
+                        issuer._released.wait()
+                        with issuer._counting:
+                            issuer.held -= 1
+                    if issuer.jwks_status != 200:
+                        self.send_error(issuer.jwks_status)
+                        return
                     body = {"keys": [k.as_dict(private=False) for k in issuer.keys()
                                      if k.kid in issuer.published_kids]}
                 else:
@@ -57,7 +74,17 @@ class LocalIssuer:
     def keys(self) -> list:
         return [self.rsa, self.ec]
 
+    @contextlib.contextmanager
+    def hang(self) -> Iterator[None]:
+        """While inside, every /jwks request is held without an answer (a hanging issuer)."""
+        self._released.clear()
+        try:
+            yield
+        finally:
+            self._released.set()
+
     def stop(self) -> None:
+        self._released.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -6,8 +6,10 @@ operator token picks the org of a request with the ``X-Sqlrs-Org`` header.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from ...errors import InvalidArgument, PermissionDenied, Unauthenticated
 from ...settings import Settings
@@ -23,25 +25,36 @@ __all__ = ["Authenticator", "Principal", "ROLES", "role_rank", "ORG_HEADER", "cr
            "ensure_admin_token", "hash_token"]
 
 
+OIDC_THREADS = 4  # OIDC verification runs here, never in the pool that API tokens and routes use
+
+
 class Authenticator:
     def __init__(self, settings: Settings):
         self.oidc = OidcVerifier(settings) if settings.oidc_issuer else None
+        self._oidc_pool = (ThreadPoolExecutor(OIDC_THREADS, thread_name_prefix="sqlrs-oidc")
+                           if self.oidc is not None else None)
 
-    def authenticate(self, authorization: str | None, org_header: str | None = None) -> Principal:
-        match = _BEARER.match((authorization or "").strip())
-        if not match:
-            raise Unauthenticated("missing or malformed bearer token (Authorization: Bearer …)")
-        secret = match.group(1)
+    async def authenticate(self, authorization: str | None, org_header: str | None = None) -> Principal:
+        """The token's shape decides the path before anything is verified: an API token is
+        checked against the Control DB alone and never waits on the OIDC issuer or its threads."""
+        secret = bearer_secret(authorization)
         if secret.startswith(PREFIX):
-            principal = verify_api_token(secret)
+            principal = await asyncio.to_thread(verify_api_token, secret)
             return _in_org(principal, org_header) if principal.global_admin else _own_org_only(principal, org_header)
-        if self.oidc is None:
+        if self.oidc is None or self._oidc_pool is None:
             raise Unauthenticated("invalid token")
-        claims = self.oidc.verify(secret)
+        claims = await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, secret)
         memberships = self.oidc.memberships(claims)
         subject = str(claims.get(self.oidc.settings.oidc_subject_claim) or "unknown")
         org = _chosen_org(memberships, org_header)
         return Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc")
+
+
+def bearer_secret(authorization: str | None) -> str:
+    match = _BEARER.match((authorization or "").strip())
+    if not match:
+        raise Unauthenticated("missing or malformed bearer token (Authorization: Bearer …)")
+    return match.group(1)
 
 
 def _valid_org(org_header: str) -> str:

@@ -3,8 +3,9 @@ mapped onto orgs and roles.
 
 The discovery document is read once (its ``issuer`` must equal the configured one); the JWKS
 is cached and refetched when it ages out, or once for a ``kid`` it does not hold — at most
-every ``oidc_jwks_refetch_seconds``, so a stream of made-up kids cannot turn the appliance
-into a load generator against the issuer. Only asymmetric algorithms are accepted, from the
+every ``oidc_jwks_refetch_seconds`` whatever the outcome, one fetch at a time, and never while
+holding a lock, so neither a stream of made-up kids nor a hanging issuer can turn the appliance
+into a load generator against the issuer or stall the requests that wait for it. Only asymmetric algorithms are accepted, from the
 configured allow-list: never ``none``, never HS* (a public key used as an HMAC secret).
 """
 from __future__ import annotations
@@ -33,13 +34,21 @@ class IssuerUnavailable(InternalError):
 
 
 class OidcVerifier:
+    """Verifies OIDC access tokens; thread-safe. Its lock guards a few fields and is never held
+    across network I/O: one fetch of the issuer's keys is in flight at a time (the thread that
+    started it does it, or a background thread for a refresh of aged keys), and the others use
+    the keys they have, fail fast (an unknown ``kid``: 401) or, with no keys at all yet, wait
+    for that one fetch."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.issuer = settings.oidc_issuer or ""  # verbatim: `iss` must equal it exactly (OIDC Discovery §4.3)
         self._lock = threading.Lock()
         self._jwks_uri: str | None = None
         self._keys: KeySet | None = None
-        self._fetched_at = 0.0
+        self._fetched_at = 0.0  # when the keys in hand were fetched
+        self._attempted_at: float | None = None  # when the last fetch started, whatever came of it
+        self._in_flight: threading.Event | None = None  # set when the fetch in progress ends
 
     # -- keys ------------------------------------------------------------------------------
     def _get_json(self, url: str) -> dict:
@@ -50,36 +59,77 @@ class OidcVerifier:
         except (httpx.HTTPError, ValueError) as exc:
             raise IssuerUnavailable(f"the OIDC issuer could not be reached ({type(exc).__name__}); try again") from None
 
-    def _refresh(self) -> KeySet:
-        if self._jwks_uri is None:
+    def _download(self) -> KeySet:
+        """The issuer's keys, read over the network: called with no lock held."""
+        jwks_uri = self._jwks_uri
+        if jwks_uri is None:
             discovery = self._get_json(f"{self.issuer.rstrip('/')}/.well-known/openid-configuration")
             if discovery.get("issuer") != self.issuer:
                 raise IssuerUnavailable("the OIDC discovery document names another issuer")
-            self._jwks_uri = discovery.get("jwks_uri")
-            if not self._jwks_uri:
+            jwks_uri = discovery.get("jwks_uri")
+            if not jwks_uri or not isinstance(jwks_uri, str):
                 raise IssuerUnavailable("the OIDC discovery document has no jwks_uri")
+            self._jwks_uri = jwks_uri
         try:
-            self._keys = KeySet.import_key_set(self._get_json(self._jwks_uri))
+            return KeySet.import_key_set(self._get_json(jwks_uri))
         except (JoseError, ValueError, TypeError):
             raise IssuerUnavailable("the issuer's JWKS could not be read") from None
-        self._fetched_at = time.monotonic()
-        return self._keys
+
+    def _fetch(self, done: threading.Event) -> KeySet:
+        try:
+            keys = self._download()
+            with self._lock:
+                self._keys, self._fetched_at = keys, time.monotonic()
+            return keys
+        finally:
+            with self._lock:
+                self._in_flight = None
+            done.set()
+
+    def _refresh_in_background(self, done: threading.Event) -> None:
+        def run() -> None:
+            try:
+                self._fetch(done)
+            except IssuerUnavailable as exc:
+                log.warning("could not refresh the OIDC issuer's keys (the cached ones stay in use): %s", exc.message)
+        threading.Thread(target=run, name="sqlrs-oidc-refresh", daemon=True).start()
 
     def keys(self, *, unknown_kid: bool = False) -> KeySet:
+        """The keys to verify with. A fetch starts only when none is in flight and the last one
+        started at least ``oidc_jwks_refetch_seconds`` ago, whether it succeeded or not."""
+        s = self.settings
         with self._lock:
-            age = time.monotonic() - self._fetched_at
-            if self._keys is None or age > self.settings.oidc_jwks_cache_seconds:
-                return self._refresh()
-            if unknown_kid and age > self.settings.oidc_jwks_refetch_seconds:
-                return self._refresh()
-            return self._keys
+            now = time.monotonic()
+            keys, in_flight = self._keys, self._in_flight
+            aged = keys is not None and now - self._fetched_at > s.oidc_jwks_cache_seconds
+            throttled = self._attempted_at is not None and now - self._attempted_at < s.oidc_jwks_refetch_seconds
+            mine = (keys is None or aged or unknown_kid) and in_flight is None and not throttled
+            if mine:
+                self._in_flight = in_flight = threading.Event()
+                self._attempted_at = now
+        if mine and keys is not None and not unknown_kid:
+            self._refresh_in_background(in_flight)  # aged keys: keep serving them meanwhile
+            return keys
+        if mine:
+            return self._fetch(in_flight)
+        if keys is None:
+            if in_flight is not None:  # the first fetch is under way: its result is the only way on
+                in_flight.wait(2 * FETCH_TIMEOUT_SECONDS + 1)  # discovery, then the JWKS
+                with self._lock:
+                    keys = self._keys
+            if keys is None:
+                raise IssuerUnavailable("the OIDC issuer's keys could not be fetched; try again")
+            return keys
+        if unknown_kid:
+            raise Unauthenticated("invalid token: unknown key id (the issuer's keys were checked recently)")
+        return keys
 
     # -- tokens ----------------------------------------------------------------------------
     def _decode(self, raw: str) -> Any:
         algorithms = list(self.settings.oidc_algorithms)
         try:
             return jwt.decode(raw, self.keys(), algorithms=algorithms)
-        except InvalidKeyIdError:
+        except InvalidKeyIdError:  # perhaps a key the issuer rotated in: look once more, if allowed
             try:
                 return jwt.decode(raw, self.keys(unknown_kid=True), algorithms=algorithms)
             except JoseError as exc:
