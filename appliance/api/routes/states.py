@@ -9,6 +9,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from ...control.models import Instance, State
 from ...control.scope import OrgScope
 from ...errors import NotFound, PermissionDenied
+from ...ids import ORG_PATTERN, valid_org
 from ...orchestrator import deletion, sharing
 from .. import serializers
 from ..app import call, context, deletion_response, scope
@@ -117,7 +118,7 @@ async def delete_state(state_id: str, query_args: DeleteQuery):
 # -- sharing -----------------------------------------------------------------------------------
 class ShareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    org: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The org that may use the state read-only")
+    org: str = Field(pattern=ORG_PATTERN, description="The org that may use the state read-only")
 
 
 class ShareEntry(BaseModel):
@@ -156,6 +157,6 @@ async def unshare_state(state_id: str, grantee: str):
     s = scope()
 
     def revoke():
-        sharing.unshare(s.org, own_state(s, state_id).state_id, grantee)
+        sharing.unshare(s.org, own_state(s, state_id).state_id, valid_org(grantee, "grantee"))
         return {"state_id": state_id, "org": grantee, "revoked": True}
     return await call(revoke)

@@ -8,6 +8,7 @@ from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
 from ...errors import InvalidArgument, NotFound
+from ...ids import valid_org
 from ..app import call, context
 from ..auth.tokens import issue_token, org_tokens, revoke
 from ..serializers import ts
@@ -54,7 +55,7 @@ def _entry(row) -> dict:
 
 def own_org(org: str) -> str:
     """Another org's token list does not exist for this caller."""
-    if org != g.principal.org:
+    if valid_org(org) != g.principal.org:
         raise NotFound(f"org {org} not found")
     return org
 
