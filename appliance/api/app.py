@@ -20,6 +20,7 @@ from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
 from .ratelimit import RateLimiter
+from .requests import JsonRequest
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -28,6 +29,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a client's own id is kept 
 
 def create_app(ctx: AppContext) -> Quart:
     app = Quart("sqlrs-appliance", static_folder=None)
+    app.request_class = JsonRequest  # one JSON-body parser: a bad body is a 400, never a 500
     app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_bundle_bytes + 1024 * 1024
     app.config["BODY_TIMEOUT"] = 600
     app.extensions["sqlrs"] = ctx
