@@ -41,7 +41,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if isinstance(value, (list, dict)):
-            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
+            value = json.dumps(value, default=str)  # pydantic-settings reads complex values as JSON (paths as strings)
         if value is not None:
             env[f"SQLRS_{name.upper()}"] = str(value)
     return env

@@ -45,3 +45,62 @@ def oidc_client(ctx, token, issuer):
     client = create_app(ctx).test_client()
     client.auth = {"Authorization": f"Bearer {token}"}
     return client
+
+
+# -- the API really served by hypercorn (`sqlrs-appliance api`), for what only a server shows ------
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import httpx  # noqa: E402
+
+from tests.conftest import free_tcp_port  # noqa: E402
+
+
+@dataclass
+class ServedApi:
+    url: str
+    token: str
+    port: int
+
+
+def _service(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "appliance.service.main", *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def served_api(tmp_path_factory, redis_url):
+    """`sqlrs-appliance api` on a loopback port (hypercorn, a migrated SQLite Control DB, the
+    session's Redis, no workers), with an operator token."""
+    data_dir = tmp_path_factory.mktemp("served-api") / "data"
+    port = free_tcp_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLRS_")}
+    env.update({"SQLRS_DATA_DIR": str(data_dir), "SQLRS_STORAGE_BACKEND": "copy", "SQLRS_BTRFS_IMAGE": "off",
+                "SQLRS_REDIS_URL": redis_url, "SQLRS_LOG_LEVEL": "WARNING"})
+    _service("migrate", "--data-dir", str(data_dir), env=env)
+    token = _service("token", "--data-dir", str(data_dir), "--name", "tests", env=env).strip()
+    log = open(data_dir.parent / "api.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.service.main", "api", "--listen", f"127.0.0.1:{port}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (data_dir.parent / "api.log").read_text()
+            assert time.monotonic() < deadline, "the API did not answer"
+            time.sleep(0.2)
+        yield ServedApi(url=url, token=token, port=port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
