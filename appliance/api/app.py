@@ -19,6 +19,7 @@ from ..logs import bind as bind_log_context
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
+from .openapi import ApplianceOpenAPIProvider
 from .ratelimit import RateLimiter
 from .requests import JsonRequest
 from .errors import install_error_handlers
@@ -37,7 +38,7 @@ def create_app(ctx: AppContext) -> Quart:
     QuartSchema(app, info={"title": "sqlrs appliance", "version": __version__},
                 swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
                 security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
-                security=[{"bearer": []}])
+                security=[{"bearer": []}], openapi_provider_class=ApplianceOpenAPIProvider)
     install_error_handlers(app)
     authenticator = Authenticator(ctx.settings)
     limiter = functools.cache(lambda: RateLimiter(ctx.redis, ctx.settings))  # Redis is connected on first use

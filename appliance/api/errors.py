@@ -76,7 +76,11 @@ def install_error_handlers(app: Quart) -> None:
         status = error.code or 500
         message = {400: "malformed request (is the body valid JSON?)",
                    413: "request body too large"}.get(status, error.description or error.name)
-        return error_response(status, _HTTP_CODES.get(status, "internal_error"), message)
+        body, status = error_response(status, _HTTP_CODES.get(status, "internal_error"), message)
+        for name, value in error.get_headers():  # e.g. Allow on a 405, Retry-After on a 503
+            if name.lower() != "content-type":
+                body.headers[name] = value
+        return body, status
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception):

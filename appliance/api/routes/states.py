@@ -4,7 +4,7 @@ from __future__ import annotations
 import peewee as pw
 from quart import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, State
 from ...control.scope import OrgScope
@@ -70,6 +70,7 @@ def own_state(s: OrgScope, ref: str) -> State:
 
 @blueprint.get("/v1/states")
 @validate_querystring(IdPrefixQuery)
+@document_response(list[StateEntry])
 async def list_states(query_args: IdPrefixQuery):
     s = scope()
 
@@ -134,6 +135,7 @@ def _share_entry(row) -> dict:
 
 
 @blueprint.get("/v1/states/<state_id>/shares")
+@document_response(list[ShareEntry])
 async def list_shares(state_id: str):
     s = scope()
     return listing(await call(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)]))

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
-from quart_schema import validate_request, validate_response
+from quart_schema import document_response, validate_request, validate_response
 
 from ...errors import InvalidArgument, NotFound
 from ...ids import valid_org
@@ -68,6 +68,7 @@ async def whoami():
 
 
 @blueprint.get("/v1/orgs/<org>/tokens")
+@document_response(list[TokenEntry])
 async def list_tokens(org: str):
     org = own_org(org)
     return await call(lambda: [_entry(row) for row in org_tokens(org)])
