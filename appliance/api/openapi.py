@@ -48,6 +48,11 @@ _ERRORS = {
 _CONFLICTS = {("POST", "/v1/states/<state_id>/export"), ("POST", "/v1/prepare-jobs"),
               ("POST", "/v1/states/import")}
 
+# Bodies that are not JSON, so no request model describes them
+_RAW_BODIES = {("POST", "/v1/sources"): {
+    "required": True, "description": "A tar.gz bundle of scripts (regular files and directories only)",
+    "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}}
+
 ORG_HEADER_PARAMETER = {
     "name": "X-Sqlrs-Org", "in": "header", "required": False,
     "description": "The org to act in, for a principal in several orgs (operators: any org)",
@@ -90,6 +95,8 @@ class ApplianceOpenAPIProvider(OpenAPIProvider):
         for status in sorted(statuses):
             if status not in responses and str(status) not in responses:
                 responses[status] = _error_response(status)
+        if (method, rule.rule) in _RAW_BODIES and "requestBody" not in operation:
+            operation["requestBody"] = _RAW_BODIES[(method, rule.rule)]
         if not any(200 <= int(status) < 300 for status in responses):
             responses[200] = {"description": "OK"}  # a stream, text or a list without a model
         operation["responses"] = responses

@@ -76,6 +76,9 @@ async def test_a_method_a_route_does_not_serve_answers_405_with_allow(client):
 
 
 # -- the served API against its own document ------------------------------------------------------
+schemathesis.serializer.alias("application/gzip", "application/octet-stream")  # bundles: bytes as they are
+
+
 @pytest.fixture(scope="module")
 def served_schema(served_api):
     return schemathesis.openapi.from_url(f"{served_api.url}/openapi.json", timeout=10)
