@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .ids import ORG_PATTERN
+
 
 def _default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -30,7 +32,8 @@ class Settings(BaseSettings):
     listen: str = Field("127.0.0.1:7433", description="host:port the API listens on.")
     database_url: str | None = Field(None, description="Control DB: postgresql://… or sqlite:///path; default SQLite in data_dir.")
     redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir.")
-    default_org: str = Field("default", description="Org that owns everything in the embedded default.")
+    default_org: str = Field("default", pattern=ORG_PATTERN,
+                             description="Org that owns everything in the embedded default.")
     host_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
                          description="This host's name in the host registry; default the hostname. Every "
                                      "state copy, clone and instance on this host's store is recorded under it.")

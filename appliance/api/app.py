@@ -19,7 +19,9 @@ from ..logs import bind as bind_log_context
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
+from .openapi import ApplianceOpenAPIProvider
 from .ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
+from .requests import JsonRequest
 from .errors import install_error_handlers
 
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -28,6 +30,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a client's own id is kept 
 
 def create_app(ctx: AppContext) -> Quart:
     app = Quart("sqlrs-appliance", static_folder=None)
+    app.request_class = JsonRequest  # one JSON-body parser: a bad body is a 400, never a 500
     app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_bundle_bytes + 1024 * 1024
     app.config["BODY_TIMEOUT"] = 600
     app.extensions["sqlrs"] = ctx
@@ -35,7 +38,7 @@ def create_app(ctx: AppContext) -> Quart:
     QuartSchema(app, info={"title": "sqlrs appliance", "version": __version__},
                 swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
                 security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
-                security=[{"bearer": []}])
+                security=[{"bearer": []}], openapi_provider_class=ApplianceOpenAPIProvider)
     install_error_handlers(app)
     authenticator = Authenticator(ctx.settings)
     limiter = functools.cache(lambda: RateLimiter(ctx.redis, ctx.settings))  # Redis is connected on first use

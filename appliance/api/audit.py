@@ -54,7 +54,8 @@ async def record_response(response: Response) -> None:
         details["dry_run"] = True
     if "grantee" in (request.view_args or {}) or rule == "/v1/states/<state_id>/shares":
         body = await request.get_json(silent=True) if request.method == "POST" else None
-        details["grantee"] = (request.view_args or {}).get("grantee") or (body or {}).get("org")
+        grantee = (request.view_args or {}).get("grantee") or (body.get("org") if isinstance(body, dict) else None)
+        details["grantee"] = grantee if isinstance(grantee, str) else None  # any JSON value may come in
     if response.status_code >= 400:
         body = await response.get_json(silent=True)
         if isinstance(body, dict) and body.get("code"):

@@ -1,6 +1,7 @@
 """The one place where errors become HTTP responses: ``{code, message, details?}``."""
 from __future__ import annotations
 
+import json
 import logging
 
 from quart import Quart, jsonify
@@ -15,7 +16,19 @@ log = logging.getLogger(__name__)
 
 _HTTP_CODES = {400: "invalid_argument", 401: "unauthenticated", 404: "not_found",
                405: "invalid_argument", 409: "conflict", 413: "invalid_argument",
-               415: "invalid_argument", 429: "rate_limited"}
+               415: "invalid_argument", 429: "rate_limited", 431: "invalid_argument"}
+
+
+_PROTOCOL_MESSAGES = {400: "malformed HTTP request", 408: "the request took too long to arrive",
+                      413: "request body too large",
+                      431: "request headers too large: send a shorter request line and fewer or smaller headers"}
+
+
+def protocol_error_body(status: int) -> bytes:
+    """The envelope for an answer the HTTP server gives itself, before any route runs."""
+    code = _HTTP_CODES.get(status, "invalid_argument" if 400 <= status < 500 else "internal_error")
+    message = _PROTOCOL_MESSAGES.get(status, f"HTTP {status}")
+    return json.dumps({"code": code, "message": message}).encode()
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
@@ -63,7 +76,11 @@ def install_error_handlers(app: Quart) -> None:
         status = error.code or 500
         message = {400: "malformed request (is the body valid JSON?)",
                    413: "request body too large"}.get(status, error.description or error.name)
-        return error_response(status, _HTTP_CODES.get(status, "internal_error"), message)
+        body, status = error_response(status, _HTTP_CODES.get(status, "internal_error"), message)
+        for name, value in error.get_headers():  # e.g. Allow on a 405, Retry-After on a 503
+            if name.lower() != "content-type":
+                body.headers[name] = value
+        return body, status
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception):

@@ -33,6 +33,11 @@ class InstanceOptions(Strict):
 
 
 class PrepareJobRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "create table t (id int)"],
+         "instance": {"ttl_seconds": 600}},
+        {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"], "plan_only": True},
+    ]})
     prepare_kind: str = Field(description="psql or lb")
     image_id: str = Field(min_length=1, max_length=255)
     psql_args: list[str] | None = Field(None, max_length=1000)

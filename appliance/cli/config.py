@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import InvalidArgument
+from ..ids import valid_org
 
 DEFAULT_URL = "http://127.0.0.1:7433"
 DEFAULT_IMAGE = "postgres:15"
@@ -74,8 +75,13 @@ def resolve_config(flags: Mapping[str, str | None], env: Mapping[str, str],
         token=_token(flags, env, file_values),
         output=output,
         image=file_values.get("image") or DEFAULT_IMAGE,
-        org=pick("org", "SQLRS_ORG"),
+        org=_org(pick("org", "SQLRS_ORG")),
     )
+
+
+def _org(org: str | None) -> str | None:
+    """Checked here too, so a typo is reported before any request is made."""
+    return None if org is None else valid_org(org, "org (--org, SQLRS_ORG)")
 
 
 def _token(flags: Mapping[str, str | None], env: Mapping[str, str],

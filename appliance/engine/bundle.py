@@ -14,6 +14,7 @@ idempotent.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -30,6 +31,8 @@ from appliance.errors import InvalidArgument, PayloadTooLarge
 from .hashing import digest
 
 _CHUNK = 64 * 1024
+NAME_MAX_BYTES = 255  # one path component (NAME_MAX on Linux filesystems)
+PATH_MAX_BYTES = 1024  # a whole entry path: far below PATH_MAX (4096) once under the data dir
 _TAR_OVERHEAD_PER_ENTRY = 4 * 1024  # header, pax records, padding
 
 
@@ -139,16 +142,36 @@ def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> d
                 files[path] = sha.hexdigest()
     except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise InvalidArgument(f"bundle is not a valid gzip-compressed tar archive: {exc}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP, errno.EILSEQ):
+            raise
+        raise InvalidArgument(f"bundle entry cannot be stored here: {os.strerror(exc.errno)}") from None
     return files
 
 
 def _safe_member_path(name: str) -> str | None:
     if not name or name.startswith("/") or "\\" in name or "\x00" in name:
         raise InvalidArgument(f"bundle entry {name!r} has an unsafe path", {"path": name})
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # tarfile keeps undecodable bytes as surrogates
+        raise InvalidArgument("bundle entry names must be UTF-8",
+                              {"path": name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")}) from None
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise InvalidArgument(f"bundle entry {name!r} leaves the bundle", {"path": name})
-    return posixpath.join(*parts) if parts else None
+    if any(len(p.encode()) > NAME_MAX_BYTES for p in parts):
+        raise InvalidArgument(f"bundle entry {_shortened(name)!r} has a name longer than {NAME_MAX_BYTES} bytes",
+                              {"path": _shortened(name), "limit_bytes": NAME_MAX_BYTES})
+    path = posixpath.join(*parts) if parts else None
+    if path is not None and len(path.encode()) > PATH_MAX_BYTES:
+        raise InvalidArgument(f"bundle entry {_shortened(name)!r} has a path longer than {PATH_MAX_BYTES} bytes",
+                              {"path": _shortened(name), "limit_bytes": PATH_MAX_BYTES})
+    return path
+
+
+def _shortened(name: str, keep: int = 120) -> str:
+    return name if len(name) <= keep else f"{name[:keep]}…"
 
 
 def _claim(path: str, is_dir: bool, files: dict[str, str], directories: set[str], parents: set[str]) -> None:

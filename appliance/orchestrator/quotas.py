@@ -12,6 +12,7 @@ import peewee as pw
 
 from ..control.models import Instance, OrgQuota, PrepareJob, State, utcnow
 from ..errors import QuotaExceeded, QuotaForbids
+from ..ids import valid_org
 from ..runtime.base import Limits as RuntimeLimits
 from ..settings import Settings
 
@@ -118,6 +119,7 @@ def may_start(settings: Settings, org: str, running_jobs: int | None = None) -> 
 
 
 def set_limits(org: str, changes: dict, updated_by: str) -> None:
+    org = valid_org(org)
     OrgQuota.insert(org=org, updated_by=updated_by, updated_at=utcnow(), **changes).on_conflict(
         conflict_target=[OrgQuota.org],
         update={**{getattr(OrgQuota, k): v for k, v in changes.items()},

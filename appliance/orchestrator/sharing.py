@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..control.models import Instance, State, StateShare, utcnow
 from ..errors import InvalidArgument, NotFound
+from ..ids import valid_org
 
 
 def shared_with(grantee: str) -> dict[str, str]:
@@ -64,6 +65,7 @@ def dependents_elsewhere(org: str, state_id: str) -> tuple[list[Instance], list[
 
 def share(org: str, state_id: str, grantee: str, granted_by: str) -> tuple[StateShare, bool]:
     """Grant (or grant again); returns the grant and whether it is new."""
+    grantee = valid_org(grantee, "grantee")
     if grantee == org:
         raise InvalidArgument("a state is always visible to its own org")
     row, created = StateShare.get_or_create(org=org, state_id=state_id, grantee=grantee,

@@ -22,6 +22,7 @@ from .tenancy import check_may_serve
 from ..control.models import Project, SourceBundle
 from ..engine.bundle import unpack_bundle
 from ..errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied
+from ..ids import valid_org
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,11 @@ class ResolvedSource:
 
 
 def source_root(ctx: AppContext, org: str, source_id: str) -> Path:
-    return ctx.sources_dir / org / source_id
+    return ctx.sources_dir / valid_org(org) / source_id
 
 
 def bundle_key(org: str, source_id: str) -> str:
-    return f"{org}/sources/{source_id}.tar.gz"
+    return f"{valid_org(org)}/sources/{source_id}.tar.gz"
 
 
 def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
@@ -61,6 +62,7 @@ def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
 
 def local_source_root(ctx: AppContext, org: str, source_id: str | None) -> Path:
     """The unpacked bundle on this host, fetched from the object store on first use here."""
+    org = valid_org(org)
     if source_id is None:
         root = ctx.sources_dir / org / ".empty"
         _open_to_org(ctx, org)
@@ -83,6 +85,7 @@ def local_source_root(ctx: AppContext, org: str, source_id: str | None) -> Path:
 
 
 def _unpack_here(ctx: AppContext, org: str, data: bytes) -> str:
+    org = valid_org(org)  # before anything is written under sources/<org>
     if len(data) > ctx.settings.max_bundle_bytes:
         raise PayloadTooLarge(f"bundle is {len(data)} bytes; the limit is {ctx.settings.max_bundle_bytes}")
     staging = ctx.sources_dir / org / ".incoming"

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from hypercorn.config import Config
 
 from ..api.app import create_app
+from ..api.wire import install_json_protocol_errors
 from ..api.auth import ensure_admin_token
 from ..context import AppContext, build_context
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
@@ -181,5 +182,6 @@ async def _serve(ctx: AppContext) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
+    install_json_protocol_errors()  # hypercorn's own 400/431 answers carry the error envelope too
     log.info("sqlrs appliance listening on http://%s", ctx.settings.listen)
     await serve(create_app(ctx), config, shutdown_trigger=shutdown.wait)

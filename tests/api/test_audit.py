@@ -66,3 +66,14 @@ async def test_the_audit_log_exports_as_json_lines(client):
     lines = (await response.get_data(as_text=True)).splitlines()
     assert response.mimetype == "application/x-ndjson" and any(json.loads(x)["action"] == "prepare.submitted"
                                                                 for x in lines)
+
+
+async def test_a_share_refused_for_a_body_that_is_not_an_object_is_still_recorded(client):
+    actor, admin = robot("default", "admin")
+    for body in (b'["other"]', b'"other"', b'{"org": ["other"]}'):
+        response = await client.post(f"/v1/states/{'5' * 64}/shares", data=body,
+                                     headers={**admin, "Content-Type": "application/json"})
+        assert response.status_code == 400 and (await response.get_json())["code"] == "invalid_argument"
+    rows = await audit_rows(client, client.auth, action="state.shared")
+    assert [(r["actor"], r["object_id"], r["outcome"], r["details"]["error"]) for r in rows] == \
+        [(actor, "5" * 64, "failed", "invalid_argument")] * 3

@@ -154,3 +154,35 @@ async def test_requests_without_a_valid_token_are_unauthenticated(client):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         response = await client.get("/v1/prepare-jobs", headers=headers)
         await assert_rejected(response, 401, "unauthenticated")
+
+
+JSON_ROUTES = [("POST", "/v1/prepare-jobs"), ("POST", "/v1/cache/explain/prepare"),
+               ("POST", "/v1/orgs/default/tokens"), ("POST", "/v1/projects"), ("POST", "/v1/states/import"),
+               ("PUT", "/v1/orgs/default/quota"), ("POST", "/v1/states/0123456789abcdef/shares"),
+               ("POST", "/v1/instances/nope/extend")]
+
+
+NOT_A_JSON_OBJECT = [b'{"name": "\xff\xfe"}', b"\xc3\x28", b'{"name": "a\\u0000b"}', b'{"name": "\\ud800"}',
+                     b'["a", 1]', b'"just a string"', b"42", b"null", b"", b"{", b'{"a": 1} trailing']
+
+
+@pytest.mark.parametrize("method, path", JSON_ROUTES)
+async def test_a_json_body_that_is_not_a_storable_object_is_rejected_on_every_route(client, method, path):
+    """Not UTF-8, NUL characters, lone surrogates, not an object, not JSON at all."""
+    before = counts()
+    for body in NOT_A_JSON_OBJECT:
+        response = await client.open(path, method=method, data=body,
+                                     headers={**client.auth, "Content-Type": "application/json"})
+        await assert_rejected(response, 400, "invalid_argument")
+    assert counts() == before
+
+
+@pytest.mark.parametrize("name", ["n" * 256 + ".sql", "d/" + "é" * 128 + ".sql",
+                                  "/".join(["d" * 200] * 25) + "/x.sql", "/".join(["a"] * 2100) + "/x.sql",
+                                  b"caf\xe9.sql".decode("utf-8", "surrogateescape")],
+                         ids=["name over 255 bytes", "multibyte name over 255 bytes", "path over PATH_MAX",
+                              "path deeper than PATH_MAX", "name not UTF-8"])
+async def test_a_bundle_entry_with_an_unstorable_name_is_rejected(client, ctx, name):
+    before = counts()
+    await assert_rejected(await upload(client, make_tarball([(name, b"select 1;\n", {})])), 400, "invalid_argument")
+    assert counts() == before

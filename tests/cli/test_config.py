@@ -95,3 +95,15 @@ def test_the_org_comes_from_the_flag_the_environment_or_the_file():
     assert resolve_config(NO_FLAGS, {}, {"org": "from-file"}).org == "from-file"
     assert resolve_config(NO_FLAGS, {"SQLRS_ORG": "from-env"}, {"org": "from-file"}).org == "from-env"
     assert resolve_config({**NO_FLAGS, "org": "from-flag"}, {"SQLRS_ORG": "from-env"}, {}).org == "from-flag"
+
+
+@pytest.mark.parametrize("org", ["../../x", "Weird Org!"])
+def test_a_malformed_org_is_rejected_before_any_request(org):
+    with pytest.raises(InvalidArgument, match="org"):
+        resolve_config({**NO_FLAGS, "org": org}, {}, {})
+    with pytest.raises(InvalidArgument, match="SQLRS_ORG"):
+        resolve_config(NO_FLAGS, {"SQLRS_ORG": org}, {})
+
+
+def test_a_well_formed_org_is_kept():
+    assert resolve_config(NO_FLAGS, {"SQLRS_ORG": "acme-2"}, {}).org == "acme-2"

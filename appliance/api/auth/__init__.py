@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 from ...errors import InvalidArgument, PermissionDenied, Unauthenticated
+from ...ids import ORG_RULE, is_org, valid_org
 from ...settings import Settings
 from .oidc import OidcVerifier
 from .principal import ROLES, Principal, role_rank
 from .tokens import PREFIX, create_token, ensure_admin_token, hash_token, verify_api_token
 
 ORG_HEADER = "X-Sqlrs-Org"
-ORG_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+log = logging.getLogger(__name__)
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9._~+/=-]+)$")
 
 __all__ = ["Authenticator", "Principal", "ROLES", "role_rank", "ORG_HEADER", "create_token",
@@ -40,14 +42,34 @@ class Authenticator:
         secret = bearer_secret(authorization)
         if secret.startswith(PREFIX):
             principal = await asyncio.to_thread(verify_api_token, secret)
-            return _in_org(principal, org_header) if principal.global_admin else _own_org_only(principal, org_header)
-        if self.oidc is None or self._oidc_pool is None:
-            raise Unauthenticated("invalid token")
-        claims = await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, secret)
-        memberships = self.oidc.memberships(claims)
-        subject = str(claims.get(self.oidc.settings.oidc_subject_claim) or "unknown")
-        org = _chosen_org(memberships, org_header)
-        return Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc")
+            principal = (_in_org(principal, org_header) if principal.global_admin
+                         else _own_org_only(principal, org_header))
+        else:
+            if self.oidc is None or self._oidc_pool is None:
+                raise Unauthenticated("invalid token")
+            claims = await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, secret)
+            memberships = _valid_memberships(self.oidc.settings, self.oidc.memberships(claims))
+            subject = str(claims.get(self.oidc.settings.oidc_subject_claim) or "unknown")
+            org = _chosen_org(memberships, org_header)
+            principal = Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc")
+        if not is_org(principal.org):  # every path above validated it; a principal never leaves without one
+            raise Unauthenticated("invalid token: it names no valid org")
+        return principal
+
+
+def _valid_memberships(settings: Settings, memberships: dict[str, str]) -> dict[str, str]:
+    """The token's orgs, each a valid org slug, before any of them is used. A malformed org claim
+    makes the token unusable (401); a malformed group membership is ignored, like one with an
+    unknown role, and a token left with none grants nothing (403)."""
+    valid = {org: role for org, role in memberships.items() if is_org(org)}
+    if len(valid) == len(memberships):
+        return memberships
+    log.warning("ignored %d OIDC org membership(s) that are not org slugs", len(memberships) - len(valid))
+    if not settings.oidc_groups_claim:
+        raise Unauthenticated(f"invalid token: its {settings.oidc_org_claim} claim is not {ORG_RULE}")
+    if not valid:
+        raise PermissionDenied(f"the token grants no sqlrs org: its memberships name no org that is {ORG_RULE}")
+    return valid
 
 
 def bearer_secret(authorization: str | None) -> str:
@@ -58,9 +80,7 @@ def bearer_secret(authorization: str | None) -> str:
 
 
 def _valid_org(org_header: str) -> str:
-    if not ORG_SLUG.match(org_header):
-        raise InvalidArgument(f"{ORG_HEADER} must be an org slug (lowercase letters, digits, dashes)")
-    return org_header
+    return valid_org(org_header, ORG_HEADER)
 
 
 def _chosen_org(memberships: dict[str, str], org_header: str | None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ...control.models import ApiToken, Org, utcnow
 from ...errors import InvalidArgument, NotFound, Unauthenticated
+from ...ids import valid_org
 from .principal import ROLES, Principal
 
 PREFIX = "sqlrs_"
@@ -35,6 +36,7 @@ def _new_token_id() -> str:
 
 def ensure_admin_token(token_file: Path, org: str) -> str:
     """Return the operator token, creating the file (0600) and its hash row when missing."""
+    org = valid_org(org)
     Org.get_or_create(slug=org)
     if token_file.exists():
         token = token_file.read_text().strip()
@@ -52,6 +54,7 @@ def ensure_admin_token(token_file: Path, org: str) -> str:
 
 def create_token(org: str, name: str, role: str = "admin") -> str:
     """An operator token (global admin, no expiry) for `sqlrs-appliance token`; shown once."""
+    org = valid_org(org)
     Org.get_or_create(slug=org)
     token = _new_secret()
     ApiToken.create(token_hash=hash_token(token), token_id=_new_token_id(), org=org, role=role, name=name,
@@ -61,6 +64,7 @@ def create_token(org: str, name: str, role: str = "admin") -> str:
 
 def issue_token(org: str, *, name: str, role: str, ttl_seconds: int, created_by: str) -> tuple[ApiToken, str]:
     """An org-scoped token for a robot; returns the row and the secret (never stored)."""
+    org = valid_org(org)
     if role not in ROLES:
         raise InvalidArgument(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     token = _new_secret()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, utcnow
 from ...control.scope import OrgScope
@@ -32,6 +32,7 @@ def find_instance(s: OrgScope, ref: str) -> Instance:
 
 @blueprint.get("/v1/instances")
 @validate_querystring(IdPrefixQuery)
+@document_response(list[InstanceEntry])
 async def list_instances(query_args: IdPrefixQuery):
     s = scope()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from quart import Blueprint, current_app, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ...control.models import PrepareJob, Task
 from ...control.scope import OrgScope
@@ -15,8 +15,8 @@ from ...orchestrator.submit import submit_prepare
 from .. import serializers
 from ..app import call, context, deletion_response, scope
 from ..listing import listing
-from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobRequest,
-                       PrepareJobStatus, TaskListQuery)
+from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobEntry,
+                       PrepareJobRequest, PrepareJobStatus, TaskEntry, TaskListQuery)
 from ..streams import event_stream
 
 blueprint = Blueprint("jobs", __name__)
@@ -53,6 +53,7 @@ async def _after_admission(ctx, job_id: str) -> None:
 
 @blueprint.get("/v1/prepare-jobs")
 @validate_querystring(JobListQuery)
+@document_response(list[PrepareJobEntry])
 async def list_jobs(query_args: JobListQuery):
     s = scope()
 
@@ -74,6 +75,8 @@ async def get_job(job_id: str):
 
 
 @blueprint.post("/v1/prepare-jobs/<job_id>/cancel")
+@document_response(PrepareJobStatus, 200)
+@document_response(PrepareJobStatus, 202)
 async def cancel_job(job_id: str):
     s = scope()
 
@@ -101,6 +104,7 @@ async def job_events(job_id: str):
 
 @blueprint.get("/v1/tasks")
 @validate_querystring(TaskListQuery)
+@document_response(list[TaskEntry])
 async def list_tasks(query_args: TaskListQuery):
     s = scope()
 

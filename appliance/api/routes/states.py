@@ -4,11 +4,12 @@ from __future__ import annotations
 import peewee as pw
 from quart import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ...control.models import Instance, State
 from ...control.scope import OrgScope
 from ...errors import NotFound, PermissionDenied
+from ...ids import ORG_PATTERN, valid_org
 from ...orchestrator import deletion, sharing
 from .. import serializers
 from ..app import call, context, deletion_response, scope
@@ -69,6 +70,7 @@ def own_state(s: OrgScope, ref: str) -> State:
 
 @blueprint.get("/v1/states")
 @validate_querystring(IdPrefixQuery)
+@document_response(list[StateEntry])
 async def list_states(query_args: IdPrefixQuery):
     s = scope()
 
@@ -117,7 +119,7 @@ async def delete_state(state_id: str, query_args: DeleteQuery):
 # -- sharing -----------------------------------------------------------------------------------
 class ShareRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    org: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The org that may use the state read-only")
+    org: str = Field(pattern=ORG_PATTERN, description="The org that may use the state read-only")
 
 
 class ShareEntry(BaseModel):
@@ -133,6 +135,7 @@ def _share_entry(row) -> dict:
 
 
 @blueprint.get("/v1/states/<state_id>/shares")
+@document_response(list[ShareEntry])
 async def list_shares(state_id: str):
     s = scope()
     return listing(await call(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)]))
@@ -156,6 +159,6 @@ async def unshare_state(state_id: str, grantee: str):
     s = scope()
 
     def revoke():
-        sharing.unshare(s.org, own_state(s, state_id).state_id, grantee)
+        sharing.unshare(s.org, own_state(s, state_id).state_id, valid_org(grantee, "grantee"))
         return {"state_id": state_id, "org": grantee, "revoked": True}
     return await call(revoke)

@@ -5,9 +5,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
-from quart_schema import validate_request, validate_response
+from quart_schema import document_response, validate_request, validate_response
 
 from ...errors import InvalidArgument, NotFound
+from ...ids import valid_org
 from ..app import call, context
 from ..auth.tokens import issue_token, org_tokens, revoke
 from ..serializers import ts
@@ -54,7 +55,7 @@ def _entry(row) -> dict:
 
 def own_org(org: str) -> str:
     """Another org's token list does not exist for this caller."""
-    if org != g.principal.org:
+    if valid_org(org) != g.principal.org:
         raise NotFound(f"org {org} not found")
     return org
 
@@ -67,6 +68,7 @@ async def whoami():
 
 
 @blueprint.get("/v1/orgs/<org>/tokens")
+@document_response(list[TokenEntry])
 async def list_tokens(org: str):
     org = own_org(org)
     return await call(lambda: [_entry(row) for row in org_tokens(org)])
