@@ -49,13 +49,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Secrets (control DB, token) stay private; the unprivileged Postgres user may traverse."""
+    """Secrets (control DB, token) stay private; org users may traverse to their own sources and
+    socket dirs (each closed to other orgs) but list nothing."""
     os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o711)
-    for public in ("sources", "run"):
-        (settings.data_dir / public).mkdir(exist_ok=True)
-        (settings.data_dir / public).chmod(0o755)
+    for shared in ("sources", "run"):
+        (settings.data_dir / shared).mkdir(exist_ok=True)
+        (settings.data_dir / shared).chmod(0o711)
 
 
 def bootstrap(settings: Settings) -> AppContext:
