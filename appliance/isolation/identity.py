@@ -12,6 +12,7 @@ With isolation ``none`` every org shares ``fallback`` (the instance OS user), as
 """
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
@@ -92,39 +93,25 @@ class OrgIdentities:
         return RunAs(entry.pw_uid, entry.pw_gid)
 
     def _create(self, org: str) -> RunAs:
+        """``groupadd`` + ``useradd`` with the lowest free id; another worker making the same
+        user, or another tool taking the same id, only costs a retry."""
         name = user_name(org)
-        for _ in range(20):  # another worker or host tool may take a uid between look and make
-            uid = self._free_uid()
-            try:
-                self._runner(["groupadd", "-g", str(uid), name])
-            except CommandFailed as exc:
-                if exc.returncode != 4 and exc.returncode != 9:  # 4: gid taken, 9: name taken
-                    raise
-                found = self._lookup(org)
-                if found:
-                    return found
-                if exc.returncode == 4:
-                    continue
-            try:
-                self._runner(["useradd", "-u", str(uid), "-g", name, "-M", "-d", "/nonexistent",
-                              "-s", "/usr/sbin/nologin", "-c", f"sqlrs org {org}", name])
-            except CommandFailed as exc:
-                found = self._lookup(org)
-                if found:
-                    return found
-                if exc.returncode != 4:  # 4: uid taken
-                    raise
-                continue
+        for _ in range(20):
+            uid = str(self._free_uid())
+            for argv in (["groupadd", "-g", uid, name],
+                         ["useradd", "-u", uid, "-g", name, "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                          "-c", f"sqlrs org {org}", name]):
+                try:
+                    self._runner(argv)
+                except CommandFailed:
+                    pass  # the name exists (a race we lost, or a group left by a lost race) or the id is taken
             found = self._lookup(org)
-            if found:
+            if found is not None:
                 return found
-        raise InternalError(f"could not make an OS user for org {org}: no free uid in "
-                            f"{self._uid_min}-{self._uid_max}")
+        raise InternalError(f"could not make an OS user for org {org} with a uid in {self._uid_min}-{self._uid_max}")
 
     def _free_uid(self) -> int:
-        taken = {entry.pw_uid for entry in pwd.getpwall()}
-        import grp
-        taken |= {entry.gr_gid for entry in grp.getgrall()}
+        taken = {entry.pw_uid for entry in pwd.getpwall()} | {entry.gr_gid for entry in grp.getgrall()}
         for uid in range(self._uid_min, self._uid_max + 1):
             if uid not in taken:
                 return uid

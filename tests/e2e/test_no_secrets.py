@@ -37,7 +37,8 @@ def test_no_secret_appears_in_logs_events_audit_rows_or_artifacts(appliance, scr
     assert exported.status_code == 200 and extended.status_code == 200
     passwords = [i["dsn"].split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
                  for i in appliance.get("/v1/instances", headers=as_robot).json() if i.get("dsn")]
-    assert appliance.delete(f"/v1/instances/{built['result']['instance_id']}", params={"force": "true"}).status_code == 200
+    deleted = appliance.delete(f"/v1/instances/{built['result']['instance_id']}", params={"force": "true"})
+    assert deleted.status_code == 200, deleted.text
     secrets = {"operator token": operator, "robot token": robot, "S3 secret key": appliance.env["SQLRS_S3_SECRET_KEY"],
                "Nomad token": nomad_double.token, **{f"DSN password {n}": p for n, p in enumerate(passwords)}}
     assert len(passwords) >= 2
