@@ -2,6 +2,7 @@
 on this host and can reach any server on its network. And no URL's password is ever shown."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -91,3 +92,12 @@ def test_the_test_control_db_server_asks_every_client_for_its_password(control_p
         with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
             psycopg2.connect(host=host, port=control_postgres.port, user="postgres", password="guess",
                              dbname="postgres")
+
+
+def test_a_log_line_never_shows_a_urls_password():
+    from appliance.logs import JsonFormatter, _TextWithContext
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "cannot reach %s nor %s", (
+        "postgresql://sqlrs:s3cret@db/sqlrs", "redis://:s3cret@127.0.0.1:6379/0?password=s3cret"), None)
+    for formatter in (JsonFormatter(), _TextWithContext("%(message)s")):
+        text = formatter.format(record)
+        assert "s3cret" not in text and "postgresql://sqlrs:***@db/sqlrs" in text and "redis://:***@127.0.0.1" in text
