@@ -8,6 +8,7 @@ from functools import cached_property
 import peewee
 from redis import Redis
 
+from .connections import redis_client
 from .control.db import open_database
 from .isolation.level import Isolation, choose_isolation
 from .runtime.base import InstanceRuntime
@@ -31,9 +32,8 @@ class AppContext:
 
     @cached_property
     def redis(self) -> Redis:
-        if not self.settings.redis_url:
-            raise RuntimeError("no Redis URL configured (the supervisor sets one for its children)")
-        return Redis.from_url(self.settings.redis_url)
+        """The configured Redis, or the data dir's private one (socket and password file)."""
+        return redis_client(self.settings)
 
     @cached_property
     def objects(self):

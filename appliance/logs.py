@@ -11,11 +11,21 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import re
 from contextvars import ContextVar
 from typing import Iterator
 
 _context: ContextVar[dict[str, str]] = ContextVar("sqlrs_log_context", default={})
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A URL's password (``scheme://user:PASSWORD@``, ``?password=``) in any line, a library's
+# exception text included: the Control DB's and Redis's URLs carry theirs.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:?#]*:)[^\s@/?#]+(?=@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s#'\"]+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's password replaced by ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***", text))
 
 
 @contextlib.contextmanager
@@ -35,16 +45,16 @@ def bind(**fields: str | None) -> None:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
-                "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                "level": record.levelname, "logger": record.name, "message": redact(record.getMessage()),
                 **_context.get()}
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
 
 
 class _TextWithContext(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = redact(super().format(record))
         context = _context.get()
         return text + "".join(f" {k}={v}" for k, v in context.items()) if context else text
 

@@ -25,13 +25,23 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SQLRS_", extra="forbid", validate_default=True)
+    # hide_input_in_errors: a validation error never echoes the input, which holds secrets (URLs, keys)
+    model_config = SettingsConfigDict(env_prefix="SQLRS_", extra="forbid", validate_default=True,
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir,
                            description="Where the control DB, store, sources, logs and the admin token live.")
     listen: str = Field("127.0.0.1:7433", description="host:port the API listens on.")
     database_url: str | None = Field(None, description="Control DB: postgresql://… or sqlite:///path; default SQLite in data_dir.")
-    redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir.")
+    database_allow_no_password: bool = Field(False, description=(
+        "Accept a postgresql:// database_url without a password (the server authenticates the appliance "
+        "some other way: client certificates, peer auth on a root-only socket). Tenants' code runs on the "
+        "host and can reach the server: never with trust auth."))
+    redis_url: str | None = Field(None, description="Redis for queues and locks; default: a private redis-server in data_dir "
+                                                    "(unix socket in a 0700 directory, password in data_dir/redis.password).")
+    redis_allow_no_password: bool = Field(False, description=(
+        "Accept a TCP redis_url without a password. Whoever can write to the queues decides what the workers "
+        "do, and tenants' code can connect to loopback: only for a Redis that is out of their reach otherwise."))
     default_org: str = Field("default", pattern=ORG_PATTERN,
                              description="Org that owns everything in the embedded default.")
     host_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
@@ -225,6 +235,16 @@ class Settings(BaseSettings):
             raise ValueError("cache_low_watermark must not exceed cache_high_watermark")
         if self.oidc_issuer and not self.oidc_audience:
             raise ValueError("oidc_audience is required when oidc_issuer is set")
+        return self
+
+    @model_validator(mode="after")
+    def _services_need_passwords(self) -> Settings:
+        """Tenants' code can reach every service on this host's network: ours need credentials."""
+        from .connections import insecure_database_url, insecure_redis_url
+        if not self.database_allow_no_password and (problem := insecure_database_url(self.database_url)):
+            raise ValueError(problem)
+        if not self.redis_allow_no_password and (problem := insecure_redis_url(self.redis_url)):
+            raise ValueError(problem)
         return self
 
     # Sources: init kwargs > env > secret files (SQLRS_<NAME>_FILE) > TOML file > defaults.

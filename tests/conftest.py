@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
+import secrets
 import uuid
 import shutil
 import socket
@@ -50,12 +51,20 @@ def runner() -> Runner:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    run_dir = public_tmpdir("sqlrs-redis-")
-    server = PrivateRedis(run_dir)
-    yield server.start()
+def private_redis() -> Iterator[PrivateRedis]:
+    """The appliance's own private redis-server (socket in a 0700 dir, password in a 0600 file)."""
+    base = public_tmpdir("sqlrs-redis-")
+    server = PrivateRedis(base / "redis", base / "redis.password")
+    server.start()
+    yield server
     server.stop()
-    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(private_redis: PrivateRedis) -> str:
+    """Its URL, password included."""
+    return private_redis.url
 
 
 @pytest.fixture
@@ -71,6 +80,7 @@ class ThrowawayPostgres:
     def __init__(self) -> None:
         self.dir = public_tmpdir("sqlrs-controldb-")
         self.port = free_tcp_port()
+        self.password = secrets.token_hex(16)  # SCRAM on every connection: no trust, like a real site
         self.runtime = ProcessRuntime(Runner())
         self.bin = self.runtime.bin_dir
         self.run_as = self.runtime.run_as
@@ -85,7 +95,15 @@ class ThrowawayPostgres:
         if self.run_as:
             os.chown(data, self.run_as.uid, self.run_as.gid)
             os.chown(self.dir, self.run_as.uid, self.run_as.gid)
-        self._run([str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"])
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self.run_as:
+            os.chown(pwfile, self.run_as.uid, self.run_as.gid)
+        try:
+            self._run([str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+                       f"--pwfile={pwfile}", "--no-sync"])
+        finally:
+            pwfile.unlink()
         self.resume()
 
     def halt(self) -> None:
@@ -106,11 +124,12 @@ class ThrowawayPostgres:
     def new_database_url(self) -> str:
         import psycopg2
         name = f"control_{os.getpid()}_{next(self._names)}"
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
+                                dbname="postgres")
         conn.autocommit = True
         conn.cursor().execute(f'CREATE DATABASE "{name}"')
         conn.close()
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{name}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,10 @@ host's store, so only that host's workers may take it. A prepare's queue entry i
 the worker that takes it runs whichever queued job the scheduler names (see ``scheduling``).
 There is one token per queued job, so the reconciler can count what Redis forgot (after a
 Redis restart) and put it back. A token's RQ id is its job's id, which ``rq info`` shows.
+
+Queue entries are data: every queue, job fetch and worker uses RQ's JSON serializer, never
+its default (pickle), so a payload written into Redis by anyone but us cannot run code in a
+worker when it is read back; it fails to decode instead. Every job's arguments are ids.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 PREPARE_QUEUE = "sqlrs-prepare"
 RUN_PREPARE = "jobs.prepare.run_prepare_job"
@@ -23,6 +28,7 @@ REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
 TOKEN_ID = re.compile(r"^[0-9a-f]{32}(-w[0-9]+)?$")  # a job id, or a job id and when it went back
 AFTER_ADMISSION = "jobs.artifacts.after_admission"
+SERIALIZER = JSONSerializer  # the one serializer of every queue, job and worker (see above)
 
 
 def queue_name(host: str) -> str:
@@ -30,7 +36,7 @@ def queue_name(host: str) -> str:
 
 
 def prepare_queue(redis: Redis, host: str) -> Queue:
-    return Queue(queue_name(host), connection=redis)
+    return Queue(queue_name(host), connection=redis, serializer=SERIALIZER)
 
 
 def enqueue_token(redis: Redis, host: str, job_id: str, *, requeued: bool = False) -> None:
@@ -50,7 +56,7 @@ def token_count(redis: Redis, host: str) -> int:
 
 def is_known_to_redis(redis: Redis, job_id: str) -> bool:
     try:
-        job = Job.fetch(job_id, connection=redis)
+        job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
     except NoSuchJobError:
         return False
     return job.get_status(refresh=False) in {"queued", "started", "deferred", "scheduled"}

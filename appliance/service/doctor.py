@@ -7,9 +7,13 @@ the btrfs image) but starts no service and changes no row.
 from __future__ import annotations
 
 import shutil
+import stat
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from redis.connection import parse_url
+
+from ..connections import private_redis_dir, redact_url, redis_client, redis_password_file
 from ..settings import Settings
 from ..shell import Runner
 
@@ -58,7 +62,8 @@ def _control_db(settings: Settings, runner: Runner) -> str:
         version = current_version(db)
     finally:
         close_database(db)
-    engine = "PostgreSQL" if settings.control_db_url.startswith("postgres") else "SQLite"
+    engine = (f"PostgreSQL ({redact_url(settings.control_db_url)})" if settings.control_db_url.startswith("postgres")
+              else "SQLite")
     state = "up to date" if version == latest_version() else "`up` or `sqlrs-appliance migrate` will migrate it"
     return f"{engine}, schema version {version} of {latest_version()}: {state}"
 
@@ -67,10 +72,16 @@ def _redis(settings: Settings, runner: Runner) -> str:
     if not settings.redis_url:
         if shutil.which("redis-server") is None:
             raise RuntimeError("SQLRS_REDIS_URL is not set and redis-server is not installed")
-        return "private redis-server (started by `up`)"
-    from redis import Redis
-    Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
-    return "configured Redis answers"
+        password = redis_password_file(settings.data_dir)
+        if password.exists() and stat.S_IMODE(password.stat().st_mode) & 0o077:
+            raise RuntimeError(f"{password} is readable by others (`up` replaces it with a new password)")
+        return (f"private redis-server (started by `up`): no TCP port, a unix socket in "
+                f"{private_redis_dir(settings.data_dir)} (0700), its password in {password} (0600)")
+    redis_client(settings, socket_connect_timeout=3).ping()
+    if settings.redis_url.startswith("unix://") and "password" not in parse_url(settings.redis_url):
+        return (f"configured Redis answers ({redact_url(settings.redis_url)}); no password: only the socket's "
+                "permissions keep tenants' code away from the queues")
+    return f"configured Redis answers ({redact_url(settings.redis_url)})"
 
 
 def _objects(settings: Settings, runner: Runner) -> str:

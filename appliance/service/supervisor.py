@@ -132,10 +132,9 @@ def up(settings: Settings) -> None:
 
     ctx = bootstrap(settings)
     redis = None
-    if not settings.redis_url:
-        redis = PrivateRedis(settings.data_dir / "run")
-        settings = settings.model_copy(update={"redis_url": redis.start()})
-        ctx.settings = settings
+    if not settings.redis_url:  # every process of this data dir finds it there (socket, password file)
+        redis = PrivateRedis.of(settings.data_dir)
+        redis.start()
         ctx.__dict__.pop("redis", None)
     pool = WorkerPool(settings.workers, settings_env(settings), settings.data_dir / "logs")
     stop = threading.Event()

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 
+from redis import Redis
 from rq import SimpleWorker
 
 from ..context import build_context
-from ..orchestrator.queue import prepare_queue
+from ..orchestrator.queue import SERIALIZER, prepare_queue
 from ..settings import Settings
 
 
@@ -18,5 +19,10 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
 
     ctx = build_context(settings, wait_for_control_db=True)
     jobs.context.install(ctx)
-    worker = SimpleWorker([prepare_queue(ctx.redis, ctx.host)], connection=ctx.redis)
-    worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    make_worker(ctx.redis, ctx.host).work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+
+
+def make_worker(redis: Redis, host: str) -> SimpleWorker:
+    """The RQ worker of ``host``'s queue. It decodes jobs with the queue's JSON serializer: a
+    pickle planted in Redis fails to decode instead of running."""
+    return SimpleWorker([prepare_queue(redis, host)], connection=redis, serializer=SERIALIZER)

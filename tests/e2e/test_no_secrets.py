@@ -1,7 +1,7 @@
 """The log scrape: the whole prepare flow at DEBUG level, through the Nomad runtime (a Nomad
 ACL token) with artifacts and state streams in S3 (an S3 secret key), by a robot token; then
-no secret value — DSN passwords, API tokens, the S3 key, the Nomad token — may appear in any
-log line, job event, audit row or artifact."""
+no secret value — DSN passwords, API tokens, the S3 key, the Nomad token, the private Redis's
+password — may appear in any log line, job event, audit row or artifact."""
 from __future__ import annotations
 
 import uuid
@@ -40,7 +40,8 @@ def test_no_secret_appears_in_logs_events_audit_rows_or_artifacts(appliance, scr
     deleted = appliance.delete(f"/v1/instances/{built['result']['instance_id']}", params={"force": "true"})
     assert deleted.status_code == 200, deleted.text
     secrets = {"operator token": operator, "robot token": robot, "S3 secret key": appliance.env["SQLRS_S3_SECRET_KEY"],
-               "Nomad token": nomad_double.token, **{f"DSN password {n}": p for n, p in enumerate(passwords)}}
+               "Nomad token": nomad_double.token, **{f"DSN password {n}": p for n, p in enumerate(passwords)},
+               "private Redis password": (appliance.data_dir / "redis.password").read_text().strip()}
     assert len(passwords) >= 2
 
     haystack = {"appliance log": appliance.log_text()}

@@ -29,8 +29,9 @@ def liquibase(runner) -> LiquibaseCli:
 
 @pytest.fixture
 def empty_database(control_postgres) -> Connection:
-    url = control_postgres.new_database_url()  # postgresql://postgres@127.0.0.1:<port>/<name>, trust auth
-    return Connection(jdbc_url="jdbc:" + url.replace("postgres@", ""), username="postgres")
+    url = control_postgres.new_database_url()  # postgresql://postgres:<password>@127.0.0.1:<port>/<name>
+    return Connection(jdbc_url="jdbc:postgresql://" + url.split("@", 1)[1], username="postgres",
+                      password=control_postgres.password)
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_update_sql_lists_every_changeset_of_every_format_in_order_with_its_chec
 def test_planning_changes_nothing_in_the_database(liquibase, empty_database, project, control_postgres):
     import psycopg2
     plan(liquibase, empty_database, project)
-    dsn = "postgresql://postgres@" + empty_database.jdbc_url.split("//", 1)[1]
+    dsn = f"postgresql://postgres:{control_postgres.password}@" + empty_database.jdbc_url.split("//", 1)[1]
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from pg_tables where schemaname = 'public'")
         assert cur.fetchone()[0] == 0

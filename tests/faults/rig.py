@@ -7,12 +7,15 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
+from redis import Redis
+from redis.exceptions import RedisError
 
 from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
@@ -28,16 +31,23 @@ class RedisServer:
 
     def __init__(self) -> None:
         self.port = free_tcp_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        password = uuid.uuid4().hex  # an operator's Redis on TCP needs one (the appliance refuses it otherwise)
+        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
+        self.config = Path(tempfile.mkdtemp(prefix="sqlrs-faults-redis-")) / "redis.conf"  # 0700 dir
+        self.config.write_text(f"port {self.port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
+                               f"requirepass {password}\n")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(["redis-server", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
-                             text=True).stdout.strip() != "PONG":
+        while True:
+            try:
+                if Redis.from_url(self.url, socket_connect_timeout=1).ping():
+                    return
+            except RedisError:
+                pass
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
 

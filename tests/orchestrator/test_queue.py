@@ -1,7 +1,17 @@
 """Per-host RQ queues on a real Redis."""
 from __future__ import annotations
 
-from appliance.orchestrator.queue import enqueue_refill, prepare_queue
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+from rq import Queue
+from rq.serializers import PickleSerializer
+
+from appliance.orchestrator.queue import RUN_PREPARE, enqueue_refill, enqueue_token, prepare_queue, queue_name
 
 
 def test_a_warm_pool_refill_waits_once_on_its_hosts_queue_whatever_the_host_is_called(redis):
@@ -9,3 +19,38 @@ def test_a_warm_pool_refill_waits_once_on_its_hosts_queue_whatever_the_host_is_c
         enqueue_refill(redis, "db-7.example.com")
     assert len(prepare_queue(redis, "db-7.example.com").job_ids) == 1
     assert prepare_queue(redis, "other").job_ids == []
+
+
+def test_queue_entries_are_json_data(redis):
+    enqueue_token(redis, "h1", "a" * 32)
+    raw = zlib.decompress(redis.hget(f"rq:job:{'a' * 32}", "data"))
+    assert json.loads(raw) == ["jobs.prepare.run_prepare_job", None, ["a" * 32], {}]
+
+
+class _PlantedPickle:
+    """What someone who may write to Redis would plant: unpickling it creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_planted_in_redis_is_not_run_by_a_worker(redis, redis_url, tmp_path):
+    """A job hash written straight into Redis with a pickled payload (RQ's default format): the
+    real worker command decodes it as JSON, so the pickle never runs and the job fails."""
+    marker = tmp_path / "pwned"
+    host = "pickle-host"
+    job_id = "b" * 32
+    Queue(queue_name(host), connection=redis, serializer=PickleSerializer).enqueue(
+        RUN_PREPARE, _PlantedPickle(marker), job_id=job_id)
+    env = {**os.environ, "SQLRS_REDIS_URL": redis_url, "SQLRS_DATA_DIR": str(tmp_path / "data"),
+           "SQLRS_HOST_ID": host, "SQLRS_STORAGE_BACKEND": "copy", "SQLRS_BTRFS_IMAGE": "off"}
+    env.pop("SQLRS_DATABASE_URL", None)
+    worker = subprocess.run([sys.executable, "-m", "appliance.service.main", "worker", "--burst"], env=env,
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert not marker.exists(), "the worker unpickled a payload from Redis"
+    assert "DeserializationError" in worker.stdout + worker.stderr
+    assert redis.hget(f"rq:job:{job_id}", "status") == b"failed"
+    assert prepare_queue(redis, host).job_ids == []

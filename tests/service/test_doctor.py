@@ -19,14 +19,14 @@ def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
 
 
 def test_a_failing_check_does_not_hide_the_others(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", redis_url="redis://127.0.0.1:1/0", storage_backend="copy")
+    settings = Settings(data_dir=tmp_path / "data", redis_url="redis://:x@127.0.0.1:1/0", storage_backend="copy")
     checks = {check.name: check for check in run_checks(settings)}
     assert not checks["redis"].ok
     assert checks["postgres"].ok and checks["storage"].ok
 
 
 def test_the_command_exits_non_zero_and_prints_json_when_a_check_fails(tmp_path):
-    env = {"SQLRS_REDIS_URL": "redis://127.0.0.1:1/0", "SQLRS_STORAGE_BACKEND": "copy", "PATH": "/usr/bin:/bin"}
+    env = {"SQLRS_REDIS_URL": "redis://:x@127.0.0.1:1/0", "SQLRS_STORAGE_BACKEND": "copy", "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "appliance.service.main", "doctor", "--data-dir",
                              str(tmp_path / "d"), "--json"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 1
