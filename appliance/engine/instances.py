@@ -18,6 +18,7 @@ from ..control.db import write_transaction
 from ..control.models import Instance, Volume, utcnow
 from ..orchestrator.quotas import instance_limits
 from ..runtime.cluster import SERVER_LOG
+from ..runtime.tenant_files import read_tail
 from ..runtime.ports import PortPool
 from ..faults import failpoint
 from ..shell import cancellable
@@ -132,11 +133,8 @@ def instance_labels(instance: Instance) -> dict[str, str]:
 
 def server_log_tail(ctx: AppContext, volume_id: str) -> bytes:
     """The last MiB of the Postgres server log of a clone (every runtime leaves it in the run dir)."""
-    try:
-        with open(instance_run_dir(ctx, volume_id) / SERVER_LOG, "rb") as log:
-            log.seek(0, 2)
-            log.seek(max(0, log.tell() - SERVER_LOG_TAIL_BYTES))
-            return log.read()
+    try:  # the run dir is the org's: no link is followed, nothing but a regular file is read
+        return read_tail(instance_run_dir(ctx, volume_id) / SERVER_LOG, SERVER_LOG_TAIL_BYTES)
     except OSError:
         return b""
 

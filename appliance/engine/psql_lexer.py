@@ -197,7 +197,7 @@ class _Scanner:
         text, j = self.text, start + 1
         if j < len(text) and text[j] == "\\":
             return j + 1  # the \\ separator
-        while j < len(text) and text[j] not in " \t\r\n\\":
+        while j < len(text) and text[j] not in " \t\r\n\f\v\\":  # psql's whitespace
             j += 1
         name = text[start + 1 : j]
         if name in _WHOLE_LINE_COMMANDS:
@@ -218,12 +218,12 @@ def lex_slash_arguments(text: str, i: int) -> tuple[tuple[tuple[Piece, ...], ...
     arguments: list[tuple[Piece, ...]] = []
     n = len(text)
     while True:
-        while i < n and text[i] in " \t\r":
+        while i < n and text[i] in " \t\r\f\v":
             i += 1
         if i >= n or text[i] in "\n\\":
             return tuple(arguments), i
         pieces: list[Piece] = []
-        while i < n and text[i] not in " \t\r\n\\":
+        while i < n and text[i] not in " \t\r\f\v\n\\":
             ch = text[i]
             if ch == "'":
                 value, i = _single_quoted_argument(text, i)

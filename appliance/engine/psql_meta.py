@@ -29,11 +29,13 @@ _ALWAYS = {
     "lo_export": "writes a file on the worker",
     "s": "writes the history to a file",
 }
-# Refused with an argument: a file or pipe to write to (without one they go to standard output).
-_OUTPUT = {"o": "redirects output to a file or a program", "out": "redirects output to a file or a program",
-           "g": "sends output to a file or a program", "gx": "sends output to a file or a program"}
+# Refused with any argument: a file or pipe to write to (without one, output goes to standard output).
+_OUTPUT = {"o": "redirects output to a file or a program", "out": "redirects output to a file or a program"}
+# Allowed with an option list ``(name=value …)`` only: anything after it is a file or a pipe.
+_QUERY_OUTPUT = {"g": "sends output to a file or a program", "gx": "sends output to a file or a program"}
 _STANDARD_STREAMS = {"stdin", "stdout", "pstdin", "pstdout"}
-_COPY_TARGET = re.compile(r"\b(from|to)\s+(\S+)", re.IGNORECASE)
+_SPACE = " \t\n\r\f\v"
+_COPY_DIRECTION = re.compile(r"[" + _SPACE + r"]*(from|to)\b[" + _SPACE + r"]*", re.IGNORECASE)
 
 
 def check_meta_command(name: str, arguments: tuple, line: str, where: str) -> None:
@@ -43,11 +45,15 @@ def check_meta_command(name: str, arguments: tuple, line: str, where: str) -> No
         _refuse(name, _ALWAYS[name], where)
     if any(piece.form == "backquote" for argument in arguments for piece in argument):
         _refuse(name, "has a backquoted argument, which psql runs as a shell command", where)
-    if name in _OUTPUT and any(not _is_option_list(argument) for argument in arguments):
+    if name in _OUTPUT and arguments:
         _refuse(name, _OUTPUT[name], where)
+    if name in _QUERY_OUTPUT and not _only_options(line):
+        _refuse(name, _QUERY_OUTPUT[name], where)
     if name == "copy":
         _check_copy(line, where)
     if name == "lo_import" and arguments:
+        if any(piece.form != "literal" for piece in arguments[0]):
+            _refuse(name, "reads a file named by a variable, which cannot be checked before running", where)
         _check_source_path("".join(piece.text for piece in arguments[0]), name, where)
     if name in ("c", "connect") and _names_another_server(arguments):
         _refuse(name, "may only switch to another database of the same server (no host, port or conninfo)",
@@ -55,10 +61,14 @@ def check_meta_command(name: str, arguments: tuple, line: str, where: str) -> No
 
 
 def _check_copy(line: str, where: str) -> None:
-    match = _COPY_TARGET.search(line)
+    """``\\copy {table [(columns)] | (query)} {from | to} {'file' | program 'cmd' | stdin | …}``:
+    the direction is the first ``from``/``to`` after the table or the parenthesized query."""
+    rest = _skip_copy_source(line.lstrip(_SPACE))
+    match = _COPY_DIRECTION.match(rest)
     if match is None:
-        return  # psql itself will say what is wrong with it
-    direction, target = match.group(1).lower(), match.group(2)
+        _refuse("copy", "could not be read before running (expected from or to after the table or query)", where)
+    direction, target = match.group(1).lower(), rest[match.end():].split(None, 1)
+    target = target[0] if target else ""
     if target.lower() == "program":
         _refuse("copy", "runs a program on the worker", where)
     if target.lower() in _STANDARD_STREAMS:
@@ -68,14 +78,57 @@ def _check_copy(line: str, where: str) -> None:
     _check_source_path(target.strip("'\""), "copy", where)
 
 
+def _skip_copy_source(text: str) -> str:
+    """What follows the table name (and its column list) or the parenthesized query."""
+    i = 0 if text.startswith("(") else _skip_name(text)
+    rest = text[i:].lstrip(_SPACE)
+    if rest.startswith("("):  # a query, or the table's column list
+        return rest[_balanced(rest):]
+    return rest
+
+
+def _skip_name(text: str) -> int:
+    i = 0
+    while i < len(text) and text[i] not in _SPACE + "(":
+        if text[i] == '"':
+            end = text.find('"', i + 1)
+            i = len(text) if end < 0 else end + 1
+        else:
+            i += 1
+    return i
+
+
+def _balanced(text: str) -> int:
+    """The index just past the parenthesis that closes ``text[0]``, quotes respected."""
+    depth, i, quote = 0, 0, None
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
+def _only_options(line: str) -> bool:
+    """Nothing, or one ``(option=value …)`` list and nothing after it."""
+    text = line.strip(_SPACE)
+    if not text:
+        return True
+    return text.startswith("(") and not text[_balanced(text):].strip(_SPACE)
+
+
 def _check_source_path(path: str, name: str, where: str) -> None:
     if posixpath.isabs(path) or ".." in path.split("/"):
         _refuse(name, f"reads {path!r}, which is not a relative path inside the source", where)
-
-
-def _is_option_list(argument: tuple) -> bool:
-    text = "".join(piece.text for piece in argument)
-    return text.startswith("(") or text.endswith(")")
 
 
 def _names_another_server(arguments: tuple) -> bool:

@@ -4,7 +4,8 @@ With ``os`` isolation an org's code (``COPY … TO PROGRAM``, ``\\!`` …) runs 
 org shares: another org's 0700 data directories and socket directories are closed to it by the
 kernel, whatever it finds out about their paths. The users are made on first use, on each host,
 named ``sqlrs-o`` + a digest of the org (Linux user names are short and lower-case; the org's
-name itself is in the GECOS field for operators), with a uid from ``tenant_uid_min``…``max``
+name is not written anywhere: /etc/passwd is world-readable, and orgs must not learn of each
+other; an operator computes it: ``sqlrs-o`` + the first 12 hex digits of SHA-256(org)), with a uid from ``tenant_uid_min``…``max``
 and a group of their own. Uids need not match across hosts: a state arriving from elsewhere is
 handed over to the local org's identity when it is cloned (``hand_over``).
 
@@ -100,7 +101,7 @@ class OrgIdentities:
             uid = str(self._free_uid())
             for argv in (["groupadd", "-g", uid, name],
                          ["useradd", "-u", uid, "-g", name, "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
-                          "-c", f"sqlrs org {org}", name]):
+                          "-c", "sqlrs org", name]):
                 try:
                     self._runner(argv)
                 except CommandFailed:

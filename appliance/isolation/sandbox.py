@@ -44,7 +44,7 @@ class Sandbox:
         if not self.enabled:
             return [os.fspath(a) for a in argv]
         prefix = [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
-                  "--unshare-cgroup-try", "--die-with-parent"]
+                  "--unshare-cgroup-try", "--die-with-parent", "--new-session"]  # no TIOCSTI into a terminal
         if not network:
             prefix.append("--unshare-net")
         prefix += _system_view() + ["--proc", "/proc"]

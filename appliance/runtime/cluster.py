@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..shell import RunAs
+from .tenant_files import append, read_head
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -136,7 +137,7 @@ def cluster_identity(path: Path, fallback: RunAs | None) -> RunAs | None:
     if os.geteuid() != 0:
         return None
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return fallback
     return fallback if st.st_uid == 0 else RunAs(st.st_uid, st.st_gid)
@@ -195,9 +196,10 @@ def prepare_run_dir(run_dir: Path, port: int, own_dir: Callable[[Path], None]) -
 
 
 def postmaster_pid_lines(pgdata: Path) -> list[str]:
-    """postmaster.pid's lines, or [] while there is none (not written yet, or removed)."""
+    """postmaster.pid's lines, or [] while there is none (not written yet, or removed), or while
+    something else than a regular file stands there (the org's code may put a FIFO there)."""
     try:
-        return (pgdata / "postmaster.pid").read_text().splitlines()
+        return read_head(pgdata / "postmaster.pid").decode(errors="replace").splitlines()
     except OSError:
         return []
 
@@ -210,15 +212,12 @@ def says_ready(lines: list[str]) -> bool:
 
 def append_server_log(run_dir: str | Path | None, data: bytes, run_as) -> None:
     """Keep a container's Postgres log in its run dir before the container (and with it the
-    log) goes: the process runtime writes there directly, so every runtime leaves the same file."""
+    log) goes: the process runtime writes there directly, so every runtime leaves the same file.
+    The run dir is the org's: the file is opened without following links (``tenant_files``)."""
     if not run_dir or not os.path.isdir(run_dir) or not data:
         return
-    path = Path(run_dir) / SERVER_LOG
     try:
-        with open(path, "ab") as log:
-            log.write(data)
-        if run_as is not None:
-            os.chown(path, run_as.uid, run_as.gid)
+        append(Path(run_dir) / SERVER_LOG, data, (run_as.uid, run_as.gid) if run_as is not None else None)
     except OSError:
         pass  # the log is a convenience; losing it must not fail a stop
 

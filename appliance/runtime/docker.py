@@ -315,10 +315,7 @@ class DockerRuntime(HostSideClient):
         self._host._flush(pgdata)
 
     def _existing_pgdata(self, volume: Path) -> Path:
-        pgdata = pgdata_of(safe_path(volume, "volume"))
-        if not (pgdata / "PG_VERSION").is_file():
-            raise NotFound(f"no cluster in volume {volume}")
-        return pgdata
+        return self._host._existing_pgdata(volume)  # a pgdata replaced by a link is refused there
 
 
 __all__ = ["DockerRuntime", "ManagedContainer", "container_name", "MANAGED_LABEL", "VOLUME_LABEL"]

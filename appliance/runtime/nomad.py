@@ -308,10 +308,7 @@ class NomadRuntime(HostSideClient):
         return f"{os.getuid()}:{os.getgid()}"
 
     def _existing_pgdata(self, volume: Path) -> Path:
-        pgdata = pgdata_of(safe_path(volume, "volume"))
-        if not (pgdata / "PG_VERSION").is_file():
-            raise NotFound(f"no cluster in volume {volume}")
-        return pgdata
+        return self._host._existing_pgdata(volume)  # a pgdata replaced by a link is refused there
 
 
 def _client(addr: str, token: str | None, namespace: str, region: str | None, timeout: float) -> nomad.Nomad:

@@ -30,6 +30,7 @@ from ..isolation.sandbox import Sandbox, real
 from .cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, configure_new_cluster, match_image,
                       owner, postmaster_pid_lines, prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
 from . import admin_connections
+from .tenant_files import read_tail
 from .admin_connections import ReadyPasswords, WarmConnections
 from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
 
@@ -134,7 +135,7 @@ class ProcessRuntime:
             lines = postmaster_pid_lines(pgdata)
             if says_ready(lines):
                 return
-            if lines and lines[0].isdigit() and not _is_cluster_process(int(lines[0]), os.path.realpath(pgdata)):
+            if lines and lines[0].isdigit() and not _is_cluster_process(int(lines[0]), _where(pgdata)):
                 break  # the postmaster exited: the log says why
             if not lines and time.monotonic() - started > 0.5 and not _cluster_pids(pgdata):
                 break  # it died before writing its lock file (bad settings, port taken, ...)
@@ -256,10 +257,14 @@ class ProcessRuntime:
 
         ``initdb --sync-only`` fsyncs just this pgdata, unlike syncfs, which would also
         wait for every other instance's dirty pages on the same filesystem."""
+        if os.path.islink(pgdata):
+            return  # replaced by a link (to another org's?): nothing of this cluster to flush
         self._run([self.bin_dir / "initdb", "--sync-only", "-D", pgdata], run_as=self.identity(pgdata))
 
     def _existing_pgdata(self, volume: Path) -> Path:
         pgdata = pgdata_of(safe_path(volume, "volume"))
+        if os.path.islink(pgdata):
+            raise InvalidArgument(f"the pgdata of volume {volume.name} was replaced by a link")
         if not (pgdata / "PG_VERSION").is_file():
             raise NotFound(f"no cluster in volume {volume}")
         return pgdata
@@ -267,10 +272,10 @@ class ProcessRuntime:
     def _postmaster_pid(self, pgdata: Path) -> int | None:
         """The live postmaster named by postmaster.pid, if it really runs this pgdata."""
         try:
-            pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+            pid = int(postmaster_pid_lines(pgdata)[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if pid > 0 and _is_cluster_process(pid, os.path.realpath(pgdata)) else None
+        return pid if pid > 0 and _is_cluster_process(pid, _where(pgdata)) else None
 
     def _kill_cluster(self, pgdata: Path) -> None:
         """SIGKILL the postmaster, then any backend it orphaned, and wait until all are gone."""
@@ -348,8 +353,14 @@ def _is_cluster_process(pid: int, real_pgdata: str) -> bool:
     return cwd == real_pgdata and os.path.basename(exe) in ("postgres", "postmaster")
 
 
+def _where(pgdata: Path) -> str:
+    """The real path of a pgdata, its last component not followed: the org may have replaced its
+    pgdata by a link to another org's, whose servers must never be taken for this one's."""
+    return os.path.join(os.path.realpath(pgdata.parent), pgdata.name)
+
+
 def _cluster_pids(pgdata: Path) -> list[int]:
-    real = os.path.realpath(pgdata)
+    real = _where(pgdata)
     return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _is_cluster_process(int(e.name), real)]
 
 
@@ -361,14 +372,12 @@ def _remove_stale_pidfile(pgdata: Path) -> None:
     get here after proving no process has this pgdata as its working directory, which is
     what the lock file protects against.
     """
-    if not _cluster_pids(pgdata):
+    if not _cluster_pids(pgdata) and not os.path.islink(pgdata):
         (pgdata / "postmaster.pid").unlink(missing_ok=True)
 
 
 def _tail(log: Path, max_bytes: int = 4000) -> str:
     try:
-        with open(log, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
-            return fh.read().decode(errors="replace")
+        return read_tail(log, max_bytes).decode(errors="replace")
     except OSError:
         return "(no log)"

@@ -49,6 +49,7 @@ def _attack_script(t: Tenants) -> str:
         for d in {data} {store} /tmp /var/tmp /dev/shm /var/lib; do grep -r -a -o -m3 -s {t.secret[:12]} "$d" | head -5; done
         ls -la {data} {data}/run {data}/sources {data}/sources/{t.org_a} {a_dir}/states {a_dir}/volumes 2>&1 | head -60
         cat {data}/admin.token {data}/redis.password 2>&1 | head -5
+        for r in "-s {data}/redis/redis.sock" "-h 127.0.0.1 -p 6379"; do redis-cli $r ping 2>&1 | head -2; done
         for s in $(find / -xdev -name '.s.PGSQL.*' ! -name '*.lock' 2>/dev/null) {data}/run/*/.s.PGSQL.*; do
           psql -X -h "$(dirname "$s")" -p "${{s##*.}}" -U sqlrs -d postgres -Atc 'select v from secret' 2>&1 | head -3
         done
@@ -113,6 +114,7 @@ def test_org_a_secret_reaches_nothing_org_b_can_read(tenants, attack):
 
 def test_the_appliance_secrets_are_out_of_reach(tenants, attack):
     assert tenants.app.token not in attack["loot"]
+    assert "PONG" not in attack["loot"]  # the queues' Redis answers no one without its password
     redis_password = tenants.app.data_dir / "redis.password"
     if redis_password.exists():
         assert redis_password.read_text().strip() not in attack["loot"]
