@@ -200,6 +200,8 @@ class _Scanner:
         while j < len(text) and text[j] not in " \t\r\n\f\v\\":  # psql's whitespace
             j += 1
         name = text[start + 1 : j]
+        if name.lower() == "copy":
+            name = "copy"  # psql matches \copy case-insensitively (pg_strcasecmp), every other name exactly
         if name in _WHOLE_LINE_COMMANDS:
             end = self._line_end(j)
             check_meta_command(name, (), text[j:end], self.where)

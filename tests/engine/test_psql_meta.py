@@ -34,6 +34,16 @@ def test_a_meta_command_that_stays_in_the_database_or_the_source_is_allowed(sour
     ("\\! id", "\\!"), ("\\o out.txt", "\\o"), ("\\copy items from program 'id'", "\\copy"),
     ("\\copy items to 'out.csv'", "\\copy"), ("\\copy items from '../data.csv'", "\\copy"),
     ("\\setenv X y", "\\setenv"), ("\\echo `id`", "\\echo"), ("\\c dbname=x host=elsewhere", "\\c"),
+    # ways around a naive reading, found by a hostile review
+    ("\\copy (select 1 from pg_class limit 1) to program 'id'", "\\copy"),
+    ("\\copy (select 1 from pg_class) to '/tmp/x'", "\\copy"),
+    ("\\COPY items FROM PROGRAM 'id'", "\\copy"),
+    ("select 1 \\g '|id >&2 #)'", "\\g"),
+    ("select 1 \\g (format=csv) out.csv", "\\g"),
+    ("\\o |id>&2;#)", "\\o"),
+    ("\\o /tmp/a)", "\\o"),
+    ("\\o\f|id>&2", "\\o"),
+    ("\\set f /etc/hostname\n\\lo_import :f", "\\lo_import"),
 ])
 def test_a_meta_command_that_acts_on_the_worker_is_refused_naming_it(source, command, meta):
     with pytest.raises(InvalidArgument) as refused:

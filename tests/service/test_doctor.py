@@ -12,7 +12,7 @@ from appliance.settings import Settings
 def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
     settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url, storage_backend="copy")
     checks = {check.name: check for check in run_checks(settings)}
-    assert set(checks) == {"storage", "postgres", "ports", "control_db", "redis", "object_store"}
+    assert set(checks) == {"storage", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
     assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
     assert checks["postgres"].ok and "process runtime: postgres resolves to postgres:15@sha256:" in checks["postgres"].detail
     assert checks["redis"].ok
