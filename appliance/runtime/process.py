@@ -350,7 +350,9 @@ def _is_cluster_process(pid: int, real_pgdata: str) -> bool:
         exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
     except OSError:
         return False
-    return cwd == real_pgdata and os.path.basename(exe) in ("postgres", "postmaster")
+    # A server whose org moved its pgdata aside (``mv pgdata x``) runs in its volume all the same.
+    in_volume = cwd == real_pgdata or cwd.startswith(os.path.dirname(real_pgdata) + "/")
+    return in_volume and os.path.basename(exe) in ("postgres", "postmaster")
 
 
 def _where(pgdata: Path) -> str:

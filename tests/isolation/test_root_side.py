@@ -64,3 +64,18 @@ def test_a_pgdata_replaced_by_a_link_to_org_a_never_makes_root_act_on_org_a(tena
         "current_setting('data_directory')); end $$;\n"))
     assert psql(tenants.a_dsn, "select v from secret").stdout.strip() == tenants.secret  # A's server lives
     assert tenants.a_state_files() == before
+    assert _servers_in(tenants.store / "orgs" / tenants.org_b) == []  # B's moved server was stopped too
+
+
+def _servers_in(directory: Path) -> list[str]:
+    """Postgres processes (of any runtime: containers' too) whose working directory is under it."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and os.readlink(f"/proc/{entry.name}/exe").endswith("/postgres"):
+                cwd = os.readlink(f"/proc/{entry.name}/cwd")
+                if cwd.startswith(f"{directory}/") and "pgdata.moved" in cwd:
+                    found.append(cwd)
+        except OSError:
+            continue
+    return found
