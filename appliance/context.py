@@ -11,6 +11,7 @@ from redis import Redis
 from .connections import redis_client
 from .control.db import open_database
 from .isolation.level import Isolation, choose_isolation
+from .isolation.sandbox import Sandbox
 from .runtime.base import InstanceRuntime
 from .settings import Settings
 from .shell import Runner, unprivileged
@@ -60,8 +61,8 @@ class AppContext:
         return self.isolation.identities.of(org)
 
     @property
-    def sandbox(self):
-        from .isolation.sandbox import Sandbox
+    def sandbox(self) -> Sandbox:
+        """The sandbox an org's tools run in (disabled without isolation)."""
         return self.isolation.sandbox if self.isolation is not None else Sandbox(False)
 
     @property

@@ -6,7 +6,6 @@ Each test is one family of vectors from the threat model (DESIGN §2b); the fixt
 from __future__ import annotations
 
 import glob
-import os
 import textwrap
 from pathlib import Path
 
