@@ -39,20 +39,22 @@ FAST_RECOVERY = {"SQLRS_JOB_LOST_AFTER_SECONDS": "4", "SQLRS_JOB_HEARTBEAT_SECON
 
 def appliance_on(request, driver: str, extra_env: dict[str, str] | None = None) -> Iterator[Appliance]:
     """A real appliance: ``btrfs`` (the image it mounts itself) or ``zfs`` (a fresh pool) with the
-    process runtime, or ``docker``/``nomad`` (the Nomad-API double) runtimes on the btrfs image.
+    process runtime, or ``docker``/``nomad`` (the Nomad-API double) runtimes on the btrfs image, or
+    on a zfs pool when spelled ``docker-zfs``/``nomad-zfs``.
     Its logs are copied to /tmp/sqlrs-e2e-logs/<module>-<driver> at the end, for post-mortems."""
+    runtime, _, store = driver.partition("-")
     with contextlib.ExitStack() as stack:
         env = {**FAST_RECOVERY, **(extra_env or {})}
-        if driver == "zfs":
+        if "zfs" in (runtime, store):
             pool_dir = public_tmpdir("sqlrs-zfs-")
             stack.callback(shutil.rmtree, pool_dir, ignore_errors=True)  # after the pool is gone (LIFO)
             dataset, _ = stack.enter_context(file_backed_pool(Runner(), pool_dir, 4 * 1024**3))
             env.update({"SQLRS_STORAGE_BACKEND": "zfs", "SQLRS_ZFS_DATASET": dataset})
-        elif driver in ("docker", "nomad"):
+        if runtime in ("docker", "nomad"):
             require_docker()
             ensure_image(Settings.model_fields["docker_image"].default)
-            env["SQLRS_RUNTIME"] = driver
-            if driver == "nomad":
+            env["SQLRS_RUNTIME"] = runtime
+            if runtime == "nomad":
                 double = request.getfixturevalue("nomad_double")
                 env.update({"SQLRS_NOMAD_ADDR": double.addr, "SQLRS_NOMAD_TOKEN": double.token,
                             "SQLRS_NOMAD_NAMESPACE": double.namespace, "SQLRS_NOMAD_NODE_ID": double.node_id})

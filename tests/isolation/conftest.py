@@ -47,19 +47,19 @@ class Tenants:
 
 
 def _store_root(app: Appliance, driver: str, env: dict) -> Path:
-    if driver == "zfs":
+    if driver.endswith("zfs"):
         out = subprocess.run(["zfs", "get", "-H", "-o", "value", "mountpoint", env["SQLRS_ZFS_DATASET"]],
                              capture_output=True, text=True, check=True).stdout.strip()
         return Path(out)
     return app.data_dir / "store"
 
 
-@pytest.fixture(scope="module", params=["btrfs", "zfs", "docker", "nomad"])
+@pytest.fixture(scope="module", params=["btrfs", "zfs", "docker", "nomad", "docker-zfs", "nomad-zfs"])
 def tenants(request, tmp_path_factory) -> Iterator[Tenants]:
     env = {}
     if os.environ.get("SQLRS_TENANT_ISOLATION"):  # the proof run: the suite must fail with "none"
         env["SQLRS_TENANT_ISOLATION"] = os.environ["SQLRS_TENANT_ISOLATION"]
-    if request.param in ("docker", "nomad"):
+    if request.param.startswith(("docker", "nomad")):
         env["SQLRS_LIQUIBASE_RUNNER"] = "docker"
     for app in appliance_on(request, request.param, env):
         store = _store_root(app, request.param, app.env)

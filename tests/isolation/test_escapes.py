@@ -1,7 +1,7 @@
 """Org B attacks org A, and the appliance itself, from inside its own prepares.
 
 Each test is one family of vectors from the threat model (DESIGN §2b); the fixture ``tenants``
-(conftest.py) runs every one on the process runtime (btrfs and zfs stores), docker and nomad.
+(conftest.py) runs every one on the process, docker and nomad runtimes, each on btrfs and zfs.
 """
 from __future__ import annotations
 
@@ -194,3 +194,43 @@ def test_a_liquibase_changelog_cannot_read_or_run_outside_its_source(tenants, tm
         tables = psql(status["result"]["dsn"], "select string_agg(tablename, ' ') from pg_tables "
                                                "where schemaname = 'public'").stdout
         assert "secret" not in tables  # A's script never ran in B's database
+
+
+@pytest.mark.parametrize("how", ["include", "includeAll", "search-path"])
+def test_a_liquibase_changelog_cannot_include_another_orgs_source(tenants, tmp_path, how):
+    """A's uploaded script named from B's changelog (an absolute ``include`` or ``includeAll``, or
+    a ``--search-path`` climbing out of B's source): Liquibase would run it as a raw SQL
+    changeset, creating A's table with A's secret in B's database."""
+    a_sources = glob.glob(str(tenants.app.data_dir / "sources" / tenants.org_a / "*" / "secret.sql"))
+    assert a_sources, "org A's uploaded source is where the test expects it"
+    a_source = Path(a_sources[0])
+    element, args = {
+        "include": (f'<include file="{a_source}"/>', []),
+        "includeAll": (f'<includeAll path="{a_source.parent}"/>', []),
+        "search-path": ('<include file="secret.sql"/>',
+                        ["--search-path", f".,../../{tenants.org_a}/{a_source.parent.name}"]),
+    }[how]
+    project = tmp_path / "lb"
+    project.mkdir()
+    (project / "changelog.xml").write_text(textwrap.dedent(f"""\
+        <databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
+            xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+            xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
+              http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+          <changeSet id="1" author="bravo"><sql>create table mine (v text)</sql></changeSet>
+          {element}
+        </databaseChangeLog>
+        """))
+    with tenants.app.acting_in(tenants.org_b):
+        response = tenants.app.submit_lb(["update", "--changelog-file", "changelog.xml", *args], project)
+        if how == "search-path":  # refused when planned: nothing runs
+            assert response.status_code == 400 and response.json()["code"] == "invalid_argument", response.text
+            return
+        assert response.status_code == 201, response.text
+        status = tenants.app.wait(response.json()["job_id"], timeout=300)
+        events = tenants.app.get(f"/v1/prepare-jobs/{status['job_id']}/events").text
+    assert tenants.secret not in events and tenants.secret not in str(status)
+    if status["status"] == "succeeded":
+        tables = psql(status["result"]["dsn"], "select string_agg(tablename, ' ') from pg_tables "
+                                               "where schemaname = 'public'").stdout
+        assert "secret" not in tables
