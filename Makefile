@@ -7,6 +7,20 @@ demo:  ## run the embedded appliance and prepare the example database
 test:  ## install everything the tests need and run them
 	./scripts/test
 
+.PHONY: lock lock-upgrade test-latest
+PIP_COMPILE = python3 -m piptools compile --quiet --all-extras --strip-extras --allow-unsafe \
+  --no-emit-index-url --no-emit-find-links -o constraints.txt setup.cfg
+lock:  ## refresh constraints.txt, the lock every install uses: keeps today's pins that still satisfy setup.cfg
+	python3 -m pip install -q 'pip-tools>=7.4,<8'
+	$(PIP_COMPILE)
+
+lock-upgrade:  ## the same, every pin moved to the newest version setup.cfg allows (then run make test)
+	python3 -m pip install -q 'pip-tools>=7.4,<8'
+	$(PIP_COMPILE) --upgrade
+
+test-latest:  ## the test suite in a fresh virtualenv with the newest versions setup.cfg allows, not the lock
+	./scripts/test-latest
+
 bench:  ## cache-hit vs rebuild benchmark (writes bench/out/)
 	python3 bench/prepare_bench.py
 

@@ -8,9 +8,9 @@ Hostile input is the normal case here, so:
   on the order the OS resolves them, and the client packer never sends links anyway;
 * nothing appears at ``dest`` unless the whole bundle is valid (temp dir + rename).
 
-``source_id`` hashes only regular files (path + content), so tar order, mtimes, owners,
-modes and directory entries do not change it, and uploading the same files twice is
-idempotent.
+``source_id`` hashes regular files (path + content) and empty directories (path), so tar
+order, mtimes, owners, modes and the entries of directories that hold files do not change it,
+and uploading the same files twice is idempotent.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) ->
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
-        files = _extract(data, staging, max_bytes=max_bytes, max_files=max_files)
-        source_id = digest(*(record for path in sorted(files) for record in (("path", path), ("sha256", files[path]))))
+        files, empty_dirs = _extract(data, staging, max_bytes=max_bytes, max_files=max_files)
+        source_id = _source_id(files, empty_dirs)
         if not dest.exists():
             try:
                 os.rename(staging, dest)
@@ -61,6 +61,13 @@ def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) ->
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _source_id(files: dict[str, str], empty_dirs: set[str]) -> str:
+    """Each file's path and content, then each empty directory (a psql working directory
+    that holds no file of the bundle): what a step can see, and nothing else."""
+    records = [record for path in sorted(files) for record in (("path", path), ("sha256", files[path]))]
+    return digest(*records, *(("dir", path) for path in sorted(empty_dirs)))
 
 
 def store_bundle(data: bytes, sources_dir: Path, *, max_bytes: int, max_files: int) -> tuple[str, Path]:
@@ -103,7 +110,8 @@ class _BoundedGunzip(io.RawIOBase):
         return len(chunk)
 
 
-def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> dict[str, str]:
+def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> tuple[dict[str, str], set[str]]:
+    """The files (path -> SHA-256) and the empty directories, unpacked into ``staging``."""
     stream = _BoundedGunzip(data, limit=max_bytes + _TAR_OVERHEAD_PER_ENTRY * (max_files + 2))
     files: dict[str, str] = {}
     directories: set[str] = set()
@@ -146,7 +154,7 @@ def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> d
         if exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP, errno.EILSEQ):
             raise
         raise InvalidArgument(f"bundle entry cannot be stored here: {os.strerror(exc.errno)}") from None
-    return files
+    return files, directories - parents
 
 
 def _safe_member_path(name: str) -> str | None:

@@ -33,9 +33,10 @@ from ..orchestrator.events import append_event
 from ..orchestrator.locks import LockSet, build_lock
 from ..shell import cancellable
 from ..runtime.base import Endpoint
+from ..runtime.cluster import STOCK_ROLES_SQL
 from . import imports, instances, liquibase_batch, liquibase_steps
 from ..runtime.ports import ephemeral_port
-from .hashing import digest
+from .hashing import base_key
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class JobRun:
 
     @property
     def base_key(self) -> str:
-        return digest(("image", self.job.resolved_image_id))[:32]
+        return base_key(self.job.resolved_image_id)
 
     def _base_exists(self) -> bool:
         return BaseImage.select().where((BaseImage.org == self.org) & (BaseImage.base_key == self.base_key)
@@ -218,11 +219,23 @@ class JobRun:
             path = self.ctx.store.create_volume(self.org, volume_id)
             try:
                 self.ctx.runtime.init_cluster(path, self.job.resolved_image_id)
+                self._add_stock_roles(volume_id, path)
                 size = self.ctx.store.commit_base(self.org, volume_id, key)
                 BaseImage.create(org=self.org, base_key=key, resolved_image_id=self.job.resolved_image_id,
                                  size_bytes=size, host_id=self.ctx.host)
             finally:
                 instances.release_volume(self.ctx, self.org, volume_id)
+
+    def _add_stock_roles(self, volume_id: str, path: Path) -> None:
+        """What users' dumps expect of a stock cluster (``STOCK_ROLES_SQL``), the same on every
+        runtime: through the runtime's own start and the host's psql, then a clean stop."""
+        endpoint = self.ctx.runtime.start(path, instances.instance_run_dir(self.ctx, volume_id), port=5432,
+                                          listen_host=None, labels={"sqlrs.org": self.org, "sqlrs.purpose": "base"})
+        try:
+            self.ctx.runner(self.ctx.runtime.psql_command(endpoint) + ["-q", "-c", STOCK_ROLES_SQL],
+                            env=self.ctx.runtime.command_env(), run_as=self.ctx.identity_of(self.org), cwd="/")
+        finally:
+            self.ctx.runtime.stop(path, mode="fast")
 
     def _execute_step(self, task: Task) -> None:
         state_id = task.output_state_id

@@ -9,6 +9,10 @@ import hashlib
 
 _PARENT_PREFIXES = ("image:", "state:")
 
+# What a base cluster holds besides the image's initdb: part of every key, so a change to it
+# (initdb options, the stock roles) never reuses states built on an older base.
+BASE_RECIPE = "2"  # 2: the stock ``postgres`` role exists
+
 
 def digest(*records: tuple[str, str]) -> str:
     """SHA-256 (lowercase hex) over ``"<key>=<len>:<value>\\n"`` records, len in UTF-8 bytes."""
@@ -28,10 +32,20 @@ def state_id(parent: str, task_hash: str) -> str:
     return digest(("parent", parent), ("task", task_hash))
 
 
+def base_key(resolved_image_id: str) -> str:
+    """The base cluster of an image, as the recipe of this version makes it."""
+    return digest(("image", resolved_image_id), ("recipe", BASE_RECIPE))[:32]
+
+
+def image_parent(resolved_image_id: str) -> str:
+    """The parent of a chain's first state: the image's base cluster, recipe included."""
+    return f"image:{resolved_image_id}#base{BASE_RECIPE}"
+
+
 def chain_state_ids(resolved_image_id: str, task_hashes: list[str]) -> list[str]:
     """The state id after each step; a shared prefix of steps gives a shared prefix of ids."""
     ids: list[str] = []
-    parent = f"image:{resolved_image_id}"
+    parent = image_parent(resolved_image_id)
     for task_hash in task_hashes:
         current = state_id(parent, task_hash)
         ids.append(current)

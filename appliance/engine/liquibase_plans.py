@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..control.models import LiquibasePlan, utcnow
-from .hashing import digest, state_id
+from .hashing import digest, image_parent, state_id
 from .liquibase import Changeset
 from .liquibase_args import LiquibaseCommand
 
@@ -57,7 +57,7 @@ def chain(planned: list[PlannedChangeset], *, image: str, command: LiquibaseComm
           job_id: str) -> list[ChangesetStep]:
     """One step per changeset, each keyed by its parent, its checksum, the arguments that select
     and shape it and the Liquibase version; volatile ones by the job too."""
-    steps, parent = [], f"image:{image}"
+    steps, parent = [], image_parent(image)
     for p in planned:
         task_hash = digest(("kind", "lb"), ("changeset", p.changeset.key), ("liquibase", version),
                            *command.key_parts(), *((("job", job_id),) if p.volatile else ()))
@@ -73,8 +73,8 @@ def task_rows(job, steps: list[ChangesetStep], *, first_position: int, image: st
               exists: Callable[[str], bool]) -> list[dict[str, Any]]:
     """The jobs's ``state_execute`` rows and its ``prepare_instance`` (unless plan-only)."""
     rows, parent_kind, parent_id = [], "image", image
-    for n, step in enumerate(steps, start=1):
-        rows.append({"job": job, "task_id": f"execute-{n}", "position": first_position + n - 1,
+    for n, step in enumerate(steps):  # execute-0 … execute-N-1, as for psql steps
+        rows.append({"job": job, "task_id": f"execute-{n}", "position": first_position + n,
                      "type": "state_execute", "status": "queued", "input_kind": parent_kind, "input_id": parent_id,
                      "task_hash": step.task_hash, "output_state_id": step.state_id,
                      "cached": exists(step.state_id), "summary": step.summary, "step_json": json.dumps(step.step)})

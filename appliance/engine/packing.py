@@ -36,10 +36,16 @@ def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = Non
     # name: path as psql sees it from cwd; physical: where to read it (symlinks followed)
     located = [(Path(os.path.normpath(cwd / name)), physical) for name, physical in visited.items()]
     root = Path(os.path.commonpath([str(cwd), *(str(path) for path, _ in located)]))
+    for path, _ in located:
+        _refuse_escaping_link(path, root)
     entries = sorted((path.relative_to(root).as_posix(), physical) for path, physical in located)
+    work_dir = cwd.relative_to(root).as_posix()
+    # psql runs in work_dir: it is in the bundle even when every file lies outside it (-f ../x.sql)
+    empty_work_dir = [work_dir] if work_dir != "." and not any(
+        name.startswith(f"{work_dir}/") for name, _ in entries) else []
     return PackedBundle(
-        data=_deterministic_tar_gz(entries),
-        work_dir=cwd.relative_to(root).as_posix(),
+        data=_deterministic_tar_gz(entries, directories=empty_work_dir),
+        work_dir=work_dir,
         psql_args=args,
         files=[name for name, _ in entries],
     )
@@ -55,6 +61,7 @@ def pack_directory_bundle(directory: Path) -> PackedBundle:
         for name in files:
             if not name.startswith("."):
                 path = Path(parent) / name
+                _refuse_escaping_link(path, directory)
                 entries.append((path.relative_to(directory).as_posix(), path))
     entries.sort()
     return PackedBundle(data=_deterministic_tar_gz(entries), work_dir=".", psql_args=[],
@@ -75,9 +82,24 @@ def _relativize_file_args(psql_args: list[str], cwd: Path) -> list[str]:
     return args
 
 
-def _deterministic_tar_gz(entries: list[tuple[str, Path]]) -> bytes:
+def _refuse_escaping_link(path: Path, root: Path) -> None:
+    """A link may point inside the project (it is uploaded as the file it names), never out of
+    it: that would upload whatever it names, /etc/passwd say. The server refuses every link."""
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        name = path.relative_to(root).as_posix()
+        raise InvalidArgument(f"bundle entry {name!r} is a symlink out of the project; only regular files "
+                              f"and directories are allowed", {"path": name})
+
+
+def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: list[str] = ()) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in directories:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            archive.addfile(info)
         for name, physical in entries:
             content = physical.read_bytes()
             info = tarfile.TarInfo(name)

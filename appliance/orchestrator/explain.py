@@ -27,7 +27,7 @@ def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[
         chained = chain(known.changesets, image=planned.resolved_image, command=known.command,
                         version=known.version, job_id="explain")  # a volatile step is never cached
         planned = replace(planned, state_ids=[s.state_id for s in chained])
-        steps = [(f"execute-{n}", s.summary, s.task_hash) for n, s in enumerate(chained, start=1)]
+        steps = [(f"execute-{n}", s.summary, s.task_hash) for n, s in enumerate(chained)]
     host = place(ctx, org, planned.state_ids).host_id
     present = held_by_host(org, planned.state_ids, [host]).get(host, set())
     cached_prefix = 0

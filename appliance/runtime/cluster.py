@@ -122,6 +122,11 @@ def match_image(image_id: str, tag: str, pinned: str) -> str:
                           {"image_id": shown, "available": [tag, pinned]})
 
 
+# What a stock cluster has and initdb -U sqlrs does not: the ``postgres`` superuser that dumps of
+# stock databases name as owner and grantor (``ALTER … OWNER TO postgres``). Run once on each base.
+STOCK_ROLES_SQL = ("CREATE ROLE postgres WITH SUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS LOGIN; "
+                   "COMMENT ON ROLE postgres IS 'the bootstrap superuser of a stock cluster'")
+
 # initdb's options for every runtime (after -D and -U): SCRAM over TCP, trust on the private socket.
 INITDB_OPTIONS = ["--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
                   "--no-sync", "--no-instructions"]

@@ -3,11 +3,12 @@ reaches a handler (nothing is created). Tokens are really signed by a local OIDC
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 
 import pytest
-from joserfc import jwt
-from joserfc.jwk import OctKey, RSAKey
+from joserfc.jwk import RSAKey
 
 from appliance.api.auth.tokens import issue_token, revoke
 from appliance.control.models import PrepareJob
@@ -17,8 +18,9 @@ from .test_bad_input import assert_rejected
 JOB = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"]}
 
 
-def b64(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+def b64(data: dict | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def unsigned(issuer) -> str:
@@ -26,9 +28,12 @@ def unsigned(issuer) -> str:
 
 
 def hs256_with_the_public_key(issuer) -> str:
+    """The algorithm-confusion attack: HMAC keyed with the issuer's public PEM. Signed by hand,
+    since JOSE libraries (rightly) refuse to use a PEM as an HMAC key."""
     public_pem = issuer.rsa.as_pem(private=False)
-    key = OctKey.import_key(public_pem)
-    return jwt.encode({"alg": "HS256", "kid": "rsa-1"}, issuer.claims(), key, algorithms=["HS256"])
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'})}.{b64(issuer.claims())}"
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
 
 
 def tampered(issuer) -> str:

@@ -39,6 +39,7 @@ def test_the_first_prepare_builds_one_state_per_changeset_and_hands_out_the_data
     assert status["status"] == "succeeded", status.get("error")
     assert len(built(status)) == len(executes(status)) == 11  # ten changesets and the marker
     assert executes(status)[0]["summary"] == "changelog.xml::1::shop"
+    assert [t["task_id"] for t in executes(status)] == [f"execute-{n}" for n in range(11)]  # as for psql
     dsn = status["result"]["dsn"]
     assert psql(dsn, "select total from order_totals where customer_id = 2").stdout.strip() == "99.00"
     assert psql(dsn, "select count(*) from databasechangelog").stdout.strip() == "11"

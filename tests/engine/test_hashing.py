@@ -4,7 +4,8 @@ import hashlib
 
 import pytest
 
-from appliance.engine.hashing import chain_state_ids, digest, state_id
+from appliance.engine import hashing
+from appliance.engine.hashing import chain_state_ids, digest, image_parent, state_id
 
 
 def test_digest_is_sha256_over_length_prefixed_records():
@@ -32,7 +33,16 @@ def test_state_id_rejects_a_parent_without_a_kind_prefix():
 
 def test_chain_starts_from_the_image_and_links_each_state_to_the_previous_one():
     ids = chain_state_ids("img", ["t1", "t2"])
-    assert ids == [state_id("image:img", "t1"), state_id(f"state:{state_id('image:img', 't1')}", "t2")]
+    root = image_parent("img")
+    assert ids == [state_id(root, "t1"), state_id(f"state:{state_id(root, 't1')}", "t2")]
+
+
+def test_a_new_base_recipe_keys_every_state_and_base_anew(monkeypatch):
+    """States built on a base of an older recipe (without the stock roles, say) are never reused."""
+    before = chain_state_ids("img", ["t1"]), hashing.base_key("img")
+    monkeypatch.setattr(hashing, "BASE_RECIPE", hashing.BASE_RECIPE + "-next")
+    after = chain_state_ids("img", ["t1"]), hashing.base_key("img")
+    assert before[0] != after[0] and before[1] != after[1]
 
 
 def test_a_shared_prefix_of_steps_gives_a_shared_prefix_of_state_ids():

@@ -63,14 +63,13 @@ def test_the_same_files_give_the_same_source_id(project, tmp_path):
     assert unpack_bundle(packed.data, tmp_path / "a", **LIMITS) == unpack_bundle(packed.data, tmp_path / "b", **LIMITS)
 
 
-def test_a_symlinked_file_is_packed_as_a_regular_file(project, tmp_path):
-    outside = tmp_path / "elsewhere.sql"
-    outside.write_text("select 9;\n")
-    os.symlink(outside, project / "app" / "linked.sql")
+def test_a_symlink_inside_the_project_is_packed_as_a_regular_file(project, tmp_path):
+    os.symlink(project / "app" / "parts" / "one.sql", project / "app" / "linked.sql")
     packed = pack_psql_bundle(["-f", "linked.sql"], project / "app")
     unpacked = tmp_path / "unpacked"
     unpack_bundle(packed.data, unpacked, **LIMITS)
-    assert (unpacked / packed.work_dir / "linked.sql").read_text() == "select 9;\n"
+    linked = unpacked / packed.work_dir / "linked.sql"
+    assert linked.read_text() == "select 1;\n" and not linked.is_symlink()
 
 
 def test_includes_read_from_stdin_are_packed(project):
@@ -93,3 +92,21 @@ def test_a_missing_absolute_file_is_named(project):
 def test_rejected_flags_are_reported_before_packing(project):
     with pytest.raises(InvalidArgument, match="--host"):
         pack_psql_bundle(["-h", "db", "-f", "main.sql"], project / "app")
+
+
+def test_a_working_directory_without_files_of_its_own_is_in_the_bundle(project, tmp_path):
+    """`-f ../shared/common.sql` alone, from app/: psql must still find app/ to run in."""
+    (project / "empty").mkdir()
+    packed = pack_psql_bundle(["-f", "../shared/common.sql"], project / "empty")
+    unpacked = tmp_path / "unpacked"
+    unpack_bundle(packed.data, unpacked, **LIMITS)
+    assert packed.work_dir == "empty" and (unpacked / "empty").is_dir()
+    assert task_hashes(plan_psql(packed.psql_args, root=unpacked, work_dir=packed.work_dir)) == \
+        task_hashes(plan_psql(["-f", "../shared/common.sql"], root=project, work_dir="empty"))
+
+
+def test_a_symlink_out_of_the_project_is_refused_before_anything_is_uploaded(project):
+    os.symlink("/etc/passwd", project / "app" / "passwd.sql")
+    with pytest.raises(InvalidArgument, match="symlink out of the project") as refused:
+        pack_psql_bundle(["-f", "main.sql", "-f", "passwd.sql"], project / "app")
+    assert refused.value.details == {"path": "app/passwd.sql"}

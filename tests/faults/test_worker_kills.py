@@ -35,8 +35,8 @@ def test_worker_killed_during_a_liquibase_run_of_changesets(rig: FaultRig, outco
     job = rig.submit_liquibase(tmp_path, "create table a (i int)", "create table b (i int)",
                                "select pg_sleep(60)", "create table d (i int)")
     rig.wait_for_event(job, lambda e: "changesets in one run" in (e.get("message") or ""))
-    rig.wait_for_event(job, lambda e: e.get("task_id") == "execute-4" and e.get("status") == "running")
-    kill(rig.worker_of(job))  # Liquibase is inside changeset 4's sleep; states 2 and 3 are forks
+    rig.wait_for_event(job, lambda e: e.get("task_id") == "execute-3" and e.get("status") == "running")
+    kill(rig.worker_of(job))  # Liquibase is inside changeset 4's sleep (execute-3); states 2 and 3 are forks
     outcome.injected += 1
     assert_recovered(rig, outcome, tmp_path, [job])
 
