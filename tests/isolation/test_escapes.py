@@ -160,16 +160,23 @@ def test_a_meta_command_that_acts_on_the_worker_is_refused_at_plan_time(tenants,
         assert len(tenants.app.get("/v1/prepare-jobs").json()) == jobs_before  # nothing recorded
 
 
-def test_a_liquibase_changelog_cannot_read_or_run_outside_its_source(tenants, tmp_path):
-    a_sources = glob.glob(str(tenants.app.data_dir / "sources" / tenants.org_a / "*" / "secret.sql"))
-    assert a_sources, "org A's uploaded source is where the test expects it"
+def _liquibase_project(tmp_path: Path, changesets: str) -> Path:
+    """A directory with changelog.xml holding these changesets."""
     project = tmp_path / "lb"
     project.mkdir()
-    (project / "changelog.xml").write_text(textwrap.dedent(f"""\
+    (project / "changelog.xml").write_text(textwrap.dedent('''\
         <databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
             xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
             xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
               http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+''') + textwrap.dedent(changesets) + "</databaseChangeLog>\n")
+    return project
+
+
+def test_a_liquibase_changelog_cannot_read_or_run_outside_its_source(tenants, tmp_path):
+    a_sources = glob.glob(str(tenants.app.data_dir / "sources" / tenants.org_a / "*" / "secret.sql"))
+    assert a_sources, "org A's uploaded source is where the test expects it"
+    project = _liquibase_project(tmp_path, f"""\
           <changeSet id="1" author="bravo">
             <createTable tableName="loot"><column name="data" type="text"/></createTable>
           </changeSet>
@@ -182,8 +189,7 @@ def test_a_liquibase_changelog_cannot_read_or_run_outside_its_source(tenants, tm
           <changeSet id="3" author="bravo" failOnError="false">
             <sqlFile path="{a_sources[0]}"/>
           </changeSet>
-        </databaseChangeLog>
-        """))
+        """)
     with tenants.app.acting_in(tenants.org_b):
         response = tenants.app.submit_lb(["update", "--changelog-file", "changelog.xml"], project)
         assert response.status_code == 201, response.text
@@ -210,17 +216,10 @@ def test_a_liquibase_changelog_cannot_include_another_orgs_source(tenants, tmp_p
         "search-path": ('<include file="secret.sql"/>',
                         ["--search-path", f".,../../{tenants.org_a}/{a_source.parent.name}"]),
     }[how]
-    project = tmp_path / "lb"
-    project.mkdir()
-    (project / "changelog.xml").write_text(textwrap.dedent(f"""\
-        <databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
-            xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-            xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
-              http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
+    project = _liquibase_project(tmp_path, f"""\
           <changeSet id="1" author="bravo"><sql>create table mine (v text)</sql></changeSet>
           {element}
-        </databaseChangeLog>
-        """))
+        """)
     with tenants.app.acting_in(tenants.org_b):
         response = tenants.app.submit_lb(["update", "--changelog-file", "changelog.xml", *args], project)
         if how == "search-path":  # refused when planned: nothing runs
