@@ -16,6 +16,8 @@ import pytest
 from appliance.errors import CommandFailed, InvalidArgument
 from appliance.runtime.process import ProcessRuntime
 
+from tests.support.filesystems import small_tmpfs
+
 from .pg import controldata_state, socket_psql, tcp_psql
 
 
@@ -148,6 +150,16 @@ def test_init_leaves_the_volume_and_pgdata_private_to_the_postgres_user(runtime,
     for path in (template_volume, template_volume / "pgdata"):
         st = path.stat()
         assert (st.st_uid, oct(st.st_mode & 0o777)) == (owner, "0o700")
+
+
+def test_a_failed_initdb_says_why_not_only_that_it_removed_the_data_directory(runtime, runner, workdir):
+    with small_tmpfs(workdir / "full-disk", runner) as small:
+        volume = small / "volume"
+        volume.mkdir()
+        with pytest.raises(CommandFailed) as error:
+            runtime.init_cluster(volume, "postgres")
+    assert "removing contents of data directory" in error.value.message  # initdb's last line
+    assert "No space left on device" in error.value.message  # the cause, many lines above it
 
 
 def test_a_cluster_without_a_password_refuses_every_tcp_login(runtime, runner, volume, start):
