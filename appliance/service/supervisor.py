@@ -28,6 +28,7 @@ from ..context import AppContext, build_context
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
 from ..control.migrations import migrate
 from ..control.models import utcnow
+from ..isolation.traversal import require_traversable
 from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
@@ -51,6 +52,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def prepare_data_dir(settings: Settings) -> None:
     """Secrets (control DB, token) stay private; org users may traverse to their own sources and
     socket dirs (each closed to other orgs) but list nothing."""
+    settings.data_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # before the umask: reachable
     os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o711)
@@ -62,6 +64,7 @@ def prepare_data_dir(settings: Settings) -> None:
 def bootstrap(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     ctx = build_context(settings)
+    require_traversable(settings, ctx.isolation, ctx.store.root)
     migrate(ctx.db)
     hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)

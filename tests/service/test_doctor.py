@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
+
+from tests.conftest import public_tmpdir
 
 
 def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
     settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url, storage_backend="copy")
     checks = {check.name: check for check in run_checks(settings)}
-    assert set(checks) == {"storage", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
+    assert set(checks) == {"data_dir", "storage", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
     assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
     assert checks["postgres"].ok and "process runtime: postgres resolves to postgres:15@sha256:" in checks["postgres"].detail
     assert checks["redis"].ok
@@ -31,3 +35,17 @@ def test_the_command_exits_non_zero_and_prints_json_when_a_check_fails(tmp_path)
                              str(tmp_path / "d"), "--json"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 1
     assert {c["name"]: c["ok"] for c in json.loads(result.stdout)}["redis"] is False
+
+
+def test_doctor_on_a_fresh_data_dir_leaves_no_mount_and_no_file_and_says_what_it_undid(redis_url):
+    base = public_tmpdir("sqlrs-doctor-")
+    try:
+        settings = Settings(data_dir=base / "data", redis_url=redis_url, btrfs_image_bytes=1024**3)
+        checks = {check.name: check for check in run_checks(settings)}
+        assert checks["storage"].ok and checks["storage"].detail.startswith("btrfs: the store is the btrfs image")
+        assert "to try it, and unmounted it" in checks["storage"].detail
+        assert f"It made and removed again: {base / 'data'}," in checks["storage"].detail
+        assert list(base.iterdir()) == []
+        assert str(base) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        shutil.rmtree(base)
