@@ -141,16 +141,15 @@ def _remove_containers_mounting(roots: list[str]) -> list[str]:
     import docker.errors
     try:
         client = docker.from_env()
-        containers = client.containers.list(all=True)
+        rows = client.api.containers(all=True)  # one call; each row lists its mounts' sources
     except Exception:  # no Docker engine here: nothing of ours can run in one
         return []
     removed = []
-    for container in containers:
-        sources = [m.get("Source", "") for m in container.attrs.get("Mounts") or []]
-        if any(source and _under(source, roots) for source in sources):
+    for row in rows:
+        if any(_under(m["Source"], roots) for m in row.get("Mounts") or [] if m.get("Source")):
             try:
-                container.remove(force=True)
+                client.api.remove_container(row["Id"], force=True)
             except docker.errors.NotFound:
                 continue  # gone meanwhile
-            removed.append(container.name)
+            removed.append(row["Names"][0].lstrip("/"))
     return removed
