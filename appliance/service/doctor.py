@@ -85,6 +85,15 @@ def _undo(settings: Settings, runner: Runner, made: list, was_mounted: bool) -> 
     return said
 
 
+def _resources(settings: Settings, runner: Runner) -> str:
+    from ..storage.select import store_root
+    from .resources import host_resources
+    found = host_resources(store_root(settings, runner))
+    if found.problems:
+        raise RuntimeError("; ".join(found.problems) + f" (the host has {', '.join(found.facts)})")
+    return "; ".join(found.facts) + "".join(f". {note}" for note in found.notes)
+
+
 def _postgres(settings: Settings, runner: Runner) -> str:
     from ..runtime.select import open_runtime
     runtime = open_runtime(settings, runner)
@@ -154,8 +163,9 @@ def _objects(settings: Settings, runner: Runner) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [
-    ("data_dir", _data_dir), ("storage", _storage), ("postgres", _postgres), ("isolation", _isolation), ("ports", _ports), ("control_db", _control_db),
-    ("redis", _redis), ("object_store", _objects),
+    ("data_dir", _data_dir), ("storage", _storage), ("resources", _resources), ("postgres", _postgres),
+    ("isolation", _isolation), ("ports", _ports), ("control_db", _control_db), ("redis", _redis),
+    ("object_store", _objects),
 ]
 
 
