@@ -32,6 +32,7 @@ from ..isolation.traversal import require_traversable
 from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
+from .resources import host_resources
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def bootstrap(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     ctx = build_context(settings)
     require_traversable(settings, ctx.isolation, ctx.store.root)
+    for problem in host_resources(ctx.store.root).problems:  # what would fail initdb or servers later
+        log.warning("this host will fail Postgres: %s", problem)
     migrate(ctx.db)
     hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)

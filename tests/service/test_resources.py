@@ -1,7 +1,15 @@
 """The host facts `doctor` turns into the failures Postgres would hit (read from /proc's formats)."""
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
 from appliance.service.resources import Resources, check_memory, check_sysv
+
+from tests.conftest import free_tcp_port, public_tmpdir
 
 
 def test_strict_overcommit_without_headroom_is_reported_as_a_shared_memory_failure(tmp_path):
@@ -31,3 +39,21 @@ def test_system_v_segments_near_kernel_shmmni_are_reported(tmp_path):
     found = Resources()
     check_sysv(found, tmp_path)
     assert found.problems and found.problems[0].startswith("10 of kernel.shmmni=20 System V segments are taken")
+
+
+def test_up_warns_at_start_when_dev_shm_cannot_hold_postgres_shared_memory(redis_url):
+    base = public_tmpdir("sqlrs-shm-")
+    up_command = (f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -m appliance.service.main up "
+                  f"--data-dir {base / 'data'} --listen 127.0.0.1:{free_tcp_port()} --workers 1")
+    up = subprocess.Popen(["unshare", "--mount", "sh", "-c", up_command], stderr=subprocess.PIPE, text=True,
+                          start_new_session=True,
+                          env={**os.environ, "SQLRS_REDIS_URL": redis_url, "SQLRS_STORAGE_BACKEND": "copy"})
+    try:
+        # Up to the line that says it serves: the warning comes before it, at start.
+        warning = next((line for line in up.stderr if "this host will fail Postgres" in line
+                        or "sqlrs appliance listening on" in line), "")
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        up.wait(60)
+        shutil.rmtree(base, ignore_errors=True)
+    assert "only 1 MiB free in /dev/shm" in warning
