@@ -53,7 +53,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def prepare_data_dir(settings: Settings) -> None:
     """Secrets (control DB, token) stay private; org users may traverse to their own sources and
     socket dirs (each closed to other orgs) but list nothing."""
-    settings.data_dir.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # before the umask: reachable
+    for parent in reversed(settings.data_dir.parents):  # made here: reachable by the cluster users
+        if not parent.exists():
+            parent.mkdir(exist_ok=True)
+            parent.chmod(0o755)
     os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o711)

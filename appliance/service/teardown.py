@@ -87,28 +87,39 @@ def _under(path: Path | str, roots: list[str]) -> bool:
 
 def _recorded(settings: Settings, store: SnapshotStore) -> Recorded:
     """The runtimes and clones the Control DB recorded: every row of the data dir's own SQLite,
-    this host's rows of a shared PostgreSQL. Nothing when there is no Control DB (none is made)."""
+    this host's rows of a shared PostgreSQL. Nothing when there is no Control DB (none is made)
+    or it does not answer (an operator may tear a host down after its Control DB is gone)."""
     url = settings.control_db_url
     own = url.startswith("sqlite:///")
     if own and not os.path.exists(url.removeprefix("sqlite:///")):
         return Recorded()
-    from ..control import models as m
-    from ..control.db import close_database, open_database
+    from ..control.db import UNAVAILABLE, close_database, first_line, open_database
     db = open_database(url)
     try:
-        if not db.table_exists(m.Host._meta.table_name):
-            return Recorded()
-        mine = (lambda model: model.select()) if own else (
-            lambda model: model.select().where(model.host_id == settings.host_id))
-        recorded = Recorded({host.runtime for host in mine(m.Host)})
-        for row in [*mine(m.Volume), *mine(m.Instance)]:
-            try:
-                recorded.volumes.add(store.volume_path(row.org, row.volume_id))
-            except ApplianceError:
-                continue  # a row naming no valid clone has nothing on disk to stop
-        return recorded
+        return _rows(settings, store, db, every_host=own)
+    except UNAVAILABLE as exc:
+        log.warning("the Control DB does not answer (%s): only the settings, the store and the Docker "
+                    "engine say what ran here", first_line(exc))
+        return Recorded()
     finally:
         close_database(db)
+
+
+def _rows(settings: Settings, store: SnapshotStore, db, *, every_host: bool) -> Recorded:
+    from ..control import models as m
+    if not db.table_exists(m.Host._meta.table_name):
+        return Recorded()
+
+    def mine(model):
+        return model.select() if every_host else model.select().where(model.host_id == settings.host_id)
+
+    recorded = Recorded({host.runtime for host in mine(m.Host)})
+    for row in [*mine(m.Volume), *mine(m.Instance)]:
+        try:
+            recorded.volumes.add(store.volume_path(row.org, row.volume_id))
+        except ApplianceError:
+            continue  # a row naming no valid clone has nothing on disk to stop
+    return recorded
 
 
 def _runtimes(settings: Settings, runner: Runner, recorded: set[str]) -> list[tuple[InstanceRuntime, list[Path]]]:

@@ -37,3 +37,15 @@ def test_destroy_removes_any_container_that_mounts_the_data_dir_even_without_a_r
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(container.id, force=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_destroy_still_removes_the_data_dir_when_its_control_db_is_gone():
+    base = public_tmpdir("sqlrs-teardown-")
+    (base / "data" / "store").mkdir(parents=True)
+    settings = Settings(data_dir=base / "data", database_url="postgresql://sqlrs:secret@127.0.0.1:1/sqlrs",
+                        storage_backend="copy", btrfs_image="off")
+    try:
+        destroy_data_dir(settings)
+        assert not (base / "data").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

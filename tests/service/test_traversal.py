@@ -62,3 +62,17 @@ def test_up_refuses_to_start_on_a_data_dir_cluster_users_cannot_traverse(closed_
     assert up.returncode == 1, stderr[-2000:]
     assert f"cannot traverse {closed_parent}" in stderr
     assert f"run `chmod o+x {closed_parent}`" in stderr
+
+
+def test_directories_up_makes_above_its_data_dir_are_traversable_whatever_the_umask():
+    base = public_tmpdir("sqlrs-open-")
+    data_dir = base / "new" / "deeper" / "data"
+    script = ("import os, sys; os.umask(0o077)\n"
+              "from appliance.service.supervisor import prepare_data_dir\n"
+              "from appliance.settings import Settings\n"
+              "prepare_data_dir(Settings(data_dir=sys.argv[1]))\n")
+    try:
+        subprocess.run([sys.executable, "-c", script, str(data_dir)], check=True, timeout=60)
+        assert [oct(p.stat().st_mode & 0o777) for p in (base / "new", base / "new" / "deeper")] == ["0o755", "0o755"]
+    finally:
+        shutil.rmtree(base)
