@@ -64,10 +64,12 @@ def _passes(directory: Path, who: Traverser) -> bool:
 
 def untraversable(roots: list[Path], users: list[Traverser]) -> list[str]:
     """One sentence for each directory above ``roots`` that one of ``users`` cannot pass."""
+    own = {Path(f(r)) for r in roots for f in (os.path.abspath, os.path.realpath)}  # `up` makes them 0711
     above: dict[Path, Path] = {}  # each directory once, with the first root it leads to
     for root in roots:
         for directory in _ancestors(root):
-            above.setdefault(directory, root)
+            if directory not in own:
+                above.setdefault(directory, root)
     problems = []
     for directory, root in above.items():
         for who in users:

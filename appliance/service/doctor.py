@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 from redis.connection import parse_url
@@ -52,17 +53,17 @@ def _storage(settings: Settings, runner: Runner) -> str:
     return " ".join([choice.reason + "."] + choice.warnings + undone)
 
 
-def _upward(path) -> list:
+def _upward(path: Path) -> list[Path]:
     """``path`` and the directories above it, deepest first."""
     return [path, *path.parents]
 
 
-def _missing(paths: list) -> list:
+def _missing(paths: list[Path]) -> list[Path]:
     """Those of ``paths`` that do not exist, deepest first (the order they are removed in)."""
     return sorted({p for p in paths if not os.path.lexists(p)}, key=lambda p: len(p.parts), reverse=True)
 
 
-def _undo(settings: Settings, runner: Runner, made: list, was_mounted: bool) -> list[str]:
+def _undo(settings: Settings, runner: Runner, made: list[Path], was_mounted: bool) -> list[str]:
     """Unmount the store if the diagnosis mounted it, remove what it made; sentences saying so."""
     from ..storage.image import is_btrfs_mount, unmount
     said = []
