@@ -110,6 +110,18 @@ def test_stop_kills_a_postmaster_that_does_not_answer_pg_ctl(runner, volume, sta
     assert not impatient.is_running(volume)
 
 
+def test_a_server_killed_by_stop_leaves_no_shared_memory_in_dev_shm(runner, volume, start):
+    impatient = ProcessRuntime(runner, stop_timeout=1)
+    start(volume)
+    postmaster = _postmaster_pid(volume)
+    segments = {line.split()[-1] for line in Path(f"/proc/{postmaster}/maps").read_text().splitlines()
+                if "/dev/shm/PostgreSQL." in line}
+    assert segments  # its control segment (and, from 15 on, its statistics)
+    os.kill(postmaster, signal.SIGSTOP)  # pg_ctl gets no answer: stop has to SIGKILL it
+    impatient.stop(volume, mode="immediate")
+    assert [path for path in segments if os.path.exists(path)] == []
+
+
 def test_a_failed_start_reports_the_postgres_log(runtime, volume, run_dir_for):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
