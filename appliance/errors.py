@@ -10,6 +10,8 @@ import math
 import re
 from typing import Any, Sequence
 
+from .logs import redact
+
 
 class ApplianceError(Exception):
     code = "internal_error"
@@ -171,7 +173,7 @@ class CommandFailed(ApplianceError):
         why = _why(stderr)
         super().__init__(
             f"{self.argv[0]} exited with {returncode}" + (f": {why}" if why else ""),
-            {"argv": self.argv, "exit_code": returncode, "stderr": stderr[-4000:]},
+            {"argv": [redact(a) for a in self.argv], "exit_code": returncode, "stderr": redact(stderr[-4000:])},
         )
 
 
@@ -186,7 +188,6 @@ def _why(stderr: str) -> str:
     """The first line that names an error, then the last few lines, joined by `` | `` (``…``
     where lines were left out): initdb's last line only says it removed the data directory,
     the cause is many lines above it. Bounded, and with every URL's password hidden."""
-    from .logs import redact
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     keep = set(range(max(len(lines) - _TAIL_LINES, 0), len(lines)))
     keep.update(next(([i] for i, line in enumerate(lines) if _ERROR_LINE.search(line)), []))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -25,6 +26,7 @@ def test_a_failure_message_names_the_first_error_and_the_last_lines_without_pass
     assert message.startswith("sh exited with 4: could not connect to postgresql://sqlrs:***@db/sqlrs | … |")
     assert message.endswith("progress line 498 | progress line 499 | progress line 500")
     assert "s3cret" not in message and "progress line 497" not in message
+    assert "s3cret" not in json.dumps(error.value.to_dict())  # what a job's error records
 
 
 def test_cancel_kills_a_running_command(runner: Runner):
