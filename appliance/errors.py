@@ -7,7 +7,10 @@ Messages must never contain secrets: callers pass redacted text.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
+
+from .logs import redact
 
 
 class ApplianceError(Exception):
@@ -167,8 +170,32 @@ class CommandFailed(ApplianceError):
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
-        tail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        why = _why(stderr)
         super().__init__(
-            f"{self.argv[0]} exited with {returncode}" + (f": {tail}" if tail else ""),
-            {"argv": self.argv, "exit_code": returncode, "stderr": stderr[-4000:]},
+            f"{self.argv[0]} exited with {returncode}" + (f": {why}" if why else ""),
+            {"argv": [redact(a) for a in self.argv], "exit_code": returncode, "stderr": redact(stderr[-4000:])},
         )
+
+
+# A line that says why a program failed, as Postgres tools, coreutils and the JVM word it.
+_ERROR_LINE = re.compile(r"\b(error|fatal|panic|could not|cannot|can't|denied|failed|no space|not permitted|"
+                         r"exception|killed|out of memory)\b", re.IGNORECASE)
+_TAIL_LINES = 3
+_LINE_MAX = 300
+
+
+def _why(stderr: str) -> str:
+    """The first line that names an error, then the last few lines, joined by `` | `` (``…``
+    where lines were left out): initdb's last line only says it removed the data directory,
+    the cause is many lines above it. Bounded, and with every URL's password hidden."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    keep = set(range(max(len(lines) - _TAIL_LINES, 0), len(lines)))
+    keep.update(next(([i] for i, line in enumerate(lines) if _ERROR_LINE.search(line)), []))
+    parts, previous = [], -1
+    for index in sorted(keep):
+        if previous >= 0 and index != previous + 1:
+            parts.append("…")
+        line = lines[index]
+        parts.append(line if len(line) <= _LINE_MAX else line[:_LINE_MAX] + "…")
+        previous = index
+    return redact(" | ".join(parts))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -14,6 +15,18 @@ def test_a_failing_command_raises_with_its_argv_exit_code_and_stderr(runner: Run
         runner(["sh", "-c", "echo boom >&2; exit 3"])
     assert error.value.argv == ["sh", "-c", "echo boom >&2; exit 3"]
     assert error.value.returncode == 3 and "boom" in error.value.stderr
+
+
+def test_a_failure_message_names_the_first_error_and_the_last_lines_without_passwords(runner: Runner):
+    script = ("echo 'could not connect to postgresql://sqlrs:s3cret@db/sqlrs' >&2; "
+              "for i in $(seq 1 500); do echo \"progress line $i\" >&2; done; exit 4")
+    with pytest.raises(CommandFailed) as error:
+        runner(["sh", "-c", script])
+    message = error.value.message
+    assert message.startswith("sh exited with 4: could not connect to postgresql://sqlrs:***@db/sqlrs | … |")
+    assert message.endswith("progress line 498 | progress line 499 | progress line 500")
+    assert "s3cret" not in message and "progress line 497" not in message
+    assert "s3cret" not in json.dumps(error.value.to_dict())  # what a job's error records
 
 
 def test_cancel_kills_a_running_command(runner: Runner):

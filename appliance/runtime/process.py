@@ -32,6 +32,7 @@ from .cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, co
 from . import admin_connections
 from .tenant_files import read_tail
 from .admin_connections import ReadyPasswords, WarmConnections
+from .shared_memory import Segments, mapped_segments, remove_segments
 from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
@@ -278,16 +279,20 @@ class ProcessRuntime:
         return pid if pid > 0 and _is_cluster_process(pid, _where(pgdata)) else None
 
     def _kill_cluster(self, pgdata: Path) -> None:
-        """SIGKILL the postmaster, then any backend it orphaned, and wait until all are gone."""
+        """SIGKILL the postmaster, then any backend it orphaned, and wait until all are gone;
+        then remove the shared memory they could not (see shared_memory)."""
         deadline = time.monotonic() + _KILL_WAIT_SECONDS
+        segments: Segments = {}
         while True:
             postmaster = self._postmaster_pid(pgdata)
             pids = ([postmaster] if postmaster else []) + [p for p in _cluster_pids(pgdata) if p != postmaster]
             if not pids:
                 _remove_stale_pidfile(pgdata)
+                remove_segments(segments)
                 return
             if time.monotonic() > deadline:
                 raise InternalError(f"processes {pids} of {pgdata} survive SIGKILL")
+            segments.update(mapped_segments(pids))
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)

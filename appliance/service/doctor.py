@@ -1,14 +1,18 @@
 """`sqlrs-appliance doctor`: what this host offers the appliance, what it chose, and why.
 
 Every check runs even when an earlier one fails, so one run shows every problem; the exit
-code is non-zero when any check failed. It prepares the store as `up` would (so it may mount
-the btrfs image) but starts no service and changes no row.
+code is non-zero when any check failed. A diagnosis changes nothing: it starts no service,
+changes no row and creates no Control DB. To try the store as `up` would, it may have to make
+and loop-mount the btrfs image (and the directories above it); it then unmounts and removes
+what it made, and says so.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 from redis.connection import parse_url
@@ -25,10 +29,70 @@ class Check:
     detail: str
 
 
+def _data_dir(settings: Settings, runner: Runner) -> str:
+    from ..isolation.traversal import cluster_users, roots_of, untraversable
+    from ..storage.select import store_root
+    users = cluster_users(settings, _choose_isolation(settings, runner))
+    roots = roots_of(settings, store_root(settings, runner))
+    if problems := untraversable(roots, users):
+        raise RuntimeError("; ".join(problems))
+    who = " and ".join(user.name for user in users) or "the appliance's own user"
+    return f"{who} can traverse to {' and '.join(map(str, roots))}"
+
+
 def _storage(settings: Settings, runner: Runner) -> str:
-    from ..storage.select import choose_store
-    choice = choose_store(settings, runner)
-    return " ".join([choice.reason + "."] + choice.warnings)
+    from ..storage.image import is_btrfs_mount
+    from ..storage.select import choose_store, image_path
+    image = image_path(settings)
+    made = _missing([*_upward(settings.data_dir), image, *_upward(settings.store_path)])
+    was_mounted = is_btrfs_mount(settings.store_path)
+    try:
+        choice = choose_store(settings, runner)
+    finally:
+        undone = _undo(settings, runner, made, was_mounted)
+    return " ".join([choice.reason + "."] + choice.warnings + undone)
+
+
+def _upward(path: Path) -> list[Path]:
+    """``path`` and the directories above it, deepest first."""
+    return [path, *path.parents]
+
+
+def _missing(paths: list[Path]) -> list[Path]:
+    """Those of ``paths`` that do not exist, deepest first (the order they are removed in)."""
+    return sorted({p for p in paths if not os.path.lexists(p)}, key=lambda p: len(p.parts), reverse=True)
+
+
+def _undo(settings: Settings, runner: Runner, made: list[Path], was_mounted: bool) -> list[str]:
+    """Unmount the store if the diagnosis mounted it, remove what it made; sentences saying so."""
+    from ..storage.image import is_btrfs_mount, unmount
+    said = []
+    if not was_mounted and is_btrfs_mount(settings.store_path):
+        unmount(settings.store_path, runner)
+        said.append(f"Doctor mounted the btrfs image on {settings.store_path} to try it, and unmounted it.")
+    removed, left = [], []
+    for path in made:
+        if not os.path.lexists(path):
+            continue
+        try:
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(str(path))
+        except OSError as exc:
+            left.append(f"{path} ({exc.strerror})")
+    if removed:
+        said.append(f"It made and removed again: {', '.join(reversed(removed))}; `up` makes them.")
+    if left:
+        said.append(f"It made and could not remove: {', '.join(left)}.")
+    return said
+
+
+def _resources(settings: Settings, runner: Runner) -> str:
+    from ..storage.select import store_root
+    from .resources import host_resources
+    found = host_resources(store_root(settings, runner))
+    if found.problems:
+        raise RuntimeError("; ".join(found.problems) + f" (the host has {', '.join(found.facts)})")
+    return "; ".join(found.facts) + "".join(f". {note}" for note in found.notes)
 
 
 def _postgres(settings: Settings, runner: Runner) -> str:
@@ -39,10 +103,14 @@ def _postgres(settings: Settings, runner: Runner) -> str:
             f"(isolation os) or as {runtime.os_user}")
 
 
-def _isolation(settings: Settings, runner: Runner) -> str:
+def _choose_isolation(settings: Settings, runner: Runner):
     from ..isolation.level import choose_isolation
     from ..shell import unprivileged
-    isolation = choose_isolation(settings, runner, unprivileged(settings.instance_os_user or "postgres"))
+    return choose_isolation(settings, runner, unprivileged(settings.instance_os_user or "postgres"))
+
+
+def _isolation(settings: Settings, runner: Runner) -> str:
+    isolation = _choose_isolation(settings, runner)
     return f"{isolation.level}: {isolation.reason}"
 
 
@@ -57,6 +125,9 @@ def _ports(settings: Settings, runner: Runner) -> str:
 def _control_db(settings: Settings, runner: Runner) -> str:
     from ..control.db import close_database, open_database
     from ..control.migrations import current_version, latest_version
+    sqlite_file = settings.control_db_url.removeprefix("sqlite:///")
+    if settings.control_db_url.startswith("sqlite:///") and not os.path.exists(sqlite_file):
+        return f"SQLite, not created yet: `up` or `sqlrs-appliance migrate` makes it at {sqlite_file}"
     db = open_database(settings.control_db_url)
     try:
         version = current_version(db)
@@ -93,14 +164,14 @@ def _objects(settings: Settings, runner: Runner) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [
-    ("storage", _storage), ("postgres", _postgres), ("isolation", _isolation), ("ports", _ports), ("control_db", _control_db),
-    ("redis", _redis), ("object_store", _objects),
+    ("data_dir", _data_dir), ("storage", _storage), ("resources", _resources), ("postgres", _postgres),
+    ("isolation", _isolation), ("ports", _ports), ("control_db", _control_db), ("redis", _redis),
+    ("object_store", _objects),
 ]
 
 
 def run_checks(settings: Settings, runner: Runner | None = None) -> list[Check]:
     runner = runner or Runner()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name, check in CHECKS:
         try:

@@ -150,12 +150,12 @@ def doctor(data_dir: Path | None, as_json: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
 @click.option("--yes", is_flag=True, help="Really delete everything under the data dir.")
 def destroy(data_dir: Path, yes: bool) -> None:
-    """Stop every instance of a stopped appliance, unmount its store and delete its data dir."""
+    """Stop every server of a stopped appliance (on whichever runtime it ran), unmount its store, delete its data dir."""
     from .teardown import destroy_data_dir
     if not yes:
         raise click.UsageError("this deletes every state and instance; pass --yes to confirm")
-    destroy_data_dir(load_settings(data_dir=data_dir))
-    click.echo(f"destroyed {data_dir}")
+    done = destroy_data_dir(load_settings(data_dir=data_dir))
+    click.echo(f"destroyed {data_dir}: {done.summary()}")
 
 
 def main() -> None:

@@ -28,9 +28,11 @@ from ..context import AppContext, build_context
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
 from ..control.migrations import migrate
 from ..control.models import utcnow
+from ..isolation.traversal import require_traversable
 from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
+from .resources import host_resources
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def prepare_data_dir(settings: Settings) -> None:
     """Secrets (control DB, token) stay private; org users may traverse to their own sources and
     socket dirs (each closed to other orgs) but list nothing."""
+    for parent in reversed(settings.data_dir.parents):  # made here: reachable by the cluster users
+        if not parent.exists():
+            parent.mkdir(exist_ok=True)
+            parent.chmod(0o755)
     os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.chmod(0o711)
@@ -62,6 +68,9 @@ def prepare_data_dir(settings: Settings) -> None:
 def bootstrap(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     ctx = build_context(settings)
+    require_traversable(settings, ctx.isolation, ctx.store.root)
+    for problem in host_resources(ctx.store.root).problems:  # what would fail initdb or servers later
+        log.warning("this host will fail Postgres: %s", problem)
     migrate(ctx.db)
     hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)

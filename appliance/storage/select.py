@@ -19,7 +19,7 @@ from .zfs import ZfsDriver, dataset_mountpoint, pool_exists
 from .image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
 from .store import SnapshotStore
 
-__all__ = ["StorageConfigError", "StoreChoice", "choose_store", "open_store", "image_path"]
+__all__ = ["StorageConfigError", "StoreChoice", "choose_store", "open_store", "image_path", "store_root"]
 
 # Filesystems on which ``cp --reflink=auto`` shares blocks instead of copying them.
 _REFLINK_FILESYSTEMS = {"btrfs", "xfs"}
@@ -63,10 +63,23 @@ def _reason(settings: Settings, store: SnapshotStore) -> str:
     return f"copy: no btrfs store or image is available for {store.root}"
 
 
+def store_root(settings: Settings, runner: Runner) -> Path:
+    """Where the store is, or will be, without making or mounting anything: the ZFS dataset's
+    mountpoint with the zfs driver, else the store directory."""
+    if _uses_zfs(settings, runner):
+        return dataset_mountpoint(runner, settings.zfs_dataset)
+    return settings.store_path
+
+
+def _uses_zfs(settings: Settings, runner: Runner) -> bool:
+    backend = settings.storage_backend
+    return backend == "zfs" or bool(backend == "auto" and settings.zfs_dataset
+                                    and pool_exists(runner, settings.zfs_dataset))
+
+
 def _choose(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str]]:
     backend = settings.storage_backend
-    if backend == "zfs" or (backend == "auto" and settings.zfs_dataset
-                            and pool_exists(runner, settings.zfs_dataset)):
+    if _uses_zfs(settings, runner):
         return _open_zfs(settings, runner), []
     if backend == "lvm":
         return _open_lvm(settings, runner), []

@@ -16,6 +16,8 @@ import pytest
 from appliance.errors import CommandFailed, InvalidArgument
 from appliance.runtime.process import ProcessRuntime
 
+from tests.support.filesystems import small_tmpfs
+
 from .pg import controldata_state, socket_psql, tcp_psql
 
 
@@ -108,6 +110,18 @@ def test_stop_kills_a_postmaster_that_does_not_answer_pg_ctl(runner, volume, sta
     assert not impatient.is_running(volume)
 
 
+def test_a_server_killed_by_stop_leaves_no_shared_memory_in_dev_shm(runner, volume, start):
+    impatient = ProcessRuntime(runner, stop_timeout=1)
+    start(volume)
+    postmaster = _postmaster_pid(volume)
+    segments = {line.split()[-1] for line in Path(f"/proc/{postmaster}/maps").read_text().splitlines()
+                if "/dev/shm/PostgreSQL." in line}
+    assert segments  # its control segment (and, from 15 on, its statistics)
+    os.kill(postmaster, signal.SIGSTOP)  # pg_ctl gets no answer: stop has to SIGKILL it
+    impatient.stop(volume, mode="immediate")
+    assert [path for path in segments if os.path.exists(path)] == []
+
+
 def test_a_failed_start_reports_the_postgres_log(runtime, volume, run_dir_for):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -148,6 +162,16 @@ def test_init_leaves_the_volume_and_pgdata_private_to_the_postgres_user(runtime,
     for path in (template_volume, template_volume / "pgdata"):
         st = path.stat()
         assert (st.st_uid, oct(st.st_mode & 0o777)) == (owner, "0o700")
+
+
+def test_a_failed_initdb_says_why_not_only_that_it_removed_the_data_directory(runtime, runner, workdir):
+    with small_tmpfs(workdir / "full-disk", runner) as small:
+        volume = small / "volume"
+        volume.mkdir()
+        with pytest.raises(CommandFailed) as error:
+            runtime.init_cluster(volume, "postgres")
+    assert "removing contents of data directory" in error.value.message  # initdb's last line
+    assert "No space left on device" in error.value.message  # the cause, many lines above it
 
 
 def test_a_cluster_without_a_password_refuses_every_tcp_login(runtime, runner, volume, start):

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
+
+from tests.conftest import public_tmpdir
 
 
 def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
     settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url, storage_backend="copy")
     checks = {check.name: check for check in run_checks(settings)}
-    assert set(checks) == {"storage", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
+    assert set(checks) == {"data_dir", "storage", "resources", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
     assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
     assert checks["postgres"].ok and "process runtime: postgres resolves to postgres:15@sha256:" in checks["postgres"].detail
     assert checks["redis"].ok
@@ -31,3 +36,35 @@ def test_the_command_exits_non_zero_and_prints_json_when_a_check_fails(tmp_path)
                              str(tmp_path / "d"), "--json"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 1
     assert {c["name"]: c["ok"] for c in json.loads(result.stdout)}["redis"] is False
+
+
+def test_doctor_on_a_fresh_data_dir_leaves_no_mount_and_no_file_and_says_what_it_undid(redis_url):
+    base = public_tmpdir("sqlrs-doctor-")
+    try:
+        settings = Settings(data_dir=base / "data", redis_url=redis_url, btrfs_image_bytes=1024**3)
+        checks = {check.name: check for check in run_checks(settings)}
+        assert checks["storage"].ok and checks["storage"].detail.startswith("btrfs: the store is the btrfs image")
+        assert "to try it, and unmounted it" in checks["storage"].detail
+        assert f"It made and removed again: {base / 'data'}," in checks["storage"].detail
+        assert list(base.iterdir()) == []
+        assert str(base) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        shutil.rmtree(base)
+
+
+def test_doctor_fails_a_host_whose_dev_shm_cannot_hold_postgres_shared_memory(redis_url):
+    """As in a container whose /dev/shm is full: initdb would fail with only "removing contents
+    of data directory" as its last line. Here /dev/shm is a 1 MiB tmpfs in a mount namespace."""
+    base = public_tmpdir("sqlrs-doctor-")
+    try:
+        doctor = (f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -m appliance.service.main "
+                  f"doctor --data-dir {base / 'data'} --json")
+        result = subprocess.run(["unshare", "--mount", "sh", "-c", doctor], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "SQLRS_REDIS_URL": redis_url, "SQLRS_STORAGE_BACKEND": "copy"})
+        check = {c["name"]: c for c in json.loads(result.stdout)}["resources"]
+        assert result.returncode == 1 and not check["ok"]
+        assert check["detail"].startswith("only 1 MiB free in /dev/shm: initdb fails with 'could not resize shared "
+                                          "memory segment")
+        assert "--shm-size" in check["detail"]
+    finally:
+        shutil.rmtree(base)

@@ -9,8 +9,9 @@ import pytest
 from appliance.errors import CommandFailed
 from appliance.shell import Runner
 from appliance.storage.copy import CopyDriver
-from appliance.storage.image import unmount
 from appliance.storage.store import SnapshotStore
+
+from tests.support.filesystems import small_tmpfs
 
 ORG = "acme"
 
@@ -18,16 +19,8 @@ ORG = "acme"
 @pytest.fixture
 def small_filesystem(tmp_path: Path, runner: Runner):
     """A 2 MiB tmpfs, so a copy of a 1.5 MiB volume runs out of space half-way."""
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    try:
-        runner(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)])
-    except CommandFailed as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"!!! SKIPPING: cannot mount a tmpfs here ({exc.message}) !!!")
-    yield mountpoint
-    unmount(mountpoint, runner)
+    with small_tmpfs(tmp_path / "small", runner) as mountpoint:
+        yield mountpoint
 
 
 def test_a_commit_that_runs_out_of_space_leaves_no_state_and_no_temporary(
