@@ -64,8 +64,8 @@ def fill(db, engine: str, tasks: int) -> None:
     jobs = max(1, tasks // TASKS_PER_JOB)
     job_id = hex_id(engine, "i")
     old = "'2020-01-01 00:00:00'"
-    status = (f"CASE WHEN i % 1000 = 1 THEN 'queued' WHEN i % 1000 = 2 THEN 'running' "
-              f"WHEN i % 100 = 3 THEN 'failed' ELSE 'succeeded' END")
+    status = ("CASE WHEN i % 1000 = 1 THEN 'queued' WHEN i % 1000 = 2 THEN 'running' "
+              "WHEN i % 100 = 3 THEN 'failed' ELSE 'succeeded' END")
     def run(sql: str) -> None:
         db.execute_sql(sql if engine == "sqlite" else sql.replace("%", "%%"))  # psycopg2 reads % as a parameter
 

@@ -42,3 +42,14 @@ async def test_a_job_that_ends_after_the_reconciler_failed_it_is_counted_once(ct
     JobRun(ctx, job)._finish("failed", None)  # the silent worker wakes up and records its end too
     after = await scrape(client)
     assert after[FAILED] == 1
+
+
+async def test_a_queued_job_is_in_its_hosts_queue_gauge_and_the_live_gauges(ctx, client):
+    from appliance.orchestrator.submit import submit_prepare
+    from tests.support.jobs import REQUEST
+    job = submit_prepare(ctx, "default", dict(REQUEST))
+    m = await scrape(client)
+    assert m[("sqlrs_queue_jobs", (("host", job.host_id),))] == 1
+    assert m[("sqlrs_queue_oldest_age_seconds", (("host", job.host_id),))] >= 0
+    assert m[("sqlrs_prepare_jobs", (("status", "queued"),))] == 1
+    assert m[("sqlrs_org_queued_jobs", (("org", "default"),))] == 1
