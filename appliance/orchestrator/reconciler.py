@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from ..artifacts import ownership
 from ..artifacts.jobs import sweep_expired_artifacts
 from ..context import AppContext
 from ..control import audit, counters
@@ -219,6 +220,7 @@ def _sweep_object_store(ctx: AppContext, report: ReconcileReport, grace: float) 
                          ex=max(1, int(ctx.settings.object_sweep_interval_seconds))):
         return
     try:
+        ownership.check(ctx.objects, ctx.objects.installation_id, ctx.settings.objects_url)
         report.expired_artifacts = sweep_expired_artifacts(ctx)
         report.orphan_sources = sources.sweep_orphans(ctx, grace)
     except Exception as exc:  # the object store being away must not stop the rest of the pass

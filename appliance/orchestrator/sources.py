@@ -218,7 +218,8 @@ _BUNDLE_KEY = re.compile(r"^([^/]+)/sources/([0-9a-f]{64})\.tar\.gz$")  # see bu
 
 def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
     """Uploads no Control-DB row knows (an upload that died between storing its bytes and
-    recording them): bundles in the object store, unpacked trees and staging dirs on this host.
+    recording them): bundles this installation wrote to the object store (never another's:
+    ``appliance.artifacts.ownership``), unpacked trees and staging dirs on this host.
     Only what is older than ``grace_seconds`` goes, so an upload in progress is never touched."""
     now = dt.datetime.now(dt.timezone.utc)
     known = set(SourceBundle.select(SourceBundle.org, SourceBundle.source_id).tuples())
@@ -226,7 +227,7 @@ def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
     for info in ctx.objects.list(""):
         match = _BUNDLE_KEY.match(info.key)
         old = info.last_modified is not None and (now - info.last_modified).total_seconds() > grace_seconds
-        if match and old and (match[1], match[2]) not in known:
+        if match and old and (match[1], match[2]) not in known and ctx.objects.wrote(info):
             ctx.objects.delete(info.key)
             removed.append(info.key)
     for org_dir in _subdirs(ctx.sources_dir):

@@ -85,11 +85,34 @@ def _redis(settings: Settings, runner: Runner) -> str:
 
 
 def _objects(settings: Settings, runner: Runner) -> str:
+    from ..artifacts.ownership import owner
     from ..artifacts.store import open_object_store
     objects = open_object_store(settings)
     list(objects.list(f"{settings.default_org}/"))
     scheme = settings.objects_url.split(":", 1)[0]
-    return f"{'S3/MinIO' if scheme == 's3' else 'local directory'} object store answers"
+    answers = f"{'S3/MinIO' if scheme == 's3' else 'local directory'} object store answers"
+    found, ours = owner(objects), _installation_id(settings)
+    if found is None:
+        return f"{answers}; no installation owns it yet (`up` claims it)"
+    if ours is None or found != ours:
+        raise RuntimeError(f"object_store_not_ours: {redact_url(settings.objects_url)} belongs to installation "
+                           f"{found}, not to this one ({ours or 'no id yet: its Control DB is new'}); `up` refuses "
+                           "to start on it: give each installation its own bucket or prefix")
+    return f"{answers}; owned by this installation ({ours})"
+
+
+def _installation_id(settings: Settings) -> str | None:
+    """Read only: a diagnosis creates no id (`up` does)."""
+    from ..control.db import close_database, open_database
+    from ..control.models import Installation
+    db = open_database(settings.control_db_url)
+    try:
+        if not db.table_exists(Installation._meta.table_name):
+            return None
+        row = Installation.get_or_none(Installation.singleton == 1)
+        return row.installation_id if row else None
+    finally:
+        close_database(db)
 
 
 CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [
