@@ -48,6 +48,10 @@ liquibase-bench:  ## prepare:lb cold build (one Liquibase per changeset vs per r
 bundle:  ## offline install bundle: dist/sqlrs-appliance-<version>.tar.gz (wheels, .debs, image, playbook)
 	./scripts/build-bundle
 
+.PHONY: metrics-bench
+metrics-bench:  ## /metrics scrape time with 10 vs 1,000,000 tasks of history, SQLite and PostgreSQL Control DB (writes bench/out/metrics.*)
+	python3 bench/metrics_bench.py
+
 .PHONY: isolation-bench
 isolation-bench:  ## cache-hit time without and with tenant isolation, warm pool off and on (writes bench/out/isolation.*)
 	python3 bench/isolation_bench.py

@@ -38,9 +38,11 @@ class AppContext:
 
     @cached_property
     def objects(self):
-        """The object store for artifacts and snapshot streams (S3/MinIO or a local directory)."""
+        """The object store for artifacts and snapshot streams (S3/MinIO or a local directory);
+        what it writes carries this installation's id, and it deletes nothing else."""
+        from .artifacts.ownership import OwnedObjectStore, installation_id
         from .artifacts.store import open_object_store
-        return open_object_store(self.settings)
+        return OwnedObjectStore(open_object_store(self.settings), installation_id())
 
     @cached_property
     def liquibase(self):

@@ -106,6 +106,21 @@ class QueueUnavailable(ServiceUnavailable):
     code = "queue_unavailable"
 
 
+class SourcesUnwritable(ServiceUnavailable):
+    """This host cannot write its sources dir (read-only, full, permissions): a new bundle
+    cannot be unpacked until the operator fixes it. A bundle already here needs no write."""
+
+    code = "sources_unwritable"
+
+
+class ObjectStoreNotOurs(ApplianceError):
+    """The object-store prefix belongs to another installation (its marker names another id):
+    this one refuses to start rather than delete or overwrite what it did not write."""
+
+    code = "object_store_not_ours"
+    http_status = 503
+
+
 class PriorityNotAllowed(ApplianceError):
     """A job priority above what the caller's role may set (``details``: the cap)."""
 

@@ -196,6 +196,12 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = Field(60.0, ge=0, description="A snapshot or clone on disk that no Control-DB row "
                                         "knows is removed once it is this old (a state is committed a moment "
                                         "before its row is written).")
+    job_retention_days: float = Field(30.0, ge=0, description="Finished jobs older than this are pruned with their "
+                                      "tasks, events and ended instances' rows (0: kept for ever). Counters stay.")
+    audit_retention_days: float = Field(365.0, ge=0, description="Audit-log rows older than this are pruned "
+                                        "(0: kept for ever).")
+    retention_batch_rows: int = Field(500, gt=0, description="Jobs (or audit rows) the reconciler prunes per "
+                                      "transaction; at most 20 batches a pass.")
     object_sweep_interval_seconds: float = Field(300.0, gt=0, description="How often each host's reconciler lists "
                                                  "the object store for expired artifacts and orphaned uploads.")
     failpoints: list[Literal["clone", "snapshot", "instance-start"]] = Field(

@@ -41,7 +41,8 @@ _ERRORS = {
     409: "conflict",
     413: "invalid_argument: the body is too large",
     429: "rate_limited or quota_exceeded; Retry-After says when to retry",
-    503: "control_db_unavailable, queue_unavailable or issuer_unavailable; Retry-After says when to retry",
+    503: "control_db_unavailable, queue_unavailable, issuer_unavailable or sources_unwritable; Retry-After says "
+         "when to retry",
 }
 
 # Routes whose handler can answer 409 with an Error (a blocked delete's 409 is a DeleteResult)

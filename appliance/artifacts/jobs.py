@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..control.models import JobEvent, PrepareJob, Task
 from ..errors import NotFound
-from .store import check_key
+from .store import check_key, expired_keys
 
 if TYPE_CHECKING:
     from ..context import AppContext
@@ -100,9 +100,9 @@ def open_job_artifact(ctx: "AppContext", org: str, job_id: str, name: str) -> Bi
 
 
 def sweep_expired_artifacts(ctx: "AppContext", now: dt.datetime | None = None) -> int:
-    """Delete every object whose retention has ended; returns how many were deleted."""
+    """Delete every object this installation wrote whose retention has ended; returns how many."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    expired = ctx.objects.expired("", now)
+    expired = expired_keys([info for info in ctx.objects.list("") if ctx.objects.wrote(info)], now)
     for key in expired:
         ctx.objects.delete(key)
     return len(expired)

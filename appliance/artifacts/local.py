@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import NotFound
-from .store import ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+from .store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
 
 _CHUNK = 1024 * 1024
 
@@ -99,6 +99,24 @@ class LocalObjectStore:
 
     def expired(self, prefix: str, now: dt.datetime) -> list[str]:
         return expired_keys(self.list(prefix), now)
+
+    # -- the installation marker (outside every org's keys; never listed) -------------------
+    def read_marker(self) -> bytes | None:
+        try:
+            return (self.root / MARKER_NAME).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{MARKER_NAME}.{secrets.token_hex(4)}"
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, self.root / MARKER_NAME)  # never replaces another installation's marker
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- paths ----------------------------------------------------------------------------
     def _data(self, key: str) -> Path:

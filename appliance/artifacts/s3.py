@@ -18,7 +18,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from ..errors import InternalError, NotFound
-from .store import ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+from .store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
 
 PART_SIZE = 16 * 1024 * 1024
 _META_PREFIX = "x-amz-meta-"
@@ -97,6 +97,8 @@ class S3ObjectStore:
         found = []
         for obj in self._client.list_objects(self.bucket, prefix=self.prefix + check_prefix(prefix),
                                              recursive=True):
+            if obj.object_name[len(self.prefix):].startswith("."):  # the installation marker
+                continue
             try:
                 found.append(self.stat(obj.object_name[len(self.prefix):]))
             except NotFound:  # deleted meanwhile
@@ -105,6 +107,28 @@ class S3ObjectStore:
 
     def expired(self, prefix: str, now: dt.datetime) -> list[str]:
         return expired_keys(self.list(prefix), now)
+
+    # -- the installation marker (outside every org's keys; never listed) -------------------
+    def read_marker(self) -> bytes | None:
+        self._ensure_bucket()
+        try:
+            response = self._client.get_object(self.bucket, self.prefix + MARKER_NAME)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                return None
+            raise self._error(exc, MARKER_NAME) from None
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def write_marker(self, data: bytes) -> None:
+        self._ensure_bucket()
+        try:
+            self._client.put_object(self.bucket, self.prefix + MARKER_NAME, io.BytesIO(data), len(data))
+        except S3Error as exc:
+            raise self._error(exc, MARKER_NAME) from None
 
     # -- internals ------------------------------------------------------------------------
     def _name(self, key: str) -> str:

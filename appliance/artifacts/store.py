@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 RETAIN_UNTIL = "retain-until"  # metadata key holding the ISO-8601 UTC expiry
+WRITER = "installation"  # metadata key: the installation that wrote the object
+MARKER_NAME = ".sqlrs-installation.json"  # at the store's root: which installation owns it
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ class ObjectStore(Protocol):
 
     def expired(self, prefix: str, now: dt.datetime) -> list[str]:
         """Keys under ``prefix`` whose retention ended before ``now``."""
+
+    def read_marker(self) -> bytes | None:
+        """The installation marker at the store's root (``MARKER_NAME``), None when absent."""
+
+    def write_marker(self, data: bytes) -> None:
+        """Write the installation marker (the local store never replaces an existing one)."""
 
 
 def check_key(key: str) -> str:

@@ -1,8 +1,9 @@
 """Snapshot streams: export a state into the object store, import it on another host or store.
 
 Export pipes the driver's send command straight into a multipart upload (no temp file),
-hashing on the way, then writes the manifest last. Import checks the whole chain's driver
-and format first, imports missing ancestors oldest first, and verifies every stream's sha256
+hashing on the way, then writes the manifest last. Import checks the whole chain's stream
+format first (a store takes any driver's stream in a format it receives: copy and LVM both
+write and read tar), imports missing ancestors oldest first, and verifies every stream's sha256
 and size before the received state is published; only then is the ``State`` row inserted.
 """
 from __future__ import annotations
@@ -173,10 +174,11 @@ def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]
             raise NotFound(f"{what} has no export in the object store")
         if manifest.state_id != current:
             raise InvalidArgument(f"the manifest of state {current} describes state {manifest.state_id}")
-        if manifest.driver != ctx.store.driver.name:
+        if manifest.format not in ctx.store.driver.receives:  # the stream decides, not the driver's name
             raise InvalidArgument(
                 f"state {current} was exported by the {manifest.driver} driver as {manifest.format!r}; "
-                f"this store uses the {ctx.store.driver.name} driver and cannot receive it",
+                f"this store uses the {ctx.store.driver.name} driver, which receives "
+                f"{', '.join(sorted(ctx.store.driver.receives)) or 'no stream'}",
                 {"state_id": current, "driver": manifest.driver, "format": manifest.format})
         if any(m.state_id == current for m in chain):
             raise InvalidArgument(f"the manifests of state {state_id} form a cycle")

@@ -119,6 +119,18 @@ def _v11_liquibase_plans(db: pw.Database) -> None:
     db.create_tables([m.LiquibasePlan], safe=True)
 
 
+def _v12_counters_retention_installation(db: pw.Database) -> None:
+    """Monotonic counters (they start at zero: Prometheus reads one reset at the upgrade), the
+    installation's id, and the indexes that keep scrapes and retention from reading history."""
+    db.create_tables([m.MetricCounter, m.Installation], safe=True)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS prepare_job_status_finished_at ON prepare_job (status, finished_at)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS instance_status ON instance (status)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS instance_job_id ON instance (job_id)")
+    # A job cancelled while queued had no finished_at: give it one, so retention can age it.
+    m.PrepareJob.update(finished_at=m.PrepareJob.created_at).where(
+        m.PrepareJob.status.in_(["succeeded", "failed", "cancelled"]) & m.PrepareJob.finished_at.is_null()).execute()
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -145,6 +157,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (9, _v9_state_shares),
     (10, _v10_observability),
     (11, _v11_liquibase_plans),
+    (12, _v12_counters_retention_installation),
 ]
 
 

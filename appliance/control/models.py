@@ -122,6 +122,9 @@ class PrepareJob(BaseModel):
     result_state_id = pw.CharField(max_length=64, null=True)
     result_instance_id = pw.CharField(max_length=32, null=True)
 
+    class Meta:
+        indexes = ((("status", "finished_at"), False),)  # what retention and the queue gauges read
+
 
 class Task(BaseModel):
     job = pw.ForeignKeyField(PrepareJob, backref="tasks", on_delete="CASCADE")
@@ -221,6 +224,9 @@ class Instance(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
     expires_at = pw.DateTimeField()
 
+    class Meta:
+        indexes = ((("status",), False), (("job_id",), False))
+
 
 class CacheEviction(BaseModel):
     """One eviction pass, for `GET /v1/cache/status` and for operators asking "what went?"."""
@@ -266,8 +272,9 @@ class StateShare(BaseModel):
 
 
 class AuditEvent(BaseModel):
-    """Append-only: who did what to which object, from where, with which outcome. Never updated,
-    never deleted by the appliance; ``details_json`` holds no secrets (ids and reasons only)."""
+    """Append-only: who did what to which object, from where, with which outcome. Never updated;
+    deleted only by the reconciler once older than ``audit_retention_days``; ``details_json``
+    holds no secrets (ids and reasons only)."""
 
     at = pw.DateTimeField(default=utcnow, index=True)
     org = pw.CharField(max_length=63, null=True, index=True)  # None: no org known (a failed login)
@@ -278,6 +285,28 @@ class AuditEvent(BaseModel):
     outcome = pw.CharField(max_length=16)  # ok | denied | failed
     source = pw.CharField(max_length=255, null=True)  # client address
     details_json = pw.TextField(null=True)
+
+
+class MetricCounter(BaseModel):
+    """A monotonic counter (``appliance.control.counters``): raised in the transaction that
+    records its event, never lowered, never deleted, so pruning history loses no count. One row
+    per (metric, labels); a histogram keeps a row per bucket and its ``_sum`` and ``_count``."""
+
+    name = pw.CharField(max_length=128)
+    labels = pw.CharField(max_length=255)  # canonical JSON of the label values
+    value = pw.FloatField(default=0.0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("name", "labels")
+
+
+class Installation(BaseModel):
+    """One row: this installation's id, generated once, shared by every host of the installation.
+    It names the object-store prefix the installation owns (``appliance.artifacts.ownership``)."""
+
+    singleton = pw.IntegerField(primary_key=True, default=1)
+    installation_id = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField(default=utcnow)
 
 
 class LiquibasePlan(BaseModel):
@@ -298,4 +327,5 @@ class LiquibasePlan(BaseModel):
 
 
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
-              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare, LiquibasePlan]
+              BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare, LiquibasePlan,
+              MetricCounter, Installation]

@@ -14,6 +14,7 @@ and uploading the same files twice is idempotent.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -49,8 +50,7 @@ def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) ->
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
-        files, empty_dirs = _extract(data, staging, max_bytes=max_bytes, max_files=max_files)
-        source_id = _source_id(files, empty_dirs)
+        source_id = _source_id(*_extract(data, staging, max_bytes=max_bytes, max_files=max_files))
         if not dest.exists():
             try:
                 os.rename(staging, dest)
@@ -61,6 +61,14 @@ def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) ->
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def bundle_source_id(data: bytes, *, max_bytes: int, max_files: int) -> str:
+    """Validate ``data`` as :func:`unpack_bundle` does and return its ``source_id``, writing
+    nothing: a bundle already unpacked here needs no write to be recognised."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"bundle is larger than {max_bytes} bytes", {"limit_bytes": max_bytes})
+    return _source_id(*_extract(data, None, max_bytes=max_bytes, max_files=max_files))
 
 
 def _source_id(files: dict[str, str], empty_dirs: set[str]) -> str:
@@ -110,8 +118,10 @@ class _BoundedGunzip(io.RawIOBase):
         return len(chunk)
 
 
-def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> tuple[dict[str, str], set[str]]:
-    """The files (path -> SHA-256) and the empty directories, unpacked into ``staging``."""
+def _extract(data: bytes, staging: Path | None, *, max_bytes: int,
+             max_files: int) -> tuple[dict[str, str], set[str]]:
+    """Validate every entry and hash every file; write them under ``staging`` (None: nowhere).
+    Returns the files (path -> SHA-256) and the empty directories."""
     stream = _BoundedGunzip(data, limit=max_bytes + _TAR_OVERHEAD_PER_ENTRY * (max_files + 2))
     files: dict[str, str] = {}
     directories: set[str] = set()
@@ -127,7 +137,8 @@ def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> t
                     continue
                 _claim(path, member.isdir(), files, directories, parents)
                 if member.isdir():
-                    (staging / path).mkdir(mode=0o755, parents=True, exist_ok=True)
+                    if staging is not None:
+                        (staging / path).mkdir(mode=0o755, parents=True, exist_ok=True)
                     continue
                 if not member.isreg():
                     raise InvalidArgument(
@@ -136,17 +147,14 @@ def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> t
                     )
                 source = archive.extractfile(member)
                 assert source is not None  # regular files always have a body
-                target = staging / path
-                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 sha = hashlib.sha256()
-                with open(target, "xb") as out:
+                with _writer(staging, path) as out:
                     while chunk := source.read(_CHUNK):
                         total += len(chunk)
                         if total > max_bytes:
                             raise PayloadTooLarge(f"bundle unpacks to more than {max_bytes} bytes", {"limit_bytes": max_bytes})
                         sha.update(chunk)
                         out.write(chunk)
-                os.chmod(target, 0o644)
                 files[path] = sha.hexdigest()
     except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise InvalidArgument(f"bundle is not a valid gzip-compressed tar archive: {exc}") from None
@@ -155,6 +163,24 @@ def _extract(data: bytes, staging: Path, *, max_bytes: int, max_files: int) -> t
             raise
         raise InvalidArgument(f"bundle entry cannot be stored here: {os.strerror(exc.errno)}") from None
     return files, directories - parents
+
+
+@contextlib.contextmanager
+def _writer(staging: Path | None, path: str):
+    """A new file ``staging/path`` (0644) to write into, or a sink when only hashing."""
+    if staging is None:
+        yield _Sink()
+        return
+    target = staging / path
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(target, "xb") as out:
+        yield out
+    os.chmod(target, 0o644)
+
+
+class _Sink:
+    def write(self, chunk: bytes) -> int:
+        return len(chunk)
 
 
 def _safe_member_path(name: str) -> str | None:

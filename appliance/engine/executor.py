@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..artifacts.jobs import write_job_artifacts
 from ..context import AppContext
-from ..control import audit
+from ..control import audit, counters
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unavailable, write_transaction
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..faults import failpoint
@@ -29,7 +29,7 @@ from ..logs import log_context
 from ..orchestrator import cache, quotas, scheduling, sharing, warm_pool
 from ..orchestrator.queue import enqueue_refill
 from ..orchestrator.sources import local_source_root
-from ..orchestrator.events import append_event
+from ..orchestrator.events import TERMINAL_STATUSES, append_event
 from ..orchestrator.locks import LockSet, build_lock
 from ..shell import cancellable
 from ..runtime.base import Endpoint
@@ -141,6 +141,8 @@ class JobRun:
     def _record_end(self, status: str, error: ApplianceError | None) -> None:
         job = PrepareJob.get_by_id(self.job.job_id)
         now = utcnow()
+        if job.status not in TERMINAL_STATUSES:  # counted once, even if the reconciler ended it first
+            counters.job_finished(status, error.code if error is not None else None)
         if error is not None:
             job.error_json, job.error_code = json.dumps(error.to_dict()), error.code
             Task.update(status="cancelled" if status == "cancelled" else "failed", finished_at=now).where(
@@ -189,7 +191,10 @@ class JobRun:
             task.finished_at = now
             if task.started_at is not None:
                 task.duration_seconds = (now - task.started_at).total_seconds()
-        task.save()
+        with write_transaction(self.ctx.db):
+            task.save()
+            if status == "succeeded":
+                counters.step_finished(task, plan_only=self.job.plan_only)
         log.debug("task %s", status)
         append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
                      message=task.summary if status == "running" else None)
@@ -283,12 +288,14 @@ class JobRun:
         snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
         failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
         try:
-            State.create(org=self.org, state_id=state_id,
-                         parent_state_id=task.input_id if task.input_kind == "state" else None,
-                         image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
-                         task_hash=task.task_hash, summary=task.summary, size_bytes=size,
-                         host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
-                         snapshot_seconds=snapshot_seconds)
+            with write_transaction(self.ctx.db):
+                State.create(org=self.org, state_id=state_id,
+                             parent_state_id=task.input_id if task.input_kind == "state" else None,
+                             image_id=self.job.resolved_image_id, prepare_kind=self.job.prepare_kind,
+                             task_hash=task.task_hash, summary=task.summary, size_bytes=size,
+                             host=self.ctx.host, build_seconds=round(time.monotonic() - started, 3),
+                             snapshot_seconds=snapshot_seconds)
+                counters.observe(counters.SNAPSHOT_DURATION, snapshot_seconds)
         except BaseException:
             with cancellable(None):
                 self.ctx.store.destroy_state(self.org, state_id)

@@ -13,7 +13,7 @@ import logging
 import time
 
 from ..context import AppContext
-from ..control import audit
+from ..control import audit, counters
 from ..control.models import PrepareJob, State, Task, utcnow
 from ..orchestrator import quotas, warm_pool
 from ..orchestrator.events import append_events, event
@@ -40,6 +40,9 @@ def bind_if_pooled(ctx: AppContext, job: PrepareJob, state_ids: list[str],
             (Task.job == job) & (Task.status == "queued")).execute()
         Task.update(duration_seconds=round(time.monotonic() - bind_started, 4)).where(
             (Task.job == job) & (Task.type == "prepare_instance")).execute()
+        for task in Task.select().where(Task.job == job):
+            counters.step_finished(task, plan_only=False)
+        counters.job_finished("succeeded")
         State.update(last_used_at=now, use_count=State.use_count + 1).where(
             (State.org == job.org) & State.state_id.in_(state_ids) & (State.host == ctx.host)).execute()
         append_events(job.job_id, [event("log", task_id="prepare-instance", message=warm_pool.BOUND_MESSAGE),

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import AppContext
-from ..control.models import Instance, PrepareJob, State, Task
+from ..control import counters
+from ..control.db import write_transaction
+from ..control.models import Instance, PrepareJob, State, Task, utcnow
 from ..engine import instances
 from ..errors import NotFound
 from . import sharing
@@ -152,8 +154,11 @@ def request_cancel(job: PrepareJob) -> bool:
     PrepareJob.update(cancel_requested=True).where(PrepareJob.job_id == job.job_id).execute()
     if job.status == "queued":
         # Nobody runs it yet: finish it here. A worker that picks it up later sees the status.
-        updated = PrepareJob.update(status="cancelled").where(
-            (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")).execute()
+        with write_transaction(PrepareJob._meta.database):
+            updated = PrepareJob.update(status="cancelled", finished_at=utcnow()).where(
+                (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")).execute()
+            if updated:
+                counters.job_finished("cancelled")
         if updated:
             Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
             append_event(job.job_id, "status", status="cancelled")

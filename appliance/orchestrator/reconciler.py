@@ -17,14 +17,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from ..artifacts import ownership
 from ..artifacts.jobs import sweep_expired_artifacts
 from ..context import AppContext
-from ..control import audit
+from ..control import audit, counters
 from ..control.db import write_transaction
 from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from ..engine import instances
 from ..errors import InternalError
-from . import cache, hosts, quotas, sources, warm_pool
+from . import cache, hosts, quotas, retention, sources, warm_pool
 from .events import TERMINAL_STATUSES, append_event
 from .locks import build_lock_key
 from .placement import place
@@ -49,6 +50,8 @@ class ReconcileReport:
     evicted_states: list[str] = field(default_factory=list)
     orphan_sources: list[str] = field(default_factory=list)
     expired_artifacts: int = 0
+    pruned_jobs: int = 0
+    pruned_audit_rows: int = 0
     pooled_instances: int = 0
 
 
@@ -75,6 +78,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     _stop_unowned_servers(ctx, report)
     _sweep_object_store(ctx, report, orphan_grace_seconds)
     report.pooled_instances = _refill_warm_pool(ctx)
+    _prune_history(ctx, report)
     eviction = cache.evict(ctx, trigger="reconciler")
     if eviction is not None:
         report.evicted_states = [e["state_id"] for e in json.loads(eviction.evicted_json)]
@@ -105,6 +109,7 @@ def _fail_lost_jobs(ctx: AppContext, report: ReconcileReport) -> None:
                 (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "running")).execute()
             if not updated:
                 continue
+            counters.job_finished("failed", error.code)
             Task.update(status="failed", finished_at=now).where(
                 (Task.job == job) & (Task.status == "running")).execute()
             Task.update(status="cancelled").where((Task.job == job) & (Task.status == "queued")).execute()
@@ -195,6 +200,11 @@ def _reap_expired_instances(ctx: AppContext, report: ReconcileReport) -> None:
             log.error("could not reap instance %s: %s", instance.instance_id, exc)
 
 
+def _prune_history(ctx: AppContext, report: ReconcileReport) -> None:
+    pruned = retention.prune(ctx)
+    report.pruned_jobs, report.pruned_audit_rows = pruned.jobs, pruned.audit_rows
+
+
 def _refill_warm_pool(ctx: AppContext) -> int:
     try:
         return warm_pool.refill(ctx)
@@ -210,6 +220,7 @@ def _sweep_object_store(ctx: AppContext, report: ReconcileReport, grace: float) 
                          ex=max(1, int(ctx.settings.object_sweep_interval_seconds))):
         return
     try:
+        ownership.check(ctx.objects, ctx.objects.installation_id, ctx.settings.objects_url)
         report.expired_artifacts = sweep_expired_artifacts(ctx)
         report.orphan_sources = sources.sweep_orphans(ctx, grace)
     except Exception as exc:  # the object store being away must not stop the rest of the pass

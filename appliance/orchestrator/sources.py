@@ -8,6 +8,7 @@ another host (the one a job was placed on, or another API) unpacks the same tree
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -20,12 +21,13 @@ from pathlib import Path
 from ..context import AppContext
 from .tenancy import check_may_serve
 from ..control.models import Project, SourceBundle
-from ..engine.bundle import unpack_bundle
-from ..errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied
+from ..engine.bundle import bundle_source_id, unpack_bundle
+from ..errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied, SourcesUnwritable
 from ..ids import valid_org
 
 log = logging.getLogger(__name__)
 
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 SOURCE_ID = re.compile(r"^[0-9a-f]{64}$")
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,254}$")
@@ -47,9 +49,13 @@ def bundle_key(org: str, source_id: str) -> str:
 
 
 def store_bundle(ctx: AppContext, org: str, data: bytes) -> tuple[str, bool]:
-    """Unpack, share and record a bundle; returns (source_id, created). Idempotent by content."""
+    """Unpack, share and record a bundle; returns (source_id, created). Idempotent by content:
+    a bundle already unpacked here is recognised without writing to the sources dir."""
     check_may_serve(ctx, org)
-    source_id = _unpack_here(ctx, org, data)
+    source_id = bundle_source_id(valid_bundle_size(ctx, data), max_bytes=ctx.settings.max_bundle_bytes,
+                                 max_files=ctx.settings.max_bundle_files)
+    if not source_root(ctx, valid_org(org), source_id).is_dir():
+        _unpack_here(ctx, org, data)
     if not ctx.objects.exists(bundle_key(org, source_id)):
         try:
             ctx.objects.put_bytes(bundle_key(org, source_id), data)
@@ -84,10 +90,26 @@ def local_source_root(ctx: AppContext, org: str, source_id: str | None) -> Path:
     return root
 
 
-def _unpack_here(ctx: AppContext, org: str, data: bytes) -> str:
-    org = valid_org(org)  # before anything is written under sources/<org>
+def valid_bundle_size(ctx: AppContext, data: bytes) -> bytes:
     if len(data) > ctx.settings.max_bundle_bytes:
         raise PayloadTooLarge(f"bundle is {len(data)} bytes; the limit is {ctx.settings.max_bundle_bytes}")
+    return data
+
+
+def _unpack_here(ctx: AppContext, org: str, data: bytes) -> str:
+    org = valid_org(org)  # before anything is written under sources/<org>
+    valid_bundle_size(ctx, data)
+    try:
+        return _unpack_into_sources(ctx, org, data)
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE:
+            raise
+        raise SourcesUnwritable(f"this host cannot write its sources dir {ctx.sources_dir} "
+                                f"({os.strerror(exc.errno)}); the operator must make it writable",
+                                {"reason": errno.errorcode.get(exc.errno, str(exc.errno))}) from None
+
+
+def _unpack_into_sources(ctx: AppContext, org: str, data: bytes) -> str:
     staging = ctx.sources_dir / org / ".incoming"
     _open_to_org(ctx, org)
     staging.mkdir(exist_ok=True)
@@ -196,7 +218,8 @@ _BUNDLE_KEY = re.compile(r"^([^/]+)/sources/([0-9a-f]{64})\.tar\.gz$")  # see bu
 
 def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
     """Uploads no Control-DB row knows (an upload that died between storing its bytes and
-    recording them): bundles in the object store, unpacked trees and staging dirs on this host.
+    recording them): bundles this installation wrote to the object store (never another's:
+    ``appliance.artifacts.ownership``), unpacked trees and staging dirs on this host.
     Only what is older than ``grace_seconds`` goes, so an upload in progress is never touched."""
     now = dt.datetime.now(dt.timezone.utc)
     known = set(SourceBundle.select(SourceBundle.org, SourceBundle.source_id).tuples())
@@ -204,7 +227,7 @@ def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
     for info in ctx.objects.list(""):
         match = _BUNDLE_KEY.match(info.key)
         old = info.last_modified is not None and (now - info.last_modified).total_seconds() > grace_seconds
-        if match and old and (match[1], match[2]) not in known:
+        if match and old and (match[1], match[2]) not in known and ctx.objects.wrote(info):
             ctx.objects.delete(info.key)
             removed.append(info.key)
     for org_dir in _subdirs(ctx.sources_dir):

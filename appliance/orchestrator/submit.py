@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..context import AppContext
+from ..control import counters
 from ..control.db import write_transaction
 from ..control.models import PrepareJob, Task, utcnow
 from ..engine.hashing import chain_state_ids, digest
@@ -238,6 +239,7 @@ def _finish_plan_only(job: PrepareJob) -> None:
         (Task.job == job) & (Task.status == "queued")).execute()
     job.status, job.started_at, job.finished_at = "succeeded", now, now
     job.save()
+    counters.job_finished("succeeded")
     append_event(job.job_id, "status", status="succeeded")
 
 

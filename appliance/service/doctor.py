@@ -122,12 +122,18 @@ def _ports(settings: Settings, runner: Runner) -> str:
     return f"{free} of {settings.port_max - settings.port_min + 1} ports free on {settings.instance_host}"
 
 
+def _sqlite_file_missing(settings: Settings) -> bool:
+    """An embedded Control DB not made yet: opening it would create it, which a diagnosis must not."""
+    return settings.control_db_url.startswith("sqlite:///") and not os.path.exists(
+        settings.control_db_url.removeprefix("sqlite:///"))
+
+
 def _control_db(settings: Settings, runner: Runner) -> str:
     from ..control.db import close_database, open_database
     from ..control.migrations import current_version, latest_version
-    sqlite_file = settings.control_db_url.removeprefix("sqlite:///")
-    if settings.control_db_url.startswith("sqlite:///") and not os.path.exists(sqlite_file):
-        return f"SQLite, not created yet: `up` or `sqlrs-appliance migrate` makes it at {sqlite_file}"
+    if _sqlite_file_missing(settings):
+        return (f"SQLite, not created yet: `up` or `sqlrs-appliance migrate` makes it at "
+                f"{settings.control_db_url.removeprefix('sqlite:///')}")
     db = open_database(settings.control_db_url)
     try:
         version = current_version(db)
@@ -156,11 +162,36 @@ def _redis(settings: Settings, runner: Runner) -> str:
 
 
 def _objects(settings: Settings, runner: Runner) -> str:
+    from ..artifacts.ownership import owner
     from ..artifacts.store import open_object_store
     objects = open_object_store(settings)
     list(objects.list(f"{settings.default_org}/"))
     scheme = settings.objects_url.split(":", 1)[0]
-    return f"{'S3/MinIO' if scheme == 's3' else 'local directory'} object store answers"
+    answers = f"{'S3/MinIO' if scheme == 's3' else 'local directory'} object store answers"
+    found, ours = owner(objects), _installation_id(settings)
+    if found is None:
+        return f"{answers}; no installation owns it yet (`up` claims it)"
+    if ours is None or found != ours:
+        raise RuntimeError(f"object_store_not_ours: {redact_url(settings.objects_url)} belongs to installation "
+                           f"{found}, not to this one ({ours or 'no id yet: its Control DB is new'}); `up` refuses "
+                           "to start on it: give each installation its own bucket or prefix")
+    return f"{answers}; owned by this installation ({ours})"
+
+
+def _installation_id(settings: Settings) -> str | None:
+    """Read only: a diagnosis creates no id (`up` does), nor a Control DB."""
+    from ..control.db import close_database, open_database
+    from ..control.models import Installation
+    if _sqlite_file_missing(settings):
+        return None
+    db = open_database(settings.control_db_url)
+    try:
+        if not db.table_exists(Installation._meta.table_name):
+            return None
+        row = Installation.get_or_none(Installation.singleton == 1)
+        return row.installation_id if row else None
+    finally:
+        close_database(db)
 
 
 CHECKS: list[tuple[str, Callable[[Settings, Runner], str]]] = [

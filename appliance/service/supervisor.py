@@ -25,6 +25,7 @@ from ..api.app import create_app
 from ..api.wire import install_json_protocol_errors
 from ..api.auth import ensure_admin_token
 from ..context import AppContext, build_context
+from ..connections import redact_url
 from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
 from ..control.migrations import migrate
 from ..control.models import utcnow
@@ -72,12 +73,19 @@ def bootstrap(settings: Settings) -> AppContext:
     for problem in host_resources(ctx.store.root).problems:  # what would fail initdb or servers later
         log.warning("this host will fail Postgres: %s", problem)
     migrate(ctx.db)
+    claim_object_store(ctx)
     hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)
     ctx.store.root.chmod(0o711)
     ctx.store.driver.activate(ctx.store.root)  # e.g. LVM volumes are neither active nor mounted after a reboot
     ctx.store.sweep_temporaries()  # only safe before any worker commits
     return ctx
+
+
+def claim_object_store(ctx: AppContext) -> None:
+    """The object store is this installation's, or it does not start (``object_store_not_ours``)."""
+    from ..artifacts.ownership import claim
+    claim(ctx.objects, ctx.objects.installation_id, redact_url(ctx.settings.objects_url))
 
 
 class WorkerPool:
@@ -172,6 +180,7 @@ def serve_api(settings: Settings) -> None:
     if (version := current_version(ctx.db)) != latest_version():
         raise InvalidArgument(f"the Control DB schema is at version {version}, this release needs "
                               f"{latest_version()}: run `sqlrs-appliance migrate` first")
+    claim_object_store(ctx)
     hosts.register(ctx)
     stop = threading.Event()
     threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True, name="reconciler").start()

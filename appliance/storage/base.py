@@ -29,6 +29,7 @@ class SendCommand:
 class SnapshotDriver(Protocol):
     name: str
     forks_in_use: bool  # whether ``fork`` works (an atomic snapshot of a volume being written)
+    receives: frozenset[str]  # the stream formats ``receive`` takes, whichever driver sent them
 
     def create_volume(self, path: Path) -> None:
         """Create an empty writable volume at ``path`` (parent exists, path does not)."""
@@ -70,6 +71,7 @@ class DriverBase:
 
     name = "base"
     forks_in_use = False
+    receives: frozenset[str] = frozenset()
 
     def publish(self, staged: Path, final: Path) -> None:
         rename_no_replace(staged, final)

@@ -35,6 +35,7 @@ class BtrfsDriver(DriverBase):
     """Snapshot and clone with ``btrfs subvolume snapshot``."""
 
     name = "btrfs"
+    receives = frozenset({SEND_FORMAT})
     forks_in_use = True
 
     def __init__(self, runner: Runner):

@@ -64,6 +64,7 @@ class CopyDriver(DriverBase):
     """Snapshot and clone by copying; CoW where the filesystem supports reflinks."""
 
     name = "copy"
+    receives = frozenset({TAR_FORMAT})  # the stream format is what matters, not which driver wrote it
 
     def __init__(self, runner: Runner):
         self._run = runner

@@ -54,6 +54,7 @@ class LvmDriver(DriverBase):
     """Thin volumes, thin snapshots and their mounts, all through the runner."""
 
     name = "lvm"
+    receives = frozenset({TAR_FORMAT})  # the stream format is what matters, not which driver wrote it
 
     def __init__(self, runner: Runner, thin_pool: str, volume_bytes: int, filesystem: str = "xfs",
                  *, prefix: str = "sqlrs"):

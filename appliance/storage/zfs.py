@@ -103,6 +103,7 @@ class ZfsDriver(DriverBase):
     """States, bases and volumes as datasets under ``dataset``, stored at its mountpoint."""
 
     name = "zfs"
+    receives = frozenset({STREAM_FORMAT})
 
     def __init__(self, runner: Runner, dataset: str):
         self._run = runner

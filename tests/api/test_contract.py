@@ -51,7 +51,7 @@ async def test_metrics_count_jobs_but_not_the_steps_of_a_plan(client):
     body = {"prepare_kind": "psql", "image_id": "postgres:15", "plan_only": True, "psql_args": ["-c", "select 1"]}
     await client.post("/v1/prepare-jobs", json=body, headers=client.auth)
     text = (await (await client.get("/metrics", headers=client.auth)).get_data()).decode()
-    assert 'sqlrs_prepare_jobs{status="succeeded"} 1.0' in text
+    assert 'sqlrs_prepare_jobs_finished_total{status="succeeded"} 1.0' in text
     assert "sqlrs_steps_total{" not in text
     assert "sqlrs_states 0.0" in text
 

@@ -32,6 +32,7 @@ def incomplete_uploads(store: ObjectStore) -> list[str]:
 # -- two appliances ("hosts") sharing one object store ----------------------------------------------
 from contextlib import contextmanager  # noqa: E402
 
+from appliance.artifacts.ownership import OwnedObjectStore  # noqa: E402
 from appliance.context import AppContext  # noqa: E402
 from appliance.control.db import close_database, open_database  # noqa: E402
 from appliance.control.migrations import migrate  # noqa: E402
@@ -42,6 +43,9 @@ from appliance.shell import Runner  # noqa: E402
 from appliance.storage.btrfs import BtrfsDriver  # noqa: E402
 from appliance.storage.copy import CopyDriver  # noqa: E402
 from appliance.storage.store import SnapshotStore  # noqa: E402
+
+
+INSTALLATION_ID = "0" * 32
 
 
 class Host:
@@ -56,7 +60,8 @@ class Host:
         runner = Runner()
         self.ctx = AppContext(settings=settings, db=self.db, runner=runner,
                               store=SnapshotStore(store_root, driver), runtime=ProcessRuntime(runner))
-        self.ctx.objects = objects  # both hosts see the same object store
+        # both hosts see the same object store, as hosts of one installation
+        self.ctx.objects = OwnedObjectStore(objects, INSTALLATION_ID)
 
     @contextmanager
     def active(self):

@@ -31,8 +31,8 @@ def test_the_metrics_count_exactly_the_work_done(appliance, tmp_path):
 
     m = scrape(appliance)
 
-    assert m[("sqlrs_prepare_jobs", (("status", "succeeded"),))] == 2
-    assert m[("sqlrs_prepare_jobs", (("status", "failed"),))] == 1
+    assert m[("sqlrs_prepare_jobs_finished_total", (("status", "succeeded"),))] == 2
+    assert m[("sqlrs_prepare_jobs_finished_total", (("status", "failed"),))] == 1
     assert m[("sqlrs_steps_total", (("outcome", "built"),))] == 2
     assert m[("sqlrs_steps_total", (("outcome", "cache_hit"),))] == 3  # two of the hit, one of the failed job
     assert m[("sqlrs_cache_hit_ratio", ())] == pytest.approx(3 / 5)
@@ -48,3 +48,16 @@ def test_the_metrics_count_exactly_the_work_done(appliance, tmp_path):
     assert m[("sqlrs_org_running_jobs", (("org", "default"),))] == 0
     assert all(value == 0 for (name, _), value in m.items() if name == "sqlrs_queue_jobs")
     assert executes(hit)[0]["output_state_id"] == executes(built)[0]["output_state_id"]
+
+
+COUNTED = ("_total", "_bucket", "_count", "_sum")
+
+
+def test_deleting_every_job_lowers_no_counter(appliance, tmp_path):
+    appliance.prepare(["-c", f"create table b (i int); -- {uuid.uuid4().hex}"], tmp_path)
+    before = {key: value for key, value in scrape(appliance).items() if key[0].endswith(COUNTED)}
+    for job in appliance.get("/v1/prepare-jobs").json():
+        assert appliance.delete(f"/v1/prepare-jobs/{job['job_id']}").status_code == 200
+    after = {key: value for key, value in scrape(appliance).items() if key[0].endswith(COUNTED)}
+    assert appliance.get("/v1/prepare-jobs").json() == []
+    assert before and after == before

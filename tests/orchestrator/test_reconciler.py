@@ -208,3 +208,12 @@ def test_a_fresh_upload_without_its_row_yet_is_left_alone(ctx, redis):
     ctx.objects.put_bytes(sources.bundle_key("default", "c" * 64), b"tgz")
     assert reconcile(ctx).orphan_sources == []
     assert ctx.objects.exists(sources.bundle_key("default", "c" * 64))
+
+
+def test_an_upload_another_installation_wrote_is_never_swept(ctx, redis):
+    from appliance.artifacts.ownership import OwnedObjectStore
+    from appliance.orchestrator import sources
+    key = sources.bundle_key("default", "d" * 64)
+    OwnedObjectStore(ctx.objects.inner, "another-installation").put_bytes(key, b"tgz")
+    assert reconcile(ctx, orphan_grace_seconds=-1).orphan_sources == []
+    assert ctx.objects.exists(key)

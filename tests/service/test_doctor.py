@@ -68,3 +68,31 @@ def test_doctor_fails_a_host_whose_dev_shm_cannot_hold_postgres_shared_memory(re
         assert "--shm-size" in check["detail"]
     finally:
         shutil.rmtree(base)
+
+
+def foreign_object_store(tmp_path) -> Settings:
+    """Settings whose object store (a directory) another installation has claimed."""
+    from appliance.artifacts.ownership import claim
+    from appliance.artifacts.local import LocalObjectStore
+    objects = tmp_path / "objects"
+    claim(LocalObjectStore(objects), "f" * 32, "the store")
+    return Settings(data_dir=tmp_path / "data", storage_backend="copy", btrfs_image="off",
+                    artifacts_url=f"file://{objects}")
+
+
+def test_the_object_store_check_fails_on_a_store_another_installation_owns(tmp_path):
+    checks = {check.name: check for check in run_checks(foreign_object_store(tmp_path))}
+    assert not checks["object_store"].ok
+    assert checks["object_store"].detail.startswith("object_store_not_ours:") and "f" * 32 in checks["object_store"].detail
+
+
+def test_up_refuses_to_start_on_an_object_store_another_installation_owns():
+    base = public_tmpdir("sqlrs-doctor-")  # a data dir every cluster user can traverse: only the store is wrong
+    settings = foreign_object_store(base)
+    env = {"SQLRS_STORAGE_BACKEND": "copy", "SQLRS_BTRFS_IMAGE": "off", "SQLRS_ARTIFACTS_URL": settings.artifacts_url,
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "appliance.service.main", "up", "--data-dir",
+                             str(settings.data_dir)], capture_output=True, text=True, timeout=120, env=env)
+    shutil.rmtree(base)
+    assert result.returncode == 1
+    assert "error [object_store_not_ours]" in result.stderr and "f" * 32 in result.stderr
