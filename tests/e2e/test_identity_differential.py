@@ -148,8 +148,8 @@ def fresh_build(appliance, req: Request, root: Path) -> Build:
         assert status["status"] == "succeeded", status.get("error")
         assert not any(t["cached"] for t in executes(status))  # fresh: built here, from nothing cached
         built = Build(executes(status)[-1]["output_state_id"], *dump(status["result"]["dsn"]))
-        assert appliance.delete(f"/v1/instances/{status['result']['instance_id']}",
-                                params={"force": "true"}).status_code == 200
+        # Only to spare memory: the identity under test does not depend on it (its instance expires anyway).
+        appliance.delete(f"/v1/instances/{status['result']['instance_id']}", params={"force": "true"})
     return built
 
 
