@@ -57,10 +57,11 @@ class LiquibaseCommand:
         return args
 
     def key_parts(self) -> tuple[tuple[str, str], ...]:
-        """What selects and shapes the changesets, for state keys (the changelog's own content
-        is keyed per changeset by its checksum)."""
-        return (("contexts", self.contexts or ""), ("labels", self.labels or ""),
-                *(("parameter", f"{k}={v}") for k, v in self.parameters))
+        """What of the arguments goes into every changeset's state key: the changelog parameters,
+        which may shape a changeset without showing in what Liquibase prints. The filters
+        (contexts, labels) only choose changesets; a chosen changeset records its own contexts
+        and labels, which its key holds (``liquibase_plans.changeset_key``)."""
+        return tuple(("parameter", f"{k}={v}") for k, v in self.parameters)
 
 
 def parse_liquibase_args(args: list[str]) -> LiquibaseCommand:

@@ -19,10 +19,16 @@ from .liquibase import Changeset
 from .liquibase_args import LiquibaseCommand
 
 
+# What a key means. Bumped whenever what goes into a changeset's key (or a cached plan) changes,
+# so that no state or plan made under an older meaning is ever found under the new one.
+KEY_VERSION = "2"
+
+
 @dataclass(frozen=True)
 class PlannedChangeset:
     changeset: Changeset
     volatile: bool  # runAlways/runOnChange, or after one: keyed by the job, never shared
+    preconditions: str = ""  # the changelog's and the changeset's, canonical (liquibase_changelogs)
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class ChangesetStep:
 
 
 def plan_key(*, image: str, source_id: str, work_dir: str, command: LiquibaseCommand, version: str) -> str:
-    return digest(("image", image), ("source", source_id), ("work_dir", work_dir),
+    return digest(("key_version", KEY_VERSION), ("image", image), ("source", source_id), ("work_dir", work_dir),
                   *(("arg", a) for a in command.argv(sql_only=True)), ("liquibase", version))
 
 
@@ -43,30 +49,54 @@ def cached_plan(org: str, key: str) -> list[PlannedChangeset] | None:
     if row is None:
         return None
     LiquibasePlan.update(last_used_at=utcnow()).where(LiquibasePlan.id == row.id).execute()
-    return [PlannedChangeset(Changeset(**c["changeset"]), c["volatile"]) for c in json.loads(row.changesets_json)]
+    return [PlannedChangeset(Changeset(**c["changeset"]), c["volatile"], c["preconditions"])
+            for c in json.loads(row.changesets_json)]
 
 
 def remember_plan(org: str, key: str, *, source_id: str, version: str, planned: list[PlannedChangeset]) -> None:
     """First writer wins: two jobs planning the same request at once found the same changesets."""
-    changesets = [{"changeset": dataclasses.asdict(p.changeset), "volatile": p.volatile} for p in planned]
+    changesets = [{"changeset": dataclasses.asdict(p.changeset), "volatile": p.volatile,
+                   "preconditions": p.preconditions} for p in planned]
     LiquibasePlan.insert(org=org, plan_key=key, source_id=source_id, liquibase_version=version,
                          changesets_json=json.dumps(changesets)).on_conflict_ignore().execute()
 
 
 def chain(planned: list[PlannedChangeset], *, image: str, command: LiquibaseCommand, version: str,
           job_id: str) -> list[ChangesetStep]:
-    """One step per changeset, each keyed by its parent, its checksum, the arguments that select
-    and shape it and the Liquibase version; volatile ones by the job too."""
+    """One step per changeset, keyed by its parent and :func:`changeset_key`; volatile ones by the
+    job too."""
     steps, parent = [], image_parent(image)
     for p in planned:
-        task_hash = digest(("kind", "lb"), ("changeset", p.changeset.key), ("liquibase", version),
-                           *command.key_parts(), *((("job", job_id),) if p.volatile else ()))
+        task_hash = changeset_key(p, command=command, version=version, job_id=job_id)
         output = state_id(parent, task_hash)
         steps.append(ChangesetStep(task_hash, output, p.changeset.name,
                                    {"kind": "lb", "summary": p.changeset.name, "volatile": p.volatile,
                                     "changeset": dataclasses.asdict(p.changeset)}))
         parent = f"state:{output}"
     return steps
+
+
+def changeset_key(p: PlannedChangeset, *, command: LiquibaseCommand, version: str, job_id: str) -> str:
+    """Everything a changeset leaves in the database, and nothing else:
+
+    * its checksum (the SQL's hash when Liquibase printed none);
+    * the ``databasechangelog`` row Liquibase says it writes, but for the columns that differ on
+      every run: id, author, filename (as Liquibase spells it), checksum, description, comments,
+      exectype, contexts, labels, tag and Liquibase version, whatever Liquibase puts there;
+    * its path, id and author as Liquibase names it (in the row too, unless none was printed);
+    * its and its changelog's preconditions, which decide whether it runs but are not in the
+      checksum;
+    * the changelog parameters (``-D``): Liquibase does not say which changesets use one, and a
+      parameter in a precondition changes what a changeset does and nothing it prints;
+    * the Liquibase version.
+
+    Not in it: the ``--contexts``/``--labels`` filters, the search path, the changelog's name and
+    the files' layout, beyond what the row records: they choose which changesets run, and a
+    chosen changeset does the same whatever chose it."""
+    c = p.changeset
+    return digest(("kind", "lb"), ("key_version", KEY_VERSION), ("changeset", c.key),
+                  ("recorded", c.recorded or ""), ("name", c.name), ("preconditions", p.preconditions),
+                  ("liquibase", version), *command.key_parts(), *((("job", job_id),) if p.volatile else ()))
 
 
 def task_rows(job, steps: list[ChangesetStep], *, first_position: int, image: str,

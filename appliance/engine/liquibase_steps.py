@@ -1,11 +1,11 @@
 """prepare:lb inside a job: plan the changesets on a cluster at the base, then apply them one by
 one, each becoming a state.
 
-A changeset's state is keyed by its parent state and its checksum (the SQL's hash when Liquibase
-gives none), with the contexts, labels, changelog parameters and the Liquibase version. The
-first ``runAlways``/``runOnChange`` changeset ends the cacheable prefix: its state and every
-later one are keyed by the job too, so they are built every time and never handed to another
-job (Liquibase would run them again, or differently).
+A changeset's state is keyed by its parent state and by what the changeset leaves in the
+database (see :func:`liquibase_plans.chain`). The first ``runAlways``/``runOnChange`` changeset
+ends the cacheable prefix: its state and every later one are keyed by the job too, so they are
+built every time and never handed to another job (Liquibase would run them again, or
+differently).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..orchestrator.submit import insert_tasks
 from ..runtime.base import SUPERUSER, Endpoint
 from .liquibase import Changeset, Connection
 from .liquibase_args import LiquibaseCommand, parse_liquibase_args
-from .liquibase_changelogs import is_volatile
+from .liquibase_changelogs import read_entry
 from .liquibase_plans import PlannedChangeset, chain, plan_key, remember_plan, task_rows
 
 if TYPE_CHECKING:
@@ -73,8 +73,9 @@ def plan(run: "JobRun", task: Task) -> None:
     roots = [cwd, *(cwd / p for p in command.search_path)]
     planned, volatile = [], False
     for changeset in changesets:
-        volatile = volatile or is_volatile(roots, changeset)
-        planned.append(PlannedChangeset(changeset, volatile))
+        entry = read_entry(roots, changeset)
+        volatile = volatile or entry.volatile
+        planned.append(PlannedChangeset(changeset, volatile, entry.preconditions))
     remember_plan(run.org, plan_key_of(run, command, version), source_id=job.source_id, version=version,
                   planned=planned)
     steps = chain(planned, image=job.resolved_image_id, command=command, version=version, job_id=job.job_id)

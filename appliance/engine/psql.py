@@ -2,7 +2,8 @@
 
 Unlike upstream sqlrs, everything that can change what a step does is hashed:
 
-* the step's content, includes expanded (``psql_includes``);
+* the step's content, includes expanded (``psql_includes``), without what psql never sends
+  (whitespace and ``--`` comments between statements);
 * behaviour flags and psql's special variables, which key every step, in command-line
   order because psql applies them in that order (``-a -v ECHO=none`` differs from
   ``-v ECHO=none -a``);
@@ -24,7 +25,7 @@ from .hashing import digest
 from .psql_args import SPECIAL_VARIABLES, SharedFlag, parse_psql_args
 from .psql_includes import Expansion, IncludeExpander
 
-HASH_VERSION = "1"
+HASH_VERSION = "2"  # bumped whenever a hash's meaning changes: no older state is found under a new one
 _UNHASHED_FLAGS = {"n"}  # readline only matters at an interactive terminal
 _SUMMARY_LIMIT = 60
 

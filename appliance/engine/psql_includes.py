@@ -6,6 +6,11 @@ their bytes) interleaved with the hashes of the files it includes. That is the
 imitate a boundary, and moving text from an included file into its includer (or back)
 changes the hash. The spelling of a path never enters the hash, only resolved bytes.
 
+What psql never sends is left out of a script's hash: whitespace and ``--`` comments where its
+query buffer is empty (the *gaps* of ``psql_lexer.scan``). A gap at the start or the end of a
+script counts as nothing, any other as one line break; everything else counts byte for byte.
+A ``-c`` command is sent whole, so it is hashed whole.
+
 Paths are resolved the way psql resolves them, from a directory (``work_dir``) inside a
 ``root`` that nothing may leave: ``\\i`` from work_dir, ``\\ir`` from the including
 file's directory (lexically, as psql's canonicalize_path does).
@@ -21,7 +26,7 @@ from pathlib import Path
 from appliance.errors import InvalidArgument
 
 from .hashing import digest
-from .psql_lexer import IncludeDirective, Piece, find_includes, from_user, to_text, variable_references
+from .psql_lexer import IncludeDirective, Piece, from_user, scan, to_bytes, to_text, variable_references
 
 MAX_INCLUDED_FILES = 10_000
 
@@ -103,15 +108,17 @@ class IncludeExpander:
         refs = set(variable_references(text))
         records: list[tuple[str, str]] = [("input", kind)]
         cursor = 0
-        for directive in find_includes(text, where):
-            records.append(("text", _sha256(data[cursor : directive.start])))
+        includes, gaps = scan(text, where)
+        canonical = _without_gaps(text, [] if kind == "command" else gaps)
+        for directive in includes:
+            records.append(("text", _sha256(canonical(cursor, directive.start))))
             raw = self._include_path(directive, where)
             name, physical = self.resolve(raw, relative_to=current_name if directive.relative else None)
             child = self._expand_file(name, physical)
             records.append(("include", child.content_hash))
             refs |= child.variable_refs
             cursor = directive.end
-        records.append(("text", _sha256(data[cursor:])))
+        records.append(("text", _sha256(canonical(cursor, len(text)))))
         return Expansion(digest(*records), frozenset(refs))
 
     def _include_path(self, directive: IncludeDirective, where: str) -> str:
@@ -137,6 +144,21 @@ class IncludeExpander:
 
 def to_user_path(latin1: str) -> str:
     return latin1.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def _without_gaps(text: str, gaps: list[tuple[int, int]]):
+    """``canonical(start, end)``: the bytes of text[start:end] with each gap replaced."""
+    def canonical(start: int, end: int) -> bytes:
+        out, cursor = [], start
+        for gap_start, gap_end in gaps:
+            if gap_end <= start or gap_start >= end:
+                continue
+            out.append(text[cursor:gap_start])
+            out.append("" if gap_start == 0 or gap_end == len(text) else "\n")
+            cursor = gap_end
+        out.append(text[cursor:end])
+        return to_bytes("".join(out))
+    return canonical
 
 
 def _sha256(data: bytes) -> str:

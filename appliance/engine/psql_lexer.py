@@ -9,6 +9,12 @@ line or at the next unquoted backslash. COPY ... FROM STDIN data is skipped. A f
 that ends inside a quote or comment is refused: psql would fail on it anyway, and
 refusing keeps a lexer disagreement from silently hiding an include from the hash.
 
+Whitespace and ``--`` comments where psql's query buffer is empty (at the start of a file,
+between statements) never reach the server: psql drops them. They are found as *gaps*, so that
+hashing can leave them out. Anything inside a statement reaches the server, which can store it
+(``current_query()`` in an audit trigger), and stays. A statement ends where psql ends it: at a
+``;`` outside parentheses and outside a ``CREATE FUNCTION``'s ``BEGIN ... END``.
+
 Variable references are found with a deliberately wider net (anywhere in the text,
 quotes included): keying a step on a variable it does not use costs a rebuild, missing
 one it does use would reuse a wrong state.
@@ -34,6 +40,8 @@ _VARIABLE_REF = re.compile(rf"::|:(?:({_VAR}+)|'({_VAR}+)'|\"({_VAR}+)\"|\{{\?({
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 _COPY_FROM_STDIN = re.compile(r"copy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
 _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$))*")
+_WHITESPACE = " \t\n\r\f\v"
+_WORD = re.compile(r"[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*")
 _SLASH_ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "r": "\r", "f": "\f"}
 
 
@@ -82,9 +90,15 @@ def variable_references(text: str) -> set[str]:
 
 def find_includes(text: str, where: str) -> list[IncludeDirective]:
     """Every ``\\i``/``\\include``/``\\ir``/``\\include_relative`` psql would execute."""
+    return scan(text, where)[0]
+
+
+def scan(text: str, where: str) -> tuple[list[IncludeDirective], list[tuple[int, int]]]:
+    """The includes, and the gaps: (start, end) spans of whitespace and ``--`` comments that psql
+    drops because its query buffer is empty there."""
     scanner = _Scanner(text, where)
     scanner.run()
-    return scanner.includes
+    return scanner.includes, scanner.gaps
 
 
 class _Scanner:
@@ -94,6 +108,10 @@ class _Scanner:
         self.includes: list[IncludeDirective] = []
         self.statement_start = 0
         self.copy_pending = False
+        self.gaps: list[tuple[int, int]] = []
+        self.buffer_empty = True  # psql has nothing of a statement yet
+        self.words: list[str] = []  # of the statement psql is collecting, lowercased
+        self.parens = self.begin_depth = 0
 
     def run(self) -> None:
         text, i, n = self.text, 0, len(self.text)
@@ -101,24 +119,60 @@ class _Scanner:
             ch = text[i]
             if ch == "\n" and self.copy_pending:
                 i = self._skip_copy_data(i + 1)
+            elif self.buffer_empty and not self.copy_pending and (ch in _WHITESPACE or text.startswith("--", i)):
+                i = self._gap(i)
             elif ch == "-" and text.startswith("--", i):
                 i = self._line_end(i)
-            elif ch == "/" and text.startswith("/*", i):
-                i = self._skip_block_comment(i)
-            elif ch == "'":
-                i = self._skip_single_quoted(i, escapes=self._is_escape_string(i))
-            elif ch == '"':
-                i = self._skip_until(i, i + 1, '"', "quoted identifier")
-            elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not self._after_ident(i):
-                i = self._skip_until(i, m.end(), m.group(0), "dollar-quoted string")
+            elif ch == "\\":
+                i = self._meta_command(i)  # leaves psql's query buffer as it was
+                self.statement_start = i
             elif ch == ";":
                 self._end_statement(i)
                 i += 1
-            elif ch == "\\":
-                i = self._meta_command(i)
-                self.statement_start = i
-            else:
+            elif ch in _WHITESPACE:
                 i += 1
+            else:
+                self.buffer_empty = False
+                i = self._token(i)
+
+    def _token(self, i: int) -> int:
+        text, ch = self.text, self.text[i]
+        if ch == "/" and text.startswith("/*", i):
+            return self._skip_block_comment(i)
+        if ch == "'":
+            return self._skip_single_quoted(i, escapes=self._is_escape_string(i))
+        if ch == '"':
+            return self._skip_until(i, i + 1, '"', "quoted identifier")
+        if ch == "$" and (m := _DOLLAR_TAG.match(text, i)) and not self._after_ident(i):
+            return self._skip_until(i, m.end(), m.group(0), "dollar-quoted string")
+        if ch in "()":
+            self.parens = self.parens + 1 if ch == "(" else max(0, self.parens - 1)
+        elif (word := _WORD.match(text, i)) and not self._after_ident(i):
+            self._word(word.group(0).lower())
+            return word.end()
+        return i + 1
+
+    def _gap(self, start: int) -> int:
+        i, text = start, self.text
+        while i < len(text) and (text[i] in _WHITESPACE or text.startswith("--", i)):
+            i = self._line_end(i) if text[i] == "-" else i + 1
+        self.gaps.append((start, i))
+        return i
+
+    def _word(self, word: str) -> None:
+        """psql's own heuristic (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE, a ``;``
+        between BEGIN (or, inside one, CASE) and its END does not end the statement."""
+        self.words.append(word)
+        head = self.words[:4]
+        routine = head[:1] == ["create"] and (
+            head[1:2] in (["function"], ["procedure"]) or (head[1:3] == ["or", "replace"]
+                                                           and head[3:4] in (["function"], ["procedure"])))
+        if not routine or self.parens:
+            return
+        if word == "begin" or (word == "case" and self.begin_depth >= 1):
+            self.begin_depth += 1
+        elif word == "end" and self.begin_depth > 0:
+            self.begin_depth -= 1
 
     # -- SQL-level constructs ------------------------------------------------
     def _after_ident(self, i: int) -> bool:
@@ -175,6 +229,10 @@ class _Scanner:
         return end + len(closer)
 
     def _end_statement(self, i: int) -> None:
+        if self.parens == 0 and self.begin_depth == 0:  # psql sends the statement: its buffer is empty
+            self.buffer_empty, self.words = True, []
+        else:
+            self.buffer_empty = False
         statement = self.text[self.statement_start : i]
         body = statement[_LEADING_NOISE.match(statement).end() :]
         if _COPY_FROM_STDIN.match(body):

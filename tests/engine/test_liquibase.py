@@ -1,6 +1,7 @@
 """The real Liquibase CLI planning a changelog in four formats against a real PostgreSQL."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -88,6 +89,25 @@ def test_the_version_is_read_from_the_distribution(liquibase):
 def test_output_without_a_changelog_row_is_keyed_by_its_sql():
     (changeset,) = parse_update_sql("-- Changeset a.sql::1::me\nSET SEARCH_PATH TO public;\n\ncreate table t (i int);\n")
     assert changeset.checksum is None and changeset.key.startswith("sql:") and changeset.sql == "create table t (i int);"
+
+
+def test_each_changeset_keeps_the_row_liquibase_records_without_the_columns_that_differ_per_run(
+        liquibase, empty_database, project):
+    first = json.loads(plan(liquibase, empty_database, project)[3].recorded)
+    assert first == {"ID": "4", "AUTHOR": "dave", "FILENAME": "db/more.sql", "MD5SUM": first["MD5SUM"],
+                     "DESCRIPTION": "sql", "COMMENTS": "", "EXECTYPE": "EXECUTED", "CONTEXTS": None,
+                     "LABELS": None, "LIQUIBASE": liquibase.version()}
+    assert plan(liquibase, empty_database, project)[3].recorded == json.dumps(first, sort_keys=True,
+                                                                              separators=(",", ":"))
+
+
+def test_a_recorded_comment_keeps_its_commas_quotes_and_line_breaks():
+    (changeset,) = parse_update_sql(
+        "-- Changeset a.xml::1::me\ncreate table t (i int);\nINSERT INTO public.databasechangelog (ID, AUTHOR, "
+        "FILENAME, DATEEXECUTED, ORDEREXECUTED, MD5SUM, COMMENTS, DEPLOYMENT_ID) VALUES ('1', 'me', 'a.xml', NOW(), "
+        "7, '9:ab', 'one, it''s\ntwo', '123');\n")
+    assert json.loads(changeset.recorded) == {"ID": "1", "AUTHOR": "me", "FILENAME": "a.xml", "MD5SUM": "9:ab",
+                                              "COMMENTS": "one, it's\ntwo"}
 
 
 def test_a_liquibase_properties_in_the_source_is_never_read(liquibase, empty_database, project):

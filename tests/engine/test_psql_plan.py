@@ -116,6 +116,43 @@ def test_an_include_inside_stdin_is_expanded(source, src_root):
     assert hashes(src_root, "-f", "-", stdin="\\i p.sql\n") != before
 
 
+def one_hash(source, src_root, text: str) -> str:
+    source("s.sql", text)
+    return hashes(src_root, "-f", "s.sql")[0]
+
+
+def test_comments_and_blank_lines_that_psql_never_sends_do_not_change_the_hash(source, src_root):
+    plain = one_hash(source, src_root, "create table t (i int);\ninsert into t values (1);\n")
+    assert one_hash(source, src_root, "-- header\n\ncreate table t (i int);   -- why\n\n"
+                                      "  insert into t values (1);\n-- end\n\n") == plain
+
+
+def test_a_comment_or_whitespace_inside_a_statement_changes_the_hash(source, src_root):
+    plain = one_hash(source, src_root, "insert into t values (1);\n")
+    assert len({plain, one_hash(source, src_root, "insert into t -- why\n values (1);\n"),
+                one_hash(source, src_root, "insert into t  values (1);\n"),
+                one_hash(source, src_root, "/* why */ insert into t values (1);\n")}) == 4
+
+
+def test_a_comment_between_the_statements_of_a_begin_atomic_body_changes_the_hash(source, src_root):
+    body = "create function f() returns int language sql begin atomic select 1;{} select 2; end;\n"
+    assert one_hash(source, src_root, body.format("")) != one_hash(source, src_root, body.format("\n-- why\n"))
+
+
+def test_a_comment_after_a_semicolon_inside_parentheses_changes_the_hash(source, src_root):
+    rule = "create rule r as on insert to t do also (insert into a values (1);{} insert into b values (2));\n"
+    assert one_hash(source, src_root, rule.format("")) != one_hash(source, src_root, rule.format(" -- why"))
+
+
+def test_copy_data_is_hashed_byte_for_byte(source, src_root):
+    copy = "copy t from stdin;\n1\n{}\\.\nselect 1;\n"
+    assert one_hash(source, src_root, copy.format("")) != one_hash(source, src_root, copy.format("\n"))
+
+
+def test_a_command_is_hashed_whole(src_root):
+    assert hashes(src_root, "-c", "select 1;") != hashes(src_root, "-c", "select 1; -- why")
+
+
 def test_include_lines_inside_comments_and_strings_are_not_expanded(source, src_root):
     source("a.sql", "-- \\i missing1.sql\n/* \\i missing2.sql */\nselect '\\i missing3.sql', $$\n\\i missing4.sql\n$$;\n")
     assert plan_psql(["-f", "a.sql"], root=src_root).steps
