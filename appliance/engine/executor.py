@@ -374,8 +374,8 @@ class JobRun:
             self.note(task, message)
             if full := _out_of_space(exc) or self._store_exhausted(message):
                 raise full from None
-            raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
-                             {"task_id": task.task_id, "exit_code": exc.returncode}) from None
+            raise StepFailed.of_command(f"step {task.task_id} ({step['summary']})", exc, message,
+                                        task.task_id) from None
         output = (result.stdout + result.stderr).strip()
         if output:
             self.note(task, output)
