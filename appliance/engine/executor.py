@@ -261,7 +261,8 @@ class JobRun:
             run = list(itertools.takewhile(lambda t: not self.state_exists(t.output_state_id), run))
             task.cached = False
             task.save()
-            cache.ensure_room(self.ctx)
+            cache.ensure_room(self.ctx, cache.next_states_bytes(self.ctx, self.org, task.input_kind, task.input_id,
+                                                                 count=max(len(run), 1)))
             if len(run) > 1 and liquibase_batch.apply(self, run):
                 return
             started = time.monotonic()
