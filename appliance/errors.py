@@ -173,6 +173,15 @@ class StepFailed(ApplianceError):
     code = "step_failed"
     http_status = 422
 
+    @classmethod
+    def of_command(cls, what: str, exc: "CommandFailed", message: str, task_id: str) -> "StepFailed":
+        """The step's tool failed (``message``: what it said) or ran past its time
+        (``details.reason: step_timeout``, with the limit in ``details.timeout_seconds``)."""
+        if isinstance(exc, CommandTimedOut):
+            return cls(f"{what} did not finish within {exc.timeout:g} s (step_timeout_seconds); it was stopped",
+                       {"task_id": task_id, "reason": "step_timeout", "timeout_seconds": exc.timeout})
+        return cls(f"{what} failed: {message}", {"task_id": task_id, "exit_code": exc.returncode})
+
 
 class CommandFailed(ApplianceError):
     """A shell-out returned non-zero. Carries argv, exit code and stderr for the operator."""
@@ -214,3 +223,17 @@ def _why(stderr: str) -> str:
         parts.append(line if len(line) <= _LINE_MAX else line[:_LINE_MAX] + "…")
         previous = index
     return redact(" | ".join(parts))
+
+
+class CommandTimedOut(CommandFailed):
+    """A shell-out ran past its ``timeout`` and was killed (with its process group).
+
+    A :class:`CommandFailed` (exit code -9), so every handler of a failed command handles it;
+    ``timeout`` says how long it was given."""
+
+    def __init__(self, argv: Sequence[str], timeout: float, stderr: str = "", stdout: str = ""):
+        super().__init__(argv, -9, stderr, stdout)
+        self.timeout = timeout
+        self.message = f"{self.argv[0]} did not finish within {timeout:g} s and was killed"
+        self.args = (self.message,)
+        self.details["timeout_seconds"] = timeout

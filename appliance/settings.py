@@ -193,6 +193,12 @@ class Settings(BaseSettings):
                                             "for an unreachable Control DB before giving up on what it was doing.")
     job_lost_after_seconds: float = Field(20.0, gt=0, description="A running job silent this long is failed by the reconciler.")
     reconcile_interval_seconds: float = Field(5.0, gt=0, description="How often the reaper/reconciler runs.")
+    teardown_retry_min_seconds: float = Field(
+        5.0, gt=0, description="An instance whose teardown failed stays `deleting`, with the error; the reconciler "
+        "tries again after this long, doubling the wait after each failure up to `teardown_retry_max_seconds`. A "
+        "teardown that has not finished this long after it began (its process died) is taken over too.")
+    teardown_retry_max_seconds: float = Field(300.0, gt=0, description="The longest wait between two attempts "
+                                              "to tear down a `deleting` instance.")
     orphan_grace_seconds: float = Field(60.0, ge=0, description="A snapshot or clone on disk that no Control-DB row "
                                         "knows is removed once it is this old (a state is committed a moment "
                                         "before its row is written).")

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Mapping, Sequence
 
-from .errors import Cancelled, CommandFailed
+from .errors import Cancelled, CommandFailed, CommandTimedOut
 
 _cancel_scope: ContextVar[Callable[[], bool] | None] = ContextVar("sqlrs_cancel_scope", default=None)
 
@@ -66,7 +66,9 @@ def unprivileged(os_user: str) -> RunAs | None:
 
 
 class Runner:
-    """Runs argv lists and raises :class:`CommandFailed` on a non-zero exit."""
+    """Runs argv lists and raises :class:`CommandFailed` on a non-zero exit, and
+    :class:`CommandTimedOut` (one of those) past its ``timeout``: no ``subprocess`` exception
+    ever leaves the seam."""
 
     def __call__(
         self,
@@ -199,8 +201,7 @@ def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -
             return proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
-            raise
+            _timed_out(proc, timeout)
     pending_input, waited = input, 0.0
     while True:
         try:
@@ -214,10 +215,17 @@ def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                proc.communicate()
                 if expired:
-                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                    _timed_out(proc, timeout)
+                proc.communicate()
                 raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0])))
+
+
+def _timed_out(proc: subprocess.Popen, timeout: float) -> None:
+    """Collect what the killed program wrote, and say it ran out of time."""
+    out, err = proc.communicate()
+    text = lambda data: (data.decode(errors="replace") if isinstance(data, bytes) else data) or ""  # noqa: E731
+    raise CommandTimedOut([os.fspath(a) for a in proc.args], timeout, text(err), text(out))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from appliance.errors import Cancelled, CommandFailed
+from appliance.errors import Cancelled, CommandFailed, CommandTimedOut
 from appliance.shell import Completed, RecordingRunner, Runner, cancellable
 
 
@@ -27,6 +27,19 @@ def test_a_failure_message_names_the_first_error_and_the_last_lines_without_pass
     assert message.endswith("progress line 498 | progress line 499 | progress line 500")
     assert "s3cret" not in message and "progress line 497" not in message
     assert "s3cret" not in json.dumps(error.value.to_dict())  # what a job's error records
+
+
+def test_a_command_past_its_timeout_raises_our_own_error_with_its_argv_and_timeout(runner: Runner):
+    with pytest.raises(CommandTimedOut) as error:
+        runner(["sh", "-c", "echo started >&2; sleep 30"], timeout=0.5)
+    assert error.value.argv == ["sh", "-c", "echo started >&2; sleep 30"]
+    assert error.value.timeout == 0.5 and "started" in error.value.stderr
+
+
+def test_a_cancellable_command_past_its_timeout_raises_our_own_error_too(runner: Runner):
+    with pytest.raises(CommandTimedOut) as error:
+        runner(["sleep", "30"], timeout=0.5, cancel=lambda: False)
+    assert error.value.details["timeout_seconds"] == 0.5
 
 
 def test_cancel_kills_a_running_command(runner: Runner):

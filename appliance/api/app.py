@@ -122,6 +122,8 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def deletion_response(answer: dict) -> tuple[dict, int]:
-    """A blocked delete answers 409 with its DeleteResult; a dry run always answers 200."""
-    blocked = answer["outcome"] == "blocked" and not answer["dry_run"]
-    return answer, 409 if blocked else 200
+    """A blocked delete answers 409 with its DeleteResult; one left to the reconciler (an
+    instance whose teardown failed) 202; a dry run always answers 200."""
+    if answer["dry_run"]:
+        return answer, 200
+    return answer, {"blocked": 409, "deleting": 202}.get(answer["outcome"], 200)

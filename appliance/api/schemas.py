@@ -114,12 +114,13 @@ class DeleteTreeNode(BaseModel):
     id: str
     blocked: str | None = None
     connections: int | None = None
+    teardown_error: str | None = None
     children: list["DeleteTreeNode"] = []
 
 
 class DeleteResult(BaseModel):
     dry_run: bool
-    outcome: Literal["deleted", "would_delete", "blocked"]
+    outcome: Literal["deleted", "would_delete", "blocked", "deleting"]
     root: DeleteTreeNode
 
 
@@ -152,6 +153,9 @@ class InstanceEntry(BaseModel):
     expires_at: str
     name: str | None
     job_id: str | None
+    teardown_error: str | None = None
+    teardown_attempts: int = 0
+    teardown_retry_at: str | None = None
 
 
 class ExtendRequest(Strict):

@@ -85,6 +85,9 @@ def instance_entry(instance: Instance, viewer: "Principal") -> dict[str, Any]:
             "image_id": instance.image_id, "status": instance.status, "host": instance.host,
             "port": instance.port, "created_at": ts(instance.created_at),
             "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id}
+    if instance.status == "deleting":  # a teardown that failed: why, and when the reconciler tries again
+        body.update(teardown_error=instance.teardown_error, teardown_attempts=instance.teardown_attempts,
+                    teardown_retry_at=ts(instance.teardown_retry_at))
     if instance.status == "active" and sees_dsn(viewer, instance):
         body["dsn"] = dsn(instance)
     return body

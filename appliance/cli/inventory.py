@@ -94,7 +94,7 @@ def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_ru
     params: dict[str, Any] = {"force": force, "dry_run": dry_run}
     if target.kind == "state":
         params["recurse"] = recurse
-    response = client.request("DELETE", target.path, ok=(200, 409),
+    response = client.request("DELETE", target.path, ok=(200, 202, 409),
                               params={k: "true" if v else "false" for k, v in params.items()})
     result = response.json()
     if output == "json":
@@ -110,7 +110,8 @@ def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_ru
 
 def print_delete_result(result: dict[str, Any], long: bool) -> None:
     heading = {"deleted": "deleted:", "would_delete": "would delete (dry run):",
-               "blocked": "blocked, nothing deleted:"}.get(result.get("outcome", ""), result.get("outcome", ""))
+               "blocked": "blocked, nothing deleted:",
+               "deleting": "deleting (a teardown failed; the appliance retries it):"}.get(result.get("outcome", ""), result.get("outcome", ""))
     sys.stdout.write(heading + "\n")
     for line in delete_tree_lines(result["root"], long):
         sys.stdout.write("  " + line + "\n")

@@ -74,6 +74,15 @@ def state_tree_lines(states: Iterable[dict[str, Any]], long: bool = False) -> li
     return _tree_lines(children.get(None, []), lambda s: children.get(s["state_id"], []), label)
 
 
+def instance_status(instance: dict[str, Any], long: bool = False) -> str:
+    """The status; for a teardown that failed, also why and how often (the reconciler retries)."""
+    error = instance.get("teardown_error")
+    if not error:
+        return instance["status"]
+    reason = error if long else (error.splitlines() or [""])[0][:80]
+    return f"{instance['status']} (failed {instance.get('teardown_attempts') or 1}x, retrying: {reason})"
+
+
 def delete_tree_lines(node: dict[str, Any], long: bool = False) -> list[str]:
     """A ``DeleteResult.root`` with each node's blocking reason and open connections."""
     def label(n: dict[str, Any]) -> str:
@@ -82,6 +91,8 @@ def delete_tree_lines(node: dict[str, Any], long: bool = False) -> list[str]:
             text += f"  connections={n['connections']}"
         if n.get("blocked"):
             text += f"  BLOCKED: {n['blocked']}"
+        if n.get("teardown_error"):
+            text += f"  TEARDOWN FAILED, the appliance retries: {n['teardown_error'].splitlines()[0]}"
         return text
 
     return _tree_lines([node], lambda n: n.get("children") or [], label)
@@ -143,5 +154,5 @@ def jobs_table(jobs: list[dict[str, Any]], long: bool = False) -> Table:
 def instances_table(instances: list[dict[str, Any]], long: bool = False) -> Table:
     return table(["instance", "name", "state", "status", "port", "expires", "job"],
                  [[short(i["instance_id"], long), i.get("name") or "-", short(i["state_id"], long),
-                   i["status"], str(i.get("port") or "-"), i.get("expires_at") or "-",
+                   instance_status(i, long), str(i.get("port") or "-"), i.get("expires_at") or "-",
                    short(i.get("job_id"), long)] for i in instances])

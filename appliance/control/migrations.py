@@ -131,6 +131,17 @@ def _v12_counters_retention_installation(db: pw.Database) -> None:
         m.PrepareJob.status.in_(["succeeded", "failed", "cancelled"]) & m.PrepareJob.finished_at.is_null()).execute()
 
 
+def _v13_instance_teardown_retries(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate as apply
+    migrator = SchemaMigrator.from_database(db)
+    for column, field in (("teardown_keep_as", pw.CharField(max_length=16, null=True)),
+                          ("teardown_attempts", pw.IntegerField(default=0)),
+                          ("teardown_error", pw.TextField(null=True)),
+                          ("teardown_retry_at", pw.DateTimeField(null=True))):
+        if not _has_column(db, "instance", column):
+            apply(migrator.add_column("instance", column, field))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -158,6 +169,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (10, _v10_observability),
     (11, _v11_liquibase_plans),
     (12, _v12_counters_retention_installation),
+    (13, _v13_instance_teardown_retries),
 ]
 
 

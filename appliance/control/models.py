@@ -214,7 +214,7 @@ class Instance(BaseModel):
     image_id = pw.CharField(max_length=255)
     job_id = pw.CharField(max_length=32, null=True)
     volume_id = pw.CharField(max_length=32)
-    status = pw.CharField(max_length=16)  # active | expired | failed
+    status = pw.CharField(max_length=16)  # active | expired | failed | deleting | ...
     host = pw.CharField(max_length=255)  # the address the DSN names
     host_id = pw.CharField(max_length=63, default="", index=True)
     state_org = pw.CharField(max_length=63, null=True)  # whose copy it was cloned from (None: its own org's)
@@ -223,6 +223,12 @@ class Instance(BaseModel):
     name = pw.CharField(max_length=128, null=True)
     created_at = pw.DateTimeField(default=utcnow)
     expires_at = pw.DateTimeField()
+    # While ``deleting``: what the row becomes once torn down (None: it goes), the failed attempts,
+    # the last one's error, and when the reconciler may try (again).
+    teardown_keep_as = pw.CharField(max_length=16, null=True)
+    teardown_attempts = pw.IntegerField(default=0)
+    teardown_error = pw.TextField(null=True)
+    teardown_retry_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("status",), False), (("job_id",), False))

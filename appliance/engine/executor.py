@@ -261,7 +261,8 @@ class JobRun:
             run = list(itertools.takewhile(lambda t: not self.state_exists(t.output_state_id), run))
             task.cached = False
             task.save()
-            cache.ensure_room(self.ctx)
+            cache.ensure_room(self.ctx, cache.next_states_bytes(self.ctx, self.org, task.input_kind, task.input_id,
+                                                                 count=max(len(run), 1)))
             if len(run) > 1 and liquibase_batch.apply(self, run):
                 return
             started = time.monotonic()
@@ -374,8 +375,8 @@ class JobRun:
             self.note(task, message)
             if full := _out_of_space(exc) or self._store_exhausted(message):
                 raise full from None
-            raise StepFailed(f"step {task.task_id} ({step['summary']}) failed: {message}",
-                             {"task_id": task.task_id, "exit_code": exc.returncode}) from None
+            raise StepFailed.of_command(f"step {task.task_id} ({step['summary']})", exc, message,
+                                        task.task_id) from None
         output = (result.stdout + result.stderr).strip()
         if output:
             self.note(task, output)

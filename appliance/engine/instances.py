@@ -159,22 +159,68 @@ def release_volume(ctx: AppContext, org: str, volume_id: str) -> bytes:
     return server_log
 
 
-def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | None = None) -> None:
+def destroy_instance(ctx: AppContext, instance: Instance, *, keep_row_as: str | None = None) -> bool:
     """Tear an instance down; keep its row with a final status (e.g. expired) or delete it.
 
     The row says ``deleting`` first, so the reconciler never mistakes a half torn-down
     instance for one whose Postgres died and tries to revive it. Another host's instance is
-    only marked: its clone and process are that host's, and its reconciler finishes the job."""
+    only marked: its clone and process are that host's, and its reconciler finishes the job.
+
+    Never raises for a failed teardown: it returns False and the row stays ``deleting`` with
+    the error, keeping its port and its state, until the reconciler's retry (``retry_teardown``)
+    gets through. Tearing down what another caller already tore down is no error."""
     if instance.host_id != ctx.host:
-        Instance.update(status=DELETE_REQUESTED).where(Instance.instance_id == instance.instance_id).execute()
-        return
-    Instance.update(status="deleting").where(Instance.instance_id == instance.instance_id).execute()
-    release_volume(ctx, instance.org, instance.volume_id)
-    if keep_row_as:
-        Instance.update(status=keep_row_as, port=None).where(
+        Instance.update(status=DELETE_REQUESTED, teardown_keep_as=keep_row_as).where(
             Instance.instance_id == instance.instance_id).execute()
+        return True
+    lease = utcnow() + dt.timedelta(seconds=ctx.settings.teardown_retry_min_seconds)  # then the reconciler may take over
+    Instance.update(status="deleting", teardown_keep_as=keep_row_as, teardown_retry_at=lease).where(
+        Instance.instance_id == instance.instance_id).execute()
+    instance.teardown_keep_as = keep_row_as
+    return _tear_down(ctx, instance)
+
+
+def retry_teardown(ctx: AppContext, instance: Instance) -> bool | None:
+    """The reconciler's next attempt at a ``deleting`` instance of this host whose retry is due;
+    None when another process took this attempt (each takes it by moving the retry time)."""
+    lease = utcnow() + dt.timedelta(seconds=_backoff(ctx, instance.teardown_attempts + 1))
+    taken = Instance.update(teardown_retry_at=lease).where(
+        (Instance.instance_id == instance.instance_id) & (Instance.status == "deleting")
+        & ((Instance.teardown_retry_at == instance.teardown_retry_at) if instance.teardown_retry_at is not None
+           else Instance.teardown_retry_at.is_null())).execute()
+    return _tear_down(ctx, instance) if taken else None
+
+
+def _tear_down(ctx: AppContext, instance: Instance) -> bool:
+    where = Instance.instance_id == instance.instance_id
+    try:
+        release_volume(ctx, instance.org, instance.volume_id)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the row says so and the reconciler retries
+        if not Instance.select().where(where).exists():
+            return True  # torn down meanwhile by someone else
+        attempts = instance.teardown_attempts + 1
+        Instance.update(teardown_attempts=attempts, teardown_error=_reason(exc),
+                        teardown_retry_at=utcnow() + dt.timedelta(seconds=_backoff(ctx, attempts))).where(where).execute()
+        log.warning("could not tear down instance %s (attempt %d, the reconciler retries): %s",
+                    instance.instance_id, attempts, exc)
+        return False
+    if instance.teardown_keep_as:
+        Instance.update(status=instance.teardown_keep_as, port=None, teardown_error=None,
+                        teardown_retry_at=None).where(where).execute()
     else:
-        instance.delete_instance()
+        Instance.delete().where(where).execute()
+    return True
+
+
+def _backoff(ctx: AppContext, attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: doubling, bounded."""
+    settings = ctx.settings
+    return min(settings.teardown_retry_max_seconds, settings.teardown_retry_min_seconds * 2 ** max(attempts - 1, 0))
+
+
+def _reason(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return message[:2000]
 
 
 def connection_count(ctx: AppContext, instance: Instance) -> int:

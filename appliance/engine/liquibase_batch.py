@@ -265,8 +265,8 @@ def _run_behind_gate(run: "JobRun", tasks: list[Task], build: "BuildCluster", ga
     if isinstance(liquibase.error, CommandFailed):
         message = liquibase_message(liquibase.error)
         run.note(failed, message)
-        raise StepFailed(f"step {failed.task_id} ({failed.summary}) failed: {message}",
-                         {"task_id": failed.task_id, "exit_code": liquibase.error.returncode}) from None
+        raise StepFailed.of_command(f"step {failed.task_id} ({failed.summary})", liquibase.error, message,
+                                    failed.task_id) from None
     if liquibase.error is not None:
         raise liquibase.error
     raise StepFailed(f"step {failed.task_id}: liquibase stopped after {done} of {len(tasks)} changesets",

@@ -65,8 +65,8 @@ def plan(run: "JobRun", task: Task) -> None:
         changesets = ctx.liquibase.plan(command, connection(build), cwd=cwd, cancel=run.cancelled,
                                         timeout=ctx.settings.step_timeout_seconds, **confined(run))
     except CommandFailed as exc:
-        raise StepFailed(f"liquibase could not plan {command.changelog_file}: {liquibase_message(exc)}",
-                         {"task_id": task.task_id}) from None
+        raise StepFailed.of_command(f"liquibase planning {command.changelog_file}", exc, liquibase_message(exc),
+                                    task.task_id) from None
     if not changesets:
         raise StepFailed(f"liquibase has no changeset to apply from {command.changelog_file}",
                          {"task_id": task.task_id})
@@ -111,8 +111,7 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
     except CommandFailed as exc:
         message = liquibase_message(exc)
         run.note(task, message)
-        raise StepFailed(f"step {task.task_id} ({changeset.name}) failed: {message}",
-                         {"task_id": task.task_id, "exit_code": exc.returncode}) from None
+        raise StepFailed.of_command(f"step {task.task_id} ({changeset.name})", exc, message, task.task_id) from None
     if output := (result.stdout + result.stderr).strip():
         run.note(task, output[-4000:])
     seal(run, task, build.endpoint)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import peewee as pw
 
 from ..context import AppContext
-from ..control.models import CacheEviction, Instance, State, utcnow
+from ..control.models import BaseImage, CacheEviction, Instance, State, utcnow
 from ..errors import CacheFullUnreclaimable
 from ..engine.instances import DELETE_REQUESTED
 from . import deletion
@@ -40,9 +40,14 @@ class Capacity:
     def under_pressure(self) -> bool:
         return bool(self.pressure_reasons)
 
-    def relieved(self) -> bool:
+    def relieved(self, room_for: int = 0) -> bool:
         return (self.usage_bytes <= self.low_watermark * self.effective_max_bytes
-                and self.store_free_bytes >= self.reserve_bytes)
+                and self.store_free_bytes >= self.reserve_bytes and not self.would_pass_cap(room_for))
+
+    def would_pass_cap(self, next_bytes: int) -> bool:
+        """Whether states of ``next_bytes`` more would take usage past the cap (with nothing
+        estimated, a cache already at its cap has no room either)."""
+        return self.usage_bytes + max(next_bytes, 1) > self.effective_max_bytes
 
 
 def _state_bytes(ctx: AppContext, org: str | None = None) -> int:
@@ -95,15 +100,20 @@ def reclaimable_bytes(ctx: AppContext) -> int:
     return sum(c.size_bytes for c in candidates)
 
 
-def evict(ctx: AppContext, trigger: str) -> CacheEviction | None:
-    """Evict LRU leaves until the pressure is relieved; returns the pass, or None if none was needed."""
+def evict(ctx: AppContext, trigger: str, room_for: int = 0) -> CacheEviction | None:
+    """Evict LRU leaves until the pressure is relieved (and, for a build, ``room_for`` more bytes
+    fit under the cap); returns the pass, or None if none was needed or it is not recorded.
+
+    A pass is recorded when it evicted something, or when it found the cache blocked in a way
+    the last record does not already say: a cache that stays full and blocked writes one row, not
+    one every reconciler pass."""
     before = capacity(ctx)
-    if not before.under_pressure:
+    if not before.under_pressure and not before.would_pass_cap(room_for):
         return None
     evicted: list[dict] = []
     blocked = 0
     current = before
-    while not current.relieved():
+    while not current.relieved(room_for):
         candidates, blocked = eviction_candidates(ctx)
         if not candidates:
             break
@@ -115,6 +125,8 @@ def evict(ctx: AppContext, trigger: str) -> CacheEviction | None:
             break
         evicted.append({"org": victim.org, "state_id": victim.state_id, "size_bytes": victim.size_bytes})
         current = capacity(ctx)
+    if not evicted and _already_recorded(blocked, current.usage_bytes):
+        return None
     record = CacheEviction.create(
         trigger=trigger, evicted_count=len(evicted), freed_bytes=sum(e["size_bytes"] for e in evicted),
         blocked_count=blocked, usage_bytes_before=before.usage_bytes, usage_bytes_after=current.usage_bytes,
@@ -124,19 +136,43 @@ def evict(ctx: AppContext, trigger: str) -> CacheEviction | None:
     return record
 
 
-def ensure_room(ctx: AppContext) -> None:
-    """Before a build: evict if needed; fail with the reasons if the pressure cannot be relieved."""
-    if not capacity(ctx).under_pressure:
+def _already_recorded(blocked: int, usage_bytes: int) -> bool:
+    """The last pass recorded already says the cache is blocked just so (nothing evicted, as many
+    leaves blocked, the same usage)."""
+    last = CacheEviction.select().order_by(CacheEviction.completed_at.desc(), CacheEviction.id.desc()).first()
+    return (last is not None and last.evicted_count == 0 and last.blocked_count == blocked
+            and last.usage_bytes_after == usage_bytes)
+
+
+def next_states_bytes(ctx: AppContext, org: str, input_kind: str, input_id: str, count: int = 1) -> int:
+    """What ``count`` states built on this input will add to the cache's usage, estimated: each
+    is a copy of its input (its size is the snapshot's, shared blocks included) plus what the step
+    writes, which cannot be known before it runs; so the input's size each."""
+    if input_kind == "state":
+        size = (State.select(pw.fn.MAX(State.size_bytes))
+                .where((State.state_id == input_id) & (State.host == ctx.host)).scalar())
+    else:
+        size = (BaseImage.select(pw.fn.MAX(BaseImage.size_bytes))
+                .where((BaseImage.org == org) & (BaseImage.resolved_image_id == input_id)
+                       & (BaseImage.host_id == ctx.host)).scalar())
+    return int(size or 0) * count
+
+
+def ensure_room(ctx: AppContext, next_bytes: int = 0) -> None:
+    """Before a build of states estimated at ``next_bytes`` (``next_states_bytes``): evict if
+    needed; fail with the reasons if the store stays short or they would take usage past the cap."""
+    if not capacity(ctx).under_pressure and not capacity(ctx).would_pass_cap(next_bytes):
         return
-    evict(ctx, trigger="build")
+    evict(ctx, trigger="build", room_for=next_bytes)
     after = capacity(ctx)
-    if after.store_free_bytes < after.reserve_bytes or after.usage_bytes >= after.effective_max_bytes:
+    if after.store_free_bytes < after.reserve_bytes or after.would_pass_cap(next_bytes):
         _, blocked = eviction_candidates(ctx)
         raise CacheFullUnreclaimable(
             "the state cache is full and nothing can be evicted (every leaf is in use, referenced or too young)",
-            {"reasons": after.pressure_reasons, "usage_bytes": after.usage_bytes,
-             "effective_max_bytes": after.effective_max_bytes, "store_free_bytes": after.store_free_bytes,
-             "reserve_bytes": after.reserve_bytes, "blocked_count": blocked})
+            {"reasons": after.pressure_reasons or ["next_state_would_pass_cap"], "usage_bytes": after.usage_bytes,
+             "next_state_bytes": next_bytes, "effective_max_bytes": after.effective_max_bytes,
+             "store_free_bytes": after.store_free_bytes, "reserve_bytes": after.reserve_bytes,
+             "blocked_count": blocked})
 
 
 def status(ctx: AppContext, org: str) -> dict:

@@ -1,7 +1,8 @@
 """Deleting jobs, states and instances: whole trees or nothing, with a dry run.
 
 The answer is always a ``DeleteResult`` tree (upstream sqlrs's shape) so a client can show
-exactly what would go and what blocks it.
+exactly what would go and what blocks it. An instance whose teardown fails is no error: its
+node carries ``teardown_error``, the outcome is ``deleting``, and the reconciler finishes it.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Node:
     id: str
     blocked: str | None = None
     connections: int | None = None
+    teardown_error: str | None = None  # an instance left ``deleting`` for the reconciler
     children: list["Node"] = field(default_factory=list)
     row: Any = field(default=None, repr=False)
 
@@ -35,18 +37,34 @@ class Node:
             body["blocked"] = self.blocked
         if self.connections is not None:
             body["connections"] = self.connections
+        if self.teardown_error:
+            body["teardown_error"] = self.teardown_error
         return body
 
     def any_blocked(self) -> bool:
         return bool(self.blocked) or any(child.any_blocked() for child in self.children)
 
+    def any_teardown_pending(self) -> bool:
+        return bool(self.teardown_error) or any(child.any_teardown_pending() for child in self.children)
+
 
 def result(node: Node, dry_run: bool) -> dict[str, Any]:
     if node.any_blocked():
         outcome = "blocked"
+    elif node.any_teardown_pending():
+        outcome = "deleting"
     else:
         outcome = "would_delete" if dry_run else "deleted"
     return {"dry_run": dry_run, "outcome": outcome, "root": node.to_dict()}
+
+
+def _tear_down(ctx: AppContext, node: Node) -> bool:
+    """An instance node's teardown; on failure the node says why (the row stays ``deleting``)."""
+    if instances.destroy_instance(ctx, node.row):
+        return True
+    fresh = Instance.get_or_none(Instance.instance_id == node.id)
+    node.teardown_error = (fresh.teardown_error if fresh else None) or "teardown failed"
+    return False
 
 
 # -- instances -------------------------------------------------------------------------------
@@ -67,10 +85,9 @@ def delete_instance(ctx: AppContext, org: str, instance_id: str, *, force: bool,
     if instance is None:
         raise NotFound(f"instance {instance_id} not found")
     node = _instance_node(ctx, instance, force)
-    answer = result(node, dry_run)
-    if answer["outcome"] == "deleted":
-        instances.destroy_instance(ctx, instance)
-    return answer
+    if result(node, dry_run)["outcome"] == "deleted":
+        _tear_down(ctx, node)
+    return result(node, dry_run)
 
 
 # -- states ----------------------------------------------------------------------------------
@@ -126,24 +143,26 @@ def delete_state(ctx: AppContext, org: str, state_id: str, *, recurse: bool, for
     if state is None:
         raise NotFound(f"state {state_id} not found")
     node = _state_node(ctx, org, state, recurse, force, states_in_use(org), host)
-    answer = result(node, dry_run)
-    if answer["outcome"] == "deleted":
+    if result(node, dry_run)["outcome"] == "deleted":
         _delete_bottom_up(ctx, org, node, host)
-    return answer
+    return result(node, dry_run)
 
 
-def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -> None:
-    for child in node.children:
-        _delete_bottom_up(ctx, org, child, host)
+def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -> bool:
+    """Children first; a state whose subtree still has an instance being torn down stays (the
+    instance is the reconciler's now; deleting the state again after it is gone removes it)."""
+    done = all([_delete_bottom_up(ctx, org, child, host) for child in node.children])
     if node.kind == "instance":
-        instances.destroy_instance(ctx, node.row)
-        return
+        return _tear_down(ctx, node)
+    if not done:
+        return False
     from .warm_pool import emptied_and_held
     with emptied_and_held(ctx, org, node.id, host):  # pooled clones belong to nobody and must not pin the state
         if _copies(org, ctx.host).where(State.state_id == node.id).exists():
             ctx.store.destroy_state(org, node.id)
         doomed = _copies(org, host).where(State.state_id == node.id).select(State.id)
         State.delete().where(State.id.in_(doomed)).execute()
+    return True
 
 
 # -- jobs ------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class ReconcileReport:
     requeued_jobs: list[str] = field(default_factory=list)
     replaced_jobs: list[str] = field(default_factory=list)
     finished_deletions: list[str] = field(default_factory=list)
+    retried_teardowns: list[str] = field(default_factory=list)
     expired_instances: list[str] = field(default_factory=list)
     revived_instances: list[str] = field(default_factory=list)
     failed_instances: list[str] = field(default_factory=list)
@@ -70,6 +71,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     _requeue_forgotten_jobs(ctx, report)
     _move_jobs_off_unavailable_hosts(ctx, report)
     _finish_requested_deletions(ctx, report)
+    _retry_failed_teardowns(ctx, report)
     _fail_abandoned_instances(ctx, report)
     _reap_expired_instances(ctx, report)
     _revive_stopped_instances(ctx, report)
@@ -166,11 +168,18 @@ def _finish_requested_deletions(ctx: AppContext, report: ReconcileReport) -> Non
     """Instances deleted through another host's API: tear them down here, where they run."""
     for instance in Instance.select().where((Instance.status == instances.DELETE_REQUESTED)
                                             & (Instance.host_id == ctx.host)):
-        try:
-            instances.destroy_instance(ctx, instance)
+        if instances.destroy_instance(ctx, instance, keep_row_as=instance.teardown_keep_as):
             report.finished_deletions.append(instance.instance_id)
-        except Exception as exc:
-            log.error("could not delete instance %s: %s", instance.instance_id, exc)
+
+
+def _retry_failed_teardowns(ctx: AppContext, report: ReconcileReport) -> None:
+    """Instances left ``deleting`` (their teardown failed, or whoever ran it died): try again
+    once each one's retry is due; a failure moves the next try further out (bounded backoff)."""
+    for instance in Instance.select().where(
+            (Instance.status == "deleting") & (Instance.host_id == ctx.host)
+            & (Instance.teardown_retry_at.is_null() | (Instance.teardown_retry_at <= utcnow()))):
+        if instances.retry_teardown(ctx, instance):
+            report.retried_teardowns.append(instance.instance_id)
 
 
 def _fail_abandoned_instances(ctx: AppContext, report: ReconcileReport) -> None:
@@ -257,8 +266,9 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
 def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
     live_jobs = {j.job_id for j in PrepareJob.select(PrepareJob.job_id)
                  .where(PrepareJob.status.not_in(list(TERMINAL_STATUSES)))}
-    live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)
-                      .where(Instance.status.in_(["starting", "active", "pooled", "binding"]))}
+    live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)  # a teardown's are its own
+                      .where(Instance.status.in_(["starting", "active", "pooled", "binding", "deleting",
+                                                  instances.DELETE_REQUESTED]))}
     for volume in Volume.select().where(Volume.host_id == ctx.host):
         owned = (volume.job_id in live_jobs if volume.purpose == "build"
                  else volume.volume_id in live_instances)

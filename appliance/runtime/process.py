@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Mapping
@@ -117,30 +116,39 @@ class ProcessRuntime:
             self._run(self.sandbox.server(argv, writable=[pgdata.parent, run_dir]), run_as=identity,
                       timeout=self.start_timeout + 30)
             self._wait_until_ready(pgdata, argv, log)
-        except (CommandFailed, subprocess.TimeoutExpired) as exc:
+        except CommandFailed as exc:
             self._stop_quietly(volume)  # never leave a half-started server behind
-            stderr = getattr(exc, "stderr", "") or ""
-            if isinstance(stderr, bytes):
-                stderr = stderr.decode(errors="replace")
+            stderr = exc.stderr or ""
             raise CommandFailed(
-                [os.fspath(a) for a in argv], getattr(exc, "returncode", -1),
+                [os.fspath(a) for a in argv], exc.returncode,
                 f"{stderr}\n--- tail of {log} ---\n{_tail(log)}",
             ) from None
         return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
 
     def _wait_until_ready(self, pgdata: Path, argv: list, log: Path) -> None:
         """Poll postmaster.pid for "ready" every few ms; ``pg_ctl -w`` polls only every 100 ms,
-        which is most of a cache hit's time to a usable DSN."""
+        which is most of a cache hit's time to a usable DSN.
+
+        Until postmaster.pid names the postmaster, the process ``pg_ctl`` forked is followed (one
+        pid from pg_ctl's child through its shell to the postmaster): the wait gives up only
+        when that process has exited or ``start_timeout`` has passed, however slowly a busy
+        machine lets it read its configuration."""
         started = time.monotonic()
+        starter = _started_for(pgdata)
         while time.monotonic() - started < self.start_timeout:
             lines = postmaster_pid_lines(pgdata)
             if says_ready(lines):
                 return
-            if lines and lines[0].isdigit() and not _is_cluster_process(int(lines[0]), _where(pgdata)):
-                break  # the postmaster exited: the log says why
-            if not lines and time.monotonic() - started > 0.5 and not _cluster_pids(pgdata):
+            if lines and lines[0].isdigit():
+                if not _is_cluster_process(int(lines[0]), _where(pgdata)):
+                    break  # the postmaster exited: the log says why
+            elif not any(_still_starting(pid, pgdata) for pid in starter):
                 break  # it died before writing its lock file (bad settings, port taken, ...)
             time.sleep(0.003)
+        for pid in starter:  # past the timeout and still not writing its lock file: nothing may stay
+            if _still_starting(pid, pgdata):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         raise CommandFailed([os.fspath(a) for a in argv], 1, f"postgres did not become ready\n{_tail(log)}")
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
@@ -154,7 +162,7 @@ class ProcessRuntime:
                 self._run([self.bin_dir / "pg_ctl", "-D", pgdata, "-m", mode, "-w",
                            "-t", str(self.stop_timeout), "stop"], run_as=self.identity(pgdata),
                           timeout=self.stop_timeout + 30)
-            except (CommandFailed, subprocess.TimeoutExpired):
+            except CommandFailed:  # a timeout too (CommandTimedOut)
                 pass  # stale or wedged postmaster: fall through to killing what is left
             else:
                 if mode == "fast":
@@ -369,6 +377,25 @@ def _where(pgdata: Path) -> str:
 def _cluster_pids(pgdata: Path) -> list[int]:
     real = _where(pgdata)
     return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _is_cluster_process(int(e.name), real)]
+
+
+def _started_for(pgdata: Path) -> list[int]:
+    """Live processes whose command line names this pgdata: what ``pg_ctl start`` forked (still
+    pg_ctl, its ``sh -c exec postgres``, or already the postmaster: the pid stays the same)."""
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _still_starting(int(e.name), pgdata)]
+
+
+def _still_starting(pid: int, pgdata: Path) -> bool:
+    """The process is alive (not a zombie) and its command line still names this pgdata (a
+    reused pid would not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            named = os.fsencode(pgdata) in cmdline.read()
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X") and named
 
 
 def _remove_stale_pidfile(pgdata: Path) -> None:

@@ -77,7 +77,13 @@ class SnapshotStore:
         return self._make(self.volume_path(org, new_volume_id), lambda tmp: self.driver.fork(source, tmp))
 
     def destroy_volume(self, org: str, volume_id: str) -> None:
-        self.driver.destroy(self.volume_path(org, volume_id))
+        """Idempotent: a clone another process removed meanwhile is no error."""
+        path = self.volume_path(org, volume_id)
+        try:
+            self.driver.destroy(path)
+        except Exception:
+            if os.path.lexists(path):
+                raise
 
     # -- states and bases ----------------------------------------------------------------
     def commit_state(self, org: str, volume_id: str, state_id: str) -> int:

@@ -1,7 +1,7 @@
 """Human rendering: states as a tree by parent, delete results with their blocking reasons."""
 from __future__ import annotations
 
-from appliance.cli.output import delete_tree_lines, short, state_tree_lines
+from appliance.cli.output import delete_tree_lines, instance_status, short, state_tree_lines
 
 
 def state(state_id: str, parent: str | None, created: str, summary: str) -> dict:
@@ -48,3 +48,10 @@ def test_a_blocked_delete_shows_the_reason_on_the_blocking_node():
 
 def test_short_ids_keep_twelve_characters_and_a_missing_id_is_a_dash():
     assert (short(A), short(None)) == ("a" * 12, "-")
+
+
+def test_an_instance_whose_teardown_failed_shows_why_and_that_it_is_retried():
+    row = {"status": "deleting", "teardown_attempts": 2,
+           "teardown_error": "btrfs exited with 1: ERROR: Could not destroy subvolume: Operation not permitted\nmore"}
+    assert instance_status(row) == ("deleting (failed 2x, retrying: btrfs exited with 1: ERROR: Could not destroy "
+                                    "subvolume: Operation not permitted)")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
 from appliance.engine.liquibase_args import parse_liquibase_args
 from appliance.engine.liquibase_container import ContainerLiquibase
-from appliance.errors import CommandFailed
+from appliance.errors import CommandFailed, CommandTimedOut
 from appliance.settings import Settings
 from tests.support.docker import ensure_liquibase_image, require_docker
 
@@ -70,3 +71,27 @@ def test_the_password_goes_by_name_never_in_argv(in_container, runner, empty_dat
     argv, env = next((a, e) for a, e in calls if a[:2] == ["docker", "run"])
     assert password not in " ".join(argv) and "LIQUIBASE_COMMAND_PASSWORD" in argv
     assert env["LIQUIBASE_COMMAND_PASSWORD"] == password
+
+
+def test_a_run_past_its_timeout_raises_our_own_error_and_leaves_no_container(in_container, runner, empty_database,
+                                                                             tmp_path):
+    project = public_tmpdir("sqlrs-lb-sleep-")
+    (project / "changelog.sql").write_text("--liquibase formatted sql\n--changeset t:1\nselect pg_sleep(120);\n")
+    (project / "changelog.sql").chmod(0o644)
+    names = []
+
+    def recording(argv, **kw):
+        if list(argv[:2]) == ["docker", "run"]:
+            names.append(argv[argv.index("--name") + 1])
+        return runner(argv, **kw)
+
+    spy = ContainerLiquibase(recording, in_container.image, java_opts=in_container.java_opts)
+    try:
+        with pytest.raises(CommandTimedOut) as error:
+            spy.run(parse_liquibase_args(["update", "--changelog-file=changelog.sql"]), empty_database,
+                    cwd=project, timeout=3)
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    assert error.value.timeout == 3
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"name=^{names[0]}$"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""

@@ -145,3 +145,38 @@ def test_eviction_removes_only_this_hosts_copy_even_while_another_host_serves_th
     assert [e["state_id"] for e in json.loads(record.evicted_json)] == [leaf]
     assert [s.host for s in State.select().where(State.state_id == leaf)] == ["other-host"]
     assert not bounded.store.has_state("default", leaf)
+
+
+def test_a_build_is_refused_when_its_estimated_state_would_pass_the_cap(bounded, redis):
+    make_state(bounded, "y", size=600, age=5)  # under the high watermark, too young to evict
+    with pytest.raises(CacheFullUnreclaimable) as error:
+        cache.ensure_room(bounded, next_bytes=600)
+    assert error.value.details["reasons"] == ["next_state_would_pass_cap"]
+    assert error.value.details["next_state_bytes"] == 600
+
+
+def test_room_for_the_estimated_state_is_made_by_eviction_below_the_high_watermark(bounded, redis):
+    old = make_state(bounded, "a", size=500)
+    young = make_state(bounded, "y", size=300, age=5)
+    cache.ensure_room(bounded, next_bytes=500)
+    assert present(bounded) == {young} and old not in present(bounded)
+
+
+def test_the_next_state_is_estimated_at_the_size_of_its_parent(bounded, redis):
+    parent = make_state(bounded, "p", size=321)
+    assert cache.next_states_bytes(bounded, "default", "state", parent, count=2) == 642
+
+
+def test_a_cache_that_stays_blocked_is_recorded_once_not_at_every_pass(bounded, redis):
+    make_state(bounded, "y", size=950, age=5)  # under pressure, nothing evictable
+    cache.evict(bounded, trigger="reconciler")
+    cache.evict(bounded, trigger="reconciler")
+    assert CacheEviction.select().count() == 1
+
+
+def test_a_change_in_what_blocks_the_cache_is_recorded_again(bounded, redis):
+    make_state(bounded, "y", size=950, age=5)
+    cache.evict(bounded, trigger="reconciler")
+    make_state(bounded, "z", size=20, age=5)
+    cache.evict(bounded, trigger="reconciler")
+    assert [r.blocked_count for r in CacheEviction.select().order_by(CacheEviction.id)] == [1, 2]

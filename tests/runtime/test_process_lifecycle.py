@@ -2,6 +2,8 @@
 file modes. What every runtime does is in test_conformance.py."""
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import os
 import signal
 import socket
@@ -120,6 +122,37 @@ def test_a_server_killed_by_stop_leaves_no_shared_memory_in_dev_shm(runner, volu
     os.kill(postmaster, signal.SIGSTOP)  # pg_ctl gets no answer: stop has to SIGKILL it
     impatient.stop(volume, mode="immediate")
     assert [path for path in segments if os.path.exists(path)] == []
+
+
+def test_a_postmaster_slow_to_write_its_lock_file_is_waited_for_until_it_is_ready(runtime, runner, volume, start):
+    """A postmaster held before it writes postmaster.pid (as a busy machine holds it): here by a
+    configuration file that is a FIFO, which it can read only once the test opens it to write."""
+    pgdata = volume / "pgdata"
+    held = pgdata / "held.conf"
+    os.mkfifo(held)
+    os.chown(held, pgdata.stat().st_uid, pgdata.stat().st_gid)
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write("include 'held.conf'\n")
+    starting = concurrent.futures.ThreadPoolExecutor(1).submit(start, volume)
+    _write_end_when_read(held, starting)
+    concurrent.futures.wait([starting], timeout=3)  # held well past any fixed grace
+    while not starting.done():  # Postgres reads its configuration twice at start
+        _write_end_when_read(held, starting)
+    endpoint = starting.result()
+    assert socket_psql(runtime, runner, endpoint, "select 1") == "1"
+
+
+def _write_end_when_read(fifo: Path, starting: concurrent.futures.Future) -> None:
+    """Once the postmaster has the FIFO open to read, open and close its write end: it reads an
+    empty file. Returns at once when the start is over."""
+    while not starting.done():
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # nobody reading yet
+                raise
+            time.sleep(0.01)
 
 
 def test_a_failed_start_reports_the_postgres_log(runtime, volume, run_dir_for):

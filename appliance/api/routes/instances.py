@@ -55,6 +55,7 @@ async def get_instance(ref: str):
 @validate_querystring(DeleteQuery)
 @validate_response(DeleteResult, 200)
 @validate_response(DeleteResult, 409)
+@validate_response(DeleteResult, 202)
 async def delete_instance(ref: str, query_args: DeleteQuery):
     org, ctx, s = g.principal.org, context(), scope()
 

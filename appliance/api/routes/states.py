@@ -105,6 +105,7 @@ async def get_state(state_id: str):
 @validate_querystring(DeleteQuery)
 @validate_response(DeleteResult, 200)
 @validate_response(DeleteResult, 409)
+@validate_response(DeleteResult, 202)
 async def delete_state(state_id: str, query_args: DeleteQuery):
     org, ctx, s = g.principal.org, context(), scope()
 
