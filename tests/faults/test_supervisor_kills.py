@@ -18,9 +18,10 @@ from tests.conftest import free_tcp_port, public_tmpdir
 from tests.e2e.conftest import FAST_RECOVERY
 from tests.e2e.harness import Appliance
 from tests.support.docker import ensure_image, require_docker
+from tests.support.processes import children_of, redis_servers_of, workers_of
 
 from .conftest import _port_ranges, _teardown
-from .rig import FaultRig, Outcome, processes
+from .rig import FaultRig, Outcome
 from .test_service_restarts import wait_until
 
 WORKERS = 2
@@ -49,17 +50,6 @@ def rig(request, control_postgres) -> Iterator[FaultRig]:
         yield rig
 
 
-def workers_of(rig: FaultRig) -> set[int]:
-    """Worker processes serving this data dir, whoever started them."""
-    return {pid for pid, argv, env in processes()
-            if argv[-1:] == ["worker"] and env.get("SQLRS_DATA_DIR") == str(rig.app.data_dir)}
-
-
-def redis_servers_of(rig: FaultRig) -> set[int]:
-    socket = str(rig.app.data_dir / "redis" / "redis.sock")
-    return {pid for pid, argv, _ in processes() if argv[:1] and "redis-server" in argv[0] and socket in argv[0]}
-
-
 def restarts_logged(rig: FaultRig) -> int:
     return sum(1 for line in rig.app.log_text().splitlines() if "worker-" in line and RESTART_LINE in line)
 
@@ -68,13 +58,13 @@ def test_supervisor_killed_alone_and_started_again(rig: FaultRig, outcome: Outco
     outcome.kind = "supervisor SIGKILLed alone, `up` again"
     jobs = [rig.submit(tmp_path, "select pg_sleep(1);", "create table t (i int);") for _ in range(4)]
     wait_until(lambda: rig.query("select 1 from prepare_job where status = 'running'"), 60, "a running job")
-    before = workers_of(rig) | redis_servers_of(rig)
+    before = children_of(rig.app.data_dir)
     rig.kill_supervisor_only()
     outcome.injected += 1
     rig.app.start()
-    assert len(workers_of(rig)) == WORKERS, "duplicate workers"
-    assert len(redis_servers_of(rig)) == 1, "a leftover redis-server"
-    assert not before & (workers_of(rig) | redis_servers_of(rig)), "a child of the killed supervisor lives on"
+    assert len(workers_of(rig.app.data_dir)) == WORKERS, "duplicate workers"
+    assert len(redis_servers_of(rig.app.data_dir)) == 1, "a leftover redis-server"
+    assert not before & children_of(rig.app.data_dir), "a child of the killed supervisor lives on"
     final = rig.account(outcome, jobs)
     for status in final.values():  # the jobs running at the kill died with their worker; the rest ran
         assert status["status"] == "succeeded" or status["error"]["code"] == "internal_error", status
@@ -91,7 +81,7 @@ def test_private_redis_killed_with_jobs_queued_and_running(rig: FaultRig, outcom
         jobs = [rig.submit(tmp_path, "select pg_sleep(1);", "create table t (i int);") for _ in range(5)]
         wait_until(lambda: rig.query("select job_id from prepare_job where status = 'running'"), 60, "a running job")
         running = {r[0] for r in rig.query("select job_id from prepare_job where status = 'running'")}
-        (killed,) = redis_servers_of(rig)
+        (killed,) = redis_servers_of(rig.app.data_dir)
         restarts_before = restarts_logged(rig)
         os.kill(killed, signal.SIGKILL)
         outcome.injected += 1
@@ -99,7 +89,7 @@ def test_private_redis_killed_with_jobs_queued_and_running(rig: FaultRig, outcom
     finally:
         wait_until(lambda: rig.app.get("/v1/ready").status_code == 200, 60, "a ready appliance")
         assert rig.app.put("/v1/orgs/default/quota", json={"max_running_jobs": None}).status_code == 200
-    assert len(redis_servers_of(rig) - {killed}) == 1, "redis-server was not started again"
+    assert len(redis_servers_of(rig.app.data_dir) - {killed}) == 1, "redis-server was not started again"
     for job_id, status in final.items():
         if job_id in running:  # completed, or failed saying why
             assert status["status"] == "succeeded" or status["error"]["code"] == "queue_unavailable", status
