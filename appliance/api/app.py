@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import secrets
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from ..context import AppContext
 from ..control.scope import OrgScope
 from ..errors import Unauthenticated
 from ..logs import bind as bind_log_context
+from ..orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
 from .audit import record_failed_login, record_response
 from .auth import ORG_HEADER, Authenticator
 from .authz import require_role
@@ -24,7 +26,9 @@ from .ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
 from .requests import JsonRequest
 from .errors import install_error_handlers
 
+log = logging.getLogger(__name__)
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}  # change nothing: they work while the queue is down
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a client's own id is kept when it is sane
 
 
@@ -54,7 +58,7 @@ def create_app(ctx: AppContext) -> Quart:
         # The peer address: behind a reverse proxy, the proxy's (no forwarded header is trusted).
         address = request.remote_addr or "unknown"
         try:  # an address that failed too often gets 429 for everything, its tokens unverified
-            await asyncio.to_thread(auth_failures().admit, address)
+            await _limit(lambda: auth_failures().admit(address))
         except AuthFailuresLimited as exc:
             if exc.audit_counts:
                 await record_failed_login("too many failed authentications from this address", exc.audit_counts)
@@ -63,12 +67,12 @@ def create_app(ctx: AppContext) -> Quart:
             g.principal = await authenticator.authenticate(request.headers.get("Authorization"),
                                                            request.headers.get(ORG_HEADER))
         except Unauthenticated as exc:
-            counts = await asyncio.to_thread(auth_failures().failed, address)
+            counts = await _limit(lambda: auth_failures().failed(address))
             if counts:
                 await record_failed_login(exc.message, counts)
             raise
         bind_log_context(org=g.principal.org)
-        await asyncio.to_thread(limiter().check, g.principal)
+        await _limit(lambda: limiter().check(g.principal))
         require_role(g.principal, request.method, request.url_rule.rule if request.url_rule else None)
 
     @app.after_request
@@ -86,6 +90,18 @@ def create_app(ctx: AppContext) -> Quart:
     for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
     return app
+
+
+async def _limit(check: Callable[[], Any]) -> Any:
+    """A rate-limit check. The buckets live in Redis: while it is away, a read goes unlimited (it
+    needs only the Control DB) and a write answers 503 ``queue_unavailable``."""
+    try:
+        return await asyncio.to_thread(check)
+    except QUEUE_UNAVAILABLE as exc:
+        if request.method not in READ_METHODS:
+            raise
+        log.warning("rate limits skipped for a read: the queue (Redis) is unreachable (%s)", exc)
+        return None
 
 
 def _hold_bind_connections(app: Quart, ctx: AppContext) -> None:

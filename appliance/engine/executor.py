@@ -24,10 +24,10 @@ from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unav
 from ..control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from ..faults import failpoint
 from ..errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, ControlDbUnavailable,
-                      InternalError, StepFailed)
+                      InternalError, QueueUnavailable, StepFailed)
 from ..logs import log_context
 from ..orchestrator import cache, quotas, scheduling, sharing, warm_pool
-from ..orchestrator.queue import enqueue_refill
+from ..orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE, enqueue_refill
 from ..orchestrator.sources import local_source_root
 from ..orchestrator.events import TERMINAL_STATUSES, append_event
 from ..orchestrator.locks import LockSet, build_lock
@@ -85,6 +85,10 @@ class JobRun:
         except CONTROL_DB_UNAVAILABLE as exc:  # lost mid-job: nothing half-recorded, the job fails
             log.warning("job %s: Control DB lost mid-job: %s", job.job_id, exc)
             outcome = ("failed", ControlDbUnavailable("the Control DB became unreachable during the job"))
+        except QUEUE_UNAVAILABLE as exc:  # Redis (locks) away for longer than a restart takes
+            log.warning("job %s: the queue (Redis) lost mid-job: %s", job.job_id, exc)
+            outcome = ("failed", QueueUnavailable("the queue (Redis) was unreachable during the job for "
+                                                  "longer than a restart takes; submit it again"))
         except Exception as exc:  # a bug or an unexpected platform failure: say so, keep details out
             log.exception("job %s failed unexpectedly", job.job_id)
             outcome = ("failed", InternalError(f"internal error: {type(exc).__name__}: {exc}"))

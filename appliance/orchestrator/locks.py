@@ -6,6 +6,7 @@ first wins and everyone else sees a cache hit.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -13,6 +14,7 @@ from redis import Redis
 from redis.lock import Lock
 
 from ..errors import Cancelled
+from .queue import UNAVAILABLE as QUEUE_UNAVAILABLE
 
 
 def build_lock(kind: str, host: str, org: str, key: str) -> str:
@@ -36,7 +38,7 @@ class LockSet:
     @contextmanager
     def hold(self, name: str, *, cancelled: Callable[[], bool]) -> Iterator[None]:
         lock = self.redis.lock(f"sqlrs:lock:{name}", timeout=self.ttl, thread_local=False)
-        while not lock.acquire(blocking=True, blocking_timeout=0.5):
+        while not self._try(lock):
             if cancelled():
                 raise Cancelled("cancelled while waiting for another job to build the same state")
         self._held.append(lock)
@@ -48,6 +50,19 @@ class LockSet:
                 lock.release()
             except Exception:  # expired and taken over: nothing of ours left to release
                 pass
+
+    def _try(self, lock: Lock) -> bool:
+        """One attempt of half a second. A Redis that is away is waited for, as long as a lock
+        lives (``ttl``): `up` restarts its private one within a second or two."""
+        unreachable_since = None
+        while True:
+            try:
+                return lock.acquire(blocking=True, blocking_timeout=0.5)
+            except QUEUE_UNAVAILABLE:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > self.ttl:
+                    raise
+                time.sleep(0.5)
 
     def renew(self) -> None:
         for lock in list(self._held):

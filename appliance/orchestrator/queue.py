@@ -16,6 +16,7 @@ import re
 import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -29,6 +30,7 @@ QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
 TOKEN_ID = re.compile(r"^[0-9a-f]{32}(-w[0-9]+)?$")  # a job id, or a job id and when it went back
 AFTER_ADMISSION = "jobs.artifacts.after_admission"
 SERIALIZER = JSONSerializer  # the one serializer of every queue, job and worker (see above)
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)  # what a Redis that is down or restarting raises
 
 
 def queue_name(host: str) -> str:

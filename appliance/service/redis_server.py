@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from ..connections import ensure_redis_password, private_redis_dir, redis_password_file
 from ..errors import InternalError
+from .processes import die_with_parent
 
 
 def _quoted(value: str) -> str:
@@ -71,7 +72,8 @@ class PrivateRedis:
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [binary, str(self.config)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            stderr=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            preexec_fn=die_with_parent())  # never outlives whoever started it
         client = Redis(unix_socket_path=str(self.socket), password=self._password)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,8 +1,9 @@
 """`sqlrs-appliance up`: the embedded default in one foreground process tree.
 
-It prepares the data dir (migrations, admin token, store), starts a private redis-server
-unless one is configured, keeps N worker processes alive (restarting any that die, as
-systemd would), runs the reconciler loop in a thread, and serves the API until SIGTERM.
+It takes the data dir's lock (one `up` per data dir), stops what an earlier `up` of it left
+running, prepares it (migrations, admin token, store), starts a private redis-server unless one
+is configured and N worker processes, keeps them alive (restarting any that die, with backoff,
+as systemd would), runs the reconciler loop in a thread, and serves the API until SIGTERM.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from hypercorn.asyncio import serve
 from pydantic import SecretStr
@@ -34,8 +38,15 @@ from ..orchestrator import hosts
 from ..orchestrator.reconciler import reconcile
 from ..settings import Settings
 from .resources import host_resources
+from .processes import (CHILDREN_FILE, ChildRecord, DataDirLock, die_with_parent, record_children,
+                        stop_leftovers, stop_processes)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .redis_server import PrivateRedis
 
 log = logging.getLogger(__name__)
+STOP_GRACE_SECONDS = 10.0  # one deadline for every worker at a graceful stop (RQ's warm shutdown)
+REDIS_STOP_SECONDS = 5.0
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -88,41 +99,150 @@ def claim_object_store(ctx: AppContext) -> None:
     claim(ctx.objects, ctx.objects.installation_id, redact_url(ctx.settings.objects_url))
 
 
-class WorkerPool:
-    def __init__(self, count: int, env: dict[str, str], log_dir: Path):
-        self.count, self.env, self.log_dir = count, env, log_dir
-        self.processes: list[subprocess.Popen] = []
-        self.stopping = threading.Event()
+@dataclass
+class Backoff:
+    """How long a child that died waits before it starts again: ``first``, doubling while it keeps
+    dying, at most ``cap``; back to ``first`` once it had run for ``healthy_after`` seconds."""
 
-    def _spawn(self, index: int) -> subprocess.Popen:
-        """A long-lived child to supervise, not a command to run: hence Popen, not the Runner."""
-        with open(self.log_dir / f"worker-{index}.log", "ab") as log_file:
-            return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
-                                    env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
-                                    stdout=log_file, stderr=subprocess.STDOUT)
+    first: float
+    cap: float
+    healthy_after: float = 30.0
+    _next: float = 0.0
+
+    def delay(self, ran_for: float) -> float:
+        if not self._next or ran_for >= self.healthy_after:
+            self._next = self.first
+        delay, self._next = self._next, min(self.cap, self._next * 2)
+        return delay
+
+
+class Supervised:
+    """One child of `up`: how to start it, its process, and when it may start again."""
+
+    def __init__(self, role: str, start: Callable[[], subprocess.Popen], backoff: Backoff):
+        self.role, self._start, self.backoff = role, start, backoff
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.due: float | None = None  # when to start it again, once it has exited
+        self.restarts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.processes = [self._spawn(i) for i in range(self.count)]
-        threading.Thread(target=self._watch, daemon=True, name="worker-watch").start()
+        self.due, self.started_at = None, time.monotonic()
+        self.process = self._start()
 
-    def _watch(self) -> None:
-        while not self.stopping.wait(1.0):
-            for i, proc in enumerate(self.processes):
-                if proc.poll() is not None and not self.stopping.is_set():
-                    log.warning("worker %d (pid %d) exited with %s; restarting", i, proc.pid, proc.returncode)
-                    self.processes[i] = self._spawn(i)
+    def schedule_restart(self) -> None:
+        """The process ended: say so, and when it starts again."""
+        ran_for = time.monotonic() - self.started_at
+        wait = self.backoff.delay(ran_for)
+        self.due = time.monotonic() + wait
+        code = self.process.returncode if self.process is not None else "no process"
+        log.warning("%s (pid %s) exited with %s after %.1f s; starting it again in %.1f s", self.role,
+                    self.process.pid if self.process is not None else "-", code, ran_for, wait)
 
-    def stop(self, timeout: float = 15.0) -> None:
+
+class Supervisor:
+    """Keeps the private Redis (if any) and the workers running, as systemd would: a child that dies
+    starts again after its backoff (workers only once Redis is up). Every child dies with `up`
+    (``PR_SET_PDEATHSIG``) and is recorded in ``up.children`` for the next `up` to find."""
+
+    POLL_SECONDS = 0.25
+
+    def __init__(self, data_dir: Path, redis: Supervised | None, workers: list[Supervised]):
+        self.data_dir, self.redis, self.workers = data_dir, redis, workers
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def children(self) -> list[Supervised]:
+        return ([self.redis] if self.redis else []) + self.workers
+
+    def start(self) -> None:
+        """Start every child (Redis first: it answers before any worker starts), then watch them
+        from a thread that outlives them: a child's death signal is tied to its parent thread."""
+        for child in self.children:
+            child.start()
+            self._record()
+        self._thread = threading.Thread(target=self._run, name="supervisor")
+        self._thread.start()
+
+    def stop(self) -> None:
         self.stopping.set()
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.processes:
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self._stop_children()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopping.wait(self.POLL_SECONDS):
+                self._tend()
+        finally:
+            self._stop_children()
+
+    def _tend(self) -> None:
+        for child in self.children:
+            if child.due is None and not child.running:
+                child.schedule_restart()
+            if child.due is not None and time.monotonic() >= child.due and self._may_start(child):
+                self._restart(child)
+
+    def _may_start(self, child: Supervised) -> bool:
+        return child is self.redis or self.redis is None or self.redis.running
+
+    def _restart(self, child: Supervised) -> None:
+        child.restarts += 1
+        try:
+            child.start()
+        except Exception as exc:  # e.g. Redis did not answer in time: the next try waits longer
+            log.warning("%s could not start again: %s", child.role, exc)
+            child.started_at = time.monotonic()
+            child.schedule_restart()
+            return
+        log.info("%s started again (pid %d, restart %d)", child.role, child.process.pid, child.restarts)
+        self._record()
+
+    def _record(self) -> None:
+        records = [ChildRecord.of(c.role, c.process.pid) for c in self.children if c.running]
+        record_children(self.data_dir, [r for r in records if r is not None])
+
+    def _stop_children(self) -> None:
+        """Workers first, all at once with one deadline (Redis serves them until they are gone),
+        then Redis."""
+        stop_processes([w.process for w in self.workers if w.process], STOP_GRACE_SECONDS)
+        if self.redis and self.redis.process:
+            stop_processes([self.redis.process], REDIS_STOP_SECONDS)
+        (self.data_dir / CHILDREN_FILE).unlink(missing_ok=True)
+
+
+def worker_child(index: int, env: dict[str, str], log_dir: Path) -> Supervised:
+    def spawn() -> subprocess.Popen:
+        """A long-lived child to supervise, not a command to run: hence Popen, not the Runner."""
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / f"worker-{index}.log", "ab") as log_file:
+            return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
+                                    env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                    stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+    return Supervised(f"worker-{index}", spawn, Backoff(first=1.0, cap=60.0))
+
+
+def redis_child(redis: "PrivateRedis") -> Supervised:
+    def spawn() -> subprocess.Popen:
+        redis.start()  # on the same socket, with the same password: clients reconnect by themselves
+        return redis.process
+    return Supervised("redis", spawn, Backoff(first=0.25, cap=30.0))
+
+
+def supervisor_for(settings: Settings) -> Supervisor:
+    from .redis_server import PrivateRedis
+
+    redis = None if settings.redis_url else redis_child(PrivateRedis.of(settings.data_dir))
+    env = settings_env(settings)
+    workers = [worker_child(i, env, settings.data_dir / "logs") for i in range(settings.workers)]
+    return Supervisor(settings.data_dir, redis, workers)
 
 
 def reconcile_forever(ctx: AppContext, stop: threading.Event) -> None:
@@ -145,26 +265,25 @@ def reconcile_forever(ctx: AppContext, stop: threading.Event) -> None:
 
 
 def up(settings: Settings) -> None:
-    from .redis_server import PrivateRedis
-
-    ctx = bootstrap(settings)
-    redis = None
-    if not settings.redis_url:  # every process of this data dir finds it there (socket, password file)
-        redis = PrivateRedis.of(settings.data_dir)
-        redis.start()
-        ctx.__dict__.pop("redis", None)
-    pool = WorkerPool(settings.workers, settings_env(settings), settings.data_dir / "logs")
-    stop = threading.Event()
+    prepare_data_dir(settings)
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()  # one `up` per data dir
     try:
-        pool.start()
-        threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True,
-                         name="reconciler").start()
-        asyncio.run(_serve(ctx))
+        stop_leftovers(settings.data_dir, grace=STOP_GRACE_SECONDS)  # before anything of ours starts
+        ctx = bootstrap(settings)
+        supervisor = supervisor_for(settings)
+        stop = threading.Event()
+        try:
+            supervisor.start()
+            ctx.__dict__.pop("redis", None)  # a client of the Redis just started
+            threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True,
+                             name="reconciler").start()
+            asyncio.run(_serve(ctx))
+        finally:
+            stop.set()
+            supervisor.stop()
     finally:
-        stop.set()
-        pool.stop()
-        if redis:
-            redis.stop()
+        lock.release()
 
 
 def serve_api(settings: Settings) -> None:

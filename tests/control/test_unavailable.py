@@ -73,9 +73,21 @@ def test_a_worker_gives_up_after_its_bound_with_the_last_error(ctx, halted):
         retry_while_unavailable(lambda: PrepareJob.select().count(), what="counting jobs", give_up_after=1)
 
 
-async def test_requests_get_503_queue_unavailable_while_redis_is_down(ctx, token):
+@pytest.fixture
+def queue_down(ctx):
     ctx.redis = Redis(port=free_tcp_port(), socket_connect_timeout=1)  # nothing listens there
-    client = create_app(ctx).test_client()
+    return ctx
+
+
+async def test_reads_answer_from_the_control_db_while_redis_is_down(queue_down, token):
+    client = create_app(queue_down).test_client()
     response = await client.get("/v1/prepare-jobs", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
+async def test_writes_get_503_queue_unavailable_while_redis_is_down(queue_down, token):
+    client = create_app(queue_down).test_client()
+    response = await client.post("/v1/prepare-jobs", headers={"Authorization": f"Bearer {token}"},
+                                 json={"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"]})
     assert response.status_code == 503
     assert (await response.get_json())["code"] == "queue_unavailable"

@@ -3,10 +3,12 @@ its own redis-server and a PostgreSQL Control DB — each one a process the suit
 start again — plus the checks that count what a fault cost."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -140,10 +142,31 @@ class FaultRig:
         self.app.first_event(job_id, predicate, timeout=timeout)
 
     def kill_supervisor_only(self) -> None:
-        """SIGKILL the API/reconciler process alone; the workers it started keep running."""
+        """SIGKILL the supervisor (or the API) process alone: the workers `up` started die with it,
+        workers started apart go on."""
         self.stray_groups.append(self.app.process.pid)
         os.kill(self.app.process.pid, signal.SIGKILL)
         self.app.process.wait()
+
+    @contextlib.contextmanager
+    def workers_apart(self, count: int = 2):
+        """The split deployment for the block: `api` plus ``count`` `sqlrs-appliance worker`
+        processes of their own (as systemd units run them), so the API can die alone; `up` again after."""
+        self.app.stop()
+        workers = [subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
+                                    env={**self.app.env, "SQLRS_DATA_DIR": str(self.app.data_dir)},
+                                    stdout=self.app.log, stderr=subprocess.STDOUT, start_new_session=True)
+                   for _ in range(count)]
+        self.stray_groups += [w.pid for w in workers]
+        try:
+            self.app.start(command="api")
+            yield
+        finally:
+            self.app.stop()
+            for worker in workers:
+                worker.terminate()
+                worker.wait()
+            self.app.start()
 
     # -- counting ----------------------------------------------------------------------------
     def query(self, sql: str, *params) -> list[tuple]:

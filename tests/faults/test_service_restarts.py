@@ -67,18 +67,19 @@ def sse_events(rig: FaultRig, job_id: str, *, last_event_id: int | None = None, 
 def test_api_killed_mid_stream_and_restarted_the_client_resumes_without_gaps(rig: FaultRig, outcome: Outcome,
                                                                             tmp_path):
     outcome.kind = "API killed mid-stream, restarted"
-    job = rig.submit(tmp_path, "select pg_sleep(1.5);", "select pg_sleep(1.5);", "select pg_sleep(1.5);")
-    before = sse_events(rig, job, until=lambda e: e["type"] == "task" and e.get("task_id") == "execute-1"
-                        and e.get("status") == "running")
-    rig.kill_supervisor_only()  # the API and the reconciler die; the workers go on building
-    outcome.injected += 1
-    rig.app.start(command="api")
-    after = sse_events(rig, job, last_event_id=before[-1]["id"])
-    ids = [e["id"] for e in before + after]
-    assert ids == list(range(len(ids))), "the resumed stream has a gap or a duplicate"
-    assert [e["data"]["status"] for e in after if e["data"]["type"] == "status"][-1] == "succeeded"
-    assert len(ids) == len(rig.app.events(job))
-    final = rig.account(outcome, [job])
+    with rig.workers_apart():
+        job = rig.submit(tmp_path, "select pg_sleep(1.5);", "select pg_sleep(1.5);", "select pg_sleep(1.5);")
+        before = sse_events(rig, job, until=lambda e: e["type"] == "task" and e.get("task_id") == "execute-1"
+                            and e.get("status") == "running")
+        rig.kill_supervisor_only()  # the API and the reconciler die; the workers go on building
+        outcome.injected += 1
+        rig.app.start(command="api")
+        after = sse_events(rig, job, last_event_id=before[-1]["id"])
+        ids = [e["id"] for e in before + after]
+        assert ids == list(range(len(ids))), "the resumed stream has a gap or a duplicate"
+        assert [e["data"]["status"] for e in after if e["data"]["type"] == "status"][-1] == "succeeded"
+        assert len(ids) == len(rig.app.events(job))
+        final = rig.account(outcome, [job])
     assert final[job]["status"] == "succeeded"
     assert outcome.clean, outcome
 
