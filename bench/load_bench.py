@@ -80,7 +80,7 @@ class OrgClient:
         self.token = created.json()["token"]
         scripts = base / org
         scripts.mkdir()
-        (scripts / "schema.sql").write_text(f"-- {org}\ncreate table items (id int primary key, name text);\n")
+        (scripts / "schema.sql").write_text(f"create table items /* {org} */ (id int primary key, name text);\n")
         (scripts / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 20000) g;\n")
         bundle = pack_psql_bundle(["-f", "schema.sql", "-f", "data.sql"], scripts)
         with self.session() as client:

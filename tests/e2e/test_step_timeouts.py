@@ -36,7 +36,7 @@ def expect_step_timeout(error: dict) -> None:
 
 
 def test_a_psql_step_past_the_step_timeout_fails_as_a_step_timeout(appliance, tmp_path):
-    (tmp_path / "slow.sql").write_text(f"-- {tmp_path.name}\nselect pg_sleep(600);\n")
+    (tmp_path / "slow.sql").write_text(f"select /* {tmp_path.name} */ pg_sleep(600);\n")
     expect_step_timeout(failed_error(appliance, appliance.submit(["-f", "slow.sql"], tmp_path)))
 
 

@@ -23,6 +23,7 @@ from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
 from tests.conftest import free_tcp_port
 from tests.e2e.harness import TERMINAL, Appliance
+from tests.support.processes import processes
 
 LIVE_INSTANCE = ("starting", "active", "pooled", "binding")
 BOUND_SECONDS = 60.0  # every job must be terminal this long after its fault (job_lost 4 s + passes)
@@ -93,7 +94,7 @@ class FaultRig:
         marker = uuid.uuid4().hex
         args = []
         for n, text in enumerate(sql):
-            (tmp / f"{marker}-{n}.sql").write_text(f"-- {marker}\n{text}\n")
+            (tmp / f"{marker}-{n}.sql").write_text(f"/* {marker} */ {text}\n")  # in the statement: hashed
             args += ["-f", f"{marker}-{n}.sql"]
         return args
 
@@ -283,19 +284,6 @@ class FaultRig:
                                      text=True, env={**os.environ, "LC_ALL": "C"})
             bad += "Database cluster state:               shut down\n" not in control.stdout
         return bad
-
-
-def processes():
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        env = dict(item.decode(errors="replace").split("=", 1) for item in environ if b"=" in item)
-        yield int(entry.name), [a.decode(errors="replace") for a in argv], env
 
 
 def listening_ports(low: int, high: int) -> set[int]:

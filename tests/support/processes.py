@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _processes() -> Iterator[tuple[int, list[str], dict[str, str]]]:
+def processes() -> Iterator[tuple[int, list[str], dict[str, str]]]:
+    """Every process: (pid, argv, environment), those that vanish meanwhile left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -22,13 +23,13 @@ def _processes() -> Iterator[tuple[int, list[str], dict[str, str]]]:
 
 
 def workers_of(data_dir: Path) -> set[int]:
-    return {pid for pid, argv, env in _processes()
+    return {pid for pid, argv, env in processes()
             if argv[-1:] == ["worker"] and env.get("SQLRS_DATA_DIR") == str(data_dir)}
 
 
 def redis_servers_of(data_dir: Path) -> set[int]:
     socket = str(data_dir / "redis" / "redis.sock")
-    return {pid for pid, argv, _ in _processes() if argv[:1] and "redis-server" in argv[0] and socket in argv[0]}
+    return {pid for pid, argv, _ in processes() if argv[:1] and "redis-server" in argv[0] and socket in argv[0]}
 
 
 def children_of(data_dir: Path) -> set[int]:
