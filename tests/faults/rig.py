@@ -23,6 +23,7 @@ from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
 from tests.conftest import free_tcp_port
 from tests.e2e.harness import TERMINAL, Appliance
+from tests.support.polling import wait_until
 from tests.support.processes import processes
 
 LIVE_INSTANCE = ("starting", "active", "pooled", "binding")
@@ -113,6 +114,13 @@ class FaultRig:
         response = self.app.submit_lb(["update", "--changelog-file", "changelog.xml"], tmp)
         assert response.status_code == 201, response.text
         return response.json()["job_id"]
+
+    def one_running_four_queued(self, tmp: Path) -> list[str]:
+        """Five two-step jobs with one allowed to run at a time; returns once one runs."""
+        assert self.app.put("/v1/orgs/default/quota", json={"max_running_jobs": 1}).status_code == 200
+        jobs = [self.submit(tmp, "select pg_sleep(1);", "create table t (i int);") for _ in range(5)]
+        wait_until(lambda: self.query("select 1 from prepare_job where status = 'running'"), 60, "a running job")
+        return jobs
 
     def submit(self, tmp: Path, *sql: str) -> str:
         response = self.app.submit(self.steps(tmp, *sql), tmp)

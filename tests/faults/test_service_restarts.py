@@ -7,6 +7,8 @@ import time
 
 import httpx
 
+from tests.support.polling import wait_until
+
 from .rig import FaultRig, Outcome
 
 
@@ -14,21 +16,10 @@ def running_events(rig: FaultRig, job_id: str) -> int:
     return sum(1 for e in rig.app.events(job_id) if e["type"] == "status" and e.get("status") == "running")
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_redis_restarted_empty_with_jobs_queued_and_running(rig: FaultRig, outcome: Outcome, tmp_path):
     outcome.kind = "redis restarted empty (1 job running, 4 queued)"
-    assert rig.app.put("/v1/orgs/default/quota", json={"max_running_jobs": 1}).status_code == 200
     try:
-        jobs = [rig.submit(tmp_path, "select pg_sleep(1);", "create table t (i int);") for _ in range(5)]
-        wait_until(lambda: rig.query("select 1 from prepare_job where status = 'running'"), 60, "a running job")
+        jobs = rig.one_running_four_queued(tmp_path)
         rig.redis.kill()
         rig.redis.start()  # empty: no queues, no tokens, no locks
         outcome.injected += 1

@@ -18,11 +18,11 @@ from tests.conftest import free_tcp_port, public_tmpdir
 from tests.e2e.conftest import FAST_RECOVERY
 from tests.e2e.harness import Appliance
 from tests.support.docker import ensure_image, require_docker
+from tests.support.polling import wait_until
 from tests.support.processes import children_of, redis_servers_of, workers_of
 
 from .conftest import _port_ranges, _teardown
 from .rig import FaultRig, Outcome
-from .test_service_restarts import wait_until
 
 WORKERS = 2
 RESTART_LINE = "exited with"  # the supervisor's line for each child that died (see Supervised.schedule_restart)
@@ -76,10 +76,8 @@ def test_supervisor_killed_alone_and_started_again(rig: FaultRig, outcome: Outco
 
 def test_private_redis_killed_with_jobs_queued_and_running(rig: FaultRig, outcome: Outcome, tmp_path):
     outcome.kind = "private redis SIGKILLed (1 job running, 4 queued)"
-    assert rig.app.put("/v1/orgs/default/quota", json={"max_running_jobs": 1}).status_code == 200
     try:
-        jobs = [rig.submit(tmp_path, "select pg_sleep(1);", "create table t (i int);") for _ in range(5)]
-        wait_until(lambda: rig.query("select job_id from prepare_job where status = 'running'"), 60, "a running job")
+        jobs = rig.one_running_four_queued(tmp_path)
         running = {r[0] for r in rig.query("select job_id from prepare_job where status = 'running'")}
         (killed,) = redis_servers_of(rig.app.data_dir)
         restarts_before = restarts_logged(rig)
