@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import appliance_on
 from .test_prepare_psql import THREE_STEPS, executes
-from .test_transfer import s3_env
+from tests.support.s3 import s3_env
 
 
 @pytest.fixture(scope="module")

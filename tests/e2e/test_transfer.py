@@ -15,13 +15,7 @@ from appliance.settings import Settings
 
 from .conftest import appliance_on, psql
 from .test_prepare_psql import THREE_STEPS, executes
-
-
-def s3_env(s3_server, bucket: str, prefix: str) -> dict[str, str]:
-    from tests.support.s3 import ACCESS_KEY, SECRET_KEY
-    return {"SQLRS_ARTIFACTS_URL": f"s3://{bucket}/{prefix}", "SQLRS_S3_ENDPOINT": s3_server.endpoint,
-            "SQLRS_S3_ACCESS_KEY": ACCESS_KEY, "SQLRS_S3_SECRET_KEY": SECRET_KEY, "SQLRS_S3_SECURE": "false",
-            "SQLRS_S3_REGION": "us-east-1"}
+from tests.support.s3 import s3_env
 
 
 @pytest.fixture(scope="module")

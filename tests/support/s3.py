@@ -15,6 +15,14 @@ from tests.conftest import free_tcp_port
 ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key-never-logged"
 
 
+def s3_env(server: "S3Server", bucket: str, prefix: str = "") -> dict[str, str]:
+    """The settings environment of an appliance keeping its objects in ``bucket``/``prefix``."""
+    url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    return {"SQLRS_ARTIFACTS_URL": url, "SQLRS_S3_ENDPOINT": server.endpoint,
+            "SQLRS_S3_ACCESS_KEY": ACCESS_KEY, "SQLRS_S3_SECRET_KEY": SECRET_KEY, "SQLRS_S3_SECURE": "false",
+            "SQLRS_S3_REGION": "us-east-1"}
+
+
 class S3Server:
     """``python -m moto.server`` on 127.0.0.1; started once per session."""
 
