@@ -16,13 +16,11 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis import Redis
-
-    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +126,18 @@ def read_redis_password(path: Path) -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        from .errors import InternalError
+        from appliance.errors import InternalError
         raise InternalError(f"no Redis configured (SQLRS_REDIS_URL) and no private Redis in {path.parent} "
                             "(`sqlrs-appliance up` starts one)") from None
 
 
-def redis_client(settings: Settings, **options) -> Redis:
+class RedisSettings(Protocol):
+    """What choosing a Redis needs of ``Settings`` (which imports this module)."""
+    redis_url: str | None
+    data_dir: Path
+
+
+def redis_client(settings: RedisSettings, **options) -> Redis:
     """A client of the configured Redis, or of the data dir's private one (its socket and
     password file) — every process of the appliance connects through here."""
     from redis import Redis

@@ -8,14 +8,16 @@ from functools import cached_property
 import peewee
 from redis import Redis
 
-from .connections import redis_client
-from .control.db import open_database
-from .isolation.level import Isolation, choose_isolation
-from .isolation.sandbox import Sandbox
-from .runtime.base import InstanceRuntime
-from .settings import Settings
-from .shell import Runner, unprivileged
-from .storage.store import SnapshotStore
+from appliance.connections import redis_client
+from appliance.control.db import open_database
+from appliance.isolation.level import Isolation, choose_isolation
+from appliance.isolation.sandbox import Sandbox
+from appliance.liquibase_runners.base import LiquibaseRunner
+from appliance.liquibase_runners.select import open_liquibase
+from appliance.runtime.base import InstanceRuntime
+from appliance.settings import Settings
+from appliance.shell import Runner, unprivileged
+from appliance.storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +42,14 @@ class AppContext:
     def objects(self):
         """The object store for artifacts and snapshot streams (S3/MinIO or a local directory);
         what it writes carries this installation's id, and it deletes nothing else."""
-        from .artifacts.ownership import OwnedObjectStore, installation_id
-        from .artifacts.store import open_object_store
+        from appliance.objectstore.ownership import OwnedObjectStore, installation_id
+        from appliance.objectstore.store import open_object_store
         return OwnedObjectStore(open_object_store(self.settings), installation_id())
 
     @cached_property
-    def liquibase(self):
-        """The Liquibase CLI of this host (prepare:lb)."""
-        from .engine.liquibase import LiquibaseCli
-        if self.settings.liquibase_runner == "docker":
-            from .engine.liquibase_container import ContainerLiquibase
-            return ContainerLiquibase(self.runner, self.settings.liquibase_image,
-                                      java_opts=self.settings.liquibase_java_opts)
-        return LiquibaseCli(self.runner, self.settings.liquibase_home, java_opts=self.settings.liquibase_java_opts,
-                            java_home=self.settings.java_home, run_as=unprivileged(self.settings.liquibase_os_user),
-                            sandbox=self.sandbox)
+    def liquibase(self) -> LiquibaseRunner:
+        """The Liquibase runner of this host (prepare:lb)."""
+        return open_liquibase(self.settings, self.runner, self.sandbox)
 
     def identity_of(self, org: str):
         """The OS identity an org's tools run as (see appliance.isolation)."""
@@ -84,8 +79,8 @@ class AppContext:
 def build_context(settings: Settings, runner: Runner | None = None, *, wait_for_control_db: bool = False) -> AppContext:
     """``wait_for_control_db``: statements wait (up to ``control_db_retry_seconds``) for an
     unreachable Control DB instead of failing — for workers, never for the API."""
-    from .runtime.select import open_runtime
-    from .storage.select import choose_store
+    from appliance.runtime.select import open_runtime
+    from appliance.storage.select import choose_store
 
     runner = runner or Runner()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Sequence
 
-from .logs import redact
+from appliance.logs import redact
 
 
 class ApplianceError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from .settings import Settings
+from appliance.settings import Settings
 
 HOLD_SECONDS = 120.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import InvalidArgument
+from appliance.errors import InvalidArgument
 
 ORG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # also published as the JSON Schema pattern of org fields
 ORG_SLUG = re.compile(ORG_PATTERN)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .ids import ORG_PATTERN
+from appliance.ids import ORG_PATTERN
 
 
 def _default_data_dir() -> Path:
@@ -252,7 +252,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _services_need_passwords(self) -> Settings:
         """Tenants' code can reach every service on this host's network: ours need credentials."""
-        from .connections import insecure_database_url, insecure_redis_url
+        from appliance.connections import insecure_database_url, insecure_redis_url
         if not self.database_allow_no_password and (problem := insecure_database_url(self.database_url)):
             raise ValueError(problem)
         if not self.redis_allow_no_password and (problem := insecure_redis_url(self.redis_url)):
@@ -294,7 +294,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        from .errors import InvalidArgument
+        from appliance.errors import InvalidArgument
 
         values: dict[str, Any] = {}
         for name in SECRET_FILE_SETTINGS:
@@ -316,7 +316,7 @@ class _TomlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        from .errors import InvalidArgument
+        from appliance.errors import InvalidArgument
 
         path = os.environ.get("SQLRS_CONFIG")
         if not path:

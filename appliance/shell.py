@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Mapping, Sequence
 
-from .errors import Cancelled, CommandFailed, CommandTimedOut
+from appliance.errors import Cancelled, CommandFailed, CommandTimedOut
 
 _cancel_scope: ContextVar[Callable[[], bool] | None] = ContextVar("sqlrs_cancel_scope", default=None)
 
@@ -55,7 +55,7 @@ def unprivileged(os_user: str) -> RunAs | None:
     if os.geteuid() != 0:
         return None
     import pwd
-    from .errors import InvalidArgument
+    from appliance.errors import InvalidArgument
     try:
         entry = pwd.getpwnam(os_user)
     except KeyError:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg2
 
-from appliance.engine.packing import pack_psql_bundle
+from appliance.planning.packing import pack_psql_bundle
 
 from .workloads import Workload
 

@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from appliance.engine.liquibase import Connection, LiquibaseCli  # noqa: E402
-from appliance.engine.liquibase_args import parse_liquibase_args  # noqa: E402
+from appliance.liquibase_runners.base import Connection  # noqa: E402
+from appliance.liquibase_runners.host import LiquibaseCli  # noqa: E402
+from appliance.planning.liquibase.args import parse_liquibase_args  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.shell import Runner  # noqa: E402
 from bench.outputs import start_run, write_outputs  # noqa: E402

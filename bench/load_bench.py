@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from appliance.engine.packing import pack_psql_bundle  # noqa: E402
+from appliance.planning.packing import pack_psql_bundle  # noqa: E402
 from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402

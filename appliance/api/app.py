@@ -12,19 +12,19 @@ from typing import Any, Callable
 from quart import Quart, g, request
 from quart_schema import QuartSchema
 
-from .. import __version__
-from ..context import AppContext
-from ..control.scope import OrgScope
-from ..errors import Unauthenticated
-from ..logs import bind as bind_log_context
-from ..orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
-from .audit import record_failed_login, record_response
-from .auth import ORG_HEADER, Authenticator
-from .authz import require_role
-from .openapi import ApplianceOpenAPIProvider
-from .ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
-from .requests import JsonRequest
-from .errors import install_error_handlers
+from appliance import __version__
+from appliance.context import AppContext
+from appliance.control.scope import OrgScope
+from appliance.errors import Unauthenticated
+from appliance.logs import bind as bind_log_context
+from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
+from appliance.api.audit import record_failed_login, record_response
+from appliance.api.auth import ORG_HEADER, Authenticator
+from appliance.api.authz import require_role
+from appliance.api.openapi import ApplianceOpenAPIProvider
+from appliance.api.ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
+from appliance.api.requests import JsonRequest
+from appliance.api.errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -85,7 +85,7 @@ def create_app(ctx: AppContext) -> Quart:
     if ctx.settings.warm_pool_size > 0:
         _hold_bind_connections(app, ctx)
 
-    from .routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,
+    from appliance.api.routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,
                          transfer)
     for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
@@ -107,7 +107,7 @@ async def _limit(check: Callable[[], Any]) -> Any:
 def _hold_bind_connections(app: Quart, ctx: AppContext) -> None:
     """While serving, keep a connection open to each pooled clone: hits answered at admission
     bind over it (see ``runtime.admin_connections``)."""
-    from ..orchestrator.warm_pool import hold_bind_connections_forever
+    from appliance.orchestrator.warm_pool import hold_bind_connections_forever
 
     @app.before_serving
     async def _start() -> None:

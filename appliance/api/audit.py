@@ -8,7 +8,7 @@ import logging
 
 from quart import Response, g, request
 
-from ..control import audit
+from appliance.control import audit
 
 log = logging.getLogger(__name__)
 

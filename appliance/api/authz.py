@@ -5,8 +5,8 @@ reached by role: every lookup is inside the caller's org and answers 404 for the
 """
 from __future__ import annotations
 
-from ..errors import PermissionDenied
-from .auth import Principal
+from appliance.errors import PermissionDenied
+from appliance.api.auth import Principal
 
 ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): "operator",  # counts across every org

@@ -9,8 +9,8 @@ from quart_schema import RequestSchemaValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
-from ..errors import ApplianceError, ControlDbUnavailable, QueueUnavailable
+from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
+from appliance.errors import ApplianceError, ControlDbUnavailable, QueueUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import peewee as pw
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from ..control import counters
-from ..control.models import Instance, Org, PrepareJob, State, utcnow
-from ..orchestrator.quotas import LIVE_INSTANCE
+from appliance.control import counters
+from appliance.control.models import Instance, Org, PrepareJob, State, utcnow
+from appliance.control.quotas import LIVE_INSTANCE
 
 ACTIVE_JOB = ["queued", "running"]
 # Not yet ended (expired and failed rows are history, kept for `sqlrs ls` and pruned with their job).

@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Request
 
-from ..errors import InvalidArgument
+from appliance.errors import InvalidArgument
 
 
 class JsonRequest(Request):

@@ -5,11 +5,11 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..control.models import Instance, JobEvent, PrepareJob, State, Task
-from ..engine.instances import dsn
+from appliance.control.models import Instance, JobEvent, PrepareJob, State, Task
+from appliance.instances import dsn
 
 if TYPE_CHECKING:
-    from .auth import Principal
+    from appliance.api.auth import Principal
 
 
 def ts(value: dt.datetime | None) -> str | None:

@@ -13,7 +13,7 @@ from itertools import chain
 import h11
 from hypercorn.protocol.h11 import H11Protocol
 
-from .errors import protocol_error_body
+from appliance.api.errors import protocol_error_body
 
 _MARK = "_sqlrs_json_errors"
 

@@ -10,9 +10,9 @@ from typing import Any, Iterator
 
 import httpx
 
-from .. import __version__
-from ..errors import ApplianceError
-from . import exit_codes
+from appliance import __version__
+from appliance.errors import ApplianceError
+from appliance.cli import exit_codes
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 120.0  # uploads of large bundles take a while; events have no read timeout

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import InvalidArgument
-from ..ids import valid_org
+from appliance.errors import InvalidArgument
+from appliance.ids import valid_org
 
 DEFAULT_URL = "http://127.0.0.1:7433"
 DEFAULT_IMAGE = "postgres:15"

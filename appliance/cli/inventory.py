@@ -6,9 +6,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from . import exit_codes
-from .client import ApiClient, CliFailure
-from .output import (delete_tree_lines, note, human_bytes, instances_table, jobs_table, print_json, short,
+from appliance.cli import exit_codes
+from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.output import (delete_tree_lines, note, human_bytes, instances_table, jobs_table, print_json, short,
                      state_tree_lines, stdout_console, tasks_table)
 
 MIN_PREFIX = 8

@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from ..errors import ApplianceError, InvalidArgument
-from . import exit_codes
-from .client import ApiClient, CliFailure
-from .config import CliConfig, default_config_path, read_config_file, resolve_config
-from .output import print_json, stderr_console
+from appliance.errors import ApplianceError, InvalidArgument
+from appliance.cli import exit_codes
+from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.config import CliConfig, default_config_path, read_config_file, resolve_config
+from appliance.cli.output import print_json, stderr_console
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -65,8 +65,8 @@ def _client(cfg: CliConfig) -> ApiClient:
 
 
 def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: bool = False) -> int:
-    from .prepare import report_finished
-    from .watch import follow_job
+    from appliance.cli.prepare import report_finished
+    from appliance.cli.watch import follow_job
     err = stderr_console()
     try:
         status = follow_job(client, job_id, err)
@@ -80,7 +80,7 @@ def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: boo
 def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[str, ...], plan_only: bool,
                        ttl: int | None = None, instance_name: str | None = None, no_watch: bool = False,
                        long: bool = False) -> None:
-    from .prepare import submit_psql
+    from appliance.cli.prepare import submit_psql
     if not psql_args:
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
     _follow_submission(cfg, lambda client: submit_psql(
@@ -91,7 +91,7 @@ def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[st
 def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, liquibase_args: tuple[str, ...],
                           plan_only: bool, ttl: int | None = None, instance_name: str | None = None,
                           no_watch: bool = False, long: bool = False) -> None:
-    from .prepare import submit_lb
+    from appliance.cli.prepare import submit_lb
     if not liquibase_args:
         raise click.UsageError("give Liquibase arguments after --, e.g. -- update --changelog-file db/changelog.xml")
     _follow_submission(cfg, lambda client: submit_lb(
@@ -100,7 +100,7 @@ def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, l
 
 
 def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool) -> None:
-    from .prepare import print_accepted
+    from appliance.cli.prepare import print_accepted
     with _client(cfg) as client:
         accepted = submit(client)
         if no_watch:
@@ -197,7 +197,7 @@ def cache() -> None:
 @click.pass_obj
 def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...]) -> None:
     """Would prepare:psql with these args be a cache hit? If not, which step changed. Creates nothing."""
-    from .prepare import upload_and_build
+    from appliance.cli.prepare import upload_and_build
     if not psql_args:
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
     with _client(cfg) as client:
@@ -250,7 +250,7 @@ def watch(cfg: CliConfig, job_id: str, long: bool) -> None:
 @click.pass_obj
 def cancel(cfg: CliConfig, job_id: str) -> None:
     """Cancel a queued or running prepare job."""
-    from .inventory import cancel_job
+    from appliance.cli.inventory import cancel_job
     with _client(cfg) as client:
         sys.exit(cancel_job(client, job_id, cfg.output))
 
@@ -265,7 +265,7 @@ def cancel(cfg: CliConfig, job_id: str) -> None:
 @click.pass_obj
 def ls(cfg: CliConfig, what: str, job: str | None, long: bool) -> None:
     """List instances, states, jobs or tasks."""
-    from .inventory import list_objects
+    from appliance.cli.inventory import list_objects
     with _client(cfg) as client:
         sys.exit(list_objects(client, what, job, cfg.output, long))
 
@@ -279,7 +279,7 @@ def ls(cfg: CliConfig, what: str, job: str | None, long: bool) -> None:
 @click.pass_obj
 def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id_prefix: str) -> None:
     """Delete the one instance, state or job whose id starts with ID_PREFIX (8+ hex characters)."""
-    from .inventory import check_prefix, remove
+    from appliance.cli.inventory import check_prefix, remove
     check_prefix(id_prefix)  # before any network: a usage error needs no appliance
     with _client(cfg) as client:
         sys.exit(remove(client, id_prefix, recurse=recurse, force=force, dry_run=dry_run, output=cfg.output,
@@ -290,7 +290,7 @@ def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id
 @click.pass_obj
 def status(cfg: CliConfig) -> None:
     """Health, readiness and counts of the appliance."""
-    from .inventory import show_status
+    from appliance.cli.inventory import show_status
     with _client(cfg) as client:
         sys.exit(show_status(client, cfg.output))
 
@@ -301,7 +301,7 @@ def status(cfg: CliConfig) -> None:
 @click.pass_obj
 def run_psql_command(cfg: CliConfig, instance_ref: str | None, psql_args: tuple[str, ...]) -> None:
     """Run the local psql against an instance (connection flags are rejected); exits with psql's code."""
-    from .run import check_run_args, run_psql
+    from appliance.cli.run import check_run_args, run_psql
     check_run_args(list(psql_args))
     with _client(cfg) as client:
         sys.exit(run_psql(client, instance_ref, list(psql_args)))
@@ -313,7 +313,7 @@ def run_psql_command(cfg: CliConfig, instance_ref: str | None, psql_args: tuple[
 @click.pass_obj
 def extend(cfg: CliConfig, instance_ref: str, ttl: int) -> None:
     """Extend an instance's lifetime to SECONDS from now."""
-    from .inventory import extend_instance
+    from appliance.cli.inventory import extend_instance
     with _client(cfg) as client:
         sys.exit(extend_instance(client, instance_ref, ttl, cfg.output))
 

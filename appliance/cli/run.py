@@ -10,8 +10,8 @@ import shutil
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from . import exit_codes
-from .client import ApiClient, CliFailure
+from appliance.cli import exit_codes
+from appliance.cli.client import ApiClient, CliFailure
 
 # psql's getopt string (PostgreSQL 15 startup.c): letters followed by ':' take a value.
 _PSQL_SHORT = "aAbc:d:eEf:F:h:HlL:no:p:P:qR:sStT:U:v:VwWxXz?01"

@@ -15,8 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from . import exit_codes
-from .client import ApiClient, CliFailure
+from appliance.cli import exit_codes
+from appliance.cli.client import ApiClient, CliFailure
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 MAX_RECONNECTS = 5

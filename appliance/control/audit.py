@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from .models import AuditEvent, utcnow
+from appliance.control.models import AuditEvent, utcnow
 
 
 def record(*, org: str | None, actor: str, action: str, outcome: str, object_kind: str | None = None,

@@ -10,7 +10,7 @@ import peewee
 from playhouse.db_url import parse as _parse_url
 from playhouse.shortcuts import ReconnectMixin
 
-from .models import ALL_MODELS, database_proxy
+from appliance.control.models import ALL_MODELS, database_proxy
 
 UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)  # what a lost or locked Control DB raises
 log = logging.getLogger(__name__)

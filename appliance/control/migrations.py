@@ -9,7 +9,7 @@ from typing import Callable
 
 import peewee as pw
 
-from . import models as m
+from appliance.control import models as m
 
 
 _V1_MODELS = [m.Org, m.ApiToken, m.SourceBundle, m.Project, m.PrepareJob, m.Task, m.JobEvent, m.BaseImage,

@@ -308,7 +308,7 @@ class MetricCounter(BaseModel):
 
 class Installation(BaseModel):
     """One row: this installation's id, generated once, shared by every host of the installation.
-    It names the object-store prefix the installation owns (``appliance.artifacts.ownership``)."""
+    It names the object-store prefix the installation owns (``appliance.objectstore.ownership``)."""
 
     singleton = pw.IntegerField(primary_key=True, default=1)
     installation_id = pw.CharField(max_length=64)

@@ -10,8 +10,8 @@ from typing import Any
 
 import peewee as pw
 
-from ..errors import InvalidArgument, NotFound
-from .models import PrepareJob, State, Task
+from appliance.errors import InvalidArgument, NotFound
+from appliance.control.models import PrepareJob, State, Task
 
 MIN_PREFIX = 8
 
@@ -25,7 +25,7 @@ class OrgScope:
 
     def shared_states(self) -> pw.ModelSelect:
         """Other orgs' copies of the states they shared with this org (read-only)."""
-        from ..orchestrator.sharing import shared_with
+        from appliance.control.sharing import shared_with
         shared = shared_with(self.org)
         owners = sorted(set(shared.values()))
         query = State.select().where(State.state_id.in_(list(shared)) & State.org.in_(owners))

@@ -8,6 +8,6 @@ member's SQL, psql script or changelog runs attacker-chosen code as whatever OS 
 - ``level``: what this host can provide (``os`` or ``none``), why, and the one-org rule when it
   provides nothing.
 
-May import: ``appliance.errors``, ``appliance.shell``, ``appliance.settings`` (the pure layer).
+May import: the foundation (``errors``, ``shell``, ``settings``) and ``planning``.
 Nothing here knows about the Control DB, the store or a runtime: they ask this package.
 """

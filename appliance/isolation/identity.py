@@ -20,8 +20,8 @@ import pwd
 import threading
 from pathlib import Path
 
-from ..errors import CommandFailed, InternalError
-from ..shell import RunAs, Runner
+from appliance.errors import CommandFailed, InternalError
+from appliance.shell import RunAs, Runner
 
 _NAME_PREFIX = "sqlrs-o"
 

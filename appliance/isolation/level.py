@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import CommandFailed, InvalidArgument
-from ..settings import Settings
-from ..shell import RunAs, Runner
-from .identity import OrgIdentities
-from .sandbox import Sandbox
+from appliance.errors import CommandFailed, InvalidArgument
+from appliance.settings import Settings
+from appliance.shell import RunAs, Runner
+from appliance.isolation.identity import OrgIdentities
+from appliance.isolation.sandbox import Sandbox
 
 
 @dataclass(frozen=True)

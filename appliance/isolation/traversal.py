@@ -15,9 +15,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidArgument
-from ..settings import Settings
-from .level import Isolation
+from appliance.errors import InvalidArgument
+from appliance.settings import Settings
+from appliance.isolation.level import Isolation
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import peewee as pw
 
-from ..context import AppContext
-from ..control.models import BaseImage, CacheEviction, Instance, State, utcnow
-from ..errors import CacheFullUnreclaimable
-from ..engine.instances import DELETE_REQUESTED
-from . import deletion
+from appliance.context import AppContext
+from appliance.control.models import BaseImage, CacheEviction, Instance, State, utcnow
+from appliance.errors import CacheFullUnreclaimable
+from appliance.instances import DELETE_REQUESTED
+from appliance.orchestrator import deletion
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..context import AppContext
-from ..control import counters
-from ..control.db import write_transaction
-from ..control.models import Instance, PrepareJob, State, Task, utcnow
-from ..engine import instances
-from ..errors import NotFound
-from . import sharing
-from .events import TERMINAL_STATUSES, append_event
+from appliance.context import AppContext
+from appliance.control import counters
+from appliance.control.db import write_transaction
+from appliance.control.models import Instance, PrepareJob, State, Task, utcnow
+from appliance import instances
+from appliance.errors import NotFound
+from appliance.control import sharing
+from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 
 
 @dataclass
@@ -156,7 +156,7 @@ def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -
         return _tear_down(ctx, node)
     if not done:
         return False
-    from .warm_pool import emptied_and_held
+    from appliance.orchestrator.warm_pool import emptied_and_held
     with emptied_and_held(ctx, org, node.id, host):  # pooled clones belong to nobody and must not pin the state
         if _copies(org, ctx.host).where(State.state_id == node.id).exists():
             ctx.store.destroy_state(org, node.id)

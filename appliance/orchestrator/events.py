@@ -10,8 +10,8 @@ from typing import Any
 
 import peewee as pw
 
-from ..control.db import write_transaction
-from ..control.models import JobEvent, PrepareJob, utcnow
+from appliance.control.db import write_transaction
+from appliance.control.models import JobEvent, PrepareJob, utcnow
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 MAX_MESSAGE_CHARS = 16_000

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..context import AppContext
-from ..control.models import State
-from ..engine.liquibase_plans import chain
-from .placement import held_by_host, place
-from .submit import plan_prepare
+from appliance.context import AppContext
+from appliance.control.models import State
+from appliance.planning.liquibase.plans import chain
+from appliance.orchestrator.placement import held_by_host, place
+from appliance.orchestrator.submit import plan_prepare
 
 
 def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from ..context import AppContext
-from ..control.db import write_transaction
-from ..control.models import BaseImage, Host, Instance, Volume, utcnow
-from ..errors import NotFound
-from ..settings import Settings
+from appliance.context import AppContext
+from appliance.control.db import write_transaction
+from appliance.control.models import BaseImage, Host, Instance, Volume, utcnow
+from appliance.errors import NotFound
+from appliance.settings import Settings
 
 
 def register(ctx: AppContext) -> Host:

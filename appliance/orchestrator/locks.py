@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 from redis import Redis
 from redis.lock import Lock
 
-from ..errors import Cancelled
-from .queue import UNAVAILABLE as QUEUE_UNAVAILABLE
+from appliance.errors import Cancelled
+from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
 
 
 def build_lock(kind: str, host: str, org: str, key: str) -> str:

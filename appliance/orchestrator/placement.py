@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from ..context import AppContext
-from ..control.models import PrepareJob, State
-from . import hosts
-from .sharing import visible_copies
+from appliance.context import AppContext
+from appliance.control.models import PrepareJob, State
+from appliance.orchestrator import hosts
+from appliance.control.sharing import visible_copies
 
 IMPORT_OVERHEAD_SECONDS = 0.5  # per state: manifest read, receive set-up, row write
 

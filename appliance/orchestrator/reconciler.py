@@ -17,19 +17,21 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from ..artifacts import ownership
-from ..artifacts.jobs import sweep_expired_artifacts
-from ..context import AppContext
-from ..control import audit, counters
-from ..control.db import write_transaction
-from ..control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
-from ..engine import instances
-from ..errors import InternalError
-from . import cache, hosts, quotas, retention, sources, warm_pool
-from .events import TERMINAL_STATUSES, append_event
-from .locks import build_lock_key
-from .placement import place
-from .queue import enqueue_token, is_known_to_redis, token_count
+from appliance.objectstore import ownership
+from appliance.job_artifacts import sweep_expired_artifacts
+from appliance.context import AppContext
+from appliance.control import audit, counters
+from appliance.control.db import write_transaction
+from appliance.control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
+from appliance import instances
+from appliance.errors import InternalError
+from appliance.orchestrator import cache, hosts, retention, warm_pool
+from appliance.control import quotas
+from appliance import sources
+from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
+from appliance.orchestrator.locks import build_lock_key
+from appliance.orchestrator.placement import place
+from appliance.orchestrator.queue import enqueue_token, is_known_to_redis, token_count
 
 log = logging.getLogger(__name__)
 VOLUME_ID = re.compile(r"^[0-9a-f]{32}$")  # run dirs are named after their clone

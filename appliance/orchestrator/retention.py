@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from ..context import AppContext
-from ..control.db import write_transaction
-from ..control.models import AuditEvent, Instance, JobEvent, PrepareJob, Task, utcnow
-from .events import TERMINAL_STATUSES
+from appliance.context import AppContext
+from appliance.control.db import write_transaction
+from appliance.control.models import AuditEvent, Instance, JobEvent, PrepareJob, Task, utcnow
+from appliance.orchestrator.events import TERMINAL_STATUSES
 
 MAX_BATCHES = 20
 ENDED_INSTANCE = ["expired", "failed"]

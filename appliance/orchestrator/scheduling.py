@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from ..context import AppContext
-from ..control.models import JobEvent, PrepareJob, utcnow
-from ..errors import PriorityNotAllowed
-from . import quotas
-from .events import append_event
-from .queue import QUOTA_WAIT, enqueue_token, token_count
+from appliance.context import AppContext
+from appliance.control.models import JobEvent, PrepareJob, utcnow
+from appliance.errors import PriorityNotAllowed
+from appliance.control import quotas
+from appliance.orchestrator.events import append_event
+from appliance.orchestrator.queue import QUOTA_WAIT, enqueue_token, token_count
 
 START_LOCK = "sqlrs:lock:job-start"  # one start decision at a time, across hosts: counts are global
 _EPOCH = dt.datetime(1970, 1, 1)

@@ -13,22 +13,23 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..context import AppContext
-from ..control import counters
-from ..control.db import write_transaction
-from ..control.models import PrepareJob, Task, utcnow
-from ..engine.hashing import chain_state_ids, digest
-from ..engine.liquibase_args import LiquibaseCommand, parse_liquibase_args
-from ..engine.liquibase_plans import ChangesetStep, PlannedChangeset, cached_plan, chain, plan_key, task_rows
-from ..engine.psql import PsqlStep, plan_psql
-from .tenancy import check_may_serve
-from ..errors import ApplianceError, InvalidArgument
-from .events import append_event, append_events, event
-from . import quotas
-from .placement import place
-from .sharing import visible_copies
-from .queue import enqueue_token
-from .sources import local_source_root, resolve_source
+from appliance.context import AppContext
+from appliance.control import counters
+from appliance.control.db import write_transaction
+from appliance.control.models import PrepareJob, Task, utcnow
+from appliance.planning.hashing import chain_state_ids, digest
+from appliance.planning.liquibase.args import LiquibaseCommand, parse_liquibase_args
+from appliance.orchestrator.liquibase_plans import cached_plan
+from appliance.planning.liquibase.plans import ChangesetStep, PlannedChangeset, chain, plan_key, task_rows
+from appliance.planning.psql.plan import PsqlStep, plan_psql
+from appliance.control.tenancy import check_may_serve
+from appliance.errors import ApplianceError, InvalidArgument
+from appliance.orchestrator.events import append_event, append_events, event
+from appliance.control import quotas
+from appliance.orchestrator.placement import place
+from appliance.control.sharing import visible_copies
+from appliance.orchestrator.queue import enqueue_token
+from appliance.sources import local_source_root, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class KnownLiquibasePlan:
 
 def plan_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> PlannedPrepare:
     """Validate and plan a request; raises a 4xx error for anything a client got wrong."""
-    check_may_serve(ctx, org)
+    check_may_serve(ctx.isolation, org)
     kind = request.get("prepare_kind")
     if kind not in ("psql", "lb"):
         raise InvalidArgument(f"unknown prepare_kind {kind!r}; expected 'psql' or 'lb'")
@@ -159,7 +160,7 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
 
 
 def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[str], limits) -> bool:
-    from ..engine.fast_path import bind_if_pooled
+    from appliance.orchestrator.pooled_hits import bind_if_pooled
     try:
         return bind_if_pooled(ctx, job, state_ids, limits)
     except Exception as exc:  # the queue path still works: take it

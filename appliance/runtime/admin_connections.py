@@ -14,7 +14,7 @@ import threading
 
 import psycopg2
 
-from .base import Endpoint
+from appliance.runtime.base import Endpoint
 
 NO_STATEMENT_LOGGING = "-c log_statement=none -c log_min_duration_statement=-1 -c log_min_error_statement=panic"
 

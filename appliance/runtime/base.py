@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Mapping, Protocol, runtime_checkable
 
-from ..errors import InvalidArgument
-from ..shell import RunAs
+from appliance.errors import InvalidArgument
+from appliance.shell import RunAs
 
 #: The cluster superuser every runtime creates; instances hand out its credentials.
 SUPERUSER = "sqlrs"

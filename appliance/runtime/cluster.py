@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from ..errors import Conflict, InvalidArgument, NotFound
-from ..shell import RunAs
-from .tenant_files import append, read_head
+from appliance.errors import Conflict, InvalidArgument, NotFound
+from appliance.shell import RunAs
+from appliance.runtime.tenant_files import append, read_head
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")

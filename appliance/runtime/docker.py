@@ -24,18 +24,18 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
-from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
-from ..shell import Runner
-from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
-from .docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
+from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.shell import Runner
+from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
+from appliance.runtime.docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
+from appliance.runtime.cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, remembered_for, safe_path, says_ready)
-from .process import ProcessRuntime, _remove_stale_pidfile
-from .scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.runtime.process import ProcessRuntime, _remove_stale_pidfile
+from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 
 _GONE = ("exited", "dead")
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import docker.errors
 
-from ..errors import CommandFailed
+from appliance.errors import CommandFailed
 
 #: Every container this runtime creates carries ``sqlrs.managed=true``; reconcilers filter on it.
 MANAGED_LABEL = "sqlrs.managed"

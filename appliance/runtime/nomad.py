@@ -22,18 +22,18 @@ from typing import Any, Callable, Mapping, Sequence
 import nomad
 import nomad.api.exceptions as nomad_errors
 
-from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
-from ..shell import Runner
-from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
-from .nomad_jobs import (
+from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.shell import Runner
+from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
+from appliance.runtime.nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
     job_id_for,
 )
-from .cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
+from appliance.runtime.cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
                       configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
                       prepare_run_dir, remembered_for, safe_path, says_ready)
-from .process import ProcessRuntime, _remove_stale_pidfile
-from .scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.runtime.process import ProcessRuntime, _remove_stale_pidfile
+from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 
 _LIVE = ("pending", "running")
 _TERMINAL = ("complete", "failed", "lost")

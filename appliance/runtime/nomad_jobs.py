@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InternalError, InvalidArgument, NotFound
+from appliance.errors import InternalError, InvalidArgument, NotFound
 
 #: Where the operator-readable job specs live (the repository's ``nomad/`` directory).
 # Shipped inside the package (wheels too); nomad/postgres-instance.nomad.json links here for operators.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from ..errors import Conflict, InvalidArgument
+from appliance.errors import Conflict, InvalidArgument
 
 
 class PortsExhausted(Conflict):

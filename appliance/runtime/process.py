@@ -22,17 +22,17 @@ from typing import Mapping
 
 import psycopg2
 
-from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
-from ..shell import RunAs, Runner
-from .base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
-from ..isolation.sandbox import Sandbox, real
-from .cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, configure_new_cluster, match_image,
+from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.shell import RunAs, Runner
+from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
+from appliance.isolation.sandbox import Sandbox, real
+from appliance.runtime.cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, configure_new_cluster, match_image,
                       owner, postmaster_pid_lines, prepare_empty_pgdata, prepare_run_dir, safe_path, says_ready)
-from . import admin_connections
-from .tenant_files import read_tail
-from .admin_connections import ReadyPasswords, WarmConnections
-from .shared_memory import Segments, mapped_segments, remove_segments
-from .scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
+from appliance.runtime import admin_connections
+from appliance.runtime.tenant_files import read_tail
+from appliance.runtime.admin_connections import ReadyPasswords, WarmConnections
+from appliance.runtime.shared_memory import Segments, mapped_segments, remove_segments
+from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
 # in Postgres's comma-separated socket list, so only plainly safe characters are accepted.

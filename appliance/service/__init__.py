@@ -1,1 +1,5 @@
-"""Running the appliance: the embedded supervisor, workers and the reconciler loop."""
+"""Running the appliance: the embedded supervisor, workers, the reconciler loop, doctor and the
+``sqlrs-appliance`` command.
+
+May import: every layer (it is the top).
+"""

@@ -17,9 +17,9 @@ from typing import Callable
 
 from redis.connection import parse_url
 
-from ..connections import private_redis_dir, redact_url, redis_client, redis_password_file
-from ..settings import Settings
-from ..shell import Runner
+from appliance.connections import private_redis_dir, redact_url, redis_client, redis_password_file
+from appliance.settings import Settings
+from appliance.shell import Runner
 
 
 @dataclass
@@ -30,8 +30,8 @@ class Check:
 
 
 def _data_dir(settings: Settings, runner: Runner) -> str:
-    from ..isolation.traversal import cluster_users, roots_of, untraversable
-    from ..storage.select import store_root
+    from appliance.isolation.traversal import cluster_users, roots_of, untraversable
+    from appliance.storage.select import store_root
     users = cluster_users(settings, _choose_isolation(settings, runner))
     roots = roots_of(settings, store_root(settings, runner))
     if problems := untraversable(roots, users):
@@ -41,8 +41,8 @@ def _data_dir(settings: Settings, runner: Runner) -> str:
 
 
 def _storage(settings: Settings, runner: Runner) -> str:
-    from ..storage.image import is_btrfs_mount
-    from ..storage.select import choose_store, image_path
+    from appliance.storage.image import is_btrfs_mount
+    from appliance.storage.select import choose_store, image_path
     image = image_path(settings)
     made = _missing([*_upward(settings.data_dir), image, *_upward(settings.store_path)])
     was_mounted = is_btrfs_mount(settings.store_path)
@@ -65,7 +65,7 @@ def _missing(paths: list[Path]) -> list[Path]:
 
 def _undo(settings: Settings, runner: Runner, made: list[Path], was_mounted: bool) -> list[str]:
     """Unmount the store if the diagnosis mounted it, remove what it made; sentences saying so."""
-    from ..storage.image import is_btrfs_mount, unmount
+    from appliance.storage.image import is_btrfs_mount, unmount
     said = []
     if not was_mounted and is_btrfs_mount(settings.store_path):
         unmount(settings.store_path, runner)
@@ -87,8 +87,8 @@ def _undo(settings: Settings, runner: Runner, made: list[Path], was_mounted: boo
 
 
 def _resources(settings: Settings, runner: Runner) -> str:
-    from ..storage.select import store_root
-    from .resources import host_resources
+    from appliance.storage.select import store_root
+    from appliance.service.resources import host_resources
     found = host_resources(store_root(settings, runner))
     if found.problems:
         raise RuntimeError("; ".join(found.problems) + f" (the host has {', '.join(found.facts)})")
@@ -96,7 +96,7 @@ def _resources(settings: Settings, runner: Runner) -> str:
 
 
 def _postgres(settings: Settings, runner: Runner) -> str:
-    from ..runtime.select import open_runtime
+    from appliance.runtime.select import open_runtime
     runtime = open_runtime(settings, runner)
     resolved = runtime.resolve_image("postgres")
     return (f"{runtime.name} runtime: postgres resolves to {resolved}; instances run as their org's OS user "
@@ -104,8 +104,8 @@ def _postgres(settings: Settings, runner: Runner) -> str:
 
 
 def _choose_isolation(settings: Settings, runner: Runner):
-    from ..isolation.level import choose_isolation
-    from ..shell import unprivileged
+    from appliance.isolation.level import choose_isolation
+    from appliance.shell import unprivileged
     return choose_isolation(settings, runner, unprivileged(settings.instance_os_user or "postgres"))
 
 
@@ -115,7 +115,7 @@ def _isolation(settings: Settings, runner: Runner) -> str:
 
 
 def _ports(settings: Settings, runner: Runner) -> str:
-    from ..runtime.ports import port_is_bindable
+    from appliance.runtime.ports import port_is_bindable
     free = sum(port_is_bindable(settings.instance_host, p) for p in range(settings.port_min, settings.port_max + 1))
     if free == 0:
         raise RuntimeError(f"no free port in {settings.port_min}-{settings.port_max} on {settings.instance_host}")
@@ -129,8 +129,8 @@ def _sqlite_file_missing(settings: Settings) -> bool:
 
 
 def _control_db(settings: Settings, runner: Runner) -> str:
-    from ..control.db import close_database, open_database
-    from ..control.migrations import current_version, latest_version
+    from appliance.control.db import close_database, open_database
+    from appliance.control.migrations import current_version, latest_version
     if _sqlite_file_missing(settings):
         return (f"SQLite, not created yet: `up` or `sqlrs-appliance migrate` makes it at "
                 f"{settings.control_db_url.removeprefix('sqlite:///')}")
@@ -162,8 +162,8 @@ def _redis(settings: Settings, runner: Runner) -> str:
 
 
 def _objects(settings: Settings, runner: Runner) -> str:
-    from ..artifacts.ownership import owner
-    from ..artifacts.store import open_object_store
+    from appliance.objectstore.ownership import owner
+    from appliance.objectstore.store import open_object_store
     objects = open_object_store(settings)
     list(objects.list(f"{settings.default_org}/"))
     scheme = settings.objects_url.split(":", 1)[0]
@@ -180,8 +180,8 @@ def _objects(settings: Settings, runner: Runner) -> str:
 
 def _installation_id(settings: Settings) -> str | None:
     """Read only: a diagnosis creates no id (`up` does), nor a Control DB."""
-    from ..control.db import close_database, open_database
-    from ..control.models import Installation
+    from appliance.control.db import close_database, open_database
+    from appliance.control.models import Installation
     if _sqlite_file_missing(settings):
         return None
     db = open_database(settings.control_db_url)

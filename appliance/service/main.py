@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ApplianceError
-from ..settings import load_settings
+from appliance.errors import ApplianceError
+from appliance.settings import load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +21,7 @@ from ..settings import load_settings
               help="json: one JSON object a line with job_id/task_id/org/request_id (also SQLRS_LOG_FORMAT).")
 def cli(log_level: str, log_format: str) -> None:
     """The sqlrs appliance service."""
-    from ..logs import configure
+    from appliance.logs import configure
     configure(log_level, log_format)
     os.environ.update(SQLRS_LOG_LEVEL=log_level, SQLRS_LOG_FORMAT=log_format)  # the workers `up` starts
 
@@ -32,7 +32,7 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--workers", type=int, help="Worker processes; overrides SQLRS_WORKERS.")
 def up(data_dir: Path | None, listen: str | None, workers: int | None) -> None:
     """Run the embedded appliance (API, workers, private redis) until SIGTERM."""
-    from .supervisor import up as run_up
+    from appliance.service.supervisor import up as run_up
     run_up(load_settings(data_dir=data_dir, listen=listen, workers=workers))
 
 
@@ -40,7 +40,7 @@ def up(data_dir: Path | None, listen: str | None, workers: int | None) -> None:
 @click.option("--listen", help="host:port for the API; overrides SQLRS_LISTEN.")
 def api_cmd(listen: str | None) -> None:
     """Serve the API and run the reconciler, without workers or a private Redis."""
-    from .supervisor import serve_api
+    from appliance.service.supervisor import serve_api
     serve_api(load_settings(listen=listen))
 
 
@@ -50,8 +50,8 @@ def api_cmd(listen: str | None) -> None:
 @click.option("--name", required=True, help="What the token is for, e.g. ci-pipeline.")
 def token_cmd(data_dir: Path | None, org: str | None, name: str) -> None:
     """Create an admin API token and print it once; only its hash is stored."""
-    from ..api.auth import create_token
-    from ..control.db import open_database
+    from appliance.api.auth import create_token
+    from appliance.control.db import open_database
     settings = load_settings(data_dir=data_dir)
     open_database(settings.control_db_url)
     click.echo(create_token(org or settings.default_org, name))
@@ -61,7 +61,7 @@ def token_cmd(data_dir: Path | None, org: str | None, name: str) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run one RQ worker (settings from SQLRS_* variables)."""
-    from .worker import run_worker
+    from appliance.service.worker import run_worker
     run_worker(load_settings(), burst=burst)
 
 
@@ -69,8 +69,8 @@ def worker(burst: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path))
 def reconcile_once(data_dir: Path | None) -> None:
     """Run one reconciler pass and print what it changed (JSON)."""
-    from ..context import build_context
-    from ..orchestrator.reconciler import reconcile
+    from appliance.context import build_context
+    from appliance.orchestrator.reconciler import reconcile
     ctx = build_context(load_settings(data_dir=data_dir))
     click.echo(json.dumps(vars(reconcile(ctx)), indent=2))
 
@@ -81,8 +81,8 @@ def reconcile_once(data_dir: Path | None) -> None:
 @click.pass_context
 def hosts_cmd(click_ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
     """List the host registry (status, heartbeat age, store, ports); subcommands drain/undrain."""
-    from ..control.db import open_database
-    from ..orchestrator import hosts
+    from appliance.control.db import open_database
+    from appliance.orchestrator import hosts
     settings = load_settings(data_dir=data_dir)
     open_database(settings.control_db_url)
     click_ctx.obj = settings
@@ -105,7 +105,7 @@ def hosts_cmd(click_ctx: click.Context, data_dir: Path | None, as_json: bool) ->
 @click.pass_obj
 def hosts_drain(settings, host_id: str, reason: str | None) -> None:
     """Send no new work to HOST; its queued jobs move to other hosts, its instances keep running."""
-    from ..orchestrator import hosts
+    from appliance.orchestrator import hosts
     hosts.set_drained(host_id, True, reason)
     click.echo(f"host {host_id} drained")
 
@@ -115,7 +115,7 @@ def hosts_drain(settings, host_id: str, reason: str | None) -> None:
 @click.pass_obj
 def hosts_undrain(settings, host_id: str) -> None:
     """Let HOST take new work again."""
-    from ..orchestrator import hosts
+    from appliance.orchestrator import hosts
     hosts.set_drained(host_id, False)
     click.echo(f"host {host_id} takes work again")
 
@@ -124,8 +124,8 @@ def hosts_undrain(settings, host_id: str) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path))
 def migrate_cmd(data_dir: Path | None) -> None:
     """Apply Control DB migrations and exit."""
-    from ..control.db import open_database
-    from ..control.migrations import migrate
+    from appliance.control.db import open_database
+    from appliance.control.migrations import migrate
     applied = migrate(open_database(load_settings(data_dir=data_dir).control_db_url))
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
 
@@ -135,7 +135,7 @@ def migrate_cmd(data_dir: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(data_dir: Path | None, as_json: bool) -> None:
     """Check the host: storage choice and why, Postgres, ports, Control DB, Redis, object store."""
-    from .doctor import as_dicts, run_checks
+    from appliance.service.doctor import as_dicts, run_checks
     checks = run_checks(load_settings(data_dir=data_dir))
     if as_json:
         click.echo(json.dumps(as_dicts(checks), indent=2))
@@ -151,7 +151,7 @@ def doctor(data_dir: Path | None, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Really delete everything under the data dir.")
 def destroy(data_dir: Path, yes: bool) -> None:
     """Stop every server of a stopped appliance (on whichever runtime it ran), unmount its store, delete its data dir."""
-    from .teardown import destroy_data_dir
+    from appliance.service.teardown import destroy_data_dir
     if not yes:
         raise click.UsageError("this deletes every state and instance; pass --yes to confirm")
     done = destroy_data_dir(load_settings(data_dir=data_dir))

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import Conflict
+from appliance.errors import Conflict
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from urllib.parse import quote
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ..connections import ensure_redis_password, private_redis_dir, redis_password_file
-from ..errors import InternalError
-from .processes import die_with_parent
+from appliance.connections import ensure_redis_password, private_redis_dir, redis_password_file
+from appliance.errors import InternalError
+from appliance.service.processes import die_with_parent
 
 
 def _quoted(value: str) -> str:

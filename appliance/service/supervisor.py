@@ -25,24 +25,24 @@ from hypercorn.asyncio import serve
 from pydantic import SecretStr
 from hypercorn.config import Config
 
-from ..api.app import create_app
-from ..api.wire import install_json_protocol_errors
-from ..api.auth import ensure_admin_token
-from ..context import AppContext, build_context
-from ..connections import redact_url
-from ..control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
-from ..control.migrations import migrate
-from ..control.models import utcnow
-from ..isolation.traversal import require_traversable
-from ..orchestrator import hosts
-from ..orchestrator.reconciler import reconcile
-from ..settings import Settings
-from .resources import host_resources
-from .processes import (CHILDREN_FILE, ChildRecord, DataDirLock, die_with_parent, record_children,
+from appliance.api.app import create_app
+from appliance.api.wire import install_json_protocol_errors
+from appliance.api.auth import ensure_admin_token
+from appliance.context import AppContext, build_context
+from appliance.connections import redact_url
+from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
+from appliance.control.migrations import migrate
+from appliance.control.models import utcnow
+from appliance.isolation.traversal import require_traversable
+from appliance.orchestrator import hosts
+from appliance.orchestrator.reconciler import reconcile
+from appliance.settings import Settings
+from appliance.service.resources import host_resources
+from appliance.service.processes import (CHILDREN_FILE, ChildRecord, DataDirLock, die_with_parent, record_children,
                         stop_leftovers, stop_processes)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .redis_server import PrivateRedis
+    from appliance.service.redis_server import PrivateRedis
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 10.0  # one deadline for every worker at a graceful stop (RQ's warm shutdown)
@@ -95,7 +95,7 @@ def bootstrap(settings: Settings) -> AppContext:
 
 def claim_object_store(ctx: AppContext) -> None:
     """The object store is this installation's, or it does not start (``object_store_not_ours``)."""
-    from ..artifacts.ownership import claim
+    from appliance.objectstore.ownership import claim
     claim(ctx.objects, ctx.objects.installation_id, redact_url(ctx.settings.objects_url))
 
 
@@ -237,7 +237,7 @@ def redis_child(redis: "PrivateRedis") -> Supervised:
 
 
 def supervisor_for(settings: Settings) -> Supervisor:
-    from .redis_server import PrivateRedis
+    from appliance.service.redis_server import PrivateRedis
 
     redis = None if settings.redis_url else redis_child(PrivateRedis.of(settings.data_dir))
     env = settings_env(settings)
@@ -289,8 +289,8 @@ def up(settings: Settings) -> None:
 def serve_api(settings: Settings) -> None:
     """The API and the reconciler only, for sites that run workers separately (systemd units,
     Nomad service jobs): Redis and the Control DB are shared, and already migrated."""
-    from ..control.migrations import current_version, latest_version
-    from ..errors import InvalidArgument
+    from appliance.control.migrations import current_version, latest_version
+    from appliance.errors import InvalidArgument
 
     if not settings.redis_url:
         raise InvalidArgument("`sqlrs-appliance api` needs SQLRS_REDIS_URL (a Redis the workers share); "

@@ -17,14 +17,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ApplianceError, InternalError
-from ..runtime.base import InstanceRuntime
-from ..runtime.select import open_runtime
-from ..settings import Settings
-from ..shell import Runner
-from ..storage.image import is_btrfs_mount, unmount
-from ..storage.select import choose_store, image_path
-from ..storage.store import SnapshotStore
+from appliance.errors import ApplianceError, InternalError
+from appliance.runtime.base import InstanceRuntime
+from appliance.runtime.select import open_runtime
+from appliance.settings import Settings
+from appliance.shell import Runner
+from appliance.storage.image import is_btrfs_mount, unmount
+from appliance.storage.select import choose_store, image_path
+from appliance.storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def destroy_data_dir(settings: Settings, runner: Runner | None = None) -> Teardo
     done.removed_containers = _remove_containers_mounting(roots)
     if store.driver.name == "zfs":
         # The pool is the operator's; what the appliance made lives under <dataset>/orgs.
-        from ..storage.zfs import dataset_exists, destroy_dataset
+        from appliance.storage.zfs import dataset_exists, destroy_dataset
         if dataset_exists(runner, f"{settings.zfs_dataset}/orgs"):
             destroy_dataset(runner, f"{settings.zfs_dataset}/orgs", recursive=True, with_clones=True)
     if settings.store_path.exists() and is_btrfs_mount(settings.store_path) and image_path(settings).exists():
@@ -93,7 +93,7 @@ def _recorded(settings: Settings, store: SnapshotStore) -> Recorded:
     own = url.startswith("sqlite:///")
     if own and not os.path.exists(url.removeprefix("sqlite:///")):
         return Recorded()
-    from ..control.db import UNAVAILABLE, close_database, first_line, open_database
+    from appliance.control.db import UNAVAILABLE, close_database, first_line, open_database
     db = open_database(url)
     try:
         return _rows(settings, store, db, every_host=own)
@@ -106,7 +106,7 @@ def _recorded(settings: Settings, store: SnapshotStore) -> Recorded:
 
 
 def _rows(settings: Settings, store: SnapshotStore, db, *, every_host: bool) -> Recorded:
-    from ..control import models as m
+    from appliance.control import models as m
     if not db.table_exists(m.Host._meta.table_name):
         return Recorded()
 

@@ -6,9 +6,9 @@ import logging
 from redis import Redis
 from rq import SimpleWorker
 
-from ..context import build_context
-from ..orchestrator.queue import SERIALIZER, prepare_queue
-from ..settings import Settings
+from appliance.context import build_context
+from appliance.orchestrator.queue import SERIALIZER, prepare_queue
+from appliance.settings import Settings
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:

@@ -1,1 +1,4 @@
-"""Snapshot storage: one Protocol, drivers per filesystem, one shared layout."""
+"""Snapshot storage: one Protocol, drivers per filesystem, one shared layout.
+
+May import: the foundation and ``isolation`` (who owns a state's files).
+"""

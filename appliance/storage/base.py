@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..errors import Conflict, NotSupported
+from appliance.errors import Conflict, NotSupported
 
 
 @dataclass(frozen=True)

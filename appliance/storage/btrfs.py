@@ -11,10 +11,10 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import InvalidArgument
-from ..shell import Runner
-from .base import DriverBase, SendCommand
-from .copy import remove_tree
+from appliance.errors import InvalidArgument
+from appliance.shell import Runner
+from appliance.storage.base import DriverBase, SendCommand
+from appliance.storage.copy import remove_tree
 
 SEND_FORMAT = "btrfs-send"
 

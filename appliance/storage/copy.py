@@ -15,9 +15,9 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import InvalidArgument
-from ..shell import Runner
-from .base import DriverBase, SendCommand
+from appliance.errors import InvalidArgument
+from appliance.shell import Runner
+from appliance.storage.base import DriverBase, SendCommand
 
 TAR_FORMAT = "tar"
 

@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import InternalError
-from ..shell import Runner
+from appliance.errors import InternalError
+from appliance.shell import Runner
 
 
 class StorageConfigError(InternalError):

@@ -21,12 +21,12 @@ from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, NamedTuple
 
-from ..errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
-from ..shell import Runner
-from .base import DriverBase, SendCommand
-from .copy import TAR_FORMAT
-from .lvm_report import LvRecord, lvs_argv, parse_lvs_json
-from .store import TEMPORARY_PREFIX, validate_id
+from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.shell import Runner
+from appliance.storage.base import DriverBase, SendCommand
+from appliance.storage.copy import TAR_FORMAT
+from appliance.storage.lvm_report import LvRecord, lvs_argv, parse_lvs_json
+from appliance.storage.store import TEMPORARY_PREFIX, validate_id
 
 _log = logging.getLogger(__name__)
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CommandFailed
-from ..settings import Settings
-from ..shell import Runner
-from .base import SnapshotDriver
-from .btrfs import BtrfsDriver
-from .copy import CopyDriver
-from .lvm import LvmDriver
-from .zfs import ZfsDriver, dataset_mountpoint, pool_exists
-from .image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
-from .store import SnapshotStore
+from appliance.errors import CommandFailed
+from appliance.settings import Settings
+from appliance.shell import Runner
+from appliance.storage.base import SnapshotDriver
+from appliance.storage.btrfs import BtrfsDriver
+from appliance.storage.copy import CopyDriver
+from appliance.storage.lvm import LvmDriver
+from appliance.storage.zfs import ZfsDriver, dataset_mountpoint, pool_exists
+from appliance.storage.image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
+from appliance.storage.store import SnapshotStore
 
 __all__ = ["StorageConfigError", "StoreChoice", "choose_store", "open_store", "image_path", "store_root"]
 

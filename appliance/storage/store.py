@@ -16,9 +16,9 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from ..errors import Conflict, NotFound
-from ..shell import cancellable
-from .base import SendCommand, SnapshotDriver
+from appliance.errors import Conflict, NotFound
+from appliance.shell import cancellable
+from appliance.storage.base import SendCommand, SnapshotDriver
 
 _log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")

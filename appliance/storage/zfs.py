@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import CommandFailed, Conflict, InvalidArgument, NotFound
-from ..shell import Runner
-from .base import DriverBase, SendCommand
-from .copy import remove_tree
+from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound
+from appliance.shell import Runner
+from appliance.storage.base import DriverBase, SendCommand
+from appliance.storage.copy import remove_tree
 
 _log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ async def test_pruning_old_jobs_does_not_lower_the_counters(ctx, client):
 
 
 async def test_a_job_that_ends_after_the_reconciler_failed_it_is_counted_once(ctx, client):
-    from appliance.engine.executor import JobRun
+    from appliance.build.job import JobRun
     job = lost_job(ctx)
     JobRun(ctx, job)._finish("failed", None)  # the silent worker wakes up and records its end too
     after = await scrape(client)

@@ -5,7 +5,7 @@ import datetime as dt
 
 from appliance.api.auth.tokens import issue_token
 from appliance.control.models import Instance, PrepareJob, State, utcnow
-from appliance.orchestrator import quotas
+from appliance.control import quotas
 
 from .test_bad_input import assert_rejected
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from appliance.engine.packing import pack_directory_bundle, pack_psql_bundle
+from appliance.planning.packing import pack_directory_bundle, pack_psql_bundle
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from appliance.artifacts.store import open_object_store
+from appliance.objectstore.store import open_object_store
 from appliance.settings import Settings
 
 from .conftest import appliance_on, psql

@@ -86,7 +86,7 @@ def test_each_failed_retry_doubles_the_wait_up_to_the_bound(ctx, redis, instance
 
 
 def test_an_expired_instance_whose_teardown_was_retried_keeps_its_row_as_expired(ctx, redis, instance):
-    from appliance.engine import instances
+    from appliance import instances
     row, path = instance
     with immutable(path):
         assert instances.destroy_instance(ctx, row, keep_row_as="expired") is False

@@ -188,7 +188,7 @@ def test_a_server_whose_clone_has_a_row_is_left_running(served):
 
 def test_uploads_no_row_knows_are_removed_from_the_object_store_and_the_disk(ctx, redis):
     from appliance.control.models import SourceBundle
-    from appliance.orchestrator import sources
+    from appliance import sources
     kept_id, orphan_id = "a" * 64, "b" * 64
     SourceBundle.create(org="default", source_id=kept_id, size_bytes=3)
     for source_id in (kept_id, orphan_id):
@@ -204,15 +204,15 @@ def test_uploads_no_row_knows_are_removed_from_the_object_store_and_the_disk(ctx
 
 
 def test_a_fresh_upload_without_its_row_yet_is_left_alone(ctx, redis):
-    from appliance.orchestrator import sources
+    from appliance import sources
     ctx.objects.put_bytes(sources.bundle_key("default", "c" * 64), b"tgz")
     assert reconcile(ctx).orphan_sources == []
     assert ctx.objects.exists(sources.bundle_key("default", "c" * 64))
 
 
 def test_an_upload_another_installation_wrote_is_never_swept(ctx, redis):
-    from appliance.artifacts.ownership import OwnedObjectStore
-    from appliance.orchestrator import sources
+    from appliance.objectstore.ownership import OwnedObjectStore
+    from appliance import sources
     key = sources.bundle_key("default", "d" * 64)
     OwnedObjectStore(ctx.objects.inner, "another-installation").put_bytes(key, b"tgz")
     assert reconcile(ctx, orphan_grace_seconds=-1).orphan_sources == []

@@ -72,8 +72,8 @@ def test_doctor_fails_a_host_whose_dev_shm_cannot_hold_postgres_shared_memory(re
 
 def foreign_object_store(tmp_path) -> Settings:
     """Settings whose object store (a directory) another installation has claimed."""
-    from appliance.artifacts.ownership import claim
-    from appliance.artifacts.local import LocalObjectStore
+    from appliance.objectstore.ownership import claim
+    from appliance.objectstore.local import LocalObjectStore
     objects = tmp_path / "objects"
     claim(LocalObjectStore(objects), "f" * 32, "the store")
     return Settings(data_dir=tmp_path / "data", storage_backend="copy", btrfs_image="off",

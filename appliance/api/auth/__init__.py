@@ -3,6 +3,8 @@
 A bearer value starting with ``sqlrs_`` is an API token; anything else is an OIDC access
 token (when an issuer is configured). A principal with several orgs (OIDC groups) or an
 operator token picks the org of a request with the ``X-Sqlrs-Org`` header.
+
+May import: the foundation and ``control`` (API tokens live in the Control DB).
 """
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from ...errors import InvalidArgument, PermissionDenied, Unauthenticated
-from ...ids import ORG_RULE, is_org, valid_org
-from ...settings import Settings
-from .oidc import OidcVerifier
-from .principal import ROLES, Principal, role_rank
-from .tokens import PREFIX, create_token, ensure_admin_token, hash_token, verify_api_token
+from appliance.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from appliance.ids import ORG_RULE, is_org, valid_org
+from appliance.settings import Settings
+from appliance.api.auth.oidc import OidcVerifier
+from appliance.api.auth.principal import ROLES, Principal, role_rank
+from appliance.api.auth.tokens import PREFIX, create_token, ensure_admin_token, hash_token, verify_api_token
 
 ORG_HEADER = "X-Sqlrs-Org"
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring
 
-from ...control import audit
-from ..app import call
-from ..listing import listing
-from ..serializers import ts
+from appliance.control import audit
+from appliance.api.app import call
+from appliance.api.listing import listing
+from appliance.api.serializers import ts
 
 blueprint = Blueprint("audit", __name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import validate_response
 
-from ... import __version__
-from ...control.models import SchemaVersion
-from ..app import call, context
-from ..schemas import Health, Readiness
+from appliance import __version__
+from appliance.control.models import SchemaVersion
+from appliance.api.app import call, context
+from appliance.api.schemas import Health, Readiness
 
 blueprint = Blueprint("health", __name__)
 
@@ -54,5 +54,5 @@ async def ready():
 async def metrics():
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from ..metrics import render
+    from appliance.api.metrics import render
     return Response(await call(render), content_type=CONTENT_TYPE_LATEST)

@@ -6,14 +6,15 @@ import datetime as dt
 from quart import Blueprint, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from ...control.models import Instance, utcnow
-from ...control.scope import OrgScope
-from ...errors import InvalidArgument, NotFound
-from ...orchestrator import deletion, quotas
-from .. import serializers
-from ..app import call, context, deletion_response, scope
-from ..listing import listing
-from ..schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
+from appliance.control.models import Instance, utcnow
+from appliance.control.scope import OrgScope
+from appliance.errors import InvalidArgument, NotFound
+from appliance.orchestrator import deletion
+from appliance.control import quotas
+from appliance.api import serializers
+from appliance.api.app import call, context, deletion_response, scope
+from appliance.api.listing import listing
+from appliance.api.schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
 
 blueprint = Blueprint("instances", __name__)
 UNBOUND = ("pooled", "binding")  # warm-pool clones belong to no one until a prepare binds them

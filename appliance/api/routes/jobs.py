@@ -6,18 +6,18 @@ import asyncio
 from quart import Blueprint, current_app, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from ...control.models import PrepareJob, Task
-from ...control.scope import OrgScope
-from ...orchestrator import deletion
-from ...orchestrator.scheduling import check_priority
-from ...engine.fast_path import queue_after_admission
-from ...orchestrator.submit import submit_prepare
-from .. import serializers
-from ..app import call, context, deletion_response, scope
-from ..listing import listing
-from ..schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobEntry,
+from appliance.control.models import PrepareJob, Task
+from appliance.control.scope import OrgScope
+from appliance.orchestrator import deletion
+from appliance.orchestrator.scheduling import check_priority
+from appliance.orchestrator.pooled_hits import queue_after_admission
+from appliance.orchestrator.submit import submit_prepare
+from appliance.api import serializers
+from appliance.api.app import call, context, deletion_response, scope
+from appliance.api.listing import listing
+from appliance.api.schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobEntry,
                        PrepareJobRequest, PrepareJobStatus, TaskEntry, TaskListQuery)
-from ..streams import event_stream
+from appliance.api.streams import event_stream
 
 blueprint = Blueprint("jobs", __name__)
 

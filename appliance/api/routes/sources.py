@@ -4,13 +4,13 @@ from __future__ import annotations
 from quart import Blueprint, g, request
 from quart_schema import validate_request, validate_response
 
-from ...control.models import Project
-from ...errors import InvalidArgument
-from ...orchestrator.sources import register_project, store_bundle
-from .. import serializers
-from ..app import call, context, scope
-from ..listing import listing
-from ..schemas import ProjectEntry, ProjectRequest, SourceAccepted
+from appliance.control.models import Project
+from appliance.errors import InvalidArgument
+from appliance.sources import register_project, store_bundle
+from appliance.api import serializers
+from appliance.api.app import call, context, scope
+from appliance.api.listing import listing
+from appliance.api.schemas import ProjectEntry, ProjectRequest, SourceAccepted
 
 blueprint = Blueprint("sources", __name__)
 

@@ -6,15 +6,16 @@ from quart import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from ...control.models import Instance, State
-from ...control.scope import OrgScope
-from ...errors import NotFound, PermissionDenied
-from ...ids import ORG_PATTERN, valid_org
-from ...orchestrator import deletion, sharing
-from .. import serializers
-from ..app import call, context, deletion_response, scope
-from ..listing import listing
-from ..schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
+from appliance.control.models import Instance, State
+from appliance.control.scope import OrgScope
+from appliance.errors import NotFound, PermissionDenied
+from appliance.ids import ORG_PATTERN, valid_org
+from appliance.orchestrator import deletion
+from appliance.control import sharing
+from appliance.api import serializers
+from appliance.api.app import call, context, deletion_response, scope
+from appliance.api.listing import listing
+from appliance.api.schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
 
 blueprint = Blueprint("states", __name__)
 

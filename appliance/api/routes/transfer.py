@@ -9,11 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
-from ...artifacts.streams import export_state, import_state
-from ...control.models import State
-from ..app import call, context, scope
-from ..schemas import StateEntry
-from .states import own_state, state_entry
+from appliance.transfer.streams import export_state, import_state
+from appliance.control.models import State
+from appliance.api.app import call, context, scope
+from appliance.api.schemas import StateEntry
+from appliance.api.routes.states import own_state, state_entry
 
 blueprint = Blueprint("transfer", __name__)
 

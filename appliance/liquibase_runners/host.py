@@ -1,0 +1,118 @@
+"""The Liquibase CLI on the host, run against a build cluster.
+
+Liquibase is an external program (a JVM), found at ``liquibase_home`` so an air-gapped site can
+supply its own distribution and JRE. The password goes in the environment, never in argv
+(``ps`` shows argv to every user of the host).
+"""
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from appliance.errors import InvalidArgument, NotFound
+from appliance.isolation.sandbox import Sandbox
+from appliance.liquibase_runners.base import Connection
+from appliance.planning.liquibase.args import LiquibaseCommand
+from appliance.planning.liquibase.update_sql import Changeset, parse_update_sql
+from appliance.shell import Completed, RunAs, Runner
+
+_VERSION = re.compile(r"^Liquibase Version: (\S+)$", re.M)
+_MANIFEST_VERSION = re.compile(r"^Liquibase-Version: (\S+)\s*$", re.M)
+
+
+class LiquibaseCli:
+    """Liquibase reads what a changelog names (``sqlFile``, ``loadData``, includes), and a
+    relative path may climb out of the source; so it runs as an unprivileged OS user
+    (``run_as``), which cannot read the appliance's secrets or any org's databases. It never
+    reads a ``liquibase.properties`` from the source: that file could name a classpath and a
+    driver class, i.e. run a jar of the user's choosing."""
+
+    def __init__(self, runner: Runner, home: Path, *, java_opts: str = "", java_home: Path | None = None,
+                 run_as: RunAs | None = None, sandbox: Sandbox | None = None):
+        self.runner, self.home, self.java_opts, self.java_home = runner, Path(home), java_opts, java_home
+        self.run_as = run_as
+        self.sandbox = sandbox or Sandbox(False)
+        self._version: tuple[float, str] | None = None
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / "liquibase"
+
+    @property
+    def where(self) -> str:
+        return f"on the host ({self.home})"
+
+    def health(self) -> str:
+        if not self.launcher.is_file():
+            return f"error: no Liquibase at {self.launcher} (set liquibase_home)"
+        return "ok"
+
+    def version(self) -> str:
+        """The distribution's version (part of every Liquibase state's key): read from its core
+        jar's manifest, which is what ``--version`` prints, without a JVM start; asked of the
+        CLI only for a distribution laid out otherwise."""
+        stamp = self._stamp()
+        if self._version is None or self._version[0] != stamp:
+            self._version = (stamp, self._manifest_version() or self._cli_version())
+        return self._version[1]
+
+    def _manifest_version(self) -> str | None:
+        for jar in (self.home / "internal" / "lib" / "liquibase-core.jar", self.home / "lib" / "liquibase-core.jar"):
+            try:
+                with zipfile.ZipFile(jar) as archive:
+                    manifest = archive.read("META-INF/MANIFEST.MF").decode("utf-8", "replace")
+            except (OSError, KeyError, zipfile.BadZipFile):
+                continue
+            if found := _MANIFEST_VERSION.search(manifest):
+                return found[1]
+        return None
+
+    def _cli_version(self) -> str:
+        out = self.runner([str(self.launcher), "--version"], env=self._env(None), cwd="/").stdout
+        found = _VERSION.search(out)
+        if found is None:
+            raise InvalidArgument(f"cannot tell the version of the Liquibase at {self.home}")
+        return found[1]
+
+    def run(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, sql_only: bool = False,
+            cancel: Callable[[], bool] | None = None, timeout: float | None = None,
+            run_as: RunAs | None = None, source: Path | None = None) -> Completed:
+        """``run_as``: the org's OS identity (default ``liquibase_os_user``); ``source``: the job's
+        source root, the only host files besides Liquibase and the JRE its sandbox shows."""
+        argv = [str(self.launcher), *self.arguments(command, connection, sql_only)]
+        if self.sandbox.enabled:
+            argv = self.sandbox.client(argv, cwd=cwd, network=True,  # JDBC speaks TCP only
+                                       read_only=[source or cwd, self.home, *self._java_dirs()])
+        return self.runner(argv, env=self._env(connection.password), cwd="/" if self.sandbox.enabled else cwd,
+                           cancel=cancel, timeout=timeout, run_as=run_as or self.run_as)
+
+    def _java_dirs(self) -> list[Path]:
+        """The JRE, when it lives outside /usr (which every sandbox shows)."""
+        home = self.java_home
+        return [home] if home is not None and not str(Path(home).resolve()).startswith("/usr/") else []
+
+    @staticmethod
+    def arguments(command: LiquibaseCommand, connection: Connection, sql_only: bool) -> list[str]:
+        return ["--defaults-file=/dev/null", f"--url={connection.jdbc_url}", f"--username={connection.username}",
+                "--show-banner=false", *command.argv(sql_only=sql_only)]
+
+    def plan(self, command: LiquibaseCommand, connection: Connection, *, cwd: Path, **kw) -> list[Changeset]:
+        return parse_update_sql(self.run(command, connection, cwd=cwd, sql_only=True, **kw).stdout)
+
+    def _stamp(self) -> float:
+        try:
+            return self.launcher.stat().st_mtime
+        except FileNotFoundError:
+            raise NotFound(f"no Liquibase at {self.launcher} (set liquibase_home)") from None
+
+    def _env(self, password: str | None) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "JAVA_OPTS": self.java_opts,
+               "HOME": "/tmp" if self.run_as or self.sandbox.enabled else os.environ.get("HOME", "/")}
+        if self.java_home is not None:
+            env["JAVA_HOME"] = str(self.java_home)
+        if password is not None:
+            env["LIQUIBASE_COMMAND_PASSWORD"] = password
+        return env

@@ -1,0 +1,128 @@
+"""The object store as a directory: the embedded default, and the same contract as S3.
+
+An object is a file at ``<root>/<key>``; its metadata a JSON file at
+``<root>/.meta/<key>.json``. Both are written under ``<root>/.tmp`` and renamed into place,
+data last, so a reader sees a whole object or none.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from appliance.errors import NotFound
+from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+
+_CHUNK = 1024 * 1024
+
+
+class LocalObjectStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- writing --------------------------------------------------------------------------
+    def put_stream(self, key: str, stream: BinaryIO, *, metadata: dict[str, str] | None = None,
+                   retain_until: dt.datetime | None = None) -> ObjectInfo:
+        target = self._data(check_key(key))
+        meta = metadata_with_retention(metadata, retain_until)
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp_data = tmp_dir / secrets.token_hex(8)
+        tmp_meta = tmp_dir / secrets.token_hex(8)
+        try:
+            with open(tmp_data, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp_meta.write_text(json.dumps(meta))
+            self._meta(key).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_meta, self._meta(key))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_data, target)
+        finally:
+            for leftover in (tmp_data, tmp_meta):
+                leftover.unlink(missing_ok=True)
+        return self.stat(key)
+
+    def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
+                  retain_until: dt.datetime | None = None) -> ObjectInfo:
+        return self.put_stream(key, io.BytesIO(data), metadata=metadata, retain_until=retain_until)
+
+    def delete(self, key: str) -> None:
+        self._data(check_key(key)).unlink(missing_ok=True)
+        self._meta(key).unlink(missing_ok=True)
+
+    # -- reading --------------------------------------------------------------------------
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._data(check_key(key)), "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"object {key} not found") from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._data(check_key(key))
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise NotFound(f"object {key} not found") from None
+        if not os.path.isfile(path):
+            raise NotFound(f"object {key} not found")
+        try:
+            metadata = json.loads(self._meta(key).read_text())
+        except FileNotFoundError:
+            metadata = {}
+        modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
+        return ObjectInfo(key, st.st_size, modified, metadata)
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._data(check_key(key)))
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        check_prefix(prefix)
+        start = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        found = []
+        for current, dirs, files in os.walk(start):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                key = os.path.relpath(os.path.join(current, name), self.root)
+                if key.startswith(prefix) and not name.startswith("."):
+                    try:
+                        found.append(self.stat(key))
+                    except NotFound:  # deleted meanwhile
+                        continue
+        return sorted(found, key=lambda info: info.key)
+
+    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+        return expired_keys(self.list(prefix), now)
+
+    # -- the installation marker (outside every org's keys; never listed) -------------------
+    def read_marker(self) -> bytes | None:
+        try:
+            return (self.root / MARKER_NAME).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{MARKER_NAME}.{secrets.token_hex(4)}"
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, self.root / MARKER_NAME)  # never replaces another installation's marker
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- paths ----------------------------------------------------------------------------
+    def _data(self, key: str) -> Path:
+        return self.root / key
+
+    def _meta(self, key: str) -> Path:
+        return self.root / ".meta" / f"{key}.json"
+
+
