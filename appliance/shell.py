@@ -1,8 +1,8 @@
 """The single seam through which the appliance runs external programs.
 
 Argv lists only (never ``sh -c`` strings), so nothing a user sends can be parsed by
-a shell. Tests of drivers whose tools cannot run here replace the runner with a
-``RecordingRunner`` and assert on the exact argv.
+a shell. Tests of drivers whose tools cannot run here replace the runner with a strict
+recording double (``tests/support/recording.py``) and assert on the exact argv.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Callable, Mapping, Sequence
 
 from appliance.errors import Cancelled, CommandFailed, CommandTimedOut
@@ -226,27 +226,3 @@ def _timed_out(proc: subprocess.Popen, timeout: float) -> None:
     out, err = proc.communicate()
     text = lambda data: (data.decode(errors="replace") if isinstance(data, bytes) else data) or ""  # noqa: E731
     raise CommandTimedOut([os.fspath(a) for a in proc.args], timeout, text(err), text(out))
-
-
-@dataclass
-class RecordingRunner:
-    """A strict stand-in for tools that cannot run on this machine.
-
-    ``responses`` maps an argv prefix (tuple) to a callable returning ``Completed``;
-    an argv that matches no prefix is rejected, as the real tool would reject an
-    unknown command, so a typo in a driver cannot pass silently.
-    """
-
-    responses: dict[tuple[str, ...], Callable[[list[str]], Completed]] = field(default_factory=dict)
-    calls: list[list[str]] = field(default_factory=list)
-
-    def __call__(self, argv: Sequence[str], *, check: bool = True, **_: object) -> Completed:
-        argv = [os.fspath(a) for a in argv]
-        self.calls.append(argv)
-        for prefix in sorted(self.responses, key=len, reverse=True):
-            if tuple(argv[: len(prefix)]) == prefix:
-                result = self.responses[prefix](argv)
-                if check and result.returncode != 0:
-                    raise CommandFailed(argv, result.returncode, result.stderr, result.stdout)
-                return result
-        raise CommandFailed(argv, 127, f"RecordingRunner: no response registered for {argv!r}")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from appliance.errors import Cancelled, CommandFailed, CommandTimedOut
-from appliance.shell import Completed, RecordingRunner, Runner, cancellable
+from appliance.shell import Completed, Runner, cancellable
+from tests.support.recording import RecordingRunner
 
 
 def test_a_failing_command_raises_with_its_argv_exit_code_and_stderr(runner: Runner):

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import CommandFailed
-from appliance.shell import Completed, RecordingRunner, Runner
+from appliance.shell import Completed, Runner
+from tests.support.recording import RecordingRunner
 
 VG, POOL = "vg0", "tp0"
 GIB = 1024**3
