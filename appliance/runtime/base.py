@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Protocol, runtime_checkable
+from typing import Literal, Mapping, NamedTuple, Protocol, runtime_checkable
 
 from appliance.errors import InvalidArgument
 from appliance.shell import RunAs
@@ -27,6 +27,13 @@ StopMode = Literal["fast", "immediate"]
 def pgdata_of(volume: Path) -> Path:
     """The data directory inside a volume (one place, so every caller agrees)."""
     return Path(volume) / PGDATA_DIRNAME
+
+
+class InstalledImage(NamedTuple):
+    """The Postgres a runtime serves clusters with."""
+
+    tag: str  # postgres:<major>
+    pinned: str  # postgres:<major>@<id>: changes whenever what runs changes (the cache key part)
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,16 @@ class Limits:
 class InstanceRuntime(Protocol):
     name: str
     run_as: RunAs | None  # identity psql/pg_ctl run as; None = the current user
+    os_user: str  # name of the OS user cluster tools run as when a volume names no owner
+
+    def installed_image(self) -> InstalledImage:
+        """The Postgres this runtime serves clusters with, as tag and pinned id."""
 
     def resolve_image(self, image_id: str) -> str:
         """Return the pinned id of an image (the cache key part), or raise InvalidArgument."""
+
+    def command_env(self) -> dict[str, str]:
+        """The environment to run the host's Postgres tools in (psql against an endpoint)."""
 
     def init_cluster(self, volume: Path, image: str) -> None:
         """Create an empty, password-less cluster in ``volume/pgdata``."""

@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from appliance.errors import Conflict, InvalidArgument, NotFound
+from appliance.errors import Conflict, InternalError, InvalidArgument, NotFound
 from appliance.shell import RunAs
-from appliance.runtime.tenant_files import append, read_head
+from appliance.runtime.base import pgdata_of
+from appliance.runtime.tenant_files import append
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -109,6 +110,16 @@ def valid_listen_host(host: str | None) -> str:
         raise InvalidArgument(f"listen host must be an IP address or host name, not {host!r}") from None
 
 
+def image_tag(image: str, config_env: list[str] | None) -> str:
+    """``postgres:<major>`` of a Postgres container image, from its ``PG_MAJOR`` variable or,
+    failing that, its tag."""
+    env = dict(item.partition("=")[::2] for item in config_env or [])
+    major = env.get("PG_MAJOR") or image.rpartition(":")[2]
+    if not major.isdigit():
+        raise InternalError(f"cannot tell the Postgres major version of image {image}")
+    return f"postgres:{major}"
+
+
 def match_image(image_id: str, tag: str, pinned: str) -> str:
     """The pinned id for a requested image: ``postgres``, ``postgres:<major>`` of the installed
     ``tag``, or the pinned id itself; anything else is refused, naming what this host has."""
@@ -163,7 +174,7 @@ def prepare_empty_pgdata(volume: Path, own: Callable[[Path], None]) -> Path:
     volume = safe_path(volume, "volume")
     if not volume.is_dir():
         raise NotFound(f"volume {volume} does not exist")
-    pgdata = volume / "pgdata"
+    pgdata = pgdata_of(volume)
     if pgdata.exists() and any(pgdata.iterdir()):
         raise Conflict(f"volume {volume} already holds a cluster")
     own(volume)
@@ -179,16 +190,35 @@ def configure_new_cluster(pgdata: Path) -> None:
     (pgdata / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
 
 
-def checked_start_inputs(run_dir: Path, port: int, listen_host: str | None) -> tuple[Path, int, str]:
-    """(run_dir, port, listen_addresses) for a start, refusing anything unsafe or unusable."""
+def existing_pgdata(volume: Path) -> Path:
+    """The pgdata of a volume that holds a cluster; a pgdata replaced by a link is refused."""
+    pgdata = pgdata_of(safe_path(volume, "volume"))
+    if os.path.islink(pgdata):
+        raise InvalidArgument(f"the pgdata of volume {volume.name} was replaced by a link")
+    if not (pgdata / "PG_VERSION").is_file():
+        raise NotFound(f"no cluster in volume {volume}")
+    return pgdata
+
+
+def checked_start(volume: Path, run_dir: Path, port: int,
+                  listen_host: str | None) -> tuple[Path, Path, int, str]:
+    """(pgdata, run_dir, port, listen_addresses) for a start: the volume holds a cluster, and
+    nothing unsafe or unusable gets through."""
+    pgdata = existing_pgdata(volume)
     run_dir, port, listen = safe_path(run_dir, "run_dir"), valid_port(port), valid_listen_host(listen_host)
     if len(f"{run_dir}/.s.PGSQL.{port}") > SOCKET_PATH_MAX:
         raise InvalidArgument(f"run_dir {run_dir} is too long for a unix socket path")
-    return run_dir, port, listen
+    return pgdata, run_dir, port, listen
+
+
+def checked_stop(volume: Path, mode: str) -> Path:
+    """The pgdata of a volume to stop, refusing an unknown stop mode."""
+    if mode not in ("fast", "immediate"):
+        raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
+    return pgdata_of(safe_path(volume, "volume"))
 
 
 SERVER_LOG = "postgres.log"
-_PM_STATUS_LINE = 7  # postmaster.pid line 8: starting | stopping | ready | standby
 
 
 def prepare_run_dir(run_dir: Path, port: int, own_dir: Callable[[Path], None]) -> None:
@@ -198,21 +228,6 @@ def prepare_run_dir(run_dir: Path, port: int, own_dir: Callable[[Path], None]) -
         leftover.unlink(missing_ok=True)
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     own_dir(run_dir)
-
-
-def postmaster_pid_lines(pgdata: Path) -> list[str]:
-    """postmaster.pid's lines, or [] while there is none (not written yet, or removed), or while
-    something else than a regular file stands there (the org's code may put a FIFO there)."""
-    try:
-        return read_head(pgdata / "postmaster.pid").decode(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def says_ready(lines: list[str]) -> bool:
-    """Whether postmaster.pid reports the server ready for connections: polling it every few ms
-    is much faster than ``pg_ctl -w``'s 100 ms, and works through a container's bind mount."""
-    return len(lines) > _PM_STATUS_LINE and lines[_PM_STATUS_LINE].strip() == "ready"
 
 
 def append_server_log(run_dir: str | Path | None, data: bytes, run_as) -> None:
@@ -225,27 +240,3 @@ def append_server_log(run_dir: str | Path | None, data: bytes, run_as) -> None:
         append(Path(run_dir) / SERVER_LOG, data, (run_as.uid, run_as.gid) if run_as is not None else None)
     except OSError:
         pass  # the log is a convenience; losing it must not fail a stop
-
-
-class HostSideClient:
-    """For runtimes whose Postgres runs elsewhere (a container, a Nomad task) but whose socket
-    dir is mounted from this host: psql, passwords and connection counts go through the socket
-    with the host's own tools, exactly as for the process runtime (``self._host``)."""
-
-    def psql_command(self, endpoint, dbname: str = "postgres") -> list[str]:
-        return self._host.psql_command(endpoint, dbname)
-
-    def command_env(self) -> dict[str, str]:
-        return self._host.command_env()
-
-    def set_password(self, endpoint, password: str) -> None:
-        self._host.set_password(endpoint, password)
-
-    def keep_bind_connections(self, endpoints) -> None:
-        self._host.keep_bind_connections(endpoints)
-
-    def new_password(self) -> str:
-        return self._host.new_password()
-
-    def connection_count(self, endpoint) -> int:
-        return self._host.connection_count(endpoint)

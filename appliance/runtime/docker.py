@@ -4,8 +4,8 @@ Only the volume's pgdata and the instance's run dir (its unix socket directory) 
 bind-mounted, so a container can reach nothing else of the store. Containers use the host
 network (ports come from the host's pool, as with the process runtime) and run as the uid that
 owns pgdata, so host-side tools (psql as the host's Postgres user, ``initdb --sync-only``) work
-on the same files and socket exactly as with the process runtime; that part is delegated to it.
-Cluster settings, hba rules and input validation are the process runtime's, so a state built on
+on the same files and socket exactly as with the process runtime (``host_tools``). Cluster
+settings, hba rules and input validation are every runtime's (``cluster``), so a state built on
 one runtime behaves the same on the other.
 
 A container is named after its volume, so ``stop``/``is_running`` find it after a restart of
@@ -24,23 +24,23 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount
 
-from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.errors import CommandFailed, InvalidArgument, NotFound
 from appliance.shell import Runner
-from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
 from appliance.runtime.docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from appliance.runtime.cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
-                      configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
-                      prepare_run_dir, remembered_for, safe_path, says_ready)
-from appliance.runtime.process import ProcessRuntime, _remove_stale_pidfile
+from appliance.runtime.cluster import (PIN_CACHE_SECONDS, INITDB_OPTIONS, append_server_log, checked_start, checked_stop,
+                                       image_tag, owner, prepare_empty_pgdata, remembered_for, safe_path)
+from appliance.runtime.host_tools import HostTools, SharedRuntime
+from appliance.runtime.postmaster import postmaster_pid_lines, remove_stale_pidfile, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 
 _GONE = ("exited", "dead")
 
 
-class DockerRuntime(HostSideClient):
+class DockerRuntime(SharedRuntime):
     """Runs clusters as containers of the local Docker engine (through the Docker SDK)."""
 
     name = "docker"
@@ -51,24 +51,20 @@ class DockerRuntime(HostSideClient):
                  os_user: str | None = None, client: Any | None = None,
                  start_timeout: int = 60, stop_timeout: int = 60, scram_iterations: int = SCRAM_ITERATIONS):
         self.limits = Limits(memory_mb, cpus)
-        self._runner = runner
         self._client = client if client is not None else docker.from_env()
         self.image = image
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        # Host-side tools (psql through the socket, initdb --sync-only) are the process runtime's.
-        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout,
-                                    stop_timeout=stop_timeout, scram_iterations=scram_iterations)
-        self.os_user, self.run_as = self._host.os_user, self._host.run_as
-        self.bin_dir = self._host.bin_dir
+        # Host-side tools (psql through the socket, initdb --sync-only), as for every runtime.
+        self._host = HostTools(runner, os_user=os_user, scram_iterations=scram_iterations)
         self._inspect_image = remembered_for(PIN_CACHE_SECONDS, self._inspect)
 
     # --- images -------------------------------------------------------------------------
-    def installed_image(self) -> tuple[str, str, str]:
-        """``(postgres:<major>, pinned id, local image id)`` of the configured image."""
+    def installed_image(self) -> InstalledImage:
+        """``(postgres:<major>, postgres:<major>@<local image id>)`` of the configured image."""
         return self._inspect_image()
 
-    def _inspect(self) -> tuple[str, str, str]:
+    def _inspect(self) -> InstalledImage:
         try:
             image = self._client.images.get(self.image)
         except docker.errors.ImageNotFound:
@@ -76,40 +72,27 @@ class DockerRuntime(HostSideClient):
                            "build it with scripts/build-postgres-image") from None
         except docker.errors.DockerException as exc:
             raise _engine_error(["docker", "image", "inspect", self.image], exc) from None
-        env = dict(item.partition("=")[::2] for item in (image.attrs.get("Config") or {}).get("Env") or [])
-        major = env.get("PG_MAJOR") or self.image.rpartition(":")[2]
-        if not major.isdigit():
-            raise InternalError(f"cannot tell the Postgres major version of image {self.image}")
-        tag = f"postgres:{major}"
-        return tag, f"{tag}@{image.id}", image.id
-
-    def resolve_image(self, image_id: str) -> str:
-        tag, pinned, _ = self.installed_image()
-        return match_image(image_id, tag, pinned)
+        tag = image_tag(self.image, (image.attrs.get("Config") or {}).get("Env"))
+        return InstalledImage(tag, f"{tag}@{image.id}")
 
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:
-        pinned = self.resolve_image(image)
-        image_ref = pinned.partition("@")[2]
-        pgdata = prepare_empty_pgdata(volume, owner(self._host.identity(volume)))
+        image_ref = _local_id(self.resolve_image(image))
+        pgdata = prepare_empty_pgdata(volume, owner(self.identity(volume)))
         command = ["initdb", "-D", CONTAINER_PGDATA, "-U", SUPERUSER, *INITDB_OPTIONS]
         self._run_once(image_ref, command, pgdata)
-        configure_new_cluster(pgdata)
-        self._flush(pgdata)
+        self._finish_new_cluster(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
         limits = limits or self.limits
-        pgdata = self._existing_pgdata(volume)
-        run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
+        pgdata, run_dir, port, listen = checked_start(volume, run_dir, port, listen_host)
         all_labels = self._labels(volume, labels)
-        if self.is_running(volume):
-            raise Conflict(f"the cluster in {volume} is already running")
+        self._refuse_running(volume)
         name = container_name(volume)
         self._remove_container(name)  # one that was killed from outside and never stopped
-        _remove_stale_pidfile(pgdata)
-        prepare_run_dir(run_dir, port, owner(self._host.identity(volume)))
-        _, _, image_ref = self.installed_image()
+        self._clear_for_start(volume, pgdata, run_dir, port)
+        image_ref = _local_id(self.installed_image().pinned)
         uid, gid = self._owner_of(pgdata)
         command = ["postgres", "-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}",
                    "-c", f"port={port}", "-c", f"unix_socket_directories={CONTAINER_RUN_DIR}"]
@@ -136,9 +119,7 @@ class DockerRuntime(HostSideClient):
         return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
-        if mode not in ("fast", "immediate"):
-            raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
-        pgdata = pgdata_of(safe_path(volume, "volume"))
+        pgdata = checked_stop(volume, mode)
         container = self._container(container_name(volume))
         if container is None:
             return
@@ -154,9 +135,9 @@ class DockerRuntime(HostSideClient):
             pass  # removed concurrently: nothing left to stop
         except docker.errors.DockerException as exc:
             raise _engine_error(argv, exc) from None
-        _remove_stale_pidfile(pgdata)
+        remove_stale_pidfile(pgdata)
         if clean and mode == "fast":
-            self._flush(pgdata)
+            self._host.flush(pgdata)
 
     def health(self) -> str:
         try:
@@ -186,8 +167,6 @@ class DockerRuntime(HostSideClient):
     def exited_instances(self) -> list[ManagedContainer]:
         """Containers that ended without :meth:`stop` (which removes them): killed or crashed."""
         return [c for c in self.list_managed() if c.state in _GONE]
-
-    # --- talking to a running cluster (host-side tools, as the process runtime) --------------
 
     # --- helpers --------------------------------------------------------------------------
     def _labels(self, volume: Path, labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -310,12 +289,10 @@ class DockerRuntime(HostSideClient):
             raise InvalidArgument(f"{pgdata} is owned by root; Postgres refuses to run as root")
         return st.st_uid, st.st_gid
 
-    def _flush(self, pgdata: Path) -> None:
-        """Fsync this pgdata once (fsync is off inside Postgres); see the process runtime."""
-        self._host._flush(pgdata)
 
-    def _existing_pgdata(self, volume: Path) -> Path:
-        return self._host._existing_pgdata(volume)  # a pgdata replaced by a link is refused there
+def _local_id(pinned: str) -> str:
+    """The engine's image id in a pinned id (``postgres:<major>@<image id>``)."""
+    return pinned.partition("@")[2]
 
 
 __all__ = ["DockerRuntime", "ManagedContainer", "container_name", "MANAGED_LABEL", "VOLUME_LABEL"]

@@ -4,8 +4,8 @@ Jobs are pinned to the Nomad node that holds this host's store, bind-mount only 
 pgdata and the instance's run dir, use the host network with the port from the host's pool
 (reserved in the job so Nomad knows it is taken), and never restart or reschedule: a dead
 instance must be noticed, not revived elsewhere without its volume. Host-side tools (psql
-through the socket, ``initdb --sync-only``) are the process runtime's, exactly as for the
-docker runtime, so a state behaves the same on every runtime.
+through the socket, ``initdb --sync-only``) are every runtime's (``host_tools``), so a state
+behaves the same on every runtime.
 
 Stop: SIGINT (fast) or SIGQUIT (immediate) is sent to the task through Nomad's signal API;
 ``pg_ctl stop`` from the host cannot work, as the postmaster's pid lives in the container's pid
@@ -22,17 +22,17 @@ from typing import Any, Callable, Mapping, Sequence
 import nomad
 import nomad.api.exceptions as nomad_errors
 
-from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
+from appliance.errors import CommandFailed, InternalError, InvalidArgument, NotFound
 from appliance.shell import Runner
-from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
 from appliance.runtime.nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
     job_id_for,
 )
-from appliance.runtime.cluster import (PIN_CACHE_SECONDS, HostSideClient, INITDB_OPTIONS, owner, append_server_log, checked_start_inputs,
-                      configure_new_cluster, match_image, postmaster_pid_lines, prepare_empty_pgdata,
-                      prepare_run_dir, remembered_for, safe_path, says_ready)
-from appliance.runtime.process import ProcessRuntime, _remove_stale_pidfile
+from appliance.runtime.cluster import (PIN_CACHE_SECONDS, INITDB_OPTIONS, append_server_log, checked_start, checked_stop,
+                                       image_tag, owner, prepare_empty_pgdata, remembered_for)
+from appliance.runtime.host_tools import HostTools, SharedRuntime
+from appliance.runtime.postmaster import postmaster_pid_lines, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 
 _LIVE = ("pending", "running")
@@ -45,7 +45,7 @@ class NomadAPIError(InternalError):
     """Nomad refused or failed a request; the message carries Nomad's answer, never the token."""
 
 
-class NomadRuntime(HostSideClient):
+class NomadRuntime(SharedRuntime):
     """Runs clusters as Nomad batch jobs through python-nomad."""
 
     name = "nomad"
@@ -56,10 +56,9 @@ class NomadRuntime(HostSideClient):
                  region: str | None, datacenters: Sequence[str], node_id: str | None, image: str,
                  memory_mb: int, cpus: float, os_user: str | None = None,
                  template: Path = DEFAULT_TEMPLATE, start_timeout: int = 60, stop_timeout: int = 60,
-                 image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10,
+                 image_pinner: Callable[[str], InstalledImage] | None = None, request_timeout: float = 10,
                  scram_iterations: int = SCRAM_ITERATIONS):
         Limits(memory_mb, cpus)  # refuses what no container could run with
-        self._runner = runner
         self._nomad = _client(addr, token, namespace, region, request_timeout)
         self.addr = addr
         self.image = image
@@ -67,9 +66,7 @@ class NomadRuntime(HostSideClient):
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._pin = remembered_for(PIN_CACHE_SECONDS, image_pinner or _pin_with_local_engine)
-        self._host = ProcessRuntime(runner, os_user=os_user, start_timeout=start_timeout, stop_timeout=stop_timeout,
-                                    scram_iterations=scram_iterations)
-        self.os_user, self.run_as, self.bin_dir = self._host.os_user, self._host.run_as, self._host.bin_dir
+        self._host = HostTools(runner, os_user=os_user, scram_iterations=scram_iterations)
         self._shared = JobSettings(namespace=namespace, region=region, datacenters=tuple(datacenters),
                                    node_id=node_id or self._sole_node(), image=image,
                                    memory_mb=memory_mb, cpus=float(cpus))
@@ -84,20 +81,16 @@ class NomadRuntime(HostSideClient):
                    os_user=settings.instance_os_user, scram_iterations=settings.instance_scram_iterations)
 
     # --- images -------------------------------------------------------------------------
-    def installed_image(self) -> tuple[str, str]:
+    def installed_image(self) -> InstalledImage:
         """``(postgres:<major>, pinned id)``; the pin is the image id on this node's engine."""
-        return self._pin(self.image)
-
-    def resolve_image(self, image_id: str) -> str:
-        tag, pinned = self.installed_image()
-        return match_image(image_id, tag, pinned)
+        return InstalledImage(*self._pin(self.image))
 
     # --- cluster lifecycle ----------------------------------------------------------------
     def init_cluster(self, volume: Path, image: str) -> None:
         """initdb runs as a short batch job of its own, so the cluster is made by the very
         image that will serve it, on the node that holds the volume."""
         pinned = self.resolve_image(image)
-        pgdata = prepare_empty_pgdata(volume, owner(self._host.identity(volume)))
+        pgdata = prepare_empty_pgdata(volume, owner(self.identity(volume)))
         job = initdb_job(self.template, self._with_image(pinned), volume=volume, pgdata=pgdata,
                          user=self._user(volume), initdb_args=_INITDB_ARGS)
         job_id = job["Job"]["ID"]
@@ -109,20 +102,16 @@ class NomadRuntime(HostSideClient):
                 raise CommandFailed(["nomad", "job", "run", job_id], 1, self._failure_report(job_id, alloc))
         finally:
             self._purge(job_id)
-        configure_new_cluster(pgdata)
-        self._host._flush(pgdata)
+        self._finish_new_cluster(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
               labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
-        pgdata = self._existing_pgdata(volume)
-        run_dir, port, listen = checked_start_inputs(run_dir, port, listen_host)
-        if self.is_running(volume):
-            raise Conflict(f"the cluster in {volume} is already running")
-        _, pinned = self.installed_image()
+        pgdata, run_dir, port, listen = checked_start(volume, run_dir, port, listen_host)
+        self._refuse_running(volume)
+        pinned = self.installed_image().pinned
         job_id = job_id_for(volume)
         self._purge(job_id)  # a dead job of an earlier run: re-registering it would place nothing
-        _remove_stale_pidfile(pgdata)
-        prepare_run_dir(run_dir, port, owner(self._host.identity(volume)))
+        self._clear_for_start(volume, pgdata, run_dir, port)
         shared = self._with_image(pinned)
         if limits is not None:
             shared = dataclasses.replace(shared, memory_mb=limits.memory_mb, cpus=float(limits.cpus))
@@ -138,9 +127,7 @@ class NomadRuntime(HostSideClient):
         return Endpoint(host=listen_host, port=port, socket_dir=run_dir, user=SUPERUSER)
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
-        if mode not in _STOP_SIGNALS:
-            raise InvalidArgument(f"stop mode must be 'fast' or 'immediate', not {mode!r}")
-        pgdata = pgdata_of(safe_path(volume, "volume"))
+        pgdata = checked_stop(volume, mode)
         job_id = job_id_for(volume)
         for alloc in self._allocations(job_id):
             if alloc["ClientStatus"] != "running":
@@ -153,7 +140,7 @@ class NomadRuntime(HostSideClient):
         self._keep_log(job_id)
         self._purge(job_id)
         if mode == "fast" and (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists():
-            self._host._flush(pgdata)
+            self._host.flush(pgdata)
 
     def health(self) -> str:
         """The agent answers and the node holding this host's store is ready."""
@@ -196,8 +183,6 @@ class NomadRuntime(HostSideClient):
             return self._call(self._nomad.job.get_job, job_id_for(volume))
         except NotFound:
             return None
-
-    # --- talking to a running cluster (host-side tools through the socket) ---------------------
 
     # --- Nomad helpers ---------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -302,13 +287,10 @@ class NomadRuntime(HostSideClient):
     # --- files ----------------------------------------------------------------------------
     def _user(self, volume: Path) -> str:
         """The task runs as the cluster's identity: whoever owns its volume (see cluster_identity)."""
-        identity = self._host.identity(volume)
+        identity = self.identity(volume)
         if identity is not None:
             return f"{identity.uid}:{identity.gid}"
         return f"{os.getuid()}:{os.getgid()}"
-
-    def _existing_pgdata(self, volume: Path) -> Path:
-        return self._host._existing_pgdata(volume)  # a pgdata replaced by a link is refused there
 
 
 def _client(addr: str, token: str | None, namespace: str, region: str | None, timeout: float) -> nomad.Nomad:
@@ -334,7 +316,7 @@ def _requesters(client: nomad.Nomad) -> list[Any]:
     return found
 
 
-def _pin_with_local_engine(image: str) -> tuple[str, str]:
+def _pin_with_local_engine(image: str) -> InstalledImage:
     """``(postgres:<major>, postgres:<major>@<image id>)`` from the Docker engine of this node, which
     is the engine Nomad's docker driver uses for jobs pinned here."""
     import docker
@@ -347,11 +329,8 @@ def _pin_with_local_engine(image: str) -> tuple[str, str]:
                        "scripts/build-postgres-image") from None
     except docker.errors.DockerException as exc:
         raise InternalError(f"cannot inspect image {image} on this node's Docker engine: {exc}") from None
-    env = dict(item.partition("=")[::2] for item in (found.attrs.get("Config") or {}).get("Env") or [])
-    major = env.get("PG_MAJOR") or image.rpartition(":")[2]
-    if not major.isdigit():
-        raise InternalError(f"cannot tell the Postgres major version of image {image}")
-    return f"postgres:{major}", f"postgres:{major}@{found.id}"
+    tag = image_tag(image, (found.attrs.get("Config") or {}).get("Env"))
+    return InstalledImage(tag, f"{tag}@{found.id}")
 
 
 def _what(method: Callable[..., Any], args: tuple) -> str:
