@@ -393,8 +393,7 @@ class JobRun:
     def _store_exhausted(self, message: str) -> CacheFullUnreclaimable | None:
         """Postgres may die of a full disk (a PANIC on a WAL write) and psql then only says
         the connection was lost: the free space on the store tells the real story."""
-        fs = os.statvfs(self.ctx.store.root)
-        free, total = fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
+        total, free = self.ctx.store.disk_space()
         if free >= max(64 * 1024**2, total // 100):
             return None
         return CacheFullUnreclaimable(

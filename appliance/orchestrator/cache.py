@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 import peewee as pw
@@ -59,8 +58,7 @@ def _state_bytes(ctx: AppContext, org: str | None = None) -> int:
 
 def capacity(ctx: AppContext) -> Capacity:
     settings = ctx.settings
-    fs = os.statvfs(ctx.store.root)
-    total, free = fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
+    total, free = ctx.store.disk_space()
     effective = settings.cache_max_bytes or max(total - settings.cache_reserve_bytes, 1)
     cap = Capacity(_state_bytes(ctx), settings.cache_max_bytes, effective, total, free,
                    settings.cache_reserve_bytes, settings.cache_high_watermark, settings.cache_low_watermark)

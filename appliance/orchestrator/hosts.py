@@ -8,7 +8,6 @@ jobs move elsewhere, and nothing new lands on it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from appliance.context import AppContext
 from appliance.control.db import write_transaction
@@ -26,10 +25,10 @@ def register(ctx: AppContext) -> Host:
 
 
 def heartbeat(ctx: AppContext, *, started: bool = False) -> Host:
-    fs = os.statvfs(ctx.store.root)
+    total, free = ctx.store.disk_space()
     now = utcnow()
     fields = dict(storage_driver=ctx.store.driver.name, runtime=ctx.settings.runtime,
-                  store_total_bytes=fs.f_blocks * fs.f_frsize, store_free_bytes=fs.f_bavail * fs.f_frsize,
+                  store_total_bytes=total, store_free_bytes=free,
                   port_min=ctx.settings.port_min, port_max=ctx.settings.port_max,
                   instance_host=ctx.settings.instance_host, nomad_node_id=ctx.settings.nomad_node_id,
                   heartbeat_at=now)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -288,13 +287,12 @@ def _stop_unowned_servers(ctx: AppContext, report: ReconcileReport) -> None:
     Control-DB row knows, found by asking the runtime, not the disk: a clone removed by hand, or
     rows lost to a Control-DB restore, leave them running. A clone's row is always written before
     its server starts, so there is no window to wait out."""
-    orgs_dir = os.path.realpath(ctx.store.root / "orgs")
     try:
         servers = ctx.runtime.running_volumes()
     except Exception as exc:  # the engine or Nomad being away must not stop the rest of the pass
         log.warning("could not list the runtime's servers: %s", exc)
         return
-    ours = [p for p in servers if p.parent.name == "volumes" and os.path.dirname(p.parent.parent) == orgs_dir]
+    ours = [p for p in servers if ctx.store.is_volume_path(p)]
     known = {v.volume_id for v in Volume.select(Volume.volume_id).where(Volume.volume_id.in_([p.name for p in ours]))}
     for path in ours:
         if path.name in known:

@@ -88,7 +88,7 @@ def bootstrap(settings: Settings) -> AppContext:
     hosts.register(ctx)
     ensure_admin_token(settings.admin_token_file, settings.default_org)
     ctx.store.root.chmod(0o711)
-    ctx.store.driver.activate(ctx.store.root)  # e.g. LVM volumes are neither active nor mounted after a reboot
+    ctx.store.activate()  # e.g. LVM volumes are neither active nor mounted after a reboot
     ctx.store.sweep_temporaries()  # only safe before any worker commits
     return ctx
 

@@ -56,7 +56,7 @@ def destroy_data_dir(settings: Settings, runner: Runner | None = None) -> Teardo
     store = choose_store(settings, runner).store
     roots = _roots(settings, store.root)
     recorded = _recorded(settings, store)
-    volumes = recorded.volumes | set(sorted((store.root / "orgs").glob("*/volumes/*")))
+    volumes = recorded.volumes | set(store.volume_paths())
     done = Teardown()
     for runtime, serving in _runtimes(settings, runner, recorded.runtimes):
         served = {v for v in serving if _under(v, roots)}
@@ -64,11 +64,7 @@ def destroy_data_dir(settings: Settings, runner: Runner | None = None) -> Teardo
             runtime.stop(volume, mode="immediate")
         done.stopped[runtime.name] = sorted(map(str, served))
     done.removed_containers = _remove_containers_mounting(roots)
-    if store.driver.name == "zfs":
-        # The pool is the operator's; what the appliance made lives under <dataset>/orgs.
-        from appliance.storage.zfs import dataset_exists, destroy_dataset
-        if dataset_exists(runner, f"{settings.zfs_dataset}/orgs"):
-            destroy_dataset(runner, f"{settings.zfs_dataset}/orgs", recursive=True, with_clones=True)
+    store.destroy_all()  # what outlives the directories, e.g. ZFS datasets (the pool is the operator's)
     if settings.store_path.exists() and is_btrfs_mount(settings.store_path) and image_path(settings).exists():
         unmount(settings.store_path, runner)
     shutil.rmtree(settings.data_dir, ignore_errors=True)

@@ -3,6 +3,10 @@
 Drivers implement five primitives over absolute paths. ``SnapshotStore`` owns the
 layout (org prefix, states, bases, volumes) and the atomic commit of a snapshot, so a
 state directory exists fully or not at all, whatever the driver.
+
+What a driver can do beyond the primitives it declares (``forks_in_use``, ``receives``), and
+what it cannot raises :class:`appliance.errors.NotSupported`: callers ask the capability, never
+the driver's name.
 """
 from __future__ import annotations
 
@@ -59,6 +63,10 @@ class SnapshotDriver(Protocol):
     def activate(self, root: Path) -> None:
         """Make every volume and snapshot under ``root`` reachable again after a reboot."""
 
+    def destroy_all(self, top: Path) -> None:
+        """Destroy what the filesystem keeps of everything under ``top`` beyond its directory
+        tree (datasets), so removing the directory removes it all (destroying an appliance)."""
+
     def fork(self, volume: Path, target: Path) -> None:
         """A writable copy of ``volume`` while it is in use, taken at one instant: what a crash
         at that instant would leave (Postgres recovers it). ``NotSupported`` where the fs cannot."""
@@ -78,6 +86,9 @@ class DriverBase:
 
     def activate(self, root: Path) -> None:
         """Directories and subvolumes survive a reboot as they are: nothing to do."""
+
+    def destroy_all(self, top: Path) -> None:
+        """Directories and subvolumes go with the directory tree: nothing to do."""
 
     def send_command(self, snapshot: Path, parent: Path | None) -> SendCommand:
         raise NotSupported(f"the {self.name} driver cannot stream snapshots")

@@ -42,6 +42,17 @@ class SnapshotStore:
         # None: whoever made them (tests of the drivers alone).
         self.identities = None
 
+    # -- what the driver can do ------------------------------------------------------------
+    @property
+    def forks_in_use(self) -> bool:
+        """Whether :meth:`fork_volume` works (else it raises ``NotSupported``)."""
+        return self.driver.forks_in_use
+
+    @property
+    def receives(self) -> frozenset[str]:
+        """The stream formats :meth:`receive_state` takes, whichever driver sent them."""
+        return self.driver.receives
+
     # -- paths ---------------------------------------------------------------------------
     def state_path(self, org: str, state_id: str) -> Path:
         return self._path(org, "states", validate_id(state_id, "state id"))
@@ -53,7 +64,27 @@ class SnapshotStore:
         return self._path(org, "volumes", validate_id(volume_id, "volume id"))
 
     def _path(self, org: str, kind: str, name: str) -> Path:
-        return self.root / "orgs" / validate_id(org, "org") / kind / name
+        return self._orgs_dir / validate_id(org, "org") / kind / name
+
+    @property
+    def _orgs_dir(self) -> Path:
+        return self.root / "orgs"
+
+    def is_volume_path(self, path: Path) -> bool:
+        """Whether ``path`` (a real path, as a runtime reports a clone it serves) names a
+        volume of this store."""
+        path = Path(path)
+        return (path.parent.name == "volumes"
+                and os.path.dirname(path.parent.parent) == os.path.realpath(self._orgs_dir))
+
+    def volume_paths(self) -> list[Path]:
+        """Every volume on disk, of every org (for a teardown that must stop whatever runs)."""
+        return [self._orgs_dir / org / "volumes" / name for org, name in self.list_volumes()]
+
+    def disk_space(self) -> tuple[int, int]:
+        """``(total, free)`` bytes of the filesystem the store is on (free: for unprivileged use)."""
+        fs = os.statvfs(self.root)
+        return fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
 
     # -- volumes -------------------------------------------------------------------------
     def create_volume(self, org: str, volume_id: str) -> Path:
@@ -112,12 +143,7 @@ class SnapshotStore:
         state = self.state_path(org, state_id)
         if not os.path.isdir(state):
             raise NotFound(f"state {state_id} does not exist")
-        parent = None
-        if parent_state_id is not None:
-            parent = self.state_path(org, parent_state_id)
-            if not os.path.isdir(parent):
-                raise NotFound(f"state {parent_state_id} does not exist")
-        return self.driver.send_command(state, parent)
+        return self.driver.send_command(state, self._parent_state(org, parent_state_id, ""))
 
     def receive_state(self, org: str, state_id: str, stream: BinaryIO, fmt: str,
                       parent_state_id: str | None) -> int:
@@ -125,11 +151,7 @@ class SnapshotStore:
 
         Received under a temporary name and published only after the stream was read to its
         end (a verifying stream raises there), so a failed or refused stream leaves nothing."""
-        parent = None
-        if parent_state_id is not None:
-            parent = self.state_path(org, parent_state_id)
-            if not os.path.isdir(parent):
-                raise NotFound(f"state {parent_state_id} (the stream's parent) does not exist")
+        parent = self._parent_state(org, parent_state_id, " (the stream's parent)")
 
         def receive(tmp: Path) -> None:
             self.driver.receive(stream, tmp, fmt, parent)
@@ -137,6 +159,26 @@ class SnapshotStore:
                 pass
         final = self._make(self.state_path(org, state_id), receive)
         return self.driver.used_bytes(final)
+
+    def _parent_state(self, org: str, parent_state_id: str | None, what: str) -> Path | None:
+        """The path of a stream's parent state, which must exist; None for a full stream."""
+        if parent_state_id is None:
+            return None
+        parent = self.state_path(org, parent_state_id)
+        if not os.path.isdir(parent):
+            raise NotFound(f"state {parent_state_id}{what} does not exist")
+        return parent
+
+    # -- the whole store -----------------------------------------------------------------
+    def activate(self) -> None:
+        """Make every volume and snapshot reachable again after a reboot (LVs are neither
+        active nor mounted then); a no-op where the filesystem keeps them."""
+        self.driver.activate(self.root)
+
+    def destroy_all(self) -> None:
+        """Destroy what the filesystem keeps of the store beyond its directories (ZFS datasets),
+        for a teardown that then removes the directories."""
+        self.driver.destroy_all(self._orgs_dir)
 
     # -- reconciliation ------------------------------------------------------------------
     def list_volumes(self) -> list[tuple[str, str]]:
@@ -157,7 +199,7 @@ class SnapshotStore:
         removed = 0
         for org in self._orgs():
             for kind in _KINDS:
-                kind_dir = self.root / "orgs" / org / kind
+                kind_dir = self._orgs_dir / org / kind
                 for entry in _entries(kind_dir):
                     if entry.startswith(TEMPORARY_PREFIX):
                         self.driver.destroy(kind_dir / entry)
@@ -215,12 +257,12 @@ class SnapshotStore:
         return final
 
     def _orgs(self) -> list[str]:
-        return [o for o in _entries(self.root / "orgs") if _SAFE_ID.match(o)]
+        return [o for o in _entries(self._orgs_dir) if _SAFE_ID.match(o)]
 
     def _list(self, kind: str) -> list[tuple[str, str]]:
         found = []
         for org in self._orgs():
-            for name in _entries(self.root / "orgs" / org / kind):
+            for name in _entries(self._orgs_dir / org / kind):
                 if not name.startswith(TEMPORARY_PREFIX):
                     found.append((org, name))
         return sorted(found)

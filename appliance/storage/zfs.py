@@ -209,6 +209,12 @@ class ZfsDriver(DriverBase):
                 _log.warning("received %s as a clone of %s rather than of %s", staged_ds, origin, _snap(parent_ds))
 
     # -- beyond the Protocol -------------------------------------------------------------
+    def destroy_all(self, top: Path) -> None:
+        """The pool is the operator's; what the store made lives under the dataset of ``top``."""
+        dataset = self.dataset_of(top)
+        if dataset_exists(self._run, dataset):
+            destroy_dataset(self._run, dataset, recursive=True, with_clones=True)
+
     def set_quota(self, path: Path, limit_bytes: int | None) -> None:
         """Cap what a dataset may refer to (``refquota``); ``None`` removes the cap."""
         if limit_bytes is not None and limit_bytes <= 0:

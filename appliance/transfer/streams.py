@@ -174,11 +174,11 @@ def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]
             raise NotFound(f"{what} has no export in the object store")
         if manifest.state_id != current:
             raise InvalidArgument(f"the manifest of state {current} describes state {manifest.state_id}")
-        if manifest.format not in ctx.store.driver.receives:  # the stream decides, not the driver's name
+        if manifest.format not in ctx.store.receives:  # the stream decides, not the driver's name
             raise InvalidArgument(
                 f"state {current} was exported by the {manifest.driver} driver as {manifest.format!r}; "
                 f"this store uses the {ctx.store.driver.name} driver, which receives "
-                f"{', '.join(sorted(ctx.store.driver.receives)) or 'no stream'}",
+                f"{', '.join(sorted(ctx.store.receives)) or 'no stream'}",
                 {"state_id": current, "driver": manifest.driver, "format": manifest.format})
         if any(m.state_id == current for m in chain):
             raise InvalidArgument(f"the manifests of state {state_id} form a cycle")

@@ -1,6 +1,7 @@
 """Driver-independent parts of the store: path validation and the no-replace rename."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,18 @@ def test_renaming_to_a_free_name_moves_the_directory(tmp_path: Path):
     (tmp_path / "new").mkdir()
     rename_no_replace(tmp_path / "new", tmp_path / "final")
     assert (tmp_path / "final").is_dir() and not (tmp_path / "new").exists()
+
+
+def test_the_store_says_which_paths_are_its_volumes(tmp_path: Path):
+    store = SnapshotStore(tmp_path, CopyDriver(Runner()))
+    store.create_volume("acme", "v1")
+    store.create_volume("other", "v2")
+    assert store.volume_paths() == [store.volume_path("acme", "v1"), store.volume_path("other", "v2")]
+    assert store.is_volume_path(Path(os.path.realpath(store.volume_path("acme", "v1"))))
+    assert not store.is_volume_path(Path(os.path.realpath(tmp_path / "orgs" / "acme" / "states" / "v1")))
+    assert not store.is_volume_path(tmp_path.parent / "elsewhere" / "orgs" / "acme" / "volumes" / "v1")
+
+
+def test_the_store_reports_the_space_of_its_filesystem(tmp_path: Path):
+    total, free = SnapshotStore(tmp_path, CopyDriver(Runner())).disk_space()
+    assert 0 <= free <= total

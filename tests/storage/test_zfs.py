@@ -54,6 +54,16 @@ def test_every_layout_directory_is_a_dataset_mounted_at_its_path(zfs_store: Snap
         assert dataset_mountpoint(runner, dataset(zfs_store, path)) == path
 
 
+def test_destroying_all_removes_every_dataset_the_store_made_and_keeps_its_own(zfs_store: SnapshotStore,
+                                                                                runner: Runner):
+    state = committed(zfs_store, "s1", {"data": b"x"})
+    zfs_store.clone_state(ORG, "s1", "v2")
+    zfs_store.destroy_all()
+    assert not dataset_exists(runner, dataset(zfs_store, state))
+    assert not dataset_exists(runner, dataset(zfs_store, zfs_store.root / "orgs"))
+    assert dataset_exists(runner, zfs_store.driver.dataset)
+
+
 def test_a_state_is_read_only(zfs_store: SnapshotStore):
     state = committed(zfs_store, "s1", {"data": b"x"})
     with pytest.raises(OSError) as excinfo:
