@@ -6,6 +6,17 @@ from appliance.shell import Runner
 from appliance.isolation.sandbox import Sandbox
 from appliance.runtime.base import InstanceRuntime
 
+# Every runtime, those that own containers before the look at /proc (a teardown asks in this order).
+_EVERY_RUNTIME = ("nomad", "docker", "process")
+# Runtimes reachable only through settings of their own (an address): asked only when named.
+_NAMED_ONLY = {"nomad"}
+
+
+def runtimes_to_ask(named: set[str]) -> list[str]:
+    """The runtimes that may hold a server of a data dir whose settings or records name
+    ``named``: those, and every runtime that answers without settings of its own."""
+    return [name for name in _EVERY_RUNTIME if name in named or name not in _NAMED_ONLY]
+
 
 def open_runtime(settings: Settings, runner: Runner, sandbox: Sandbox | None = None) -> InstanceRuntime:
     """``sandbox`` confines servers that run as host processes (the containers of the other

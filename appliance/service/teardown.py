@@ -19,7 +19,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, InternalError
 from appliance.runtime.base import InstanceRuntime
-from appliance.runtime.select import open_runtime
+from appliance.runtime.select import open_runtime, runtimes_to_ask
 from appliance.settings import Settings
 from appliance.shell import Runner
 from appliance.storage.image import is_btrfs_mount, unmount
@@ -126,9 +126,7 @@ def _runtimes(settings: Settings, runner: Runner, recorded: set[str]) -> list[tu
     outlive the files they use."""
     required = recorded | {settings.runtime}
     found = []
-    for name in ["nomad", "docker", "process"]:  # the owner of a container stops it before a look at /proc
-        if name == "nomad" and name not in required:
-            continue
+    for name in runtimes_to_ask(required):  # the owner of a container stops it before a look at /proc
         try:
             runtime = open_runtime(settings.model_copy(update={"runtime": name}), runner)
             found.append((runtime, runtime.running_volumes()))
