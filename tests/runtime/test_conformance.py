@@ -28,6 +28,18 @@ def test_resolve_image_pins_the_postgres_major_to_an_image_digest(any_runtime):
     assert any_runtime.resolve_image(pinned.split("@")[0]) == pinned
 
 
+def test_the_installed_image_is_a_tag_and_the_pin_resolve_image_answers(any_runtime):
+    tag, pinned = any_runtime.installed_image()
+    assert (tag, pinned) == (any_runtime.installed_image().tag, any_runtime.installed_image().pinned)
+    assert any_runtime.resolve_image(tag) == pinned and pinned.startswith(f"{tag}@")
+
+
+def test_host_tools_run_in_a_clean_environment_as_a_named_os_user(any_runtime):
+    env = any_runtime.command_env()
+    assert env["LC_ALL"] == "C" and not any(name.startswith("PG") for name in env)
+    assert isinstance(any_runtime.os_user, str) and any_runtime.os_user
+
+
 def test_resolve_image_rejects_an_image_it_does_not_have(any_runtime):
     with pytest.raises(InvalidArgument) as failure:
         any_runtime.resolve_image("postgres:9")
