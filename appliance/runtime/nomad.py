@@ -56,7 +56,7 @@ class NomadRuntime(SharedRuntime):
                  region: str | None, datacenters: Sequence[str], node_id: str | None, image: str,
                  memory_mb: int, cpus: float, os_user: str | None = None,
                  template: Path = DEFAULT_TEMPLATE, start_timeout: int = 60, stop_timeout: int = 60,
-                 image_pinner: Callable[[str], InstalledImage] | None = None, request_timeout: float = 10,
+                 image_pinner: Callable[[str], tuple[str, str]] | None = None, request_timeout: float = 10,
                  scram_iterations: int = SCRAM_ITERATIONS):
         Limits(memory_mb, cpus)  # refuses what no container could run with
         self._nomad = _client(addr, token, namespace, region, request_timeout)
