@@ -1,7 +1,7 @@
 """RQ job: what a hit answered at admission leaves to a worker."""
 from __future__ import annotations
 
-from appliance.artifacts.jobs import write_job_artifacts
+from appliance.job_artifacts import write_job_artifacts
 from appliance.orchestrator.warm_pool import refill
 
 from .context import current

@@ -1,7 +1,7 @@
 """RQ job: run one prepare job to its end (succeeded, failed or cancelled)."""
 from __future__ import annotations
 
-from appliance.engine.executor import run_next_job
+from appliance.build.job import run_next_job
 
 from .context import current
 
