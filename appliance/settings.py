@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from appliance.ids import ORG_PATTERN
+from appliance.ids import HOST_ID_PATTERN, ORG_PATTERN
 
 
 def _default_data_dir() -> Path:
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         "do, and tenants' code can connect to loopback: only for a Redis that is out of their reach otherwise."))
     default_org: str = Field("default", pattern=ORG_PATTERN,
                              description="Org that owns everything in the embedded default.")
-    host_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+    host_id: str = Field(default_factory=socket.gethostname, pattern=HOST_ID_PATTERN,
                          description="This host's name in the host registry; default the hostname. Every "
                                      "state copy, clone and instance on this host's store is recorded under it.")
     host_down_after_seconds: float = Field(30.0, gt=0, description="A host whose heartbeat is older than this "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from appliance.errors import InvalidArgument
-from appliance.storage.store import validate_id
+from appliance.ids import is_name
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
@@ -77,10 +77,8 @@ def check_key(key: str) -> str:
     parts = key.split("/")
     if len(parts) < 2 or any(not p or p.startswith(".") for p in parts):
         raise InvalidArgument(f"invalid object key {key!r}")
-    try:
-        validate_id(parts[0], "org")
-    except ValueError:
-        raise InvalidArgument(f"object key {key!r} does not start with an org") from None
+    if not is_name(parts[0]):
+        raise InvalidArgument(f"object key {key!r} does not start with an org")
     return key
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
+from appliance.ids import NAME_PATTERN
 from appliance.transfer.manifest import Manifest
 from appliance.transfer.streams import export_state, import_state
 from appliance.control.models import State
@@ -23,7 +24,7 @@ blueprint = Blueprint("transfer", __name__)
 
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    state_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="The exported state to import")
+    state_id: str = Field(pattern=NAME_PATTERN, description="The exported state to import")
 
 
 # The manifest's one definition is the dataclass; this subclass only names its schema in the API.
