@@ -33,7 +33,7 @@ from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE, enque
 from appliance.sources import local_source_root
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import LockSet, build_lock
-from appliance.shell import cancellable
+from appliance.shell import cancellable, child_env
 from appliance.runtime.base import Endpoint
 from appliance.runtime.cluster import STOCK_ROLES_SQL
 from appliance.build import state_import as imports
@@ -373,8 +373,8 @@ class JobRun:
         sandbox = self.ctx.sandbox
         argv = sandbox.client(argv, cwd=cwd, read_only=[source, build.run_dir])
         self.note(task, f"psql: {step['summary']}")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": "/tmp" if sandbox.enabled else str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
+        env = child_env(lang="C.UTF-8", home="/tmp" if sandbox.enabled else str(build.run_dir),
+                        PGAPPNAME="sqlrs-build")
         try:
             result = self.ctx.runner(argv, input=step.get("stdin"), env=env, cwd="/" if sandbox.enabled else cwd,
                                      run_as=self.ctx.identity_of(self.org), cancel=self.cancelled,
