@@ -34,6 +34,23 @@ def cancellable(check: Callable[[], bool] | None):
         _cancel_scope.reset(token)
 
 
+PATH_FALLBACK = "/usr/bin:/bin"  # when the service itself was started without a PATH
+
+
+def child_env(*, lang: str | None = None, home: str | None = None, **more: str | None) -> dict[str, str]:
+    """The whole environment of a program the appliance runs: our ``PATH``, then only what is asked
+    for (``LANG``, ``HOME``, ``more``; an entry given as None is left out). Nothing else is
+    inherited, so no ``PG*``, ``LIQUIBASE_*`` or other variable of the service's own environment
+    can redirect a tool."""
+    env = {"PATH": os.environ.get("PATH", PATH_FALLBACK)}
+    if lang is not None:
+        env["LANG"] = lang
+    if home is not None:
+        env["HOME"] = home
+    env.update({name: value for name, value in more.items() if value is not None})
+    return env
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]

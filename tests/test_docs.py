@@ -24,6 +24,18 @@ def test_every_setting_is_documented_with_its_environment_variable(field):
     assert f"`{field}`" in text and f"`SQLRS_{field.upper()}`" in text
 
 
+def test_the_settings_reference_is_generated_from_the_settings():
+    from appliance.service import settings_docs
+    committed = doc("docs/configuration.md")
+    assert settings_docs.splice(committed, settings_docs.render()) == committed, (
+        "docs/configuration.md's settings reference differs from appliance/settings.py: run scripts/settings-docs")
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_has_a_description(field):
+    assert Settings.model_fields[field].description
+
+
 class _NoContext:
     settings = Settings()
 

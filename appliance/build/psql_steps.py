@@ -1,12 +1,12 @@
 """prepare:psql inside a job: each step is one psql run on the build cluster's socket."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from appliance.build.out_of_space import out_of_space, store_exhausted
 from appliance.control.models import Task
 from appliance.errors import CommandFailed, StepFailed
+from appliance.shell import child_env
 from appliance.sources import local_source_root
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ class PsqlSteps:
         sandbox = ctx.sandbox
         argv = sandbox.client(argv, cwd=cwd, read_only=[source, build.run_dir])
         run.note(task, f"psql: {step['summary']}")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": "/tmp" if sandbox.enabled else str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
+        env = child_env(lang="C.UTF-8", home="/tmp" if sandbox.enabled else str(build.run_dir),
+                        PGAPPNAME="sqlrs-build")
         try:
             result = ctx.runner(argv, input=step.get("stdin"), env=env, cwd="/" if sandbox.enabled else cwd,
                                 run_as=ctx.identity_of(run.org), cancel=run.cancelled,

@@ -18,7 +18,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from appliance.errors import InternalError, NotFound
-from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention, stat_each
 
 PART_SIZE = 16 * 1024 * 1024
 _META_PREFIX = "x-amz-meta-"
@@ -94,16 +94,9 @@ class S3ObjectStore:
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Lists, then stats each object: plain S3 listings carry no user metadata."""
         self._ensure_bucket()
-        found = []
-        for obj in self._client.list_objects(self.bucket, prefix=self.prefix + check_prefix(prefix),
-                                             recursive=True):
-            if obj.object_name[len(self.prefix):].startswith("."):  # the installation marker
-                continue
-            try:
-                found.append(self.stat(obj.object_name[len(self.prefix):]))
-            except NotFound:  # deleted meanwhile
-                continue
-        return sorted(found, key=lambda info: info.key)
+        listed = self._client.list_objects(self.bucket, prefix=self.prefix + check_prefix(prefix), recursive=True)
+        keys = (obj.object_name[len(self.prefix):] for obj in listed)
+        return stat_each(self, (key for key in keys if not key.startswith(".")))  # not the installation marker
 
     def expired(self, prefix: str, now: dt.datetime) -> list[str]:
         return expired_keys(self.list(prefix), now)

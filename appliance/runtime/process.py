@@ -23,7 +23,7 @@ from typing import Mapping
 import psycopg2
 
 from appliance.errors import CommandFailed, Conflict, InternalError, InvalidArgument, NotFound
-from appliance.shell import RunAs, Runner
+from appliance.shell import RunAs, Runner, child_env
 from appliance.runtime.base import SUPERUSER, Endpoint, Limits, StopMode, pgdata_of
 from appliance.isolation.sandbox import Sandbox, real
 from appliance.runtime.cluster import (INITDB_OPTIONS, checked_start_inputs, cluster_identity, configure_new_cluster, match_image,
@@ -208,8 +208,7 @@ class ProcessRuntime:
     def command_env(self) -> dict[str, str]:
         """A clean environment for Postgres tools: no inherited PG* variables can redirect
         a connection, and messages are in the C locale so they can be parsed."""
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C",
-                "HOME": self._home}
+        return child_env(lang="C", home=self._home, LC_ALL="C")
 
     def set_password(self, endpoint: Endpoint, password: str) -> None:
         if not _ROLE.match(endpoint.user):

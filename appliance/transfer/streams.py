@@ -18,7 +18,7 @@ import peewee as pw
 from appliance.control.db import write_transaction
 from appliance.control.models import State, utcnow
 from appliance.errors import Conflict, InvalidArgument, NotFound
-from appliance.transfer.manifest import Manifest
+from appliance.transfer.manifest import FORMAT_VERSION, Manifest
 
 if TYPE_CHECKING:
     from appliance.context import AppContext
@@ -130,7 +130,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
         _forget(ctx.objects, key)  # normally never visible; covers a producer failing after EOF
         raise
     manifest = Manifest(
-        state_id=state_id, parent_state_id=parent,
+        format_version=FORMAT_VERSION, state_id=state_id, parent_state_id=parent,
         incremental_from=parent if command.parent is not None else None,
         image_id=state.image_id, prepare_kind=state.prepare_kind, task_hash=state.task_hash,
         summary=state.summary, size_bytes=state.size_bytes, driver=ctx.store.driver.name,
