@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.conftest import free_tcp_port
+from tests.support.ports import free_tcp_port
 
 
 def make_tarball(entries: list[tuple[str, bytes | None, dict]]) -> bytes:

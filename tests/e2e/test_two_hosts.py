@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+
+from tests.support.tmpdirs import public_tmpdir
 
 from .conftest import FAST_RECOVERY, psql
 from .harness import Appliance

@@ -15,7 +15,7 @@ from appliance.errors import CommandFailed
 from appliance.shell import unprivileged
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.settings import Settings
-from tests.conftest import public_tmpdir
+from tests.support.tmpdirs import public_tmpdir
 
 MIXED = Path(__file__).parent / "changelogs" / "mixed"
 

@@ -11,7 +11,8 @@ from appliance.control.db import close_database
 from appliance.control.models import State
 from appliance.storage.copy import CopyDriver
 from appliance.shell import Runner
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 from tests.runtime.pg import socket_psql
 
 from .conftest import Host

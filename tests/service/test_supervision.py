@@ -18,7 +18,8 @@ from appliance.connections import redis_client
 from appliance.service.processes import ChildRecord, record_children, stop_processes
 from appliance.service.supervisor import Backoff, Supervised, Supervisor
 from appliance.settings import Settings
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 from tests.e2e.harness import Appliance
 from tests.support.processes import IGNORES_SIGTERM, children_of, python_child, redis_servers_of, workers_of
 
