@@ -8,8 +8,8 @@ import uuid
 
 import httpx
 
-from .conftest import psql
-from .test_prepare_psql import THREE_STEPS, executes
+from tests.support.psql import psql
+from tests.support.prepares import THREE_STEPS, executes
 
 
 def _wait_until(predicate, timeout: float = 30.0):

@@ -8,7 +8,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .test_prepare_psql import THREE_STEPS, executes
+from tests.support.prepares import THREE_STEPS, executes
 
 
 def test_ten_identical_prepares_submitted_at_once_build_each_step_once(appliance, scripts):

@@ -12,7 +12,7 @@ import pytest
 from appliance.settings import Settings
 from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
-from tests.e2e.conftest import FAST_RECOVERY
+from tests.support.appliance import FAST_RECOVERY
 from tests.e2e.harness import Appliance
 from tests.support.docker import ensure_image, require_docker
 

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.conftest import appliance_on, psql
+from tests.support.appliance import appliance_on
+from tests.support.psql import psql
 from tests.e2e.harness import Appliance
 
 

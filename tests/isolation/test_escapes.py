@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import psql
+from tests.support.psql import psql
 
 from .conftest import Tenants
 

@@ -10,7 +10,7 @@ import glob
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import psql
+from tests.support.psql import psql
 
 from .conftest import Tenants
 

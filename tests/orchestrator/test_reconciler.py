@@ -13,7 +13,6 @@ from appliance.orchestrator.reconciler import reconcile
 from appliance.orchestrator.submit import submit_prepare
 
 from tests.support.ports import free_tcp_port
-
 from tests.support.tmpdirs import public_tmpdir
 
 REQUEST = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "create table t (i int)"]}
