@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.psql import psql
-
-from .conftest import Tenants
+from tests.support.tenants import Tenants
 
 # psql meta-commands that act on the worker: each is refused when the request is planned.
 REFUSED_META_COMMANDS = [

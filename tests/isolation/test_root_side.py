@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 from tests.support.psql import psql
-
-from .conftest import Tenants
+from tests.support.tenants import Tenants
 
 
 def _step(tenants: Tenants, tmp_path: Path, sql: str) -> dict:
