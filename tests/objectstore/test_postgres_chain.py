@@ -14,8 +14,7 @@ from appliance.shell import Runner
 from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
 from tests.runtime.pg import socket_psql
-
-from .conftest import Host
+from tests.support.objectstores import Host
 
 ORG = "acme"
 STEPS = ("CREATE TABLE t (n int)", "INSERT INTO t SELECT generate_series(1, 100)",
