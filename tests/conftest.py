@@ -24,6 +24,7 @@ from appliance.shell import Runner
 from appliance.storage.btrfs import BtrfsDriver
 from appliance.storage.image import unmount
 from tests.support.btrfs import btrfs_unavailable, destroy_everything
+from tests.support.clusters import ClusterTemplates
 from tests.support.postgres import ThrowawayPostgres
 from tests.support.tmpdirs import public_tmpdir
 
@@ -55,6 +56,15 @@ def redis(redis_url: str) -> Redis:
     client = Redis.from_url(redis_url)
     client.flushall()
     return client
+
+
+@pytest.fixture(scope="session")
+def cluster_templates(runner: Runner) -> Iterator[ClusterTemplates]:
+    """Template Postgres clusters: one initdb per runtime for the whole session, copied (``cp -a``,
+    as a clone would be) for every test that needs a cluster of its own."""
+    templates = ClusterTemplates(public_tmpdir("sqlrs-templates-"), runner)
+    yield templates
+    shutil.rmtree(templates.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
