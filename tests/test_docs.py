@@ -10,6 +10,7 @@ from appliance.api.app import create_app
 from appliance.cli.main import cli as sqlrs_cli
 from appliance.service.main import cli as service_cli
 from appliance.settings import Settings
+from tests.support.api import NoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +37,8 @@ def test_every_setting_has_a_description(field):
     assert Settings.model_fields[field].description
 
 
-class _NoContext:
-    settings = Settings()
-
-
 def _routes() -> list[tuple[str, str]]:
-    app = create_app(_NoContext)
+    app = create_app(NoContext)
     found = []
     for rule in app.url_map.iter_rules():
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -12,9 +12,9 @@ from appliance.errors import CommandFailed, CommandTimedOut
 from appliance.settings import Settings
 from tests.support.docker import ensure_liquibase_image, require_docker
 
-from tests.conftest import public_tmpdir
+from tests.support.tmpdirs import public_tmpdir
 
-from tests.liquibase_runners.test_host import MIXED, empty_database, outside_the_source, plan  # noqa: F401  (fixtures)
+from tests.support.liquibase import MIXED, plan
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.liquibase_runners.base import Connection
 from appliance.liquibase_runners.host import LiquibaseCli
 from appliance.planning.liquibase.update_sql import parse_update_sql
 from appliance.errors import CommandFailed
 from appliance.shell import unprivileged
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.settings import Settings
-from tests.conftest import public_tmpdir
-
-MIXED = Path(__file__).parent / "changelogs" / "mixed"
+from tests.support.liquibase import MIXED, plan
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +28,9 @@ def liquibase(runner) -> LiquibaseCli:
 
 
 @pytest.fixture
-def empty_database(control_postgres) -> Connection:
-    url = control_postgres.new_database_url()  # postgresql://postgres:<password>@127.0.0.1:<port>/<name>
-    return Connection(jdbc_url="jdbc:postgresql://" + url.split("@", 1)[1], username="postgres",
-                      password=control_postgres.password)
-
-
-@pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copytree(MIXED, tmp_path / "db")
     return tmp_path
-
-
-def plan(liquibase, connection, project, *args):
-    command = parse_liquibase_args(["update", "--changelog-file=db/changelog.xml", *args])
-    return liquibase.plan(command, connection, cwd=project)
 
 
 def test_update_sql_lists_every_changeset_of_every_format_in_order_with_its_checksum(liquibase, empty_database,
@@ -115,27 +100,6 @@ def test_a_recorded_comment_keeps_its_commas_quotes_and_line_breaks():
 def test_a_liquibase_properties_in_the_source_is_never_read(liquibase, empty_database, project):
     (project / "liquibase.properties").write_text("classpath=db/driver.jar\ndriver=org.example.Driver\n")
     assert len(plan(liquibase, empty_database, project)) == 7  # not "db/driver.jar does not exist"
-
-
-@pytest.fixture
-def outside_the_source():
-    """A project in a directory anyone may read, beside a file only root may read."""
-    base = public_tmpdir("sqlrs-lb-escape-")
-    (base / "secret").mkdir(mode=0o700)
-    (base / "secret" / "secret.sql").write_text("select 'the appliance secret';\n")
-    (base / "secret" / "secret.sql").chmod(0o600)
-    (base / "project").mkdir(mode=0o755)
-    (base / "project" / "changelog.xml").write_text("""<?xml version="1.0" encoding="UTF-8"?>
-<databaseChangeLog xmlns="http://www.liquibase.org/xml/ns/dbchangelog"
-  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-  xsi:schemaLocation="http://www.liquibase.org/xml/ns/dbchangelog
-    http://www.liquibase.org/xml/ns/dbchangelog/dbchangelog-4.20.xsd">
-  <changeSet id="1" author="t"><sqlFile path="../secret/secret.sql" relativeToChangelogFile="true"/></changeSet>
-</databaseChangeLog>
-""")
-    (base / "project" / "changelog.xml").chmod(0o644)
-    yield base / "project"
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_changelog_cannot_read_a_file_outside_its_source_that_only_the_appliance_may_read(
