@@ -63,4 +63,4 @@ def valid_org(value: Any, what: str = "org") -> str:
     it may be anything a caller sent)."""
     if not is_org(value):
         raise InvalidArgument(f"{what} must be {ORG_RULE}")
-    return value
+    return str(value)

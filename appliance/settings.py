@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.ids import HOST_ID_PATTERN, ORG_PATTERN
@@ -359,8 +360,11 @@ class Settings(BaseSettings):
 
     # Sources: init kwargs > env > secret files (SQLRS_<NAME>_FILE) > TOML file > defaults.
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _SecretFileSource(settings_cls), _TomlFileSource(settings_cls))
 
     @property
@@ -388,7 +392,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
     ``LoadCredential=`` + ``%d``; Vault agent templates), so it never sits in the environment of
     every process or in a unit file. A trailing newline is dropped."""
 
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -410,7 +414,7 @@ class _SecretFileSource(PydanticBaseSettingsSource):
 class _TomlFileSource(PydanticBaseSettingsSource):
     """Reads the file named by SQLRS_CONFIG (if any); unknown keys are an error via extra=forbid."""
 
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
