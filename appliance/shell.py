@@ -34,6 +34,11 @@ def cancellable(check: Callable[[], bool] | None):
         _cancel_scope.reset(token)
 
 
+def cancel_check() -> Callable[[], bool] | None:
+    """What the enclosing :func:`cancellable` block checks; None outside one."""
+    return _cancel_scope.get()
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]

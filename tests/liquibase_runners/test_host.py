@@ -3,15 +3,18 @@ as an unprivileged OS user, in a bubblewrap sandbox when the host isolates tenan
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from appliance.errors import CommandFailed
+from appliance.errors import CommandFailed, CommandTimedOut
 from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection
 from appliance.liquibase_runners.host import LiquibaseCli
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.shell import Completed, RecordingRunner, unprivileged
+from tests.support.liquibase import Driver, liquibase_processes
+from tests.support.polling import wait_until
 
 UPDATE = parse_liquibase_args(["update", "--changelog-file=changelog.xml"])
 
@@ -53,3 +56,14 @@ def test_the_version_is_read_from_the_distribution_without_starting_a_jvm(host_d
     assert LiquibaseCli(shell, host_driver.settings.liquibase_home).version().startswith("4.28")
     assert shell.calls == []
 
+
+def test_without_a_sandbox_a_run_past_its_timeout_is_stopped_at_once_with_its_jvm(
+        host_driver, runner, empty_database, sleeping_project):
+    """The launcher is a shell script that starts the JVM as its child: both go."""
+    unsandboxed = Driver(host_driver.settings, Sandbox(False)).open(runner)
+    started = time.monotonic()
+    with pytest.raises(CommandTimedOut):
+        unsandboxed.run(parse_liquibase_args(["update", "--changelog-file=changelog.sql"]), empty_database,
+                        cwd=sleeping_project, timeout=3)
+    assert time.monotonic() - started < 30  # not when the two-minute changeset would have ended
+    wait_until(lambda: not liquibase_processes(empty_database), 10, "the killed run's JVM to be gone")
