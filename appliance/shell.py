@@ -51,6 +51,11 @@ def child_env(*, lang: str | None = None, home: str | None = None, **more: str |
     return env
 
 
+def cancel_check() -> Callable[[], bool] | None:
+    """What the enclosing :func:`cancellable` block checks; None outside one."""
+    return _cancel_scope.get()
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]

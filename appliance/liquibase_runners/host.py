@@ -17,10 +17,14 @@ from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection
 from appliance.planning.liquibase.args import LiquibaseCommand
 from appliance.planning.liquibase.update_sql import Changeset, parse_update_sql
-from appliance.shell import Completed, RunAs, Runner, child_env
+from appliance.shell import Completed, RunAs, Runner, cancel_check, child_env
 
 _VERSION = re.compile(r"^Liquibase Version: (\S+)$", re.M)
 _MANIFEST_VERSION = re.compile(r"^Liquibase-Version: (\S+)\s*$", re.M)
+
+
+def _never() -> bool:
+    return False
 
 
 class LiquibaseCli:
@@ -86,6 +90,9 @@ class LiquibaseCli:
         if self.sandbox.enabled:
             argv = self.sandbox.client(argv, cwd=cwd, network=True,  # JDBC speaks TCP only
                                        read_only=[source or cwd, self.home, *self._java_dirs()])
+        # Always with a cancel check, so a timeout kills the process group: the launcher is a
+        # shell script that starts the JVM as its child, which outlives the script otherwise.
+        cancel = cancel or cancel_check() or _never
         return self.runner(argv, env=self._env(connection.password), cwd="/" if self.sandbox.enabled else cwd,
                            cancel=cancel, timeout=timeout, run_as=run_as or self.run_as)
 
