@@ -60,8 +60,9 @@ def cancel_check() -> Callable[[], bool] | None:
 class Completed:
     argv: list[str]
     returncode: int
-    stdout: str | bytes  # bytes only when asked for with binary_output=True
+    stdout: str
     stderr: str
+    output: bytes = b""  # stdout as bytes, when asked for with binary_output=True (stdout is then "")
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,14 @@ class Runner:
             **kwargs,
         )
         out, err = _communicate(proc, input, timeout, cancel)
+        output = b""
         if not text:
             err = err.decode(errors="replace")
-            if not binary_output:
+            if binary_output:
+                output, out = out or b"", ""
+            else:
                 out = out.decode(errors="replace")
-        result = Completed(argv, proc.returncode, out or "", err or "")
+        result = Completed(argv, proc.returncode, out or "", err or "", output)
         if check and proc.returncode != 0:
             raise CommandFailed(argv, proc.returncode, result.stderr, result.stdout)
         return result

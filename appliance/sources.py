@@ -207,7 +207,7 @@ def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> Reso
     commit = found.stdout.strip()
     archive = ctx.runner(["git", "-C", repo, "archive", "--format=tar.gz", commit],
                          binary_output=True)
-    source_id, _ = store_bundle(ctx, org, archive.stdout)
+    source_id, _ = store_bundle(ctx, org, archive.output)
     return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)
 
 

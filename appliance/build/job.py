@@ -53,6 +53,13 @@ class BuildCluster:
     endpoint: Endpoint | None = None  # None while Postgres is stopped
     password: str | None = None  # set only while a TCP client (Liquibase) needs one
 
+    @property
+    def running(self) -> Endpoint:
+        """Where the cluster listens; only asked while it runs."""
+        if self.endpoint is None:
+            raise InternalError("the build cluster is not running")
+        return self.endpoint
+
 
 class JobRun:
     """One claimed (running) job, from its first task to its artifacts."""

@@ -46,14 +46,14 @@ def confined(run: "JobRun") -> dict:
 
 
 def connection(build: "BuildCluster") -> Connection:
-    return Connection(f"jdbc:postgresql://127.0.0.1:{build.endpoint.port}/postgres", SUPERUSER, build.password)
+    return Connection(f"jdbc:postgresql://127.0.0.1:{build.running.port}/postgres", SUPERUSER, build.password)
 
 
 def open_for_liquibase(run: "JobRun", build: "BuildCluster") -> None:
     """A build cluster Liquibase can reach: JDBC needs TCP and a password. The password lives
     only as long as the cluster runs; it is removed before any snapshot (see :func:`apply`)."""
     build.password = secrets.token_urlsafe(24)
-    run.ctx.runtime.set_password(build.endpoint, build.password)
+    run.ctx.runtime.set_password(build.running, build.password)
 
 
 def plan(run: "JobRun", task: Task) -> None:
@@ -115,7 +115,7 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
         raise StepFailed.of_command(f"step {task.task_id} ({changeset.name})", exc, message, task.task_id) from None
     if output := (result.stdout + result.stderr).strip():
         run.note(task, output[-4000:])
-    seal(run, task, build.endpoint)
+    seal(run, task, build.running)
     build.password = None
 
 

@@ -33,7 +33,7 @@ class PsqlSteps:
         """psql runs as the org's OS identity, in a sandbox that holds only the job's source
         (read-only) and the build cluster's socket directory, with no network."""
         ctx = run.ctx
-        argv = ctx.runtime.psql_command(build.endpoint) + list(step["argv"])
+        argv = ctx.runtime.psql_command(build.running) + list(step["argv"])
         source = local_source_root(ctx, run.org, run.job.source_id)
         cwd = (source / run.job.work_dir).resolve()
         sandbox = ctx.sandbox

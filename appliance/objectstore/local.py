@@ -6,6 +6,7 @@ data last, so a reader sees a whole object or none.
 """
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 import json
@@ -94,7 +95,7 @@ class LocalObjectStore:
                     keys.append(key)
         return stat_each(self, keys)
 
-    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+    def expired(self, prefix: str, now: dt.datetime) -> builtins.list[str]:  # (list: the method above)
         return expired_keys(self.list(prefix), now)
 
     # -- the installation marker (outside every org's keys; never listed) -------------------

@@ -8,6 +8,7 @@ object as metadata, so a sweeper needs nothing but the store to honour it.
 """
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
@@ -60,7 +61,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove an object; a missing key is not an error."""
 
-    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+    def expired(self, prefix: str, now: dt.datetime) -> builtins.list[str]:  # (list: the method above)
         """Keys under ``prefix`` whose retention ended before ``now``."""
 
     def read_marker(self) -> bytes | None:

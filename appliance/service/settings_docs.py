@@ -7,6 +7,8 @@ committed block differs from what this module generates.
 """
 from __future__ import annotations
 
+import click
+
 import json
 import sys
 from pathlib import Path
@@ -34,7 +36,7 @@ def shown_default(name: str, field: FieldInfo, override: bool = True) -> str:
         return str(extra["shown_default"])
     if _secret(name, field) or field.default_factory is None and field.default in (None, PydanticUndefined):
         return "none"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    value = field.get_default(call_default_factory=True)
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, (list, dict)):
@@ -50,7 +52,7 @@ def _option_rows() -> list[str]:
     from appliance.service.main import cli  # the service command's global options
     rows = []
     for option in cli.params:
-        if getattr(option, "envvar", None):
+        if isinstance(option, click.Option) and option.envvar:
             choices = getattr(option.type, "choices", None)
             meaning = option.help or ""
             if choices:
