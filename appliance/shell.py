@@ -244,7 +244,7 @@ def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -
                 if expired:
                     _timed_out(proc, timeout)
                 proc.communicate()
-                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0])))
+                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0]))) from None
 
 
 def _timed_out(proc: subprocess.Popen, timeout: float) -> None:

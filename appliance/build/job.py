@@ -302,7 +302,7 @@ class JobRun:
         try:
             size = self.ctx.store.commit_state(self.org, volume_id, state_id)
         except (OSError, CommandFailed) as exc:
-            raise out_of_space(exc) or exc
+            raise out_of_space(exc) or exc  # noqa: B904 (exc itself, or the cache's error in its place)
         snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
         failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
         try:
