@@ -16,7 +16,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,7 @@ class RedisSettings(Protocol):
     data_dir: Path
 
 
-def redis_client(settings: RedisSettings, **options) -> Redis:
+def redis_client(settings: RedisSettings, **options: Any) -> Redis:
     """A client of the configured Redis, or of the data dir's private one (its socket and
     password file) — every process of the appliance connects through here."""
     from redis import Redis

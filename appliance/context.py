@@ -14,9 +14,13 @@ from appliance.isolation.level import Isolation, choose_isolation
 from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import LiquibaseRunner
 from appliance.liquibase_runners.select import open_liquibase
+from appliance.objectstore.ownership import OwnedObjectStore, installation_id
+from appliance.objectstore.store import open_object_store
 from appliance.runtime.base import InstanceRuntime
+from appliance.runtime.select import open_runtime
 from appliance.settings import Settings
 from appliance.shell import Runner, unprivileged
+from appliance.storage.select import choose_store
 from appliance.storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -39,11 +43,9 @@ class AppContext:
         return redis_client(self.settings)
 
     @cached_property
-    def objects(self):
+    def objects(self) -> OwnedObjectStore:
         """The object store for artifacts and snapshot streams (S3/MinIO or a local directory);
         what it writes carries this installation's id, and it deletes nothing else."""
-        from appliance.objectstore.ownership import OwnedObjectStore, installation_id
-        from appliance.objectstore.store import open_object_store
         return OwnedObjectStore(open_object_store(self.settings), installation_id())
 
     @cached_property
@@ -79,9 +81,6 @@ class AppContext:
 def build_context(settings: Settings, runner: Runner | None = None, *, wait_for_control_db: bool = False) -> AppContext:
     """``wait_for_control_db``: statements wait (up to ``control_db_retry_seconds``) for an
     unreachable Control DB instead of failing — for workers, never for the API."""
-    from appliance.runtime.select import open_runtime
-    from appliance.storage.select import choose_store
-
     runner = runner or Runner()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.control_db_url,

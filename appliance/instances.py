@@ -17,6 +17,7 @@ from appliance.context import AppContext
 from appliance.control.db import write_transaction
 from appliance.control.models import Instance, Volume, utcnow
 from appliance.control.quotas import instance_limits
+from appliance.runtime.base import SUPERUSER
 from appliance.runtime.cluster import SERVER_LOG
 from appliance.runtime.tenant_files import read_tail
 from appliance.runtime.ports import PortPool
@@ -24,7 +25,6 @@ from appliance.faults import failpoint
 from appliance.shell import cancellable
 
 log = logging.getLogger(__name__)
-SUPERUSER = "sqlrs"
 POOLED_LIFETIME = 10 * 365 * 86400  # pooled instances never expire; trimming the pool removes them
 DELETE_REQUESTED = "delete_requested"  # deleted through another host; its own host tears it down
 SERVER_LOG_TAIL_BYTES = 1024 * 1024

@@ -15,7 +15,7 @@ import re
 from contextvars import ContextVar
 from typing import Iterator
 
-_context: ContextVar[dict[str, str]] = ContextVar("sqlrs_log_context", default={})
+_context: ContextVar[dict[str, str]] = ContextVar("sqlrs_log_context", default={})  # noqa: B039 (never mutated: replaced)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # A URL's password (``scheme://user:PASSWORD@``, ``?password=``) in any line, a library's
 # exception text included: the Control DB's and Redis's URLs carry theirs.

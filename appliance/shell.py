@@ -34,12 +34,35 @@ def cancellable(check: Callable[[], bool] | None):
         _cancel_scope.reset(token)
 
 
+PATH_FALLBACK = "/usr/bin:/bin"  # when the service itself was started without a PATH
+
+
+def child_env(*, lang: str | None = None, home: str | None = None, **more: str | None) -> dict[str, str]:
+    """The whole environment of a program the appliance runs: our ``PATH``, then only what is asked
+    for (``LANG``, ``HOME``, ``more``; an entry given as None is left out). Nothing else is
+    inherited, so no ``PG*``, ``LIQUIBASE_*`` or other variable of the service's own environment
+    can redirect a tool."""
+    env = {"PATH": os.environ.get("PATH", PATH_FALLBACK)}
+    if lang is not None:
+        env["LANG"] = lang
+    if home is not None:
+        env["HOME"] = home
+    env.update({name: value for name, value in more.items() if value is not None})
+    return env
+
+
+def cancel_check() -> Callable[[], bool] | None:
+    """What the enclosing :func:`cancellable` block checks; None outside one."""
+    return _cancel_scope.get()
+
+
 @dataclass(frozen=True)
 class Completed:
     argv: list[str]
     returncode: int
-    stdout: str | bytes  # bytes only when asked for with binary_output=True
+    stdout: str
     stderr: str
+    output: bytes = b""  # stdout as bytes, when asked for with binary_output=True (stdout is then "")
 
 
 @dataclass(frozen=True)
@@ -104,11 +127,14 @@ class Runner:
             **kwargs,
         )
         out, err = _communicate(proc, input, timeout, cancel)
+        output = b""
         if not text:
             err = err.decode(errors="replace")
-            if not binary_output:
+            if binary_output:
+                output, out = out or b"", ""
+            else:
                 out = out.decode(errors="replace")
-        result = Completed(argv, proc.returncode, out or "", err or "")
+        result = Completed(argv, proc.returncode, out or "", err or "", output)
         if check and proc.returncode != 0:
             raise CommandFailed(argv, proc.returncode, result.stderr, result.stdout)
         return result
@@ -218,7 +244,7 @@ def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -
                 if expired:
                     _timed_out(proc, timeout)
                 proc.communicate()
-                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0])))
+                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0]))) from None
 
 
 def _timed_out(proc: subprocess.Popen, timeout: float) -> None:

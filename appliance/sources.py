@@ -23,13 +23,11 @@ from appliance.control.tenancy import check_may_serve
 from appliance.control.models import Project, SourceBundle
 from appliance.planning.bundle import bundle_source_id, unpack_bundle
 from appliance.errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied, SourcesUnwritable
-from appliance.ids import valid_org
+from appliance.ids import is_project_name, is_source_id, valid_org
 
 log = logging.getLogger(__name__)
 
 UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
-SOURCE_ID = re.compile(r"^[0-9a-f]{64}$")
-PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@{}^~-]{0,254}$")
 
 
@@ -135,7 +133,7 @@ def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSo
         return None
     if source.get("source_id"):
         source_id = source["source_id"]
-        if not SOURCE_ID.match(source_id) or not SourceBundle.get_or_none(
+        if not is_source_id(source_id) or not SourceBundle.get_or_none(
                 (SourceBundle.org == org) & (SourceBundle.source_id == source_id)):
             raise InvalidArgument(f"source {source_id} was not uploaded (POST /v1/sources first)",
                                   {"source_id": source_id})
@@ -146,7 +144,7 @@ def resolve_source(ctx: AppContext, org: str, source: dict | None) -> ResolvedSo
 def register_project(ctx: AppContext, org: str, name: str, repo_path: str) -> Project:
     """Record a git repository on the server for the org. Only repositories under one of the
     operator's ``project_roots`` may be registered (none at all when that list is empty)."""
-    if not PROJECT_NAME.match(name):
+    if not is_project_name(name):
         raise InvalidArgument(f"invalid project name {name!r}")
     if not ctx.settings.project_roots:
         raise PermissionDenied("server-side projects are off on this appliance (the operator sets project_roots); "
@@ -209,7 +207,7 @@ def _resolve_project_ref(ctx: AppContext, org: str, name: str, ref: str) -> Reso
     commit = found.stdout.strip()
     archive = ctx.runner(["git", "-C", repo, "archive", "--format=tar.gz", commit],
                          binary_output=True)
-    source_id, _ = store_bundle(ctx, org, archive.stdout)
+    source_id, _ = store_bundle(ctx, org, archive.output)
     return ResolvedSource(source_id, source_root(ctx, org, source_id), commit)
 
 
@@ -234,7 +232,7 @@ def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
         for entry in _subdirs(org_dir):
             if entry.name == ".incoming":  # staging of uploads being unpacked: only the abandoned ones
                 doomed = [e for e in _subdirs(entry) if _older_than(e, grace_seconds)]
-            elif SOURCE_ID.match(entry.name) and (org_dir.name, entry.name) not in known:
+            elif is_source_id(entry.name) and (org_dir.name, entry.name) not in known:
                 doomed = [entry] if _older_than(entry, grace_seconds) else []
             else:
                 doomed = []

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         api = ApiSession(app.url, app.token)
         store = describe_store(app)
         print(f"appliance up at {app.url}; store: {store}", flush=True)
-        common = dict(base=base, app=app, api=api, rebuild=rebuild, floor=floor, store=store)
+        common = {"base": base, "app": app, "api": api, "rebuild": rebuild, "floor": floor, "store": store}
         rows.append(bench_size("small", SMALL_ROWS, args.small_hits, args.small_rebuilds, args.floor_reps, **common))
         if not args.small_only:
             rows.append(bench_size("large", args.large_rows, args.large_hits, args.large_rebuilds,

@@ -2,22 +2,16 @@
 PostgreSQL) and a private redis-server. Nothing here is faked."""
 from __future__ import annotations
 
-import itertools
 import os
 import pwd
-import secrets
 import uuid
 import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from redis import Redis
 
-from appliance.runtime.process import ProcessRuntime
 from appliance.service.redis_server import PrivateRedis
 from appliance.api.app import create_app
 from appliance.api.auth import ensure_admin_token
@@ -27,22 +21,12 @@ from appliance.control.migrations import migrate
 from appliance.errors import CommandFailed
 from appliance.settings import Settings
 from appliance.shell import Runner
-from appliance.storage.btrfs import BtrfsDriver, is_subvolume
-from appliance.storage.copy import remove_tree
+from appliance.storage.btrfs import BtrfsDriver
 from appliance.storage.image import unmount
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def public_tmpdir(prefix: str) -> Path:
-    """A tmp dir the unprivileged Postgres user can traverse (we run as root in CI)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    path.chmod(0o755)
-    return path
+from tests.support.btrfs import btrfs_unavailable, destroy_everything
+from tests.support.clusters import ClusterTemplates
+from tests.support.postgres import ThrowawayPostgres
+from tests.support.tmpdirs import public_tmpdir
 
 
 @pytest.fixture(scope="session")
@@ -74,62 +58,13 @@ def redis(redis_url: str) -> Redis:
     return client
 
 
-class ThrowawayPostgres:
-    """A PostgreSQL server for the Control DB tests; each test gets a fresh database."""
-
-    def __init__(self) -> None:
-        self.dir = public_tmpdir("sqlrs-controldb-")
-        self.port = free_tcp_port()
-        self.password = secrets.token_hex(16)  # SCRAM on every connection: no trust, like a real site
-        self.runtime = ProcessRuntime(Runner())
-        self.bin = self.runtime.bin_dir
-        self.run_as = self.runtime.run_as
-        self._names = itertools.count()
-
-    def _run(self, argv: list[str]) -> None:
-        Runner()(argv, run_as=self.run_as)
-
-    def start(self) -> None:
-        data = self.dir / "data"
-        data.mkdir()
-        if self.run_as:
-            os.chown(data, self.run_as.uid, self.run_as.gid)
-            os.chown(self.dir, self.run_as.uid, self.run_as.gid)
-        pwfile = self.dir / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        if self.run_as:
-            os.chown(pwfile, self.run_as.uid, self.run_as.gid)
-        try:
-            self._run([str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
-                       f"--pwfile={pwfile}", "--no-sync"])
-        finally:
-            pwfile.unlink()
-        self.resume()
-
-    def halt(self) -> None:
-        """Stop the server as a crash would (clients' connections die), keeping its data."""
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop"])
-
-    def resume(self) -> None:
-        data = self.dir / "data"
-        self._run([str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w", "-o",
-                   f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
-                   f"-c fsync=off -c max_connections=200", "start"])
-
-    def stop(self) -> None:
-        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop"],
-                       capture_output=True, user=self.run_as.uid if self.run_as else None)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def new_database_url(self) -> str:
-        import psycopg2
-        name = f"control_{os.getpid()}_{next(self._names)}"
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
-                                dbname="postgres")
-        conn.autocommit = True
-        conn.cursor().execute(f'CREATE DATABASE "{name}"')
-        conn.close()
-        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{name}"
+@pytest.fixture(scope="session")
+def cluster_templates(runner: Runner) -> Iterator[ClusterTemplates]:
+    """Template Postgres clusters: one initdb per runtime for the whole session, copied (``cp -a``,
+    as a clone would be) for every test that needs a cluster of its own."""
+    templates = ClusterTemplates(public_tmpdir("sqlrs-templates-"), runner)
+    yield templates
+    shutil.rmtree(templates.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -164,13 +99,6 @@ def s3_server(tmp_path_factory):
 BTRFS_ROOT_BYTES = 512 * 1024**2
 
 
-def btrfs_unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"btrfs must be mountable in CI, but: {reason}")
-    pytest.skip(f"!!! SKIPPING btrfs tests: cannot mount a btrfs image here ({reason}); "
-                "they need root, loop devices and btrfs in the kernel !!!")
-
-
 @pytest.fixture(scope="session")
 def btrfs_root(tmp_path_factory, runner: Runner):
     """A fresh btrfs filesystem on a sparse image, mounted for the whole session."""
@@ -198,16 +126,6 @@ def btrfs_dir(btrfs_root: Path, runner: Runner):
     directory.mkdir()
     yield directory
     destroy_everything(directory, BtrfsDriver(runner))
-
-
-def destroy_everything(directory: Path, driver: BtrfsDriver) -> None:
-    for current, dirs, _ in os.walk(directory, topdown=True):
-        for name in list(dirs):
-            path = Path(current) / name
-            if is_subvolume(path):
-                driver.destroy(path)
-                dirs.remove(name)
-    remove_tree(directory)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from appliance.api.app import create_app
 from appliance.cli.main import cli as sqlrs_cli
 from appliance.service.main import cli as service_cli
 from appliance.settings import Settings
+from tests.support.api import NoContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,12 +25,20 @@ def test_every_setting_is_documented_with_its_environment_variable(field):
     assert f"`{field}`" in text and f"`SQLRS_{field.upper()}`" in text
 
 
-class _NoContext:
-    settings = Settings()
+def test_the_settings_reference_is_generated_from_the_settings():
+    from appliance.service import settings_docs
+    committed = doc("docs/configuration.md")
+    assert settings_docs.splice(committed, settings_docs.render()) == committed, (
+        "docs/configuration.md's settings reference differs from appliance/settings.py: run scripts/settings-docs")
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_has_a_description(field):
+    assert Settings.model_fields[field].description
 
 
 def _routes() -> list[tuple[str, str]]:
-    app = create_app(_NoContext)
+    app = create_app(NoContext)
     found = []
     for rule in app.url_map.iter_rules():
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -3,6 +3,8 @@ outcome, and failed authentications (aggregated per client address and window). 
 are recorded where they happen."""
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import logging
 
@@ -45,7 +47,7 @@ async def record_response(response: Response) -> None:
         return
     action, kind, id_field = entry
     object_id = (request.view_args or {}).get(id_field)
-    details = {}
+    details: dict[str, Any] = {}
     if object_id is None and response.status_code < 400 and response.mimetype == "application/json":
         body = await response.get_json(silent=True)
         if isinstance(body, dict):

@@ -1,6 +1,8 @@
 """The one place where errors become HTTP responses: ``{code, message, details?}``."""
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import logging
 
@@ -32,7 +34,7 @@ def protocol_error_body(status: int) -> bytes:
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
-    body = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
     return jsonify(body), status

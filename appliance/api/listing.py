@@ -1,10 +1,13 @@
-"""Lists answer a JSON array, or NDJSON (one object a line) when the client asks for it."""
+"""Lists answer a JSON array, or NDJSON (one object a line) when the client asks for it; the shapes
+every list route shares (rows built off the event loop, an id-prefix filter) live here."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from quart import Response, request
+
+from appliance.api.app import call
 
 
 def wants_ndjson() -> bool:
@@ -17,3 +20,14 @@ def listing(items: Iterable[dict[str, Any]]) -> Response | list:
         body = "".join(json.dumps(item) + "\n" for item in items)
         return Response(body, content_type="application/x-ndjson")
     return items
+
+
+async def listed(rows: Callable[[], Iterable[dict[str, Any]]]) -> Response | list:
+    """Build the rows off the event loop (they read the Control DB), then answer them as a list."""
+    return listing(await call(rows))
+
+
+def with_id_prefix(query, column, prefix: str | None):
+    """``query`` narrowed to rows whose id ``column`` starts with ``prefix`` (ids are lowercase hex;
+    a prefix may be typed in either case); no prefix: ``query`` as it is."""
+    return query.where(column.startswith(prefix.lower())) if prefix else query

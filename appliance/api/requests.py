@@ -21,6 +21,8 @@ class JsonRequest(Request):
         if not (force or self.is_json):
             return None
         data = await self.get_data(cache=cache, as_text=False)
+        if isinstance(data, str):  # as_text=False: bytes, but typed either way
+            data = data.encode()
         try:
             result = parse_json_body(data)
         except InvalidArgument:

@@ -5,6 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from appliance.ids import (HEX_ID_PATTERN, ID_PREFIX_PATTERN, JOB_PREFIX_PATTERN, PROJECT_NAME_PATTERN,
+                           SOURCE_ID_PATTERN)
+
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -13,7 +16,7 @@ class Strict(BaseModel):
 
 
 class SourceRef(Strict):
-    source_id: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="An uploaded bundle")
+    source_id: str | None = Field(None, pattern=SOURCE_ID_PATTERN, description="An uploaded bundle")
     project: str | None = Field(None, description="A project registered on the server")
     ref: str | None = Field(None, description="Git ref of the project (branch, tag or commit)")
     work_dir: str = Field(".", max_length=1024, description="psql's working directory inside the bundle")
@@ -29,7 +32,7 @@ class SourceRef(Strict):
 
 class InstanceOptions(Strict):
     ttl_seconds: int | None = Field(None, gt=0)
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    name: str | None = Field(None, pattern=PROJECT_NAME_PATTERN)
 
 
 class PrepareJobRequest(Strict):
@@ -169,7 +172,7 @@ class SourceAccepted(BaseModel):
 
 
 class ProjectRequest(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    name: str = Field(pattern=PROJECT_NAME_PATTERN)
     repo_path: str = Field(min_length=1, max_length=4096)
 
 
@@ -187,16 +190,16 @@ class DeleteQuery(BaseModel):
 
 
 class JobListQuery(BaseModel):
-    job: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$")
+    job: str | None = Field(None, pattern=JOB_PREFIX_PATTERN)
     status: TaskStatus | None = None
 
 
 class TaskListQuery(BaseModel):
-    job: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    job: str | None = Field(None, pattern=HEX_ID_PATTERN)
 
 
 class IdPrefixQuery(BaseModel):
-    id_prefix: str | None = Field(None, pattern=r"^[0-9a-fA-F]{1,64}$")
+    id_prefix: str | None = Field(None, pattern=ID_PREFIX_PATTERN)
 
 
 class Health(BaseModel):

@@ -33,4 +33,4 @@ def install_json_protocol_errors() -> None:
         await self._send_h11_event(h11.EndOfMessage())
 
     setattr(_send_error_response, _MARK, True)
-    H11Protocol._send_error_response = _send_error_response
+    H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]  # replaced on purpose

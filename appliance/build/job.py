@@ -7,11 +7,9 @@ failure in between destroys the snapshot, so a state exists fully or not at all.
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,14 +21,13 @@ from appliance.control import audit, counters
 from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unavailable, write_transaction
 from appliance.control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
 from appliance.faults import failpoint
-from appliance.errors import (ApplianceError, CacheFullUnreclaimable, Cancelled, CommandFailed, ControlDbUnavailable,
-                      InternalError, QueueUnavailable, StepFailed)
+from appliance.errors import (ApplianceError, Cancelled, CommandFailed, ControlDbUnavailable, InternalError,
+                              QueueUnavailable)
 from appliance.logs import log_context
 from appliance.orchestrator import cache, scheduling, warm_pool
 from appliance.control import quotas
 from appliance.control import sharing
 from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE, enqueue_refill
-from appliance.sources import local_source_root
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import LockSet, build_lock
 from appliance.shell import cancellable
@@ -38,8 +35,8 @@ from appliance.runtime.base import Endpoint
 from appliance.runtime.cluster import STOCK_ROLES_SQL
 from appliance.build import state_import as imports
 from appliance import instances
-from appliance.build import liquibase_batch
-from appliance.build import liquibase_steps
+from appliance.build.out_of_space import out_of_space
+from appliance.build.steps import step_kind
 from appliance.runtime.ports import ephemeral_port
 from appliance.planning.hashing import base_key
 
@@ -56,6 +53,13 @@ class BuildCluster:
     endpoint: Endpoint | None = None  # None while Postgres is stopped
     password: str | None = None  # set only while a TCP client (Liquibase) needs one
 
+    @property
+    def running(self) -> Endpoint:
+        """Where the cluster listens; only asked while it runs."""
+        if self.endpoint is None:
+            raise InternalError("the build cluster is not running")
+        return self.endpoint
+
 
 class JobRun:
     """One claimed (running) job, from its first task to its artifacts."""
@@ -68,6 +72,7 @@ class JobRun:
         self._stop_heartbeat = threading.Event()
         self._import_considered = False
         self.server_logs: dict[str, bytes] = {}  # build clone -> its Postgres log, kept as artifacts
+        self.kind = step_kind(job.prepare_kind)
 
     # -- lifecycle -----------------------------------------------------------------------
     def execute(self) -> None:
@@ -177,13 +182,19 @@ class JobRun:
                 return
             with log_context(task_id=task.task_id):
                 self.task_status(task, "running")
-                handler = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
-                           "prepare_instance": self._prepare_instance,
-                           "plan_liquibase": lambda t: liquibase_steps.plan(self, t)}[task.type]
+                handler = self._handler(task.type)
                 with cancellable(self.cancelled):  # psql, clone, start, snapshot: all stop on cancel
                     handler(task)
                 if task.status != "succeeded":  # a batched Liquibase run records its steps itself
                     self.task_status(task, "succeeded")
+
+    def _handler(self, task_type: str):
+        common = {"resolve_image": self._resolve_image, "state_execute": self._execute_step,
+                  "prepare_instance": self._prepare_instance}
+        if task_type in common:
+            return common[task_type]
+        kind_handler = self.kind.task_handlers()[task_type]
+        return lambda task: kind_handler(self, task)
 
     def _finish_plan_only(self) -> None:
         """A plan-only Liquibase job ends once its steps are known (``cached`` says what exists)."""
@@ -259,7 +270,7 @@ class JobRun:
         if self.state_exists(state_id):
             self._mark_cached(task, state_id)
             return
-        run = liquibase_batch.batch_of(self, task)  # [] unless one Liquibase JVM can build several steps
+        run = self.kind.batch(self, task)  # [] unless one run of the tool can build several steps
         with contextlib.ExitStack() as held:
             for each in run or [task]:  # in chain order, as every job takes them
                 held.enter_context(self.locks.hold(build_lock("state", self.ctx.host, self.org, each.output_state_id),
@@ -272,15 +283,12 @@ class JobRun:
             task.save()
             cache.ensure_room(self.ctx, cache.next_states_bytes(self.ctx, self.org, task.input_kind, task.input_id,
                                                                  count=max(len(run), 1)))
-            if len(run) > 1 and liquibase_batch.apply(self, run):
+            if len(run) > 1 and self.kind.apply_batch(self, run):
                 return
             started = time.monotonic()
             build = self.build_cluster_at(task.input_kind, task.input_id)
             step = json.loads(task.step_json)
-            if step.get("kind") == "lb":
-                liquibase_steps.apply(self, task, build, step)
-            else:
-                self._run_psql(task, build, step)
+            self.kind.apply(self, task, build, step)
             self.ctx.runtime.stop(build.path, mode="fast")
             build.endpoint = None
             self.commit_and_record(task, build.volume_id, started)
@@ -294,7 +302,7 @@ class JobRun:
         try:
             size = self.ctx.store.commit_state(self.org, volume_id, state_id)
         except (OSError, CommandFailed) as exc:
-            raise _out_of_space(exc) or exc
+            raise out_of_space(exc) or exc  # noqa: B904 (exc itself, or the cache's error in its place)
         snapshot_seconds = round(time.monotonic() - snapshot_started, 3)
         failpoint(self.ctx.settings, "snapshot")  # committed on disk, not yet recorded
         try:
@@ -345,13 +353,12 @@ class JobRun:
             self.build = BuildCluster(volume_id, path, instances.instance_run_dir(self.ctx, volume_id))
             failpoint(self.ctx.settings, "clone")
         if self.build.endpoint is None:
-            tcp = self.job.prepare_kind == "lb"  # JDBC cannot use the socket
+            tcp = self.kind.over_tcp
             self.build.endpoint = self.ctx.runtime.start(
                 self.build.path, self.build.run_dir, port=ephemeral_port() if tcp else 5432,
                 listen_host="127.0.0.1" if tcp else None,
                 labels={"sqlrs.org": self.org, "sqlrs.job": self.job.job_id, "sqlrs.purpose": "build"})
-            if tcp:
-                liquibase_steps.open_for_liquibase(self, self.build)
+            self.kind.opened(self, self.build)
         return self.build
 
     def release(self, volume_id: str) -> None:
@@ -363,42 +370,6 @@ class JobRun:
         Volume.create(volume_id=volume_id, org=self.org, purpose="build", job_id=self.job.job_id,
                       host_id=self.ctx.host)
         return volume_id
-
-    def _run_psql(self, task: Task, build: BuildCluster, step: dict) -> None:
-        """psql runs as the org's OS identity, in a sandbox that holds only the job's source
-        (read-only) and the build cluster's socket directory, with no network."""
-        argv = self.ctx.runtime.psql_command(build.endpoint) + list(step["argv"])
-        source = local_source_root(self.ctx, self.org, self.job.source_id)
-        cwd = (source / self.job.work_dir).resolve()
-        sandbox = self.ctx.sandbox
-        argv = sandbox.client(argv, cwd=cwd, read_only=[source, build.run_dir])
-        self.note(task, f"psql: {step['summary']}")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": "/tmp" if sandbox.enabled else str(build.run_dir), "PGAPPNAME": "sqlrs-build"}
-        try:
-            result = self.ctx.runner(argv, input=step.get("stdin"), env=env, cwd="/" if sandbox.enabled else cwd,
-                                     run_as=self.ctx.identity_of(self.org), cancel=self.cancelled,
-                                     timeout=self.ctx.settings.step_timeout_seconds)
-        except CommandFailed as exc:
-            message = exc.stderr.strip() or exc.stdout.strip() or f"psql exited with {exc.returncode}"
-            self.note(task, message)
-            if full := _out_of_space(exc) or self._store_exhausted(message):
-                raise full from None
-            raise StepFailed.of_command(f"step {task.task_id} ({step['summary']})", exc, message,
-                                        task.task_id) from None
-        output = (result.stdout + result.stderr).strip()
-        if output:
-            self.note(task, output)
-
-    def _store_exhausted(self, message: str) -> CacheFullUnreclaimable | None:
-        """Postgres may die of a full disk (a PANIC on a WAL write) and psql then only says
-        the connection was lost: the free space on the store tells the real story."""
-        total, free = self.ctx.store.disk_space()
-        if free >= max(64 * 1024**2, total // 100):
-            return None
-        return CacheFullUnreclaimable(
-            "the store ran out of space while building a state; nothing was recorded",
-            {"reasons": ["physical_free_exhausted"], "store_free_bytes": free, "detail": _first_error_line(message)})
 
     def _prepare_instance(self, task: Task) -> None:
         state_id = task.input_id
@@ -429,26 +400,6 @@ class JobRun:
         self.note(task, f"instance {instance.instance_id} listening on {instance.host}:{instance.port}")
         self.result = {"instance_id": instance.instance_id, "state_id": state_id,
                        "image_id": self.job.resolved_image_id}
-
-
-_OUT_OF_SPACE_SIGNS = ("No space left on device", "Disk quota exceeded",
-                       "HINT:  Check free disk space.")  # Postgres: "could not extend file …"
-
-
-def _out_of_space(exc: Exception) -> CacheFullUnreclaimable | None:
-    """ENOSPC while building is the cache's problem, not the user's script's: say so."""
-    text = getattr(exc, "stderr", "") or str(exc)
-    if getattr(exc, "errno", None) == errno.ENOSPC or any(sign in text for sign in _OUT_OF_SPACE_SIGNS):
-        return CacheFullUnreclaimable(
-            "the store ran out of space while building a state; nothing was recorded",
-            {"reasons": ["physical_free_exhausted"], "detail": _first_error_line(text)})
-    return None
-
-
-def _first_error_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "ERROR" in line or "FATAL" in line or "No space" in line]
-    return (errors or lines or [""])[0][:500]
 
 
 def run_next_job(ctx: AppContext) -> None:

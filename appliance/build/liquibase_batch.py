@@ -50,8 +50,7 @@ _POLL_SECONDS = 0.005
 def batch_of(run: "JobRun", task: Task) -> list[Task]:
     """The uncached Liquibase steps from ``task`` on, in order, when one Liquibase may apply
     them together; [] when this job or host goes one changeset at a time."""
-    if (run.job.prepare_kind != "lb" or not run.ctx.settings.liquibase_one_jvm_per_run
-            or not run.ctx.store.forks_in_use):
+    if not run.ctx.settings.liquibase_one_jvm_per_run or not run.ctx.store.forks_in_use:
         return []
     following = (Task.select().where((Task.job == run.job) & (Task.type == "state_execute")
                                      & (Task.position > task.position) & (Task.status == "queued"))

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from appliance.control.models import Task
 from appliance.errors import CommandFailed, StepFailed
 from appliance.sources import local_source_root
-from appliance.orchestrator.submit import insert_tasks
+from appliance.orchestrator.tasks import insert_tasks, step_rows
 from appliance.runtime.base import SUPERUSER, Endpoint
 from appliance.liquibase_runners.base import Connection
 from appliance.planning.liquibase.update_sql import Changeset
 from appliance.planning.liquibase.args import LiquibaseCommand, parse_liquibase_args
 from appliance.planning.liquibase.changelogs import read_entry
 from appliance.orchestrator.liquibase_plans import remember_plan
-from appliance.planning.liquibase.plans import PlannedChangeset, chain, plan_key, task_rows
+from appliance.planning.liquibase.plans import PlannedChangeset, chain, plan_key
 
 if TYPE_CHECKING:
     from appliance.build.job import BuildCluster, JobRun
@@ -46,14 +46,14 @@ def confined(run: "JobRun") -> dict:
 
 
 def connection(build: "BuildCluster") -> Connection:
-    return Connection(f"jdbc:postgresql://127.0.0.1:{build.endpoint.port}/postgres", SUPERUSER, build.password)
+    return Connection(f"jdbc:postgresql://127.0.0.1:{build.running.port}/postgres", SUPERUSER, build.password)
 
 
 def open_for_liquibase(run: "JobRun", build: "BuildCluster") -> None:
     """A build cluster Liquibase can reach: JDBC needs TCP and a password. The password lives
     only as long as the cluster runs; it is removed before any snapshot (see :func:`apply`)."""
     build.password = secrets.token_urlsafe(24)
-    run.ctx.runtime.set_password(build.endpoint, build.password)
+    run.ctx.runtime.set_password(build.running, build.password)
 
 
 def plan(run: "JobRun", task: Task) -> None:
@@ -81,8 +81,7 @@ def plan(run: "JobRun", task: Task) -> None:
     remember_plan(run.org, plan_key_of(run, command, version), source_id=job.source_id, version=version,
                   planned=planned)
     steps = chain(planned, image=job.resolved_image_id, command=command, version=version, job_id=job.job_id)
-    rows = task_rows(job, steps, first_position=task.position + 1, image=job.resolved_image_id,
-                     exists=run.state_exists)
+    rows = step_rows(job, steps, first_position=task.position + 1, exists=run.state_exists)
     insert_tasks(rows)
     run.note(task, planned_message(len(steps), sum(1 for r in rows if r.get("cached")), volatile))
 
@@ -116,7 +115,7 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
         raise StepFailed.of_command(f"step {task.task_id} ({changeset.name})", exc, message, task.task_id) from None
     if output := (result.stdout + result.stderr).strip():
         run.note(task, output[-4000:])
-    seal(run, task, build.endpoint)
+    seal(run, task, build.running)
     build.password = None
 
 

@@ -1,19 +1,18 @@
 """ls / rm / status / cancel / extend: what exists on the appliance, and removing it."""
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.cli import exit_codes
+from appliance.ids import is_hex
 from appliance.cli.client import ApiClient, CliFailure
 from appliance.cli.output import (delete_tree_lines, note, human_bytes, instances_table, jobs_table, print_json, short,
                      state_tree_lines, stdout_console, tasks_table)
 
 MIN_PREFIX = 8
 MAX_JOB_ID = 32
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
 # -- ls ------------------------------------------------------------------------------------
@@ -55,7 +54,7 @@ class Target:
 
 def check_prefix(prefix: str) -> str:
     """Ids are hex; a short prefix would match too much by accident, so it must have 8+ characters."""
-    if not _HEX.match(prefix):
+    if not is_hex(prefix):
         raise CliFailure("invalid_argument", f"{prefix!r} is not an id prefix (hex digits expected)",
                          exit_codes.USAGE)
     if len(prefix) < MIN_PREFIX:

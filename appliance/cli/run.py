@@ -12,14 +12,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from appliance.cli import exit_codes
 from appliance.cli.client import ApiClient, CliFailure
-
-# psql's getopt string (PostgreSQL 15 startup.c): letters followed by ':' take a value.
-_PSQL_SHORT = "aAbc:d:eEf:F:h:HlL:no:p:P:qR:sStT:U:v:VwWxXz?01"
-_SHORT_WITH_VALUE = {c for c, nxt in zip(_PSQL_SHORT, _PSQL_SHORT[1:] + " ") if nxt == ":" and c != ":"}
-_LONG_WITH_VALUE = {"command", "dbname", "file", "field-separator", "host", "log-file", "output", "port",
-                    "pset", "record-separator", "table-attr", "username", "set", "variable"}
-_CONNECTION_SHORT = {"h": "--host", "p": "--port", "U": "--username", "d": "--dbname"}
-_CONNECTION_LONG = {"host", "port", "username", "dbname"}
+from appliance.planning.psql.args import LONG_WITH_VALUE, SHORT_WITH_VALUE, TARGET_FLAGS
 
 
 def check_run_args(args: list[str]) -> None:
@@ -33,9 +26,9 @@ def check_run_args(args: list[str]) -> None:
             return
         if token.startswith("--"):
             name, has_value, _ = token[2:].partition("=")
-            if name in _CONNECTION_LONG:
+            if name in TARGET_FLAGS.values():
                 _connection_flag(f"--{name}")
-            i += 2 if name in _LONG_WITH_VALUE and not has_value else 1
+            i += 2 if name in LONG_WITH_VALUE and not has_value else 1
         elif token.startswith("-") and token != "-":
             i = _short_cluster(args, i)
         else:
@@ -47,9 +40,9 @@ def _short_cluster(args: list[str], i: int) -> int:
     token = args[i]
     for pos in range(1, len(token)):
         letter = token[pos]
-        if letter in _CONNECTION_SHORT:
-            _connection_flag(f"-{letter}/{_CONNECTION_SHORT[letter]}")
-        if letter in _SHORT_WITH_VALUE:
+        if letter in TARGET_FLAGS:
+            _connection_flag(f"-{letter}/--{TARGET_FLAGS[letter]}")
+        if letter in SHORT_WITH_VALUE:
             return i + 1 if pos + 1 < len(token) else i + 2
     return i + 1
 

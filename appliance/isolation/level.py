@@ -17,7 +17,7 @@ from typing import Literal
 
 from appliance.errors import CommandFailed, InvalidArgument
 from appliance.settings import Settings
-from appliance.shell import RunAs, Runner
+from appliance.shell import PATH_FALLBACK, RunAs, Runner
 from appliance.isolation.identity import OrgIdentities
 from appliance.isolation.sandbox import Sandbox
 
@@ -68,7 +68,7 @@ def _what_is_missing(runner: Runner, fallback: RunAs | None) -> str | None:
         return "bubblewrap (bwrap) is not installed"
     probe = Sandbox(True).client(["/bin/true"], cwd=Path("/"))
     try:
-        runner(probe, run_as=fallback, env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=30)
+        runner(probe, run_as=fallback, env={"PATH": PATH_FALLBACK}, cwd="/", timeout=30)
     except CommandFailed as exc:
         return f"bubblewrap cannot make a user namespace here ({exc.stderr.strip()[:200] or exc.returncode}); " \
                "check kernel.unprivileged_userns_clone / user.max_user_namespaces"

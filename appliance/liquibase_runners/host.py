@@ -17,10 +17,14 @@ from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection
 from appliance.planning.liquibase.args import LiquibaseCommand
 from appliance.planning.liquibase.update_sql import Changeset, parse_update_sql
-from appliance.shell import Completed, RunAs, Runner
+from appliance.shell import Completed, RunAs, Runner, cancel_check, child_env
 
 _VERSION = re.compile(r"^Liquibase Version: (\S+)$", re.M)
 _MANIFEST_VERSION = re.compile(r"^Liquibase-Version: (\S+)\s*$", re.M)
+
+
+def _never() -> bool:
+    return False
 
 
 class LiquibaseCli:
@@ -86,6 +90,9 @@ class LiquibaseCli:
         if self.sandbox.enabled:
             argv = self.sandbox.client(argv, cwd=cwd, network=True,  # JDBC speaks TCP only
                                        read_only=[source or cwd, self.home, *self._java_dirs()])
+        # Always with a cancel check, so a timeout kills the process group: the launcher is a
+        # shell script that starts the JVM as its child, which outlives the script otherwise.
+        cancel = cancel or cancel_check() or _never
         return self.runner(argv, env=self._env(connection.password), cwd="/" if self.sandbox.enabled else cwd,
                            cancel=cancel, timeout=timeout, run_as=run_as or self.run_as)
 
@@ -109,10 +116,7 @@ class LiquibaseCli:
             raise NotFound(f"no Liquibase at {self.launcher} (set liquibase_home)") from None
 
     def _env(self, password: str | None) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "JAVA_OPTS": self.java_opts,
-               "HOME": "/tmp" if self.run_as or self.sandbox.enabled else os.environ.get("HOME", "/")}
-        if self.java_home is not None:
-            env["JAVA_HOME"] = str(self.java_home)
-        if password is not None:
-            env["LIQUIBASE_COMMAND_PASSWORD"] = password
-        return env
+        home = "/tmp" if self.run_as or self.sandbox.enabled else os.environ.get("HOME", "/")
+        java_home = str(self.java_home) if self.java_home is not None else None
+        return child_env(lang="C.UTF-8", home=home, JAVA_OPTS=self.java_opts, JAVA_HOME=java_home,
+                         LIQUIBASE_COMMAND_PASSWORD=password)

@@ -6,6 +6,7 @@ data last, so a reader sees a whole object or none.
 """
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.errors import NotFound
-from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention, stat_each
 
 _CHUNK = 1024 * 1024
 
@@ -85,19 +86,16 @@ class LocalObjectStore:
     def list(self, prefix: str) -> list[ObjectInfo]:
         check_prefix(prefix)
         start = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
-        found = []
+        keys = []
         for current, dirs, files in os.walk(start):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
                 key = os.path.relpath(os.path.join(current, name), self.root)
                 if key.startswith(prefix) and not name.startswith("."):
-                    try:
-                        found.append(self.stat(key))
-                    except NotFound:  # deleted meanwhile
-                        continue
-        return sorted(found, key=lambda info: info.key)
+                    keys.append(key)
+        return stat_each(self, keys)
 
-    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+    def expired(self, prefix: str, now: dt.datetime) -> builtins.list[str]:  # (list: the method above)
         return expired_keys(self.list(prefix), now)
 
     # -- the installation marker (outside every org's keys; never listed) -------------------

@@ -9,16 +9,17 @@ Credentials live only inside the client: errors name the endpoint and key, never
 """
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 import threading
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
 
 from appliance.errors import InternalError, NotFound
-from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention
+from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention, stat_each
 
 PART_SIZE = 16 * 1024 * 1024
 _META_PREFIX = "x-amz-meta-"
@@ -43,7 +44,7 @@ class S3ObjectStore:
         self._ensure_bucket()
         try:
             self._client.put_object(self.bucket, name, stream, length=-1, part_size=PART_SIZE,
-                                    num_parallel_uploads=1, metadata=meta or None)
+                                    num_parallel_uploads=1, metadata=dict(meta) if meta else None)
         except Exception as exc:
             if isinstance(exc, S3Error):
                 raise self._error(exc, key) from None
@@ -72,7 +73,7 @@ class S3ObjectStore:
             response = self._client.get_object(self.bucket, self._name(check_key(key)))
         except S3Error as exc:
             raise self._error(exc, key) from None
-        return _ResponseReader(response)
+        return cast(BinaryIO, _ResponseReader(response))  # file-like: read, close, a context manager
 
     def stat(self, key: str) -> ObjectInfo:
         self._ensure_bucket()
@@ -94,18 +95,11 @@ class S3ObjectStore:
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Lists, then stats each object: plain S3 listings carry no user metadata."""
         self._ensure_bucket()
-        found = []
-        for obj in self._client.list_objects(self.bucket, prefix=self.prefix + check_prefix(prefix),
-                                             recursive=True):
-            if obj.object_name[len(self.prefix):].startswith("."):  # the installation marker
-                continue
-            try:
-                found.append(self.stat(obj.object_name[len(self.prefix):]))
-            except NotFound:  # deleted meanwhile
-                continue
-        return sorted(found, key=lambda info: info.key)
+        listed = self._client.list_objects(self.bucket, prefix=self.prefix + check_prefix(prefix), recursive=True)
+        keys = (obj.object_name[len(self.prefix):] for obj in listed)
+        return stat_each(self, (key for key in keys if not key.startswith(".")))  # not the installation marker
 
-    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+    def expired(self, prefix: str, now: dt.datetime) -> builtins.list[str]:  # (list: the method above)
         return expired_keys(self.list(prefix), now)
 
     # -- the installation marker (outside every org's keys; never listed) -------------------
@@ -152,7 +146,7 @@ class S3ObjectStore:
         """Abort the multipart uploads of ``name`` (the SDK only does so on an ``Exception``)."""
         result = self._client._list_multipart_uploads(self.bucket, prefix=name)
         for upload in result.uploads:
-            if upload.object_name == name:
+            if upload.object_name == name and upload.upload_id is not None:
                 self._client._abort_multipart_upload(self.bucket, name, upload.upload_id)
 
     def _error(self, exc: S3Error, key: str) -> Exception:

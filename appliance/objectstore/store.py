@@ -8,13 +8,14 @@ object as metadata, so a sweeper needs nothing but the store to honour it.
 """
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-from appliance.errors import InvalidArgument
-from appliance.storage.store import validate_id
+from appliance.errors import InvalidArgument, NotFound
+from appliance.ids import is_name
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
@@ -60,7 +61,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove an object; a missing key is not an error."""
 
-    def expired(self, prefix: str, now: dt.datetime) -> list[str]:
+    def expired(self, prefix: str, now: dt.datetime) -> builtins.list[str]:  # (list: the method above)
         """Keys under ``prefix`` whose retention ended before ``now``."""
 
     def read_marker(self) -> bytes | None:
@@ -77,11 +78,21 @@ def check_key(key: str) -> str:
     parts = key.split("/")
     if len(parts) < 2 or any(not p or p.startswith(".") for p in parts):
         raise InvalidArgument(f"invalid object key {key!r}")
-    try:
-        validate_id(parts[0], "org")
-    except ValueError:
-        raise InvalidArgument(f"object key {key!r} does not start with an org") from None
+    if not is_name(parts[0]):
+        raise InvalidArgument(f"object key {key!r} does not start with an org")
     return key
+
+
+def stat_each(store: ObjectStore, keys: Iterable[str]) -> list[ObjectInfo]:
+    """What ``list`` answers, for the keys a backend found: each one's info, sorted by key; a key
+    deleted meanwhile is left out."""
+    found = []
+    for key in keys:
+        try:
+            found.append(store.stat(key))
+        except NotFound:
+            continue
+    return sorted(found, key=lambda info: info.key)
 
 
 def check_prefix(prefix: str) -> str:

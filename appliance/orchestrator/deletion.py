@@ -151,7 +151,7 @@ def delete_state(ctx: AppContext, org: str, state_id: str, *, recurse: bool, for
 def _delete_bottom_up(ctx: AppContext, org: str, node: Node, host: str | None) -> bool:
     """Children first; a state whose subtree still has an instance being torn down stays (the
     instance is the reconciler's now; deleting the state again after it is gone removes it)."""
-    done = all([_delete_bottom_up(ctx, org, child, host) for child in node.children])
+    done = all([_delete_bottom_up(ctx, org, child, host) for child in node.children])  # noqa: C419 (every child)
     if node.kind == "instance":
         return _tear_down(ctx, node)
     if not done:

@@ -10,24 +10,20 @@ from typing import Any
 
 from appliance.context import AppContext
 from appliance.control.models import State
-from appliance.planning.liquibase.plans import chain
+from appliance.orchestrator.kinds import kind_of
 from appliance.orchestrator.placement import held_by_host, place
 from appliance.orchestrator.submit import plan_prepare
 
 
 def explain_prepare(ctx: AppContext, org: str, request: dict[str, Any]) -> dict[str, Any]:
     planned = plan_prepare(ctx, org, request)
-    steps = [(f"execute-{step.index}", step.summary, step.task_hash) for step in planned.steps]
-    if planned.kind == "lb":
-        if planned.liquibase is None:  # only Liquibase can say, and explaining runs nothing
-            return {"decision": "unknown", "reason_code": "liquibase_not_planned", "signature": planned.signature,
-                    "resolved_image_id": planned.resolved_image, "matched_state_id": None, "host": None,
-                    "steps": []}
-        known = planned.liquibase
-        chained = chain(known.changesets, image=planned.resolved_image, command=known.command,
-                        version=known.version, job_id="explain")  # a volatile step is never cached
-        planned = replace(planned, state_ids=[s.state_id for s in chained])
-        steps = [(f"execute-{n}", s.summary, s.task_hash) for n, s in enumerate(chained)]
+    kind = kind_of(planned.kind)
+    chained = kind.steps_for_job(planned, "explain")  # a step keyed by its job is never cached
+    if chained is None:
+        return {"decision": "unknown", "reason_code": kind.unplanned_reason, "signature": planned.signature,
+                "resolved_image_id": planned.resolved_image, "matched_state_id": None, "host": None, "steps": []}
+    planned = replace(planned, steps=chained)
+    steps = [(f"execute-{n}", step.summary, step.task_hash) for n, step in enumerate(chained)]
     host = place(ctx, org, planned.state_ids).host_id
     present = held_by_host(org, planned.state_ids, [host]).get(host, set())
     cached_prefix = 0

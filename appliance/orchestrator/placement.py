@@ -8,6 +8,8 @@ exported when the stream is cheaper to fetch than the steps were to build.
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from dataclasses import dataclass
 
 import peewee as pw
@@ -50,7 +52,7 @@ def _jobs_in_flight(host_ids: list[str]) -> dict[str, int]:
     return {row.host_id: row.n for row in rows}
 
 
-def place(ctx: AppContext, org: str, state_ids: list[str], *, exclude: set[str] = frozenset()) -> Placement:
+def place(ctx: AppContext, org: str, state_ids: list[str], *, exclude: AbstractSet[str] = frozenset()) -> Placement:
     up = [h for h in hosts.up_host_ids(ctx.settings) if h not in exclude]
     candidates = up or [ctx.host]  # nothing registered yet (a lone appliance starting): ourselves
     held = held_by_host(org, state_ids)

@@ -22,12 +22,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from appliance.ids import HEX_ID_PATTERN
+
 PREPARE_QUEUE = "sqlrs-prepare"
 RUN_PREPARE = "jobs.prepare.run_prepare_job"
 REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
-TOKEN_ID = re.compile(r"^[0-9a-f]{32}(-w[0-9]+)?$")  # a job id, or a job id and when it went back
+TOKEN_ID = re.compile(HEX_ID_PATTERN.removesuffix("$") + r"(-w[0-9]+)?$")  # a job id, or a job id and when it went back
 AFTER_ADMISSION = "jobs.artifacts.after_admission"
 SERIALIZER = JSONSerializer  # the one serializer of every queue, job and worker (see above)
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)  # what a Redis that is down or restarting raises

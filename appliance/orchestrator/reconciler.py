@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from appliance.control.db import write_transaction
 from appliance.control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
 from appliance import instances
 from appliance.errors import InternalError
+from appliance.ids import is_hex_id
 from appliance.orchestrator import cache, hosts, retention, warm_pool
 from appliance.control import quotas
 from appliance import sources
@@ -33,7 +33,6 @@ from appliance.orchestrator.placement import place
 from appliance.orchestrator.queue import enqueue_token, is_known_to_redis, token_count
 
 log = logging.getLogger(__name__)
-VOLUME_ID = re.compile(r"^[0-9a-f]{32}$")  # run dirs are named after their clone
 
 
 @dataclass
@@ -342,8 +341,8 @@ def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: flo
         path = ctx.store.base_path(org, key)
         if (org, key) not in known_bases and unclaimed_for_long(path) and not being_built("base", org, key):
             remove(path, ctx.store.destroy_base, org, key)
-    for run_dir in ctx.run_dir.glob("*") if ctx.run_dir.is_dir() else []:
-        if (VOLUME_ID.match(run_dir.name) and run_dir.name not in known_volumes and run_dir.is_dir()
+    for run_dir in ctx.run_dir.glob("*") if ctx.run_dir.is_dir() else []:  # named after their clone
+        if (is_hex_id(run_dir.name) and run_dir.name not in known_volumes and run_dir.is_dir()
                 and unclaimed_for_long(run_dir)):
             remove(run_dir, shutil.rmtree, run_dir)
 

@@ -73,7 +73,7 @@ def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds:
         candidate.status, candidate.job_id = BINDING, job_id
         try:
             return instances.bind_pooled(ctx, candidate, job_id=job_id, ttl_seconds=ttl_seconds, name=name,
-                                         alongside=alongside and (lambda: alongside(candidate)))
+                                         alongside=alongside and (lambda: alongside(candidate)))  # noqa: B023
         except Exception as exc:  # a broken pooled clone must not fail the prepare: drop it, clone anew
             log.warning("pooled instance %s could not be bound (%s); discarding it", candidate.instance_id, exc)
             instances.destroy_instance(ctx, candidate)

@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Any, BinaryIO, Iterator
 
 from appliance.errors import InvalidArgument, PayloadTooLarge
 
@@ -108,7 +109,7 @@ class _BoundedGunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         want = min(len(buffer), self._limit - self.produced + 1)
         chunk = self._gzip.read(want)
         self.produced += len(chunk)
@@ -166,7 +167,7 @@ def _extract(data: bytes, staging: Path | None, *, max_bytes: int,
 
 
 @contextlib.contextmanager
-def _writer(staging: Path | None, path: str):
+def _writer(staging: Path | None, path: str) -> Iterator[BinaryIO | _Sink]:
     """A new file ``staging/path`` (0644) to write into, or a sink when only hashing."""
     if staging is None:
         yield _Sink()

@@ -11,6 +11,7 @@ import gzip
 import io
 import os
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def _refuse_escaping_link(path: Path, root: Path) -> None:
                               f"and directories are allowed", {"path": name})
 
 
-def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: list[str] = ()) -> bytes:
+def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: Sequence[str] = ()) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name in directories:

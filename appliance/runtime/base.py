@@ -64,8 +64,14 @@ class Limits:
 @runtime_checkable
 class InstanceRuntime(Protocol):
     name: str
-    run_as: RunAs | None  # identity psql/pg_ctl run as; None = the current user
-    os_user: str  # name of the OS user cluster tools run as when a volume names no owner
+
+    @property
+    def run_as(self) -> RunAs | None:
+        """The identity psql and pg_ctl run as when a volume names no owner; None = the current user."""
+
+    @property
+    def os_user(self) -> str:
+        """The name of that OS user."""
 
     def installed_image(self) -> InstalledImage:
         """The Postgres this runtime serves clusters with, as tag and pinned id."""

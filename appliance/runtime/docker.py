@@ -31,8 +31,8 @@ from appliance.runtime.docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN
                                 _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
                                 container_log as _container_log, container_name, engine_error as _engine_error,
                                 passwd_tar as _passwd_tar)
-from appliance.runtime.cluster import (PIN_CACHE_SECONDS, INITDB_OPTIONS, append_server_log, checked_start, checked_stop,
-                                       image_tag, owner, prepare_empty_pgdata, remembered_for, safe_path)
+from appliance.runtime.cluster import (INITDB_OPTIONS, PIN_CACHE_SECONDS, append_server_log, checked_start,
+                                       checked_stop, image_tag, owner, prepare_empty_pgdata, remembered_for, safe_path)
 from appliance.runtime.host_tools import HostTools, SharedRuntime
 from appliance.runtime.postmaster import postmaster_pid_lines, remove_stale_pidfile, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS

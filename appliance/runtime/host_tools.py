@@ -19,13 +19,14 @@ from pathlib import Path
 import psycopg2
 
 from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound
-from appliance.shell import RunAs, Runner
 from appliance.runtime import admin_connections
 from appliance.runtime.admin_connections import ReadyPasswords, WarmConnections
 from appliance.runtime.base import Endpoint, InstalledImage
 from appliance.runtime.cluster import cluster_identity, configure_new_cluster, match_image, owner, prepare_run_dir
 from appliance.runtime.postmaster import remove_stale_pidfile
-from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS, scram_sha256_verifier
+from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.runtime.scram import scram_sha256_verifier
+from appliance.shell import RunAs, Runner, child_env
 
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TOOLS = ("postgres", "initdb", "pg_ctl", "psql", "pg_controldata")
@@ -53,8 +54,7 @@ class HostTools:
     def command_env(self) -> dict[str, str]:
         """A clean environment for Postgres tools: no inherited PG* variables can redirect
         a connection, and messages are in the C locale so they can be parsed."""
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C",
-                "HOME": self._home}
+        return child_env(lang="C", home=self._home, LC_ALL="C")
 
     def run(self, argv: list, *, run_as: RunAs | None, input: str | None = None, timeout: float | None = None):
         return self._runner(argv, input=input, env=self.command_env(), cwd="/", timeout=timeout,

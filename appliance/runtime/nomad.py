@@ -29,8 +29,8 @@ from appliance.runtime.nomad_jobs import (
     CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
     job_id_for,
 )
-from appliance.runtime.cluster import (PIN_CACHE_SECONDS, INITDB_OPTIONS, append_server_log, checked_start, checked_stop,
-                                       image_tag, owner, prepare_empty_pgdata, remembered_for)
+from appliance.runtime.cluster import (INITDB_OPTIONS, PIN_CACHE_SECONDS, append_server_log, checked_start,
+                                       checked_stop, image_tag, owner, prepare_empty_pgdata, remembered_for)
 from appliance.runtime.host_tools import HostTools, SharedRuntime
 from appliance.runtime.postmaster import postmaster_pid_lines, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS

@@ -21,8 +21,8 @@ from appliance.errors import CommandFailed, InternalError
 from appliance.shell import Runner
 from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode, pgdata_of
 from appliance.isolation.sandbox import Sandbox, real
-from appliance.runtime.cluster import (INITDB_OPTIONS, SERVER_LOG, checked_start, checked_stop, owner, prepare_empty_pgdata,
-                                       safe_path)
+from appliance.runtime.cluster import (INITDB_OPTIONS, SERVER_LOG, checked_start, checked_stop, owner,
+                                       prepare_empty_pgdata, safe_path)
 from appliance.runtime.host_tools import TOOLS, HostTools, SharedRuntime
 from appliance.runtime.postmaster import (cluster_pids, is_cluster_process, postmaster_pid_lines, real_pgdata,
                                           remove_stale_pidfile, says_ready)

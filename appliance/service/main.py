@@ -15,10 +15,11 @@ from appliance.settings import load_settings
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True, envvar="SQLRS_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              help="Also SQLRS_LOG_LEVEL, which the workers `up` starts inherit.")
+              help="Lowest level logged, by this command and the workers `up` starts (also SQLRS_LOG_LEVEL).")
 @click.option("--log-format", default="text", show_default=True, envvar="SQLRS_LOG_FORMAT",
               type=click.Choice(["text", "json"]),
-              help="json: one JSON object a line with job_id/task_id/org/request_id (also SQLRS_LOG_FORMAT).")
+              help="text: for people; json: one JSON object a line with job_id/task_id/org/request_id "
+                   "(also SQLRS_LOG_FORMAT).")
 def cli(log_level: str, log_format: str) -> None:
     """The sqlrs appliance service."""
     from appliance.logs import configure

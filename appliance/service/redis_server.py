@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from appliance.connections import ensure_redis_password, private_redis_dir, redis_password_file
 from appliance.errors import InternalError
 from appliance.service.processes import die_with_parent
+from appliance.shell import child_env
 
 
 def _quoted(value: str) -> str:
@@ -72,7 +73,7 @@ class PrivateRedis:
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [binary, str(self.config)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            stderr=subprocess.DEVNULL, env=child_env(),
             preexec_fn=die_with_parent())  # never outlives whoever started it
         client = Redis(unix_socket_path=str(self.socket), password=self._password)
         deadline = time.monotonic() + timeout

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from appliance.errors import Conflict, NotFound
+from appliance.ids import NAME_PATTERN, is_name
 from appliance.shell import cancellable
 from appliance.storage.base import SendCommand, SnapshotDriver
 
 _log = logging.getLogger(__name__)
-_SAFE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 TEMPORARY_PREFIX = ".tmp-"
 _KINDS = ("states", "bases", "volumes")
 
 def validate_id(value: str, what: str) -> str:
     """Reject anything that is not one safe path component (no '/', '..', hidden names)."""
-    if not isinstance(value, str) or not _SAFE_ID.match(value):
-        raise ValueError(f"{what} must match {_SAFE_ID.pattern}, got {value!r}")
+    if not is_name(value):
+        raise ValueError(f"{what} must match {NAME_PATTERN}, got {value!r}")
     return value
 
 
@@ -257,7 +256,7 @@ class SnapshotStore:
         return final
 
     def _orgs(self) -> list[str]:
-        return [o for o in _entries(self._orgs_dir) if _SAFE_ID.match(o)]
+        return [o for o in _entries(self._orgs_dir) if is_name(o)]
 
     def _list(self, kind: str) -> list[tuple[str, str]]:
         found = []

@@ -1,7 +1,8 @@
 """The manifest of an exported state: what the stream is, how to check it, what it depends on.
 
 It is written after the stream, so its presence is the commit point of an export: a stream
-without a manifest is an unfinished export and is never imported.
+without a manifest is an unfinished export and is never imported. This dataclass is the one
+definition: the API answers it as it is (``POST /v1/states/{id}/export``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class Manifest:
+    format_version: int  # FORMAT_VERSION when written; anything else is refused on import
     state_id: str
     parent_state_id: str | None
     incremental_from: str | None  # the state the stream is a delta against; None for a full stream
@@ -29,7 +31,6 @@ class Manifest:
     stream_sha256: str
     stream_bytes: int
     exported_at: str
-    format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

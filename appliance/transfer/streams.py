@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import peewee as pw
 
 from appliance.control.db import write_transaction
 from appliance.control.models import State, utcnow
-from appliance.errors import Conflict, InvalidArgument, NotFound
-from appliance.transfer.manifest import Manifest
+from appliance.errors import Conflict, InternalError, InvalidArgument, NotFound
+from appliance.transfer.manifest import FORMAT_VERSION, Manifest
 
 if TYPE_CHECKING:
     from appliance.context import AppContext
@@ -114,6 +114,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
     if existing is not None:
         _mark_exported(org, state_id)
         return existing
+    assert state is not None  # a state held only elsewhere was answered above
     parent = state.parent_state_id
     delta_possible = (parent is not None and _state_row(ctx, org, parent) is not None
                       and is_exported(ctx.objects, org, parent))
@@ -123,14 +124,14 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
 
     def upload(stream: BinaryIO) -> None:
         hashing.append(HashingReader(stream))
-        ctx.objects.put_stream(key, hashing[0], metadata={"state-id": state_id, "format": command.format})
+        ctx.objects.put_stream(key, cast(BinaryIO, hashing[0]), metadata={"state-id": state_id, "format": command.format})
     try:
         ctx.runner.pipe_from(command.argv, upload)
     except BaseException:
         _forget(ctx.objects, key)  # normally never visible; covers a producer failing after EOF
         raise
     manifest = Manifest(
-        state_id=state_id, parent_state_id=parent,
+        format_version=FORMAT_VERSION, state_id=state_id, parent_state_id=parent,
         incremental_from=parent if command.parent is not None else None,
         image_id=state.image_id, prepare_kind=state.prepare_kind, task_hash=state.task_hash,
         summary=state.summary, size_bytes=state.size_bytes, driver=ctx.store.driver.name,
@@ -159,7 +160,10 @@ def import_state(ctx: "AppContext", org: str, state_id: str) -> State:
     chain = _missing_chain(ctx, org, state_id)
     for manifest in reversed(chain):
         _receive(ctx, org, manifest)
-    return _state_row(ctx, org, state_id)
+    imported = _state_row(ctx, org, state_id)
+    if imported is None:
+        raise InternalError(f"state {state_id} was received but is not recorded")
+    return imported
 
 
 def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]:
@@ -193,7 +197,8 @@ def _receive(ctx: "AppContext", org: str, manifest: Manifest) -> None:
         checked = HashingReader(stored, expect_sha256=manifest.stream_sha256, expect_bytes=manifest.stream_bytes,
                                 state_id=state_id)
         try:
-            size = ctx.store.receive_state(org, state_id, checked, manifest.format, manifest.incremental_from)
+            size = ctx.store.receive_state(org, state_id, cast(BinaryIO, checked), manifest.format,
+                                           manifest.incremental_from)
         except InvalidArgument:
             raise
         except Exception as failure:

@@ -4,39 +4,18 @@ binaries. No worker runs here: these tests are about admission, validation and t
 not execution (see tests/e2e)."""
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-import tarfile
 import time
-from dataclasses import dataclass
 
 import httpx
+import pytest
 
-from tests.conftest import free_tcp_port
-
-
-def make_tarball(entries: list[tuple[str, bytes | None, dict]]) -> bytes:
-    """(name, content or None, TarInfo overrides) → tar.gz bytes, for crafting bad bundles."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, content, overrides in entries:
-            info = tarfile.TarInfo(name)
-            for key, value in overrides.items():
-                setattr(info, key, value)
-            if content is not None:
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(content))
-            else:
-                tar.addfile(info)
-    return buffer.getvalue()
-
-
-import pytest  # noqa: E402
-
-from appliance.api.app import create_app  # noqa: E402
-from tests.support.oidc import AUDIENCE, LocalIssuer  # noqa: E402
+from appliance.api.app import create_app
+from tests.support.api import ServedApi
+from tests.support.oidc import AUDIENCE, LocalIssuer
+from tests.support.ports import free_tcp_port
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +36,6 @@ def oidc_client(ctx, token, issuer):
 
 
 # -- the API really served by hypercorn (`sqlrs-appliance api`), for what only a server shows ------
-
-
-@dataclass
-class ServedApi:
-    url: str
-    token: str
-    port: int
 
 
 def _service(*args: str, env: dict[str, str]) -> str:

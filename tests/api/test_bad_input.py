@@ -7,8 +7,8 @@ import tarfile
 import pytest
 
 from appliance.control.models import JobEvent, PrepareJob, SourceBundle, State, Task
-
-from .conftest import make_tarball
+from tests.support.api import assert_rejected
+from tests.support.tarballs import make_tarball
 
 
 def counts() -> tuple[int, ...]:
@@ -23,14 +23,6 @@ async def upload(client, data: bytes):
 async def submit(client, **body):
     request = {"prepare_kind": "psql", "image_id": "postgres:15", **body}
     return await client.post("/v1/prepare-jobs", json=request, headers=client.auth)
-
-
-async def assert_rejected(response, status: int, code: str, fragment: str = "") -> dict:
-    body = await response.get_json()
-    assert response.status_code == status, body
-    assert body["code"] == code
-    assert fragment.lower() in body["message"].lower(), body["message"]
-    return body
 
 
 @pytest.fixture

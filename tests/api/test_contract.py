@@ -30,7 +30,7 @@ async def test_a_plan_only_job_finishes_at_once_and_lists_its_tasks(client):
 
 
 async def test_uploading_the_same_bundle_twice_gives_the_same_source_id(client):
-    from .conftest import make_tarball
+    from tests.support.tarballs import make_tarball
     data = make_tarball([("a.sql", b"select 1;\n", {})])
     first = await client.post("/v1/sources", data=data, headers=client.auth)
     second = await client.post("/v1/sources", data=data, headers=client.auth)

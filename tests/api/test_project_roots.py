@@ -10,8 +10,7 @@ import pytest
 
 from appliance.api.app import create_app
 from appliance.control.models import PrepareJob, Project, SourceBundle
-
-from .test_bad_input import assert_rejected
+from tests.support.api import assert_rejected
 
 
 def git_repository(path: Path, content: str = "select 1;\n") -> Path:

@@ -6,8 +6,7 @@ import datetime as dt
 from appliance.api.auth.tokens import issue_token
 from appliance.control.models import Instance, PrepareJob, State, utcnow
 from appliance.control import quotas
-
-from .test_bad_input import assert_rejected
+from tests.support.api import assert_rejected
 
 
 def job(sql: str = "select 1", **fields) -> dict:

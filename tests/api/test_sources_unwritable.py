@@ -3,8 +3,7 @@ answers a new one with 503 `sources_unwritable`, never a 500."""
 from __future__ import annotations
 
 from tests.support.mounts import read_only
-
-from .conftest import make_tarball
+from tests.support.tarballs import make_tarball
 
 
 async def test_an_already_known_bundle_uploads_while_the_sources_dir_is_read_only(ctx, client):

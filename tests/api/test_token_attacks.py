@@ -12,8 +12,7 @@ from joserfc.jwk import RSAKey
 
 from appliance.api.auth.tokens import issue_token, revoke
 from appliance.control.models import PrepareJob
-
-from .test_bad_input import assert_rejected
+from tests.support.api import assert_rejected
 
 JOB = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"]}
 

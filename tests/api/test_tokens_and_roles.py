@@ -5,8 +5,7 @@ from appliance.api.app import create_app
 from appliance.api.authz import ROUTE_ROLES
 from appliance.api.auth.tokens import issue_token
 from appliance.control.models import ApiToken, Instance, PrepareJob, utcnow
-
-from .test_bad_input import assert_rejected
+from tests.support.api import assert_rejected
 
 JOB = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"]}
 
@@ -83,8 +82,8 @@ async def test_the_operator_token_acts_in_any_org_it_names(client):
 
 
 async def test_every_route_needs_a_role_from_the_table():
-    from tests.test_docs import _NoContext
-    app = create_app(_NoContext)
+    from tests.support.api import NoContext
+    app = create_app(NoContext)
     public = {"/v1/health", "/openapi.json"}
     for rule in app.url_map.iter_rules():
         if rule.rule in public or rule.endpoint == "static":

@@ -118,6 +118,14 @@ def test_the_check_finds_a_backward_import(tmp_path, monkeypatch):
         module.unlink()
 
 
+def test_the_rq_entry_points_call_the_worker_side_and_nothing_above_it():
+    """``jobs`` (outside the package: the queue names its functions as strings) sits on ``build``."""
+    above = {part for part in RANK if RANK[part] > RANK["build"]}
+    found = [f"{path.name} imports {target}" for path in sorted((ROOT.parent / "jobs").glob("*.py"))
+             for target in imported(f"jobs.{path.stem}", path) if part_of(target) in above]
+    assert found == []
+
+
 @pytest.mark.parametrize("package", sorted({p.parent for p in ROOT.rglob("__init__.py")}), ids=str)
 def test_every_package_says_what_lives_there_and_what_it_may_import(package):
     doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""

@@ -71,7 +71,7 @@ def test_a_database_at_version_3_gains_hosts_and_per_host_state_copies(control_d
         assert migrate(db)[0] == 4
 
         assert db.table_exists("host")
-        row = dict(org="o", state_id="s1", image_id="i", prepare_kind="psql", task_hash="t")
+        row = {"org": "o", "state_id": "s1", "image_id": "i", "prepare_kind": "psql", "task_hash": "t"}
         State.create(**row, host="a")
         State.create(**row, host="b")  # the same state on a second host is a second copy
         assert State.select().where(State.state_id == "s1").count() == 2

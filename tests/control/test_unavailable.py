@@ -12,7 +12,7 @@ from appliance.api.app import create_app
 from appliance.control.db import retry_while_unavailable
 from appliance.control.models import PrepareJob
 
-from ..conftest import free_tcp_port
+from tests.support.ports import free_tcp_port
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from .conftest import start_appliance
-from .test_prepare_psql import executes
+from tests.support.appliance import start_appliance
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import psql
+from tests.support.psql import psql
 
 
 def sqlrs(appliance, *args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:

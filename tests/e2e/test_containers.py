@@ -9,8 +9,7 @@ import pytest
 
 from appliance.runtime.docker import container_name
 from appliance.runtime.nomad_jobs import job_id_for
-
-from .conftest import appliance_on
+from tests.support.appliance import appliance_on
 
 
 @pytest.fixture(scope="module", params=["docker", "nomad"])

@@ -9,7 +9,7 @@ import sys
 import docker
 import pytest
 
-from .conftest import appliance_on
+from tests.support.appliance import appliance_on
 
 
 @pytest.fixture(params=["docker", "nomad"])

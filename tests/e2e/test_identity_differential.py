@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_prepare_psql import executes
+from tests.support.prepares import executes
 
 EXAMPLES = Path(__file__).parent / "changelogs" / "liquibase-examples"
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from .conftest import appliance_on
+from tests.support.appliance import appliance_on
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 
 import httpx
 
-from .conftest import psql
-from .test_prepare_psql import THREE_STEPS, executes
-
-
-def _wait_until(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+from tests.support.psql import psql
+from tests.support.polling import wait_until
+from tests.support.prepares import THREE_STEPS, executes
 
 
 def test_an_instance_past_its_ttl_is_reaped_and_its_port_freed(appliance, scripts):
     status = appliance.prepare(["-f", "schema.sql"], scripts, instance={"ttl_seconds": 2})
     instance_id, dsn = status["result"]["instance_id"], status["result"]["dsn"]
     assert psql(dsn, "select 1").returncode == 0
-    reaped = _wait_until(lambda: (i := appliance.get(f"/v1/instances/{instance_id}").json())["status"] == "expired"
-                         and i)
+    reaped = wait_until(lambda: (i := appliance.get(f"/v1/instances/{instance_id}").json())["status"] == "expired"
+                        and i, 30, "the instance to expire")
     assert reaped["port"] is None and reaped.get("dsn") is None
     assert psql(dsn, "select 1").returncode != 0
 
@@ -157,7 +148,7 @@ def test_an_instance_whose_postgres_died_is_started_again_on_its_port(appliance,
                       (p / "pgdata" / "postmaster.pid").read_text().splitlines()[3]))
     postmaster = int((volume / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
     subprocess.run(["kill", "-9", str(postmaster)], check=True)
-    _wait_until(lambda: psql(dsn, "select count(*) from items").returncode == 0, timeout=60)
+    wait_until(lambda: psql(dsn, "select count(*) from items").returncode == 0, 60, "the instance to answer again")
     assert appliance.get(f"/v1/instances/{instance_id}").json()["status"] == "active"
 
 
@@ -165,7 +156,8 @@ def test_every_finished_job_leaves_a_report_and_its_step_logs_as_artifacts(appli
     (scripts / "noisy.sql").write_text("select 'hello from a step' as greeting;\n")
     status = appliance.prepare(["-f", "schema.sql", "-f", "noisy.sql"], scripts)
     job_id = status["job_id"]
-    names = {a["name"] for a in _wait_until(lambda: appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts").json())}
+    names = {a["name"] for a in wait_until(lambda: appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts").json(),
+                                           30, "the job's artifacts")}
     assert {"report.json", "logs/execute-1.log"} <= names
     report = appliance.get(f"/v1/prepare-jobs/{job_id}/artifacts/report.json").json()
     assert report["status"] == "succeeded"

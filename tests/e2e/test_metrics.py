@@ -6,8 +6,8 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import appliance_on
-from .test_prepare_psql import executes
+from tests.support.appliance import appliance_on
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from .conftest import appliance_on
-from .test_prepare_psql import THREE_STEPS, executes
+from tests.support.appliance import appliance_on
+from tests.support.prepares import THREE_STEPS, executes
 from tests.support.s3 import s3_env
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import appliance_on
-from .test_prepare_psql import executes
+from tests.support.appliance import appliance_on
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import psql, start_appliance
-from .test_prepare_psql import executes
+from tests.support.appliance import start_appliance
+from tests.support.psql import psql
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module")

@@ -3,31 +3,11 @@ formatted SQL, JSON), the real Liquibase CLI, one state per changeset."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-from pathlib import Path
 
-import pytest
-
-from .conftest import psql
-from .test_prepare_psql import executes
-
-SHOP = Path(__file__).parent / "changelogs" / "shop"
-UPDATE = ["update", "--changelog-file", "changelog.xml"]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(SHOP, tmp_path / "shop")
-    (tmp_path / "shop" / "data.sql").write_text((tmp_path / "shop" / "data.sql").read_text()
-                                                + f"\n--changeset shop:marker\n-- {tmp_path.name}\nselect 1;\n")
-    return tmp_path / "shop"  # the marker changeset makes this test's chain its own
-
-
-def prepare(appliance, project: Path, *args: str) -> dict:
-    response = appliance.submit_lb([*UPDATE, *args], project)
-    assert response.status_code == 201, response.text
-    return appliance.wait(response.json()["job_id"], timeout=300)
+from tests.support.liquibase import UPDATE, prepare
+from tests.support.prepares import executes
+from tests.support.psql import psql
 
 
 def built(status: dict) -> list[str]:

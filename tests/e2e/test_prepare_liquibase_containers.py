@@ -7,10 +7,10 @@ import pytest
 
 from appliance.settings import Settings
 from tests.support.docker import ensure_liquibase_image
-
-from .conftest import appliance_on, psql
-from .test_prepare_liquibase import prepare, project  # noqa: F401  (the fixture)
-from .test_prepare_psql import executes
+from tests.support.appliance import appliance_on
+from tests.support.psql import psql
+from tests.support.liquibase import prepare
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module", params=["docker", "nomad"])

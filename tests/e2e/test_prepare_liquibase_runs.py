@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import appliance_on, psql
-from .test_prepare_psql import executes
+from tests.support.appliance import appliance_on
+from tests.support.psql import psql
+from tests.support.prepares import executes
 
 TINY = 8  # changesets that take milliseconds: the boundaries come faster than any poll
 

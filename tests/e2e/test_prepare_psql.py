@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
-from .conftest import appliance_on, psql
+from tests.support.appliance import appliance_on
+from tests.support.prepares import THREE_STEPS, executes
+from tests.support.psql import psql
 
 
 @pytest.fixture(scope="module", params=["btrfs", "zfs", "docker", "nomad"])
@@ -16,13 +18,6 @@ def appliance(request):
     """The same prepare flow, unchanged, on every snapshot driver and every runtime that runs here
     for real (process on btrfs and zfs; docker; nomad through the Nomad-API double)."""
     yield from appliance_on(request, request.param)
-
-
-THREE_STEPS = ["-f", "schema.sql", "-f", "data.sql", "-f", "more.sql"]
-
-
-def executes(status: dict) -> list[dict]:
-    return [t for t in status["tasks"] if t["type"] == "state_execute"]
 
 
 def test_a_three_step_prepare_builds_three_states_and_returns_a_working_dsn(appliance, scripts):

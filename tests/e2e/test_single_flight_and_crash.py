@@ -5,10 +5,10 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .test_prepare_psql import THREE_STEPS, executes
+from tests.support.prepares import THREE_STEPS, executes
+from tests.support.polling import wait_until
 
 
 def test_ten_identical_prepares_submitted_at_once_build_each_step_once(appliance, scripts):
@@ -29,16 +29,6 @@ def _worker_pid(appliance, job_id: str) -> int | None:
     return int(row[0].rsplit(":", 1)[1]) if row and row[0] else None
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killing_the_worker_mid_step_fails_the_job_and_leaves_nothing_behind(appliance, scripts):
     (scripts / "slow.sql").write_text("select pg_sleep(120);\n")
     volumes = lambda: set((appliance.data_dir / "store" / "orgs").glob("*/volumes/*"))  # noqa: E731
@@ -49,11 +39,11 @@ def test_killing_the_worker_mid_step_fails_the_job_and_leaves_nothing_behind(app
     assert len(building) == 1, "exactly one build clone exists while the step runs"
     os.kill(_worker_pid(appliance, job_id), signal.SIGKILL)
 
-    status = _wait_for(lambda: (s := appliance.get(f"/v1/prepare-jobs/{job_id}").json())["status"]
+    status = wait_until(lambda: (s := appliance.get(f"/v1/prepare-jobs/{job_id}").json())["status"]
                        in ("failed", "succeeded", "cancelled") and s, 60, "the job to end")
     assert status["status"] == "failed"
     assert status["error"]["code"] == "internal_error"
-    _wait_for(lambda: not any(p.exists() for p in building), 30, "the build clone to be removed")
+    wait_until(lambda: not any(p.exists() for p in building), 30, "the build clone to be removed")
     leftovers = subprocess.run(["pgrep", "-f", str(building[0])], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "a postgres process of the dead build is still running"
     assert appliance.get("/v1/instances").json() == [] or all(

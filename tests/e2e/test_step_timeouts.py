@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import appliance_on
+from tests.support.appliance import appliance_on
 
 TIMEOUT = 20  # long enough for a contended machine to start Liquibase's JVM for its plan
 

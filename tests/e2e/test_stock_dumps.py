@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.stock import plain_dump, stock_cluster, stock_psql
-
-from .conftest import psql
+from tests.support.psql import psql
 
 pytestmark = pytest.mark.e2e
 

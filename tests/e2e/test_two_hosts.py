@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
+from tests.support.appliance import FAST_RECOVERY
+from tests.support.psql import psql
+from tests.support.prepares import executes
 
-from .conftest import FAST_RECOVERY, psql
 from .harness import Appliance
-from .test_prepare_psql import executes
 
 RANGES = {"host-a": (29100, 29149), "host-b": (29150, 29199)}
 DOWN_AFTER_SECONDS = 8

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from .conftest import appliance_on, psql
-from .test_prepare_psql import executes
+from tests.support.appliance import appliance_on
+from tests.support.psql import psql
+from tests.support.prepares import executes
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,15 @@ from typing import Iterator
 import pytest
 
 from appliance.settings import Settings
-from tests.conftest import free_tcp_port, public_tmpdir
-from tests.e2e.conftest import FAST_RECOVERY
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
+from tests.support.appliance import FAST_RECOVERY
 from tests.e2e.harness import Appliance
 from tests.support.docker import ensure_image, require_docker
 
-from .rig import FaultRig, Outcome, RedisServer
+from .rig import PORT_RANGES, FaultRig, Outcome, RedisServer, tear_down
 
 OUTCOMES: list[tuple[str, Outcome]] = []
-_port_ranges = iter([(29000 + 100 * i, 29099 + 100 * i) for i in range(20)])
 
 
 @pytest.fixture(scope="module", params=["process", "docker"])
@@ -38,23 +38,15 @@ def rig(request, control_postgres) -> Iterator[FaultRig]:
         stack.callback(redis.kill)
         database_url = control_postgres.new_database_url()
         env.update({"SQLRS_REDIS_URL": redis.url, "SQLRS_DATABASE_URL": database_url})
-        port_range = next(_port_ranges)
+        port_range = next(PORT_RANGES)
         app = Appliance(public_tmpdir("sqlrs-faults-") / "data", free_tcp_port(), port_range=port_range,
                         extra_env=env)
         stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
         rig = FaultRig(app, redis, database_url, port_range)
-        stack.callback(_teardown, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-{request.module.__name__.rsplit('.', 1)[-1]}-{runtime}")
+        stack.callback(tear_down, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-{request.module.__name__.rsplit('.', 1)[-1]}-{runtime}")
         app.start()
         rig.runtime = runtime
         yield rig
-
-
-def _teardown(rig: FaultRig, logs: Path) -> None:
-    import signal
-    for group in rig.stray_groups:  # workers of a supervisor the suite killed alone
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-    rig.app.destroy(keep_logs_in=logs)
 
 
 @pytest.fixture

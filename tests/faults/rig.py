@@ -21,13 +21,15 @@ from redis.exceptions import RedisError
 
 from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
-from tests.conftest import free_tcp_port
+from tests.support.ports import free_tcp_port
 from tests.e2e.harness import TERMINAL, Appliance
 from tests.support.polling import wait_until
 from tests.support.processes import processes
 
 LIVE_INSTANCE = ("starting", "active", "pooled", "binding")
 BOUND_SECONDS = 60.0  # every job must be terminal this long after its fault (job_lost 4 s + passes)
+# Instance port ranges, one per rig the session starts (the conftest's and the supervisor kills').
+PORT_RANGES = iter([(29000 + 100 * i, 29099 + 100 * i) for i in range(20)])
 
 
 class RedisServer:
@@ -303,3 +305,11 @@ def listening_ports(low: int, high: int) -> set[int]:
             if fields[3] == "0A" and low <= port <= high:  # LISTEN
                 ports.add(port)
     return ports
+
+
+def tear_down(rig: FaultRig, logs: Path) -> None:
+    """Kill what the suite left running on its own, then destroy the appliance, keeping its logs."""
+    for group in rig.stray_groups:  # workers of a supervisor the suite killed alone
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    rig.app.destroy(keep_logs_in=logs)

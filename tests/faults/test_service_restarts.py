@@ -91,7 +91,7 @@ def test_control_db_down_for_seconds_while_jobs_run(rig: FaultRig, outcome: Outc
     codes = {(r.status_code, r.json().get("code") if r.status_code >= 400 else None) for r in answers}
     assert codes == {(503, "control_db_unavailable")}, codes
     final = rig.account(outcome, jobs, bound=120)
-    assert set(s["status"] for s in final.values()) <= {"succeeded", "failed"}
+    assert {s["status"] for s in final.values()} <= {"succeeded", "failed"}
     for status in final.values():
         if status["status"] == "failed":  # only for the outage, and saying so
             assert status["error"]["code"] in ("control_db_unavailable", "internal_error"), status

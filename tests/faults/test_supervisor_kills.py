@@ -14,15 +14,15 @@ from typing import Iterator
 import pytest
 
 from appliance.settings import Settings
-from tests.conftest import free_tcp_port, public_tmpdir
-from tests.e2e.conftest import FAST_RECOVERY
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
+from tests.support.appliance import FAST_RECOVERY
 from tests.e2e.harness import Appliance
 from tests.support.docker import ensure_image, require_docker
 from tests.support.polling import wait_until
 from tests.support.processes import children_of, redis_servers_of, workers_of
 
-from .conftest import _port_ranges, _teardown
-from .rig import FaultRig, Outcome
+from .rig import PORT_RANGES, FaultRig, Outcome, tear_down
 
 WORKERS = 2
 RESTART_LINE = "exited with"  # the supervisor's line for each child that died (see Supervised.schedule_restart)
@@ -39,12 +39,12 @@ def rig(request, control_postgres) -> Iterator[FaultRig]:
             env["SQLRS_RUNTIME"] = "docker"
         database_url = control_postgres.new_database_url()
         env["SQLRS_DATABASE_URL"] = database_url
-        port_range = next(_port_ranges)
+        port_range = next(PORT_RANGES)
         app = Appliance(public_tmpdir("sqlrs-faults-") / "data", free_tcp_port(), port_range=port_range,
                         extra_env=env)
         stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
         rig = FaultRig(app, None, database_url, port_range)
-        stack.callback(_teardown, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-supervisor-kills-{request.param}")
+        stack.callback(tear_down, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-supervisor-kills-{request.param}")
         app.start()
         rig.runtime = request.param
         yield rig

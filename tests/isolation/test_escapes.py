@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import psql
-
-from .conftest import Tenants
+from tests.support.psql import psql
+from tests.support.tenants import Tenants
 
 # psql meta-commands that act on the worker: each is refused when the request is planned.
 REFUSED_META_COMMANDS = [

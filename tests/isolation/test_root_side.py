@@ -10,9 +10,8 @@ import glob
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import psql
-
-from .conftest import Tenants
+from tests.support.psql import psql
+from tests.support.tenants import Tenants
 
 
 def _step(tenants: Tenants, tmp_path: Path, sql: str) -> dict:

@@ -11,8 +11,7 @@ from appliance.job_artifacts import (DEFAULT_RETENTION, list_job_artifacts, open
 from appliance.control.models import PrepareJob, Task
 from appliance.errors import NotFound
 from appliance.orchestrator.events import append_event
-
-from .conftest import Host
+from tests.support.objectstores import Host
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2030, 1, 1, tzinfo=UTC)

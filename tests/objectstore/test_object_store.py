@@ -11,8 +11,8 @@ import pytest
 from appliance.objectstore.s3 import PART_SIZE
 from appliance.objectstore.store import ObjectStore
 from appliance.errors import InvalidArgument, NotFound
-
-from .conftest import SECRET_KEY, incomplete_uploads
+from tests.support.objectstores import incomplete_uploads
+from tests.support.s3 import SECRET_KEY
 
 UTC = dt.timezone.utc
 

@@ -11,10 +11,10 @@ from appliance.control.db import close_database
 from appliance.control.models import State
 from appliance.storage.copy import CopyDriver
 from appliance.shell import Runner
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 from tests.runtime.pg import socket_psql
-
-from .conftest import Host
+from tests.support.objectstores import Host
 
 ORG = "acme"
 STEPS = ("CREATE TABLE t (n int)", "INSERT INTO t SELECT generate_series(1, 100)",

@@ -16,8 +16,7 @@ from appliance.storage.btrfs import BtrfsDriver
 from appliance.storage.copy import CopyDriver
 from appliance.storage.lvm import LvmDriver
 from tests.support.lvm import GIB, POOL, VG, LvmHost
-
-from .conftest import Host
+from tests.support.objectstores import Host
 
 ORG = "acme"
 

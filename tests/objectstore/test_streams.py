@@ -11,8 +11,7 @@ from appliance.transfer.manifest import Manifest
 from appliance.transfer.streams import export_state, import_state, manifest_key, stream_key
 from appliance.control.models import State
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
-
-from .conftest import Host, incomplete_uploads
+from tests.support.objectstores import Host, incomplete_uploads
 
 ORG = "acme"
 CHAIN = ("s1", "s2", "s3")

@@ -61,7 +61,7 @@ def test_a_host_whose_heartbeat_is_stale_is_down(ctx):
     register("a"), register("b", heartbeat_age=ctx.settings.host_down_after_seconds + 1)
     hold("b", *CHAIN)
     assert place(ctx, "default", CHAIN).host_id == "a"
-    assert {h["host_id"]: h["status"] for h in map(lambda h: hosts.describe(h, ctx.settings), hosts.all_hosts())} \
+    assert {h["host_id"]: h["status"] for h in (hosts.describe(h, ctx.settings) for h in hosts.all_hosts())} \
         == {"a": "up", "b": "down"}
 
 

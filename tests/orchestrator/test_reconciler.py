@@ -12,7 +12,8 @@ from appliance.orchestrator.queue import is_known_to_redis
 from appliance.orchestrator.reconciler import reconcile
 from appliance.orchestrator.submit import submit_prepare
 
-from ..conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 
 REQUEST = {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "create table t (i int)"]}
 

@@ -2,9 +2,10 @@
 of the run so CI logs carry them."""
 from __future__ import annotations
 
+from tests.support.measurements import MEASURED
+
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    from .test_playbook import MEASURED
     if MEASURED:
         terminalreporter.write_line("")
         terminalreporter.write_line("offline install measurements:")

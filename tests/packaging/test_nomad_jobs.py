@@ -16,7 +16,7 @@ from appliance.api.app import create_app
 from appliance.service.main import cli as service_cli
 from appliance.settings import Settings
 from tests.nomad_double.validation import InvalidJob, validate_register_body
-from tests.test_docs import _NoContext
+from tests.support.api import NoContext
 
 NOMAD_DIR = Path(__file__).resolve().parents[2] / "nomad"
 JOBS = sorted(p.name for p in NOMAD_DIR.glob("sqlrs-*.nomad.json"))
@@ -118,7 +118,7 @@ def test_the_api_listens_on_the_port_its_service_registers():
 
 
 def test_health_checks_point_at_routes_the_app_serves():
-    rules = {rule.rule for rule in create_app(_NoContext).url_map.iter_rules()}
+    rules = {rule.rule for rule in create_app(NoContext).url_map.iter_rules()}
     assert {c["Path"] for c in checks().values()} == {"/v1/ready", "/v1/health"} <= rules
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.measurements import measured
+
 from .offline_host import OfflineHost, bundle, host_image
 
 pytestmark = pytest.mark.timeout(900)
@@ -32,13 +34,6 @@ LB_CHANGELOG = """\
   <changeSet id="2" author="smoke"><sql>insert into offline values ('liquibase')</sql></changeSet>
 </databaseChangeLog>
 """
-
-
-MEASURED: list[str] = []  # bundle size and playbook times, printed at the end of the run (conftest)
-
-
-def measured(line: str) -> None:
-    MEASURED.append(line)
 
 
 class Playbook:

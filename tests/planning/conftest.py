@@ -9,6 +9,8 @@ from typing import Callable
 
 import pytest
 
+from tests.support.tarballs import tar_entry
+
 
 @pytest.fixture
 def source(tmp_path: Path) -> Callable[..., Path]:
@@ -32,17 +34,6 @@ def source(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def src_root(source) -> Path:
     return source.root
-
-
-def tar_entry(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "",
-              mtime: int = 0, uid: int = 0, size: int | None = None) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = link
-    info.mtime = mtime
-    info.uid = uid
-    info.size = len(data) if size is None else size
-    return info, data
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for runtime tests: one real initdb per session, copied for every test.
+"""Fixtures for runtime tests: one real initdb per runtime and session (``cluster_templates`` in
+tests/conftest.py), copied for every test.
 
 Directories live under /tmp with 0755 parents because, when we are root, Postgres runs as
 an unprivileged user that must be able to traverse to its volume and run dir.
@@ -17,6 +18,7 @@ from appliance.runtime.base import Endpoint
 from appliance.runtime.ports import PortPool
 from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
+from tests.support.clusters import ClusterTemplates
 
 # A range away from the appliance's default pool, so a running appliance is not disturbed.
 TEST_PORTS = PortPool(26000, 26999)
@@ -36,24 +38,18 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def template_volume(runtime: ProcessRuntime, workdir: Path) -> Path:
-    volume = workdir / "template"
-    volume.mkdir()
-    runtime.init_cluster(volume, "postgres")
-    return volume
+def template_volume(runtime: ProcessRuntime, cluster_templates: ClusterTemplates) -> Path:
+    """The process runtime's template cluster."""
+    return cluster_templates.template(runtime)
 
 
 _counter = itertools.count()
 
 
 @pytest.fixture
-def new_volume(template_volume: Path, workdir: Path, runner: Runner) -> Callable[[], Path]:
+def new_volume(runtime: ProcessRuntime, cluster_templates: ClusterTemplates, workdir: Path) -> Callable[[], Path]:
     """Fresh cluster volumes: `cp -a` of the session's initdb, as a clone would be."""
-    def make() -> Path:
-        target = workdir / f"vol{next(_counter)}"
-        runner(["cp", "-a", str(template_volume), str(target)])
-        return target
-    return make
+    return lambda: cluster_templates.copy(runtime, workdir / f"vol{next(_counter)}")
 
 
 @pytest.fixture
@@ -93,10 +89,9 @@ def start(runtime: ProcessRuntime, run_dir_for, free_port) -> Iterator[Callable[
 
 
 @pytest.fixture(scope="session")
-def shared_cluster(runtime: ProcessRuntime, template_volume: Path, workdir: Path, runner: Runner) -> Iterator[Endpoint]:
+def shared_cluster(runtime: ProcessRuntime, cluster_templates: ClusterTemplates, workdir: Path) -> Iterator[Endpoint]:
     """One socket-only cluster for tests that only read, so they need no copy of their own."""
-    volume = workdir / "shared"
-    runner(["cp", "-a", str(template_volume), str(volume)])
+    volume = cluster_templates.copy(runtime, workdir / "shared")
     endpoint = runtime.start(volume, workdir / "run-shared",
                              port=TEST_PORTS.first_free(_taken_ports, "127.0.0.1"), listen_host=None)
     _taken_ports.add(endpoint.port)
@@ -105,9 +100,6 @@ def shared_cluster(runtime: ProcessRuntime, template_volume: Path, workdir: Path
 
 
 # --- docker runtime and the runtime conformance suite ---------------------------------------
-import os as _os  # noqa: E402
-import signal as _signal  # noqa: E402
-
 from appliance.runtime.base import InstanceRuntime  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 
@@ -141,22 +133,10 @@ def any_runtime(request) -> InstanceRuntime:
     return request.getfixturevalue("runtime" if request.param == "process" else f"{request.param}_runtime")
 
 
-@pytest.fixture(scope="session")
-def any_template_volume(any_runtime, workdir: Path) -> Path:
-    """An initdb made by the runtime under test (so init_cluster itself is exercised)."""
-    volume = workdir / f"template-{any_runtime.name}"
-    volume.mkdir()
-    any_runtime.init_cluster(volume, "postgres")
-    return volume
-
-
 @pytest.fixture
-def any_new_volume(any_template_volume: Path, workdir: Path, runner: Runner) -> Callable[[], Path]:
-    def make() -> Path:
-        target = workdir / f"vol{next(_counter)}"
-        runner(["cp", "-a", str(any_template_volume), str(target)])
-        return target
-    return make
+def any_new_volume(any_runtime, cluster_templates: ClusterTemplates, workdir: Path) -> Callable[[], Path]:
+    """Fresh cluster volumes of an initdb made by the runtime under test (so init_cluster itself is exercised)."""
+    return lambda: cluster_templates.copy(any_runtime, workdir / f"vol{next(_counter)}")
 
 
 @pytest.fixture
@@ -179,19 +159,6 @@ def any_start(any_runtime, run_dir_for, free_port) -> Iterator[Callable[..., End
         any_runtime.stop(volume, mode="immediate")
 
 
-def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
-    """SIGKILL a running cluster's postmaster behind the runtime's back (an OOM kill, an operator)."""
-    if runtime.name == "docker":
-        from appliance.runtime.docker import container_name
-        import docker
-        pid = docker.from_env().containers.get(container_name(volume)).attrs["State"]["Pid"]  # host pid
-    elif runtime.name == "nomad":
-        pid = nomad_task_container(volume).attrs["State"]["Pid"]  # host pid of the task's postmaster
-    else:
-        pid = int((volume / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
-    _os.kill(pid, _signal.SIGKILL)
-
-
 # --- nomad runtime: the Nomad-API double (fixture `nomad_double` in tests/conftest.py) ---------
 @pytest.fixture(scope="session")
 def nomad_runtime(runner: Runner, nomad_double: NomadDouble):
@@ -204,13 +171,3 @@ def nomad_runtime(runner: Runner, nomad_double: NomadDouble):
                         node_id=nomad_double.node_id, image=image,
                         memory_mb=Settings.model_fields["instance_memory_mb"].default,
                         cpus=Settings.model_fields["instance_cpus"].default)
-
-
-def nomad_task_container(volume: Path):
-    """The container the double started for a volume's instance job (found by Nomad's labels)."""
-    import docker
-    from appliance.runtime.nomad_jobs import job_id_for
-
-    found = docker.from_env().containers.list(filters={"label": f"com.hashicorp.nomad.job_id={job_id_for(volume)}"})
-    assert len(found) == 1, f"expected one running task container for {volume}, found {len(found)}"
-    return found[0]

@@ -6,15 +6,15 @@ parametrized over the runtimes; a new runtime joins by adding its name to ``any_
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
 from appliance.errors import Conflict, InvalidArgument
 from appliance.runtime.base import InstanceRuntime
 from appliance.runtime.ports import port_is_bindable
+from tests.support.clusters import kill_from_outside
+from tests.support.polling import eventually
 
-from .conftest import kill_from_outside
 from .pg import controldata_state, socket_psql, tcp_psql
 
 
@@ -123,7 +123,7 @@ def test_connection_count_sees_an_open_connection(any_runtime, any_volume, any_s
     try:
         client.stdin.write("select pg_sleep(0);\n")
         client.stdin.flush()
-        assert _eventually(lambda: any_runtime.connection_count(endpoint) == 1)
+        assert eventually(lambda: any_runtime.connection_count(endpoint) == 1, timeout=30, interval=0.02)
     finally:
         client.stdin.close()
         client.wait()
@@ -132,25 +132,16 @@ def test_connection_count_sees_an_open_connection(any_runtime, any_volume, any_s
 def test_a_cluster_killed_from_outside_is_not_running(any_runtime, any_volume, any_start):
     any_start(any_volume)
     kill_from_outside(any_runtime, any_volume)
-    assert _eventually(lambda: not any_runtime.is_running(any_volume))
+    assert eventually(lambda: not any_runtime.is_running(any_volume), timeout=30, interval=0.02)
 
 
 def test_a_cluster_killed_from_outside_starts_again_after_stop(any_runtime, runner, any_volume, any_start):
     any_start(any_volume)
     kill_from_outside(any_runtime, any_volume)
-    assert _eventually(lambda: not any_runtime.is_running(any_volume))
+    assert eventually(lambda: not any_runtime.is_running(any_volume), timeout=30, interval=0.02)
     any_runtime.stop(any_volume, mode="immediate")
     endpoint = any_start(any_volume)
     assert socket_psql(any_runtime, runner, endpoint, "select 1") == "1"
-
-
-def _eventually(condition, attempts: int = 250) -> bool:
-    """Poll something that happens asynchronously (bounded by attempts, not by time)."""
-    for _ in range(attempts):
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_running_volumes_lists_a_started_cluster_until_it_is_stopped(any_runtime, any_volume, any_start):
@@ -168,5 +159,5 @@ def test_a_server_whose_clone_was_deleted_under_it_is_still_found_and_stopped(an
     runner(["rm", "-rf", str(any_volume)])  # by hand, behind the appliance's back
     assert any_volume.resolve() in any_runtime.running_volumes()
     any_runtime.stop(any_volume, mode="immediate")
-    assert _eventually(lambda: any_volume.resolve() not in any_runtime.running_volumes())
+    assert eventually(lambda: any_volume.resolve() not in any_runtime.running_volumes(), timeout=30, interval=0.02)
     assert not any_runtime.is_running(any_volume)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
 import docker
@@ -15,8 +14,9 @@ import pytest
 from appliance.errors import CommandFailed, InvalidArgument
 from appliance.runtime.base import Limits
 from appliance.runtime.docker import CONTAINER_PGDATA, CONTAINER_RUN_DIR, container_name
+from tests.support.clusters import kill_from_outside
+from tests.support.polling import eventually
 
-from .conftest import kill_from_outside
 from .pg import socket_psql
 
 
@@ -26,18 +26,13 @@ def engine(docker_runtime):
 
 
 @pytest.fixture(scope="module")
-def docker_template(docker_runtime, workdir: Path) -> Path:
-    volume = workdir / "docker-only-template"
-    volume.mkdir()
-    docker_runtime.init_cluster(volume, "postgres")
-    return volume
+def docker_template(docker_runtime, cluster_templates) -> Path:
+    return cluster_templates.template(docker_runtime)
 
 
 @pytest.fixture
-def docker_volume(docker_template: Path, workdir: Path, runner, request) -> Path:
-    target = workdir / f"docker-{request.node.name[:40]}"
-    runner(["cp", "-a", str(docker_template), str(target)])
-    return target
+def docker_volume(docker_runtime, cluster_templates, workdir: Path, request) -> Path:
+    return cluster_templates.copy(docker_runtime, workdir / f"docker-{request.node.name[:40]}")
 
 
 @pytest.fixture
@@ -107,13 +102,13 @@ def test_stop_keeps_the_container_log_in_the_run_dir(docker_runtime, docker_volu
 
 def test_a_container_killed_from_outside_shows_up_in_exited_instances(docker_runtime, docker_volume, started):
     kill_from_outside(docker_runtime, docker_volume)
-    assert _eventually(lambda: str(os.path.realpath(docker_volume)) in
-                       [str(c.volume) for c in docker_runtime.exited_instances()])
+    assert eventually(lambda: str(os.path.realpath(docker_volume)) in
+                      [str(c.volume) for c in docker_runtime.exited_instances()], timeout=30, interval=0.02)
 
 
 def test_stopping_a_killed_container_removes_it_from_exited_instances(docker_runtime, docker_volume, started):
     kill_from_outside(docker_runtime, docker_volume)
-    assert _eventually(lambda: not docker_runtime.is_running(docker_volume))
+    assert eventually(lambda: not docker_runtime.is_running(docker_volume), timeout=30, interval=0.02)
     docker_runtime.stop(docker_volume)
     assert container_name(docker_volume) not in [c.name for c in docker_runtime.list_managed()]
 
@@ -154,11 +149,3 @@ def test_a_failed_start_reports_the_container_log_and_removes_the_container(
 
 def test_the_executor_reaches_the_container_through_host_psql_on_the_socket(docker_runtime, runner, started):
     assert socket_psql(docker_runtime, runner, started, "show unix_socket_directories") == CONTAINER_RUN_DIR
-
-
-def _eventually(condition, attempts: int = 250) -> bool:
-    for _ in range(attempts):
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False

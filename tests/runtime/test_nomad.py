@@ -17,8 +17,9 @@ from appliance.errors import CommandFailed
 from appliance.runtime.nomad import NomadAPIError, NomadRuntime
 from appliance.runtime.base import Limits
 from appliance.runtime.nomad_jobs import DEFAULT_TEMPLATE, MHZ_PER_CPU, JobSettings, instance_job, job_id_for
+from tests.support.clusters import nomad_task_container
+from tests.support.polling import eventually
 
-from .conftest import nomad_task_container
 from .pg import tcp_psql
 
 LABELS = {"org": "acme", "job_id": "job-1", "state_id": "state-1", "instance_id": "inst-1"}
@@ -29,23 +30,10 @@ def volume(nomad_runtime, new_volume_for_nomad) -> Path:
     return new_volume_for_nomad()
 
 
-@pytest.fixture(scope="module")
-def nomad_template(nomad_runtime, workdir: Path) -> Path:
-    volume = workdir / "template-nomad-own"
-    volume.mkdir()
-    nomad_runtime.init_cluster(volume, "postgres")
-    return volume
-
-
 @pytest.fixture
-def new_volume_for_nomad(nomad_template: Path, workdir: Path, runner):
+def new_volume_for_nomad(nomad_runtime, cluster_templates, workdir: Path):
     counter = iter(range(10**6))
-
-    def make() -> Path:
-        target = workdir / f"nomad-vol-{time.monotonic_ns()}-{next(counter)}"
-        runner(["cp", "-a", str(nomad_template), str(target)])
-        return target
-    return make
+    return lambda: cluster_templates.copy(nomad_runtime, workdir / f"nomad-vol-{time.monotonic_ns()}-{next(counter)}")
 
 
 @pytest.fixture
@@ -61,14 +49,6 @@ def started(nomad_runtime, volume, run_dir_for, free_port):
 def api(nomad_double) -> nomad.Nomad:
     """A plain python-nomad client, to look at what the runtime left in Nomad."""
     return nomad.Nomad(address=nomad_double.addr, token=nomad_double.token, namespace=nomad_double.namespace)
-
-
-def _eventually(condition, attempts: int = 250) -> bool:
-    for _ in range(attempts):
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_an_instance_started_through_nomad_answers_over_tcp_with_its_password(nomad_runtime, runner, started):
@@ -101,12 +81,13 @@ def test_stop_deregisters_and_purges_the_job(nomad_runtime, api, volume, started
 
 def test_a_killed_task_container_shows_a_failed_allocation(api, volume, started):
     nomad_task_container(volume).kill()
-    assert _eventually(lambda: api.job.get_allocations(job_id_for(volume))[0]["ClientStatus"] == "failed")
+    assert eventually(lambda: api.job.get_allocations(job_id_for(volume))[0]["ClientStatus"] == "failed",
+                      timeout=30, interval=0.02)
 
 
 def test_a_killed_task_container_is_not_running(nomad_runtime, volume, started):
     nomad_task_container(volume).kill()
-    assert _eventually(lambda: not nomad_runtime.is_running(volume))
+    assert eventually(lambda: not nomad_runtime.is_running(volume), timeout=30, interval=0.02)
 
 
 def test_task_logs_come_from_nomad(nomad_runtime, volume, started):

@@ -181,15 +181,6 @@ def test_a_connection_string_as_dbname_is_rejected(runtime, shared_cluster):
         runtime.psql_command(shared_cluster, "host=elsewhere dbname=postgres")
 
 
-def _eventually(condition, attempts: int = 200) -> bool:
-    """Poll a condition the client reaches asynchronously (bounded by attempts, not time)."""
-    for _ in range(attempts):
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_init_leaves_the_volume_and_pgdata_private_to_the_postgres_user(runtime, template_volume):
     owner = runtime.run_as.uid if runtime.run_as else os.geteuid()
     for path in (template_volume, template_volume / "pgdata"):

@@ -11,7 +11,7 @@ import httpx
 from appliance.api.auth.tokens import verify_api_token
 from appliance.control.db import close_database, open_database
 from appliance.control.migrations import migrate
-from tests.conftest import free_tcp_port
+from tests.support.ports import free_tcp_port
 
 
 def service(*args: str, data_dir, redis_url: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
 
-from tests.conftest import public_tmpdir
+from tests.support.tmpdirs import public_tmpdir
 
 
 def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):

@@ -9,7 +9,8 @@ import sys
 
 from appliance.service.resources import Resources, check_memory, check_sysv
 
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 
 
 def test_strict_overcommit_without_headroom_is_reported_as_a_shared_memory_failure(tmp_path):

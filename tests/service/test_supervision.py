@@ -18,19 +18,13 @@ from appliance.connections import redis_client
 from appliance.service.processes import ChildRecord, record_children, stop_processes
 from appliance.service.supervisor import Backoff, Supervised, Supervisor
 from appliance.settings import Settings
-from tests.conftest import free_tcp_port, public_tmpdir
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 from tests.e2e.harness import Appliance
+from tests.support.polling import wait_until
 from tests.support.processes import IGNORES_SIGTERM, children_of, python_child, redis_servers_of, workers_of
 
 WORKERS = 2
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -73,7 +67,7 @@ def test_every_child_dies_with_a_supervisor_killed_with_sigkill(appliance):
     assert len(children_of(appliance.data_dir)) == WORKERS + 1
     os.kill(appliance.process.pid, signal.SIGKILL)
     appliance.process.wait()
-    wait_for(lambda: not children_of(appliance.data_dir), "the children to die with their supervisor")
+    wait_until(lambda: not children_of(appliance.data_dir), 60, "the children to die with their supervisor")
 
 
 def record_as_child(data_dir: Path, proc: subprocess.Popen, *, start_offset: int = 0) -> None:
@@ -100,9 +94,9 @@ def test_a_killed_private_redis_is_started_again_on_the_same_socket_with_the_sam
     (killed,) = redis_servers_of(appliance.data_dir)
     password = (appliance.data_dir / "redis.password").read_text()
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: redis_servers_of(appliance.data_dir) - {killed}, "a new redis-server")
+    wait_until(lambda: redis_servers_of(appliance.data_dir) - {killed}, 60, "a new redis-server")
     client = redis_client(Settings(data_dir=appliance.data_dir))
-    wait_for(lambda: _pings(client), "the new redis-server to answer")
+    wait_until(lambda: _pings(client), 60, "the new redis-server to answer")
     assert (appliance.data_dir / "redis.password").read_text() == password
     assert appliance.get("/v1/ready").status_code == 200
 
@@ -125,7 +119,7 @@ def test_a_child_that_keeps_dying_waits_longer_before_each_start(tmp_path):
     supervisor = Supervisor(tmp_path, None, [child])
     supervisor.start()
     try:
-        wait_for(lambda: len(starts) >= 5, "five starts")
+        wait_until(lambda: len(starts) >= 5, 60, "five starts")
     finally:
         supervisor.stop()
     gaps = [b - a for a, b in zip(starts, starts[1:])]

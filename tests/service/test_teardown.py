@@ -12,7 +12,7 @@ from docker.types import Mount
 from appliance.service.teardown import destroy_data_dir
 from appliance.settings import Settings
 
-from tests.conftest import public_tmpdir
+from tests.support.tmpdirs import public_tmpdir
 from tests.support.docker import ensure_image, require_docker
 
 IMAGE = Settings.model_fields["docker_image"].default

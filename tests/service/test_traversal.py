@@ -15,7 +15,7 @@ import pytest
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
 
-from tests.conftest import public_tmpdir
+from tests.support.tmpdirs import public_tmpdir
 
 
 @pytest.fixture

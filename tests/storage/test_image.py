@@ -10,8 +10,7 @@ from appliance.shell import Runner
 from appliance.storage.image import (
     StorageConfigError, ensure_btrfs_image, filesystem_type, is_btrfs_mount, unmount,
 )
-
-from .conftest import SMALL_IMAGE_BYTES
+from tests.support.btrfs import SMALL_IMAGE_BYTES
 
 
 @pytest.fixture

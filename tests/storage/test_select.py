@@ -10,8 +10,7 @@ from appliance.settings import Settings
 from appliance.shell import Runner
 from appliance.storage.image import filesystem_type, unmount
 from appliance.storage.select import StorageConfigError, image_path, open_store
-
-from .conftest import SMALL_IMAGE_BYTES
+from tests.support.btrfs import SMALL_IMAGE_BYTES
 
 
 @pytest.fixture

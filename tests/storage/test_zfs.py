@@ -14,7 +14,7 @@ from appliance.storage.store import SnapshotStore
 from appliance.storage.zfs import (ZfsDriver, dataset_exists, dataset_mountpoint, destroy_dataset, get_property,
                                     pool_exists)
 
-from .conftest import file_backed_pool, zfs_driver_on_fresh_dataset
+from tests.support.zfs import file_backed_pool, zfs_driver_on_fresh_dataset
 
 ORG = "acme"
 BIG = 50 * 1024**2

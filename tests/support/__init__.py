@@ -1,0 +1,41 @@
+"""Helpers the tests share: plain modules, imported by name. Fixtures live in conftest.py files
+(the nearest one common to their users), and no module imports a conftest or a test module
+(tests/architecture/test_test_layout.py checks both).
+
+- ``api``: an app built without a running appliance (to list its routes), ``ServedApi`` and
+  ``assert_rejected`` for the answer a bad request must get.
+- ``appliance``: a real running appliance for a module (``appliance_on``, ``start_appliance``)
+  and ``FAST_RECOVERY``, the settings that make lost jobs and reconciliation quick.
+- ``btrfs``: skipping loudly where btrfs cannot be mounted, removing a tree of subvolumes,
+  ``SMALL_IMAGE_BYTES``.
+- ``clusters``: ``ClusterTemplates`` (one initdb per runtime, copied per test; the
+  ``cluster_templates`` fixture), killing a cluster behind its runtime's back, finding a Nomad task's
+  container.
+- ``docker``: the Docker engine, the project's images, the Nomad-API double's process.
+- ``filesystems``: a small tmpfs, for running out of space.
+- ``immutable``: a directory nothing can remove (chattr +i).
+- ``jobs``: jobs in given states without a worker.
+- ``liquibase``: the shop changelog and its ``prepare`` (end to end), the mixed-format changelog and
+  its ``plan`` (the runners).
+- ``lvm``: a strict double of lvm2 and util-linux.
+- ``measurements``: numbers the packaging tests print at the end of the run.
+- ``mounts``: a read-only bind mount.
+- ``objectstores``: multipart uploads left open, and two hosts sharing one object store.
+- ``oidc``: a local OIDC issuer.
+- ``polling``: the one polling loop, ``eventually`` and ``wait_until``.
+- ``ports``: a free loopback TCP port.
+- ``postgres``: ``ThrowawayPostgres``, the session's server for the Control DB on PostgreSQL.
+- ``prepares``: the three-step psql prepare and the executed steps of a prepare's status.
+- ``processes``: the processes serving a data dir, as /proc shows them.
+- ``psql``: psql against a DSN the appliance handed out.
+- ``s3``: a real S3 server (moto) and the settings that point at it.
+- ``stock``: a stock PostgreSQL cluster and plain dumps of it.
+- ``tarballs``: hand-made tar.gz archives and tar entries.
+- ``tenants``: two orgs on one appliance, for the isolation suite.
+- ``tmpdirs``: temporary directories the unprivileged Postgres user can traverse.
+- ``zfs``: a file-backed zfs pool and the zfs driver on a fresh dataset of it.
+
+A few suites keep a helper module of their own beside their tests (tests/e2e/harness.py,
+tests/faults/rig.py, tests/runtime/pg.py, tests/packaging/units.py and offline_host.py): plain
+modules as well, which other suites may import too.
+"""

@@ -3,8 +3,8 @@ run where the tests run: it records every argv and answers only the commands a t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from appliance.errors import CommandFailed
 from appliance.shell import Completed

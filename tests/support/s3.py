@@ -10,7 +10,7 @@ from pathlib import Path
 import urllib3
 
 from appliance.objectstore.s3 import S3ObjectStore
-from tests.conftest import free_tcp_port
+from tests.support.ports import free_tcp_port
 
 ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key-never-logged"
 

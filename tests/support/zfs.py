@@ -1,15 +1,18 @@
-"""A real ZFS pool for tests: zfs-fuse here (pool v23), OpenZFS elsewhere."""
+"""A real ZFS pool for tests: zfs-fuse here (pool v23), OpenZFS elsewhere, and the zfs driver on a
+fresh dataset of it."""
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import uuid
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import CommandFailed
 from appliance.shell import Runner
+from appliance.storage.copy import remove_tree
 
 ZFS_POOL_BYTES = 512 * 1024**2
 
@@ -48,3 +51,25 @@ def file_backed_pool(runner: Runner, directory: Path, size_bytes: int = ZFS_POOL
         unmount(runner, pool)
         run_while_busy(runner, ["zpool", "destroy", "-f", pool])
         image.unlink()
+
+
+def zfs_driver_on_fresh_dataset(request, runner: Runner):
+    """The zfs driver over the session pool, with a new per-test dataset as the store root.
+
+    The driver maps every path under the pool's ``store`` mountpoint, so a sibling store next
+    to the root (the stream tests' "other host") works too; both are destroyed afterwards."""
+    from appliance.storage.zfs import ZfsDriver, dataset_exists, destroy_dataset
+
+    pool_dataset, _ = request.getfixturevalue("zfs_pool")
+    name = uuid.uuid4().hex[:12]
+    runner(["zfs", "create", f"{pool_dataset}/{name}"])
+    driver = ZfsDriver(runner, pool_dataset)
+
+    def destroy_all() -> None:
+        for dataset in (f"{pool_dataset}/{name}", f"{pool_dataset}/{name}-other"):
+            if dataset_exists(runner, dataset):
+                destroy_dataset(runner, dataset, recursive=True, with_clones=True)
+        remove_tree(driver.root / f"{name}-other")
+
+    request.addfinalizer(destroy_all)
+    return driver, driver.root / name

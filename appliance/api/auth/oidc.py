@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from joserfc import jwt
@@ -71,7 +71,7 @@ class OidcVerifier:
                 raise IssuerUnavailable("the OIDC discovery document has no jwks_uri")
             self._jwks_uri = jwks_uri
         try:
-            return KeySet.import_key_set(self._get_json(jwks_uri))
+            return KeySet.import_key_set(cast(Any, self._get_json(jwks_uri)))  # checked by joserfc itself
         except (JoseError, ValueError, TypeError):
             raise IssuerUnavailable("the issuer's JWKS could not be read") from None
 
@@ -107,10 +107,10 @@ class OidcVerifier:
             if mine:
                 self._in_flight = in_flight = threading.Event()
                 self._attempted_at = now
-        if mine and keys is not None and not unknown_kid:
+        if mine and keys is not None and not unknown_kid and in_flight is not None:
             self._refresh_in_background(in_flight)  # aged keys: keep serving them meanwhile
             return keys
-        if mine:
+        if mine and in_flight is not None:
             return self._fetch(in_flight)
         if keys is None:
             if in_flight is not None:  # the first fetch is under way: its result is the only way on
@@ -145,7 +145,7 @@ class OidcVerifier:
         registry = jwt.JWTClaimsRegistry(
             leeway=self.settings.oidc_leeway_seconds,
             iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.settings.oidc_audience},
+            aud={"essential": True, "value": self.settings.oidc_audience or ""},  # required with an issuer
             exp={"essential": True}, nbf={"essential": False})
         try:
             registry.validate(token.claims)
@@ -165,9 +165,9 @@ class OidcVerifier:
                     if org and role in ROLES and ROLES.index(role) >= ROLES.index(found.get(org, "viewer")):
                         found[org] = role
         else:
-            org, role = claims.get(s.oidc_org_claim), claims.get(s.oidc_role_claim)
-            if isinstance(org, str) and org and role in ROLES:
-                found[org] = role
+            claimed_org, claimed_role = claims.get(s.oidc_org_claim), claims.get(s.oidc_role_claim)
+            if isinstance(claimed_org, str) and claimed_org and claimed_role in ROLES:
+                found[claimed_org] = claimed_role
         if not found:
             raise PermissionDenied("the token grants no sqlrs org and role "
                                    f"(claims {s.oidc_groups_claim or s.oidc_org_claim + '/' + s.oidc_role_claim})")

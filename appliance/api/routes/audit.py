@@ -9,8 +9,7 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring
 
 from appliance.control import audit
-from appliance.api.app import call
-from appliance.api.listing import listing
+from appliance.api.listing import listed
 from appliance.api.serializers import ts
 
 blueprint = Blueprint("audit", __name__)
@@ -37,4 +36,4 @@ async def list_audit(query_args: AuditQuery):
                  "object_id": e.object_id, "outcome": e.outcome, "source": e.source,
                  "details": json.loads(e.details_json) if e.details_json else None}
                 for e in audit.events(org=org, since=since, action=query_args.action, limit=query_args.limit)]
-    return listing(await call(rows))
+    return await listed(rows)

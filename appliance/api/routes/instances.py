@@ -13,7 +13,7 @@ from appliance.orchestrator import deletion
 from appliance.control import quotas
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listing
+from appliance.api.listing import listed, with_id_prefix
 from appliance.api.schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
 
 blueprint = Blueprint("instances", __name__)
@@ -39,10 +39,9 @@ async def list_instances(query_args: IdPrefixQuery):
 
     def rows():
         q = s.select(Instance).where(Instance.status.not_in(UNBOUND)).order_by(Instance.created_at)
-        if query_args.id_prefix:
-            q = q.where(Instance.instance_id.startswith(query_args.id_prefix.lower()))
+        q = with_id_prefix(q, Instance.instance_id, query_args.id_prefix)
         return [serializers.instance_entry(i, g.principal) for i in q]
-    return listing(await call(rows))
+    return await listed(rows)
 
 
 @blueprint.get("/v1/instances/<ref>")

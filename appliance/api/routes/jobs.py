@@ -14,7 +14,7 @@ from appliance.orchestrator.pooled_hits import queue_after_admission
 from appliance.orchestrator.submit import submit_prepare
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listing
+from appliance.api.listing import listed, with_id_prefix
 from appliance.api.schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobEntry,
                        PrepareJobRequest, PrepareJobStatus, TaskEntry, TaskListQuery)
 from appliance.api.streams import event_stream
@@ -58,13 +58,11 @@ async def list_jobs(query_args: JobListQuery):
     s = scope()
 
     def rows():
-        q = s.select(PrepareJob).order_by(PrepareJob.created_at)
-        if query_args.job:
-            q = q.where(PrepareJob.job_id.startswith(query_args.job))
+        q = with_id_prefix(s.select(PrepareJob).order_by(PrepareJob.created_at), PrepareJob.job_id, query_args.job)
         if query_args.status:
             q = q.where(PrepareJob.status == query_args.status)
         return [serializers.job_entry(job) for job in q]
-    return listing(await call(rows))
+    return await listed(rows)
 
 
 @blueprint.get("/v1/prepare-jobs/<job_id>")
@@ -113,4 +111,4 @@ async def list_tasks(query_args: TaskListQuery):
         if query_args.job:
             q = q.where(PrepareJob.job_id == query_args.job)
         return [serializers.task_entry(t, t.job.job_id) for t in q]
-    return listing(await call(rows))
+    return await listed(rows)

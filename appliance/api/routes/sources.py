@@ -9,7 +9,7 @@ from appliance.errors import InvalidArgument
 from appliance.sources import register_project, store_bundle
 from appliance.api import serializers
 from appliance.api.app import call, context, scope
-from appliance.api.listing import listing
+from appliance.api.listing import listed
 from appliance.api.schemas import ProjectEntry, ProjectRequest, SourceAccepted
 
 blueprint = Blueprint("sources", __name__)
@@ -42,4 +42,4 @@ async def create_project(data: ProjectRequest):
 @blueprint.get("/v1/projects")
 async def list_projects():
     s = scope()
-    return listing(await call(lambda: [_project_entry(p) for p in s.select(Project)]))
+    return await listed(lambda: [_project_entry(p) for p in s.select(Project)])

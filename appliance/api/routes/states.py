@@ -14,7 +14,7 @@ from appliance.orchestrator import deletion
 from appliance.control import sharing
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listing
+from appliance.api.listing import listed, with_id_prefix
 from appliance.api.schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
 
 blueprint = Blueprint("states", __name__)
@@ -76,9 +76,7 @@ async def list_states(query_args: IdPrefixQuery):
     s = scope()
 
     def rows():
-        q = s.select(State).order_by(State.created_at)
-        if query_args.id_prefix:
-            q = q.where(State.state_id.startswith(query_args.id_prefix.lower()))
+        q = with_id_prefix(s.select(State).order_by(State.created_at), State.state_id, query_args.id_prefix)
         counts = _refcounts(s)
         copies: dict[str, list[State]] = {}
         for row in q:
@@ -89,7 +87,7 @@ async def list_states(query_args: IdPrefixQuery):
             if row.state_id not in copies and row.state_id.startswith((query_args.id_prefix or "").lower()):
                 shared.setdefault(row.state_id, []).append(row)
         return entries + [serializers.state_entry(c, 0, shared_from=c[0].org) for c in shared.values()]
-    return listing(await call(rows))
+    return await listed(rows)
 
 
 @blueprint.get("/v1/states/<state_id>")
@@ -140,7 +138,7 @@ def _share_entry(row) -> dict:
 @document_response(list[ShareEntry])
 async def list_shares(state_id: str):
     s = scope()
-    return listing(await call(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)]))
+    return await listed(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)])
 
 
 @blueprint.post("/v1/states/<state_id>/shares")

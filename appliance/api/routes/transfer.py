@@ -5,10 +5,14 @@ as long as its stream takes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
+from appliance.ids import NAME_PATTERN
+from appliance.transfer.manifest import Manifest
 from appliance.transfer.streams import export_state, import_state
 from appliance.control.models import State
 from appliance.api.app import call, context, scope
@@ -20,24 +24,13 @@ blueprint = Blueprint("transfer", __name__)
 
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    state_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="The exported state to import")
+    state_id: str = Field(pattern=NAME_PATTERN, description="The exported state to import")
 
 
-class ExportManifest(BaseModel):
-    format_version: int
-    state_id: str
-    parent_state_id: str | None
-    incremental_from: str | None
-    image_id: str
-    prepare_kind: str
-    task_hash: str
-    summary: str | None
-    size_bytes: int
-    driver: str
-    format: str
-    stream_sha256: str
-    stream_bytes: int
-    exported_at: str
+# The manifest's one definition is the dataclass; this subclass only names its schema in the API.
+@dataclass(frozen=True)
+class ExportManifest(Manifest):
+    pass
 
 
 @blueprint.post("/v1/states/<state_id>/export")

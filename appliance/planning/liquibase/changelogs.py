@@ -15,6 +15,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,7 +49,7 @@ def read_entry(roots: list[Path], changeset: Changeset) -> Entry:
     return Entry(any(str(attrs.get(key, "")).lower() == "true" for key in _VOLATILE_KEYS), preconditions)
 
 
-def _find(path: Path, id_: str, author: str) -> tuple[dict, str] | None:
+def _find(path: Path, id_: str, author: str) -> tuple[dict[str, Any], str] | None:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix == ".xml":
@@ -64,7 +65,7 @@ def _local(element: ElementTree.Element) -> str:
     return element.tag.rsplit("}", 1)[-1]
 
 
-def _canonical_xml(element: ElementTree.Element | None) -> list | None:
+def _canonical_xml(element: ElementTree.Element | None) -> list[Any] | None:
     """An element as nested [tag, sorted attributes, text, children]: layout and comments drop out."""
     if element is None:
         return None
@@ -72,7 +73,7 @@ def _canonical_xml(element: ElementTree.Element | None) -> list | None:
             [_canonical_xml(child) for child in element]]
 
 
-def _find_xml(root: ElementTree.Element, id_: str, author: str) -> tuple[dict, str] | None:
+def _find_xml(root: ElementTree.Element, id_: str, author: str) -> tuple[dict[str, Any], str] | None:
     outer = _canonical_xml(next((c for c in root if _local(c) == "preConditions"), None))
     for element in root.iter():
         if _local(element) == "changeSet" and element.get("id") == id_ and element.get("author") == author:
@@ -81,7 +82,7 @@ def _find_xml(root: ElementTree.Element, id_: str, author: str) -> tuple[dict, s
     return None
 
 
-def _find_document(document, id_: str, author: str) -> tuple[dict, str] | None:
+def _find_document(document: Any, id_: str, author: str) -> tuple[dict[str, Any], str] | None:
     entries = (document or {}).get("databaseChangeLog") or []
     outer = next((e["preConditions"] for e in entries if isinstance(e, dict) and "preConditions" in e), None)
     for entry in entries:
@@ -91,7 +92,7 @@ def _find_document(document, id_: str, author: str) -> tuple[dict, str] | None:
     return None
 
 
-def _find_sql(text: str, id_: str, author: str) -> tuple[dict, str] | None:
+def _find_sql(text: str, id_: str, author: str) -> tuple[dict[str, Any], str] | None:
     headers = list(_SQL_CHANGESET.finditer(text))
     for n, match in enumerate(headers):
         if match["id"] == id_ and match["author"] == author:
@@ -101,7 +102,7 @@ def _find_sql(text: str, id_: str, author: str) -> tuple[dict, str] | None:
     return None
 
 
-def _joined(outer, inner) -> str:
+def _joined(outer: Any, inner: Any) -> str:
     """The changelog's and the changeset's preconditions as canonical JSON; "" when neither has any."""
     if outer is None and inner is None:
         return ""

@@ -9,13 +9,12 @@ and a partial one starts building at once.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Any, Callable
 
 from appliance.planning.hashing import digest, image_parent, state_id
 from appliance.planning.liquibase.update_sql import Changeset
 from appliance.planning.liquibase.args import LiquibaseCommand
+from appliance.planning.steps import PlannedStep
 
 
 # What a key means. Bumped whenever what goes into a changeset's key (or a cached plan) changes,
@@ -30,28 +29,20 @@ class PlannedChangeset:
     preconditions: str = ""  # the changelog's and the changeset's, canonical (liquibase_changelogs)
 
 
-@dataclass(frozen=True)
-class ChangesetStep:
-    task_hash: str
-    state_id: str
-    summary: str
-    step: dict[str, Any]
-
-
 def plan_key(*, image: str, source_id: str, work_dir: str, command: LiquibaseCommand, version: str) -> str:
     return digest(("key_version", KEY_VERSION), ("image", image), ("source", source_id), ("work_dir", work_dir),
                   *(("arg", a) for a in command.argv(sql_only=True)), ("liquibase", version))
 
 
 def chain(planned: list[PlannedChangeset], *, image: str, command: LiquibaseCommand, version: str,
-          job_id: str) -> list[ChangesetStep]:
+          job_id: str) -> list[PlannedStep]:
     """One step per changeset, keyed by its parent and :func:`changeset_key`; volatile ones by the
     job too."""
     steps, parent = [], image_parent(image)
     for p in planned:
         task_hash = changeset_key(p, command=command, version=version, job_id=job_id)
         output = state_id(parent, task_hash)
-        steps.append(ChangesetStep(task_hash, output, p.changeset.name,
+        steps.append(PlannedStep(task_hash, output, p.changeset.name,
                                    {"kind": "lb", "summary": p.changeset.name, "volatile": p.volatile,
                                     "changeset": dataclasses.asdict(p.changeset)}))
         parent = f"state:{output}"
@@ -79,20 +70,3 @@ def changeset_key(p: PlannedChangeset, *, command: LiquibaseCommand, version: st
     return digest(("kind", "lb"), ("key_version", KEY_VERSION), ("changeset", c.key),
                   ("recorded", c.recorded or ""), ("name", c.name), ("preconditions", p.preconditions),
                   ("liquibase", version), *command.key_parts(), *((("job", job_id),) if p.volatile else ()))
-
-
-def task_rows(job, steps: list[ChangesetStep], *, first_position: int, image: str,
-              exists: Callable[[str], bool]) -> list[dict[str, Any]]:
-    """The jobs's ``state_execute`` rows and its ``prepare_instance`` (unless plan-only)."""
-    rows, parent_kind, parent_id = [], "image", image
-    for n, step in enumerate(steps):  # execute-0 … execute-N-1, as for psql steps
-        rows.append({"job": job, "task_id": f"execute-{n}", "position": first_position + n,
-                     "type": "state_execute", "status": "queued", "input_kind": parent_kind, "input_id": parent_id,
-                     "task_hash": step.task_hash, "output_state_id": step.state_id,
-                     "cached": exists(step.state_id), "summary": step.summary, "step_json": json.dumps(step.step)})
-        parent_kind, parent_id = "state", step.state_id
-    if not job.plan_only:
-        rows.append({"job": job, "task_id": "prepare-instance", "position": first_position + len(steps),
-                     "type": "prepare_instance", "status": "queued", "input_kind": parent_kind,
-                     "input_id": parent_id})
-    return rows

@@ -68,7 +68,7 @@ def _recorded(columns: str, values: str) -> str:
     (run-varying columns and all): a state that is never shared, rather than a wrong one."""
     names, cells = _names(columns), _cells(values)
     if len(cells) != len(names):
-        row = {"(unparsed)": f"({columns}) VALUES ({values})"}
+        row: dict[str, str | None] = {"(unparsed)": f"({columns}) VALUES ({values})"}
     else:
         row = {name: _cell(cell) for name, cell in zip(names, cells) if name not in PER_RUN_COLUMNS}
     return json.dumps(row, sort_keys=True, ensure_ascii=True, separators=(",", ":"))

@@ -59,6 +59,17 @@ REJECTED_FLAGS: dict[str, tuple[str, bool, str]] = {
     "?": ("help", False, "it prints information instead of running a script"),
 }
 
+# What takes a value, in both spellings: every flag of psql's getopt table is in one of the tables
+# above, so this is how any psql command line splits into flags and their values (the CLI checks
+# a local psql's arguments with it).
+SHORT_WITH_VALUE = frozenset(VALUE_FLAGS) | {short for short, (_, valued, _) in REJECTED_FLAGS.items() if valued}
+LONG_WITH_VALUE = (frozenset(VALUE_FLAGS.values()) | {"variable"}
+                   | {long for long, valued, _ in REJECTED_FLAGS.values() if valued})
+# The connection flags that choose the server, database or user (-w/-W only decide whether psql
+# asks for a password): short -> long.
+TARGET_FLAGS: dict[str, str] = {short: long for short, (long, valued, why) in REJECTED_FLAGS.items()
+                                if why == _CONNECTION and valued}
+
 _LONG_TO_SHORT: dict[str, str] = {
     **{name: short for short, name in NO_VALUE_FLAGS.items()},
     **{name: short for short, name in VALUE_FLAGS.items()},

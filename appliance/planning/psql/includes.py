@@ -22,6 +22,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from appliance.errors import InvalidArgument
 
@@ -146,7 +147,7 @@ def to_user_path(latin1: str) -> str:
     return latin1.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
-def _without_gaps(text: str, gaps: list[tuple[int, int]]):
+def _without_gaps(text: str, gaps: list[tuple[int, int]]) -> Callable[[int, int], bytes]:
     """``canonical(start, end)``: the bytes of text[start:end] with each gap replaced."""
     def canonical(start: int, end: int) -> bytes:
         out, cursor = [], start

@@ -40,6 +40,13 @@ _VARIABLE_REF = re.compile(rf"::|:(?:({_VAR}+)|'({_VAR}+)'|\"({_VAR}+)\"|\{{\?({
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$")
 _COPY_FROM_STDIN = re.compile(r"copy\b[^;]*?\bfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
 _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$))*")
+
+
+def _leading_noise_end(text: str) -> int:
+    """Where the whitespace and ``--`` comments at the start of ``text`` end (the pattern matches
+    the empty string, so it always matches)."""
+    found = _LEADING_NOISE.match(text)
+    return found.end() if found else 0
 _WHITESPACE = " \t\n\r\f\v"
 _WORD = re.compile(r"[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*")
 _SLASH_ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "r": "\r", "f": "\f"}
@@ -234,7 +241,7 @@ class _Scanner:
         else:
             self.buffer_empty = False
         statement = self.text[self.statement_start : i]
-        body = statement[_LEADING_NOISE.match(statement).end() :]
+        body = statement[_leading_noise_end(statement) :]
         if _COPY_FROM_STDIN.match(body):
             self.copy_pending = True
         self.statement_start = i + 1

@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import TYPE_CHECKING, NoReturn
 
 from appliance.errors import InvalidArgument
+
+if TYPE_CHECKING:  # the lexer calls this module with its pieces
+    from appliance.planning.psql.lexer import Piece
+
+Arguments = tuple[tuple["Piece", ...], ...]  # each argument, as the lexer's pieces
 
 # Refused whatever their arguments: a shell, an editor, the environment, the working directory.
 _ALWAYS = {
@@ -38,7 +44,7 @@ _SPACE = " \t\n\r\f\v"
 _COPY_DIRECTION = re.compile(r"[" + _SPACE + r"]*(from|to)\b[" + _SPACE + r"]*", re.IGNORECASE)
 
 
-def check_meta_command(name: str, arguments: tuple, line: str, where: str) -> None:
+def check_meta_command(name: str, arguments: Arguments, line: str, where: str) -> None:
     """Refuse ``\\name`` (its lexed ``arguments``, or the rest of its ``line`` for whole-line
     commands) when it would act on the worker rather than in the database."""
     if name in _ALWAYS and not (name == "s" and not arguments):
@@ -67,8 +73,8 @@ def _check_copy(line: str, where: str) -> None:
     match = _COPY_DIRECTION.match(rest)
     if match is None:
         _refuse("copy", "could not be read before running (expected from or to after the table or query)", where)
-    direction, target = match.group(1).lower(), rest[match.end():].split(None, 1)
-    target = target[0] if target else ""
+    direction, words = match.group(1).lower(), rest[match.end():].split(None, 1)
+    target = words[0] if words else ""
     if target.lower() == "program":
         _refuse("copy", "runs a program on the worker", where)
     if target.lower() in _STANDARD_STREAMS:
@@ -131,11 +137,11 @@ def _check_source_path(path: str, name: str, where: str) -> None:
         _refuse(name, f"reads {path!r}, which is not a relative path inside the source", where)
 
 
-def _names_another_server(arguments: tuple) -> bool:
+def _names_another_server(arguments: Arguments) -> bool:
     texts = ["".join(piece.text for piece in argument) for argument in arguments]
     return len(texts) > 2 or any("=" in text or "://" in text for text in texts)
 
 
-def _refuse(name: str, why: str, where: str) -> None:
+def _refuse(name: str, why: str, where: str) -> NoReturn:
     raise InvalidArgument(f"psql meta-command \\{name} in {where} is not allowed in a prepare step: it {why}",
                           {"meta_command": f"\\{name}", "path": where})
