@@ -14,9 +14,9 @@ import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, cast, IO, Mapping, NoReturn, Sequence
 
-from appliance.errors import Cancelled, CommandFailed, CommandTimedOut
+from appliance.errors import Cancelled, CommandFailed, CommandTimedOut, InternalError
 
 _cancel_scope: ContextVar[Callable[[], bool] | None] = ContextVar("sqlrs_cancel_scope", default=None)
 
@@ -154,12 +154,12 @@ class Runner:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                     env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
             try:
-                sink(_ProducerStream(proc, argv, stderr))
+                sink(cast(BinaryIO, _ProducerStream(proc, argv, stderr)))  # a readable binary stream
             except BaseException:
                 _kill_group(proc)
                 raise
             finally:
-                proc.stdout.close()
+                _pipe(proc.stdout).close()
             proc.wait()
             return _finished(argv, proc.returncode, stderr)
 
@@ -171,9 +171,10 @@ class Runner:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                     env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
             try:
+                stdin = _pipe(proc.stdin)
                 while chunk := source.read(chunk_size):
-                    proc.stdin.write(chunk)
-                proc.stdin.close()
+                    stdin.write(chunk)
+                stdin.close()
             except BrokenPipeError:
                 pass  # the program stopped reading: its exit code and stderr say why
             except BaseException:
@@ -196,7 +197,7 @@ class _ProducerStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._proc.stdout.read(len(buffer))
+        data = _pipe(self._proc.stdout).read(len(buffer))
         if not data:
             self._proc.wait()
             _finished(self._argv, self._proc.returncode, self._stderr)
@@ -244,11 +245,20 @@ def _communicate(proc: subprocess.Popen, input, timeout: float | None, cancel) -
                 if expired:
                     _timed_out(proc, timeout)
                 proc.communicate()
-                raise Cancelled("cancelled while running " + os.path.basename(str(proc.args[0]))) from None
+                raise Cancelled("cancelled while running " + os.path.basename(str(cast(Sequence[str], proc.args)[0]))) from None
 
 
-def _timed_out(proc: subprocess.Popen, timeout: float) -> None:
-    """Collect what the killed program wrote, and say it ran out of time."""
+def _timed_out(proc: subprocess.Popen, timeout: float | None) -> NoReturn:
+    """Collect what the killed program wrote, and say it ran out of time (only ever called with
+    the timeout that expired)."""
     out, err = proc.communicate()
     text = lambda data: (data.decode(errors="replace") if isinstance(data, bytes) else data) or ""  # noqa: E731
-    raise CommandTimedOut([os.fspath(a) for a in proc.args], timeout, text(err), text(out))
+    argv = cast(Sequence[str], proc.args)  # always the list of strings run() passed
+    raise CommandTimedOut([os.fspath(a) for a in argv], timeout or 0.0, text(err), text(out))
+
+
+def _pipe(stream: IO[Any] | None) -> IO[Any]:
+    """A pipe the process was started with (``subprocess.PIPE``), so never None."""
+    if stream is None:
+        raise InternalError("a pipe the process was started with is missing")
+    return stream

@@ -161,7 +161,8 @@ class ForkSettler:
     """Turns forks into states, one at a time and in order, on its own thread."""
 
     def __init__(self, run: "JobRun"):
-        self.run, self.error = run, None
+        self.run = run
+        self.error: BaseException | None = None
         self.work: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -207,7 +208,7 @@ def apply(run: "JobRun", tasks: list[Task]) -> bool:
     build = run.build_cluster_at(tasks[0].input_kind, tasks[0].input_id)
     if build.password is None:
         open_for_liquibase(run, build)
-    gate = ChangelogGate(build.endpoint.port, build.password)
+    gate = ChangelogGate(build.running.port, build.password or "")  # open_for_liquibase set it
     try:
         if not gate.table_exists():
             return False
@@ -273,7 +274,7 @@ def _run_behind_gate(run: "JobRun", tasks: list[Task], build: "BuildCluster", ga
 
 
 def _finish_on_build(run: "JobRun", task: Task, build: "BuildCluster", started: float) -> None:
-    seal(run, task, build.endpoint)
+    seal(run, task, build.running)
     build.password = None
     run.ctx.runtime.stop(build.path, mode="fast")
     build.endpoint = None

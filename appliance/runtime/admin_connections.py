@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+from typing import Any
 
 import psycopg2
 
@@ -46,7 +47,7 @@ class WarmConnections:
     """Connections opened ahead of time, one per endpoint, each handed out once."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, int], object] = {}
+        self._open: dict[tuple[str, int], Any] = {}  # psycopg2 connections
         self._lock = threading.Lock()
 
     def keep(self, endpoints: list[Endpoint]) -> None:

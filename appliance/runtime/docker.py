@@ -40,6 +40,9 @@ from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 _GONE = ("exited", "dead")
 
 
+_NO_RESTART: Any = {"Name": "no"}  # a _RestartPolicy to the type stubs
+
+
 class DockerRuntime(SharedRuntime):
     """Runs clusters as containers of the local Docker engine (through the Docker SDK)."""
 
@@ -216,7 +219,7 @@ class DockerRuntime(SharedRuntime):
         and the image cannot know the host's uid, so an entry is written into the container
         before it starts; a bind mount of the host's passwd would expose more of the host."""
         container = self._client.containers.create(
-            image_ref, command, user=f"{uid}:{gid}", working_dir="/", restart_policy={"Name": "no"},
+            image_ref, command, user=f"{uid}:{gid}", working_dir="/", restart_policy=_NO_RESTART,
             cap_drop=["ALL"], security_opt=["no-new-privileges"], stop_signal="SIGINT", **options)
         try:
             container.put_archive("/", _passwd_tar(self.os_user, uid, gid))

@@ -93,7 +93,7 @@ class ProcessRuntime(SharedRuntime):
             "-c", f"port={port}",
             "-c", f"unix_socket_directories={shlex.quote(str(run_dir))}",
         ])
-        argv = [self.bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-W", "-o", options, "start"]
+        argv = [str(self.bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(log), "-W", "-o", options, "start"]
         try:
             self._host.run(self.sandbox.server(argv, writable=[pgdata.parent, run_dir]), run_as=identity,
                            timeout=self.start_timeout + 30)

@@ -29,6 +29,7 @@ from appliance.api.app import create_app
 from appliance.api.wire import install_json_protocol_errors
 from appliance.api.auth import ensure_admin_token
 from appliance.context import AppContext, build_context
+from appliance.errors import InternalError
 from appliance.connections import redact_url
 from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
 from appliance.control.migrations import migrate
@@ -80,7 +81,8 @@ def prepare_data_dir(settings: Settings) -> None:
 def bootstrap(settings: Settings) -> AppContext:
     prepare_data_dir(settings)
     ctx = build_context(settings)
-    require_traversable(settings, ctx.isolation, ctx.store.root)
+    if ctx.isolation is not None:  # always, but for contexts tests build by hand
+        require_traversable(settings, ctx.isolation, ctx.store.root)
     for problem in host_resources(ctx.store.root).problems:  # what would fail initdb or servers later
         log.warning("this host will fail Postgres: %s", problem)
     migrate(ctx.db)
@@ -129,6 +131,10 @@ class Supervised:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def start(self) -> None:
         self.due, self.started_at = None, time.monotonic()
@@ -202,11 +208,11 @@ class Supervisor:
             child.started_at = time.monotonic()
             child.schedule_restart()
             return
-        log.info("%s started again (pid %d, restart %d)", child.role, child.process.pid, child.restarts)
+        log.info("%s started again (pid %s, restart %d)", child.role, child.pid, child.restarts)
         self._record()
 
     def _record(self) -> None:
-        records = [ChildRecord.of(c.role, c.process.pid) for c in self.children if c.running]
+        records = [ChildRecord.of(c.role, c.pid) for c in self.children if c.running and c.pid is not None]
         record_children(self.data_dir, [r for r in records if r is not None])
 
     def _stop_children(self) -> None:
@@ -232,6 +238,8 @@ def worker_child(index: int, env: dict[str, str], log_dir: Path) -> Supervised:
 def redis_child(redis: "PrivateRedis") -> Supervised:
     def spawn() -> subprocess.Popen:
         redis.start()  # on the same socket, with the same password: clients reconnect by themselves
+        if redis.process is None:
+            raise InternalError("the private redis-server did not start")
         return redis.process
     return Supervised("redis", spawn, Backoff(first=0.25, cap=30.0))
 

@@ -9,7 +9,7 @@ import errno
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from appliance.errors import InvalidArgument
 from appliance.shell import Runner
@@ -129,7 +129,7 @@ def renamed_send_stream(stream: BinaryIO, name: str) -> BinaryIO:
         offset += size
     payload = b"".join(attributes)
     crc = _crc32c(_COMMAND_HEADER.pack(len(payload), command, 0) + payload)
-    return _Prefixed(head + _COMMAND_HEADER.pack(len(payload), command, crc) + payload, stream)
+    return cast(BinaryIO, _Prefixed(head + _COMMAND_HEADER.pack(len(payload), command, crc) + payload, stream))
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:

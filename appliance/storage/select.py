@@ -67,7 +67,7 @@ def store_root(settings: Settings, runner: Runner) -> Path:
     """Where the store is, or will be, without making or mounting anything: the ZFS dataset's
     mountpoint with the zfs driver, else the store directory."""
     if _uses_zfs(settings, runner):
-        return dataset_mountpoint(runner, settings.zfs_dataset)
+        return dataset_mountpoint(runner, _dataset(settings))
     return settings.store_path
 
 
@@ -125,10 +125,14 @@ def _choose(settings: Settings, runner: Runner) -> tuple[SnapshotStore, list[str
     return _open(store_dir, CopyDriver(runner)), warnings
 
 
-def _open_zfs(settings: Settings, runner: Runner) -> SnapshotStore:
-    dataset = settings.zfs_dataset
-    if not dataset:
+def _dataset(settings: Settings) -> str:
+    if not settings.zfs_dataset:
         raise StorageConfigError("storage_backend is zfs but zfs_dataset is not set (e.g. tank/sqlrs).")
+    return settings.zfs_dataset
+
+
+def _open_zfs(settings: Settings, runner: Runner) -> SnapshotStore:
+    dataset = _dataset(settings)
     if not pool_exists(runner, dataset):
         raise StorageConfigError(
             f"storage_backend is zfs but the dataset {dataset} does not exist or zfs does not answer "

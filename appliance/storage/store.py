@@ -9,6 +9,8 @@ whatever the driver and wherever a crash happens; ``sweep_temporaries`` removes 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import os
 import secrets
@@ -31,6 +33,10 @@ def validate_id(value: str, what: str) -> str:
     return value
 
 
+if TYPE_CHECKING:
+    from appliance.isolation.identity import OrgIdentities
+
+
 class SnapshotStore:
     """States, bases and volumes of every org under one root, made by one driver."""
 
@@ -39,7 +45,7 @@ class SnapshotStore:
         self.driver = driver
         # Who an org's volumes belong to on disk (appliance.isolation.identity.OrgIdentities);
         # None: whoever made them (tests of the drivers alone).
-        self.identities = None
+        self.identities: OrgIdentities | None = None
 
     # -- what the driver can do ------------------------------------------------------------
     @property
