@@ -35,7 +35,7 @@ class AppContext:
     runtime: InstanceRuntime
     storage_warnings: list[str] = field(default_factory=list)
     storage_reason: str = ""
-    isolation: "Isolation | None" = None  # None only in tests that build a context by hand
+    isolation: Isolation | None = None  # None only in tests that build a context by hand
 
     @cached_property
     def redis(self) -> Redis:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from appliance.logs import redact
 
@@ -174,7 +175,7 @@ class StepFailed(ApplianceError):
     http_status = 422
 
     @classmethod
-    def of_command(cls, what: str, exc: "CommandFailed", message: str, task_id: str) -> "StepFailed":
+    def of_command(cls, what: str, exc: CommandFailed, message: str, task_id: str) -> StepFailed:
         """The step's tool failed (``message``: what it said) or ran past its time
         (``details.reason: step_timeout``, with the limit in ``details.timeout_seconds``)."""
         if isinstance(exc, CommandTimedOut):

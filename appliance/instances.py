@@ -10,18 +10,18 @@ import datetime as dt
 import logging
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.context import AppContext
 from appliance.control.db import write_transaction
 from appliance.control.models import Instance, Volume, utcnow
 from appliance.control.quotas import instance_limits
+from appliance.faults import failpoint
 from appliance.runtime.base import SUPERUSER
 from appliance.runtime.cluster import SERVER_LOG
-from appliance.runtime.tenant_files import read_tail
 from appliance.runtime.ports import PortPool
-from appliance.faults import failpoint
+from appliance.runtime.tenant_files import read_tail
 from appliance.shell import cancellable
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _tear_down(ctx: AppContext, instance: Instance) -> bool:
     where = Instance.instance_id == instance.instance_id
     try:
         release_volume(ctx, instance.org, instance.volume_id)
-    except Exception as exc:  # noqa: BLE001 - whatever it was, the row says so and the reconciler retries
+    except Exception as exc:
         if not Instance.select().where(where).exists():
             return True  # torn down meanwhile by someone else
         attempts = instance.teardown_attempts + 1

@@ -26,7 +26,7 @@ def job_prefix(org: str, job_id: str) -> str:
     return f"{org}/jobs/{job_id}/"
 
 
-def write_job_artifacts(ctx: "AppContext", job_id: str, *,
+def write_job_artifacts(ctx: AppContext, job_id: str, *,
                         retain_seconds: float = DEFAULT_RETENTION.total_seconds(),
                         now: dt.datetime | None = None, server_logs: dict[str, bytes] | None = None) -> list[str]:
     """Write the job's report and logs; returns the keys written. Call it when a job ends.
@@ -36,7 +36,7 @@ def write_job_artifacts(ctx: "AppContext", job_id: str, *,
     job = PrepareJob.get_or_none(PrepareJob.job_id == job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     until = now + dt.timedelta(seconds=retain_seconds)
     tasks = list(Task.select().where(Task.job == job).order_by(Task.position))
     prefix = job_prefix(job.org, job.job_id)
@@ -80,14 +80,14 @@ def _log_lines(job: PrepareJob) -> dict[str, list[str]]:
     return lines
 
 
-def list_job_artifacts(ctx: "AppContext", org: str, job_id: str) -> list[dict[str, Any]]:
+def list_job_artifacts(ctx: AppContext, org: str, job_id: str) -> list[dict[str, Any]]:
     """``[{name, size_bytes, retain_until}]``, names relative to the job (``logs/plan.log``)."""
     prefix = job_prefix(org, job_id)
     return [{"name": info.key[len(prefix):], "size_bytes": info.size,
              "retain_until": _ts(info.retain_until)} for info in ctx.objects.list(prefix)]
 
 
-def open_job_artifact(ctx: "AppContext", org: str, job_id: str, name: str) -> BinaryIO:
+def open_job_artifact(ctx: AppContext, org: str, job_id: str, name: str) -> BinaryIO:
     """A streaming reader of one artifact; ``NotFound`` for unknown names (and bad ones)."""
     try:
         key = check_key(job_prefix(org, job_id) + name)
@@ -99,9 +99,9 @@ def open_job_artifact(ctx: "AppContext", org: str, job_id: str, name: str) -> Bi
         raise NotFound(f"artifact {name} of job {job_id} not found") from None
 
 
-def sweep_expired_artifacts(ctx: "AppContext", now: dt.datetime | None = None) -> int:
+def sweep_expired_artifacts(ctx: AppContext, now: dt.datetime | None = None) -> int:
     """Delete every object this installation wrote whose retention has ended; returns how many."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     expired = expired_keys([info for info in ctx.objects.list("") if ctx.objects.wrote(info)], now)
     for key in expired:
         ctx.objects.delete(key)
@@ -112,7 +112,7 @@ def _ts(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.isoformat(timespec="milliseconds") + "Z"
 
 

@@ -12,8 +12,8 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator
 
 _context: ContextVar[dict[str, str]] = ContextVar("sqlrs_log_context", default={})  # noqa: B039 (never mutated: replaced)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,7 +44,7 @@ def bind(**fields: str | None) -> None:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+        line = {"ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname, "logger": record.name, "message": redact(record.getMessage()),
                 **_context.get()}
         if record.exc_info:

@@ -337,7 +337,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _ranges_ordered(self) -> "Settings":
+    def _ranges_ordered(self) -> Settings:
         if self.port_min > self.port_max:
             raise ValueError("port_min must not exceed port_max")
         if self.tenant_uid_min > self.tenant_uid_max:

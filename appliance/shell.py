@@ -11,10 +11,11 @@ import os
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, cast, IO, Mapping, NoReturn, Sequence
+from typing import IO, Any, BinaryIO, NoReturn, cast
 
 from appliance.errors import Cancelled, CommandFailed, CommandTimedOut, InternalError
 
@@ -78,6 +79,7 @@ def unprivileged(os_user: str) -> RunAs | None:
     if os.geteuid() != 0:
         return None
     import pwd
+
     from appliance.errors import InvalidArgument
     try:
         entry = pwd.getpwnam(os_user)

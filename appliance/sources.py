@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.context import AppContext
-from appliance.control.tenancy import check_may_serve
 from appliance.control.models import Project, SourceBundle
-from appliance.planning.bundle import bundle_source_id, unpack_bundle
+from appliance.control.tenancy import check_may_serve
 from appliance.errors import InvalidArgument, NotFound, PayloadTooLarge, PermissionDenied, SourcesUnwritable
 from appliance.ids import is_project_name, is_source_id, valid_org
+from appliance.planning.bundle import bundle_source_id, unpack_bundle
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def sweep_orphans(ctx: AppContext, grace_seconds: float) -> list[str]:
     recording them): bundles this installation wrote to the object store (never another's:
     ``appliance.objectstore.ownership``), unpacked trees and staging dirs on this host.
     Only what is older than ``grace_seconds`` goes, so an upload in progress is never touched."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     known = set(SourceBundle.select(SourceBundle.org, SourceBundle.source_id).tuples())
     removed = []
     for info in ctx.objects.list(""):

@@ -114,7 +114,7 @@ def epoch(stamp: str | None) -> float | None:
     """Server timestamps are naive UTC ISO strings ending in Z."""
     if not stamp:
         return None
-    return dt.datetime.fromisoformat(stamp.rstrip("Z")).replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.fromisoformat(stamp.rstrip("Z")).replace(tzinfo=dt.UTC).timestamp()
 
 
 def phases(status: dict[str, Any], t_submit: float, t_accepted: float, t_seen: float,

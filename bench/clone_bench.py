@@ -22,9 +22,9 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -35,8 +35,8 @@ import psycopg2  # noqa: E402
 from appliance.runtime.base import SUPERUSER  # noqa: E402
 from appliance.runtime.process import ProcessRuntime  # noqa: E402
 from appliance.shell import Runner  # noqa: E402
-from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.clone_stores import BenchStore, btrfs_store, zfs_store  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 
 ORG = "bench"
 SMALL_ROWS = 50_000  # about 12 MB of heap: a ~20 MB database with the catalogs

@@ -12,9 +12,9 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from appliance.errors import CommandFailed, NotSupported
 from appliance.shell import Runner

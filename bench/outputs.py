@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 def write_outputs(out: Path, stem: str, text: str, *, chart: Callable[[Path], None] | None = None,

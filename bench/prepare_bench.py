@@ -26,9 +26,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.storage.image import filesystem_type  # noqa: E402
-from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession  # noqa: E402
 from bench.floor import RawFloor  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.rebuild import ClassicRebuild  # noqa: E402
 from bench.report import SizeRow, dominant_phases, phase_table, results_table, write_chart  # noqa: E402
 from bench.workloads import LARGE_ROWS, SMALL_ROWS, write_workload  # noqa: E402

@@ -18,9 +18,10 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg2
 
@@ -29,8 +30,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.settings import Settings  # noqa: E402
-from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.cache_hit import ApiSession, phases  # noqa: E402
+from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402
 from bench.workloads import SMALL_ROWS, write_workload  # noqa: E402

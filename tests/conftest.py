@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 import pwd
-import uuid
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from redis import Redis
 
-from appliance.service.redis_server import PrivateRedis
 from appliance.api.app import create_app
 from appliance.api.auth import ensure_admin_token
 from appliance.context import build_context
 from appliance.control.db import close_database
 from appliance.control.migrations import migrate
 from appliance.errors import CommandFailed
+from appliance.service.redis_server import PrivateRedis
 from appliance.settings import Settings
 from appliance.shell import Runner
 from appliance.storage.btrfs import BtrfsDriver

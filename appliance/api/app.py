@@ -7,24 +7,25 @@ import functools
 import logging
 import re
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from quart import Quart, g, request
 from quart_schema import QuartSchema
 
 from appliance import __version__
+from appliance.api.audit import record_failed_login, record_response
+from appliance.api.auth import ORG_HEADER, Authenticator
+from appliance.api.authz import require_role
+from appliance.api.errors import install_error_handlers
+from appliance.api.openapi import ApplianceOpenAPIProvider
+from appliance.api.ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
+from appliance.api.requests import JsonRequest
 from appliance.context import AppContext
 from appliance.control.scope import OrgScope
 from appliance.errors import Unauthenticated
 from appliance.logs import bind as bind_log_context
 from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
-from appliance.api.audit import record_failed_login, record_response
-from appliance.api.auth import ORG_HEADER, Authenticator
-from appliance.api.authz import require_role
-from appliance.api.openapi import ApplianceOpenAPIProvider
-from appliance.api.ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
-from appliance.api.requests import JsonRequest
-from appliance.api.errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
@@ -85,8 +86,19 @@ def create_app(ctx: AppContext) -> Quart:
     if ctx.settings.warm_pool_size > 0:
         _hold_bind_connections(app, ctx)
 
-    from appliance.api.routes import (artifacts, audit, cache, health, instances, jobs, orgs, sources, states, tokens,
-                         transfer)
+    from appliance.api.routes import (
+        artifacts,
+        audit,
+        cache,
+        health,
+        instances,
+        jobs,
+        orgs,
+        sources,
+        states,
+        tokens,
+        transfer,
+    )
     for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
         app.register_blueprint(module.blueprint)
     return app

@@ -3,10 +3,9 @@ outcome, and failed authentications (aggregated per client address and window). 
 are recorded where they happen."""
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import logging
+from typing import Any
 
 from quart import Response, g, request
 

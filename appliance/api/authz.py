@@ -5,8 +5,8 @@ reached by role: every lookup is inside the caller's org and answers 404 for the
 """
 from __future__ import annotations
 
-from appliance.errors import PermissionDenied
 from appliance.api.auth import Principal
+from appliance.errors import PermissionDenied
 
 ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): "operator",  # counts across every org

@@ -1,17 +1,18 @@
 """The one place where errors become HTTP responses: ``{code, message, details?}``."""
 from __future__ import annotations
 
-from typing import Any
-
 import json
 import logging
+from typing import Any
 
 from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
+from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE
+from appliance.control.db import first_line
 from appliance.errors import ApplianceError, ControlDbUnavailable, QueueUnavailable
 
 log = logging.getLogger(__name__)

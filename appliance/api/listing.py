@@ -3,7 +3,8 @@ every list route shares (rows built off the event loop, an id-prefix filter) liv
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from quart import Response, request
 

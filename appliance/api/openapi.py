@@ -16,8 +16,8 @@ from typing import Any
 from quart_schema import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from appliance.ids import ORG_PATTERN
 from appliance.api.authz import required_role
+from appliance.ids import ORG_PATTERN
 
 PATH_VARIABLE = re.compile(r"<(?:[^<>:]*:)?([^<>]+)>")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from redis import Redis
 
+from appliance.api.auth import Principal
 from appliance.errors import RateLimited
 from appliance.settings import Settings
-from appliance.api.auth import Principal
 
 _TAKE = """
 local now_parts = redis.call('TIME')

@@ -5,8 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from appliance.ids import (HEX_ID_PATTERN, ID_PREFIX_PATTERN, JOB_PREFIX_PATTERN, PROJECT_NAME_PATTERN,
-                           SOURCE_ID_PATTERN)
+from appliance.ids import HEX_ID_PATTERN, ID_PREFIX_PATTERN, JOB_PREFIX_PATTERN, PROJECT_NAME_PATTERN, SOURCE_ID_PATTERN
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -22,7 +21,7 @@ class SourceRef(Strict):
     work_dir: str = Field(".", max_length=1024, description="psql's working directory inside the bundle")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "SourceRef":
+    def _one_kind(self) -> SourceRef:
         if bool(self.source_id) == bool(self.project or self.ref):
             raise ValueError("give either source_id, or project and ref")
         if self.project and not self.ref or self.ref and not self.project:
@@ -118,7 +117,7 @@ class DeleteTreeNode(BaseModel):
     blocked: str | None = None
     connections: int | None = None
     teardown_error: str | None = None
-    children: list["DeleteTreeNode"] = []
+    children: list[DeleteTreeNode] = []
 
 
 class DeleteResult(BaseModel):

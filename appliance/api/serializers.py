@@ -33,7 +33,7 @@ def task_entry(task: Task, job_id: str) -> dict[str, Any]:
             "finished_at": ts(task.finished_at)}
 
 
-def job_status(job: PrepareJob, viewer: "Principal") -> dict[str, Any]:
+def job_status(job: PrepareJob, viewer: Principal) -> dict[str, Any]:
     body = job_entry(job)
     tasks = Task.select().where(Task.job == job).order_by(Task.position)
     body["tasks"] = [task_entry(t, job.job_id) for t in tasks]
@@ -42,7 +42,7 @@ def job_status(job: PrepareJob, viewer: "Principal") -> dict[str, Any]:
     return body
 
 
-def job_result(job: PrepareJob, viewer: "Principal") -> dict[str, Any] | None:
+def job_result(job: PrepareJob, viewer: Principal) -> dict[str, Any] | None:
     """What a finished job handed out; the DSN only while the instance lives, and only to its org."""
     if not job.result_instance_id:
         return None
@@ -75,12 +75,12 @@ def state_entry(copies: list[State], refcount: int, *, shared_from: str | None =
             "exported": any(c.exported_at is not None for c in copies), "shared_from": shared_from}
 
 
-def sees_dsn(viewer: "Principal", instance: Instance) -> bool:
+def sees_dsn(viewer: Principal, instance: Instance) -> bool:
     """A DSN is a credential: only the owning org's members (and admins) see it."""
     return instance.org == viewer.org and viewer.may("member")
 
 
-def instance_entry(instance: Instance, viewer: "Principal") -> dict[str, Any]:
+def instance_entry(instance: Instance, viewer: Principal) -> dict[str, Any]:
     body = {"instance_id": instance.instance_id, "state_id": instance.state_id,
             "image_id": instance.image_id, "status": instance.status, "host": instance.host,
             "port": instance.port, "created_at": ts(instance.created_at),

@@ -10,9 +10,9 @@ import json
 
 from quart import Response, request
 
-from appliance.orchestrator.events import events_after, job_is_terminal
 from appliance.api import serializers
 from appliance.api.app import call
+from appliance.orchestrator.events import events_after, job_is_terminal
 
 POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0

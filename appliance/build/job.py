@@ -15,30 +15,36 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.job_artifacts import write_job_artifacts
-from appliance.context import AppContext
-from appliance.control import audit, counters
-from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, retry_while_unavailable, write_transaction
-from appliance.control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
-from appliance.faults import failpoint
-from appliance.errors import (ApplianceError, Cancelled, CommandFailed, ControlDbUnavailable, InternalError,
-                              QueueUnavailable)
-from appliance.logs import log_context
-from appliance.orchestrator import cache, scheduling, warm_pool
-from appliance.control import quotas
-from appliance.control import sharing
-from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE, enqueue_refill
-from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
-from appliance.orchestrator.locks import LockSet, build_lock
-from appliance.shell import cancellable
-from appliance.runtime.base import Endpoint
-from appliance.runtime.cluster import STOCK_ROLES_SQL
-from appliance.build import state_import as imports
 from appliance import instances
+from appliance.build import state_import as imports
 from appliance.build.out_of_space import out_of_space
 from appliance.build.steps import step_kind
-from appliance.runtime.ports import ephemeral_port
+from appliance.context import AppContext
+from appliance.control import audit, counters, quotas, sharing
+from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE
+from appliance.control.db import retry_while_unavailable, write_transaction
+from appliance.control.models import BaseImage, PrepareJob, State, Task, Volume, utcnow
+from appliance.errors import (
+    ApplianceError,
+    Cancelled,
+    CommandFailed,
+    ControlDbUnavailable,
+    InternalError,
+    QueueUnavailable,
+)
+from appliance.faults import failpoint
+from appliance.job_artifacts import write_job_artifacts
+from appliance.logs import log_context
+from appliance.orchestrator import cache, scheduling, warm_pool
+from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
+from appliance.orchestrator.locks import LockSet, build_lock
+from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
+from appliance.orchestrator.queue import enqueue_refill
 from appliance.planning.hashing import base_key
+from appliance.runtime.base import Endpoint
+from appliance.runtime.cluster import STOCK_ROLES_SQL
+from appliance.runtime.ports import ephemeral_port
+from appliance.shell import cancellable
 
 log = logging.getLogger(__name__)
 

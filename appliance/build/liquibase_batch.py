@@ -7,7 +7,8 @@ holds a SHARE lock on ``databasechangelog`` from its own connection. Liquibase c
 changeset, then inserts the changeset's row in ``databasechangelog``, and that insert waits on
 the lock. At that instant the changeset's effects are committed and its row is not: the build
 volume is forked there, after a checkpoint (an atomic filesystem snapshot: what a crash at
-that instant would leave, with nothing to replay but the insert in flight). Then the insert is let through and the lock taken again, which waits until Liquibase
+that instant would leave, with nothing to replay but the insert in flight). Then the insert is
+let through and the lock taken again, which waits until Liquibase
 has committed the row; the appliance reads that row.
 
 Each fork becomes the changeset's state in the background while Liquibase goes on: Postgres
@@ -28,16 +29,25 @@ import queue
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg2
 
+from appliance import instances
+from appliance.build.liquibase_steps import (
+    command_of,
+    confined,
+    connection,
+    liquibase_message,
+    open_for_liquibase,
+    psql,
+    seal,
+    work_dir,
+)
 from appliance.control.models import Task
 from appliance.errors import CommandFailed, StepFailed
 from appliance.runtime.base import SUPERUSER, pgdata_of
-from appliance import instances
-from appliance.build.liquibase_steps import (command_of, confined, connection, liquibase_message, open_for_liquibase, psql, seal,
-                              work_dir)
 
 if TYPE_CHECKING:
     from appliance.build.job import BuildCluster, JobRun
@@ -47,7 +57,7 @@ _CHANGESET_ROW = re.compile(r"^\s*INSERT\s+INTO\s+(\S+\.)?databasechangelog\b", 
 _POLL_SECONDS = 0.005
 
 
-def batch_of(run: "JobRun", task: Task) -> list[Task]:
+def batch_of(run: JobRun, task: Task) -> list[Task]:
     """The uncached Liquibase steps from ``task`` on, in order, when one Liquibase may apply
     them together; [] when this job or host goes one changeset at a time."""
     if not run.ctx.settings.liquibase_one_jvm_per_run or not run.ctx.store.forks_in_use:
@@ -160,7 +170,7 @@ class Background:
 class ForkSettler:
     """Turns forks into states, one at a time and in order, on its own thread."""
 
-    def __init__(self, run: "JobRun"):
+    def __init__(self, run: JobRun):
         self.run = run
         self.error: BaseException | None = None
         self.work: queue.Queue = queue.Queue()
@@ -189,7 +199,7 @@ class ForkSettler:
                 self.run.release(volume_id)
 
 
-def settle(run: "JobRun", task: Task, volume_id: str, row_insert: str, started: float) -> None:
+def settle(run: JobRun, task: Task, volume_id: str, row_insert: str, started: float) -> None:
     ctx = run.ctx
     path = ctx.store.volume_path(run.org, volume_id)
     (pgdata_of(path) / "postmaster.pid").unlink(missing_ok=True)  # the running build server's
@@ -202,7 +212,7 @@ def settle(run: "JobRun", task: Task, volume_id: str, row_insert: str, started: 
     run.task_status(task, "succeeded")
 
 
-def apply(run: "JobRun", tasks: list[Task]) -> bool:
+def apply(run: JobRun, tasks: list[Task]) -> bool:
     """Build ``tasks`` (consecutive, uncached, each locked by this job) with one Liquibase;
     False, having changed nothing, when the changelog table does not exist yet."""
     build = run.build_cluster_at(tasks[0].input_kind, tasks[0].input_id)
@@ -218,7 +228,7 @@ def apply(run: "JobRun", tasks: list[Task]) -> bool:
         gate.close()
 
 
-def _run_behind_gate(run: "JobRun", tasks: list[Task], build: "BuildCluster", gate: ChangelogGate) -> None:
+def _run_behind_gate(run: JobRun, tasks: list[Task], build: BuildCluster, gate: ChangelogGate) -> None:
     ctx = run.ctx
     for task in tasks:
         task.cached = False
@@ -273,7 +283,7 @@ def _run_behind_gate(run: "JobRun", tasks: list[Task], build: "BuildCluster", ga
                      {"task_id": failed.task_id})
 
 
-def _finish_on_build(run: "JobRun", task: Task, build: "BuildCluster", started: float) -> None:
+def _finish_on_build(run: JobRun, task: Task, build: BuildCluster, started: float) -> None:
     seal(run, task, build.running)
     build.password = None
     run.ctx.runtime.stop(build.path, mode="fast")

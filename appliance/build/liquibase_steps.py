@@ -17,46 +17,46 @@ from typing import TYPE_CHECKING
 
 from appliance.control.models import Task
 from appliance.errors import CommandFailed, StepFailed
-from appliance.sources import local_source_root
-from appliance.orchestrator.tasks import insert_tasks, step_rows
-from appliance.runtime.base import SUPERUSER, Endpoint
 from appliance.liquibase_runners.base import Connection
-from appliance.planning.liquibase.update_sql import Changeset
+from appliance.orchestrator.liquibase_plans import remember_plan
+from appliance.orchestrator.tasks import insert_tasks, step_rows
 from appliance.planning.liquibase.args import LiquibaseCommand, parse_liquibase_args
 from appliance.planning.liquibase.changelogs import read_entry
-from appliance.orchestrator.liquibase_plans import remember_plan
 from appliance.planning.liquibase.plans import PlannedChangeset, chain, plan_key
+from appliance.planning.liquibase.update_sql import Changeset
+from appliance.runtime.base import SUPERUSER, Endpoint
+from appliance.sources import local_source_root
 
 if TYPE_CHECKING:
     from appliance.build.job import BuildCluster, JobRun
 
 
-def command_of(run: "JobRun") -> LiquibaseCommand:
+def command_of(run: JobRun) -> LiquibaseCommand:
     return parse_liquibase_args(json.loads(run.job.request_json)["liquibase_args"])
 
 
-def work_dir(run: "JobRun") -> Path:
+def work_dir(run: JobRun) -> Path:
     return (local_source_root(run.ctx, run.org, run.job.source_id) / run.job.work_dir).resolve()
 
 
-def confined(run: "JobRun") -> dict:
+def confined(run: JobRun) -> dict:
     """Liquibase runs as the org's OS identity and sees the job's source only."""
     return {"run_as": run.ctx.identity_of(run.org),
             "source": local_source_root(run.ctx, run.org, run.job.source_id).resolve()}
 
 
-def connection(build: "BuildCluster") -> Connection:
+def connection(build: BuildCluster) -> Connection:
     return Connection(f"jdbc:postgresql://127.0.0.1:{build.running.port}/postgres", SUPERUSER, build.password)
 
 
-def open_for_liquibase(run: "JobRun", build: "BuildCluster") -> None:
+def open_for_liquibase(run: JobRun, build: BuildCluster) -> None:
     """A build cluster Liquibase can reach: JDBC needs TCP and a password. The password lives
     only as long as the cluster runs; it is removed before any snapshot (see :func:`apply`)."""
     build.password = secrets.token_urlsafe(24)
     run.ctx.runtime.set_password(build.running, build.password)
 
 
-def plan(run: "JobRun", task: Task) -> None:
+def plan(run: JobRun, task: Task) -> None:
     """``update-sql`` on a cluster at the base; one ``state_execute`` task per changeset."""
     ctx, job = run.ctx, run.job
     command, cwd = command_of(run), work_dir(run)
@@ -86,7 +86,7 @@ def plan(run: "JobRun", task: Task) -> None:
     run.note(task, planned_message(len(steps), sum(1 for r in rows if r.get("cached")), volatile))
 
 
-def plan_key_of(run: "JobRun", command: LiquibaseCommand, version: str) -> str:
+def plan_key_of(run: JobRun, command: LiquibaseCommand, version: str) -> str:
     job = run.job
     return plan_key(image=job.resolved_image_id, source_id=job.source_id, work_dir=job.work_dir,
                     command=command, version=version)
@@ -97,7 +97,7 @@ def planned_message(changesets: int, cached: int, volatile: bool) -> str:
             + (", the cacheable prefix ends at a runAlways/runOnChange changeset" if volatile else ""))
 
 
-def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
+def apply(run: JobRun, task: Task, build: BuildCluster, step: dict) -> None:
     """``update-count --count=1``: exactly the next pending changeset, which the plan says is
     this step's; then the build password goes, before the cluster is stopped and snapshotted."""
     ctx = run.ctx
@@ -119,7 +119,7 @@ def apply(run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
     build.password = None
 
 
-def seal(run: "JobRun", task: Task, endpoint: Endpoint, *, reset_lock: bool = False) -> None:
+def seal(run: JobRun, task: Task, endpoint: Endpoint, *, reset_lock: bool = False) -> None:
     """Before a Liquibase step's cluster is stopped and snapshotted: check that the changeset
     Liquibase recorded last is the one the plan gave this step, release Liquibase's lock (held
     in a copy taken while it ran) and remove the build password."""
@@ -136,7 +136,7 @@ def seal(run: "JobRun", task: Task, endpoint: Endpoint, *, reset_lock: bool = Fa
 _FIELD_SEPARATOR = "\x1f"
 
 
-def _last_applied(run: "JobRun", endpoint: Endpoint) -> tuple[str, ...] | None:
+def _last_applied(run: JobRun, endpoint: Endpoint) -> tuple[str, ...] | None:
     """(path, id, author, checksum) of the changeset Liquibase recorded last."""
     out = psql(run, endpoint, "SELECT filename, id, author, coalesce(md5sum, '') FROM databasechangelog "
                             "ORDER BY orderexecuted DESC LIMIT 1", "-At", "-F", _FIELD_SEPARATOR).stdout
@@ -154,7 +154,7 @@ def _describe(applied: tuple[str, ...] | None) -> str:
     return "nothing" if applied is None else f"{'::'.join(applied[:3])} ({applied[3] or 'no checksum'})"
 
 
-def psql(run: "JobRun", endpoint: Endpoint, sql: str, *options: str):
+def psql(run: JobRun, endpoint: Endpoint, sql: str, *options: str):
     runtime = run.ctx.runtime
     return run.ctx.runner(runtime.psql_command(endpoint) + ["-q", "-v", "ON_ERROR_STOP=1", *options, "-c", sql],
                           env=runtime.command_env(), cwd="/", run_as=run.ctx.identity_of(run.org))

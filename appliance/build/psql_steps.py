@@ -1,7 +1,8 @@
 """prepare:psql inside a job: each step is one psql run on the build cluster's socket."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from appliance.build.out_of_space import out_of_space, store_exhausted
 from appliance.control.models import Task
@@ -17,19 +18,19 @@ class PsqlSteps:
     name = "psql"
     over_tcp = False  # psql reaches the build cluster through its socket
 
-    def opened(self, run: "JobRun", build: "BuildCluster") -> None:
+    def opened(self, run: JobRun, build: BuildCluster) -> None:
         pass
 
-    def task_handlers(self) -> Mapping[str, Callable[["JobRun", Task], None]]:
+    def task_handlers(self) -> Mapping[str, Callable[[JobRun, Task], None]]:
         return {}
 
-    def batch(self, run: "JobRun", task: Task) -> list[Task]:
+    def batch(self, run: JobRun, task: Task) -> list[Task]:
         return []
 
-    def apply_batch(self, run: "JobRun", tasks: list[Task]) -> bool:
+    def apply_batch(self, run: JobRun, tasks: list[Task]) -> bool:
         return False
 
-    def apply(self, run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
+    def apply(self, run: JobRun, task: Task, build: BuildCluster, step: dict) -> None:
         """psql runs as the org's OS identity, in a sandbox that holds only the job's source
         (read-only) and the build cluster's socket directory, with no network."""
         ctx = run.ctx

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from appliance.transfer.streams import import_state
 from appliance.control.models import Task
 from appliance.errors import Cancelled
 from appliance.orchestrator.locks import build_lock
 from appliance.orchestrator.placement import import_choice
+from appliance.transfer.streams import import_state
 
 if TYPE_CHECKING:
     from appliance.build.job import JobRun
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def import_if_cheaper(run: "JobRun", first_missing: Task) -> None:
+def import_if_cheaper(run: JobRun, first_missing: Task) -> None:
     chain = [t.output_state_id for t in Task.select(Task.output_state_id)
              .where((Task.job == run.job) & (Task.type == "state_execute")
                     & (Task.position >= first_missing.position)).order_by(Task.position)]

@@ -4,7 +4,8 @@ one Protocol. The twin of ``appliance.orchestrator.kinds`` (admission); the job'
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from appliance.build.liquibase import LiquibaseSteps
 from appliance.build.psql_steps import PsqlSteps
@@ -19,19 +20,19 @@ class StepKind(Protocol):
     name: str  # the job's ``prepare_kind``
     over_tcp: bool  # its client reaches the build cluster over TCP with a password (JDBC), not the socket
 
-    def opened(self, run: "JobRun", build: "BuildCluster") -> None:
+    def opened(self, run: JobRun, build: BuildCluster) -> None:
         """The build cluster has just started: make it ready for this kind's client."""
 
-    def task_handlers(self) -> Mapping[str, Callable[["JobRun", Task], None]]:
+    def task_handlers(self) -> Mapping[str, Callable[[JobRun, Task], None]]:
         """The kind's own task types (e.g. planning on a worker), by type."""
 
-    def batch(self, run: "JobRun", task: Task) -> list[Task]:
+    def batch(self, run: JobRun, task: Task) -> list[Task]:
         """Uncached steps from ``task`` on that one run of the tool may build together; [] for one at a time."""
 
-    def apply_batch(self, run: "JobRun", tasks: list[Task]) -> bool:
+    def apply_batch(self, run: JobRun, tasks: list[Task]) -> bool:
         """Build ``tasks`` in one run; False when the batch could not start (the caller goes one by one)."""
 
-    def apply(self, run: "JobRun", task: Task, build: "BuildCluster", step: dict) -> None:
+    def apply(self, run: JobRun, task: Task, build: BuildCluster, step: dict) -> None:
         """Run one step on the build cluster, which is at the step's input; its state is
         committed by the caller."""
 

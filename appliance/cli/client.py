@@ -6,13 +6,14 @@ verb prints the same ``error: <code>: <message>`` and exits with the same code.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
 from appliance import __version__
-from appliance.errors import ApplianceError
 from appliance.cli import exit_codes
+from appliance.errors import ApplianceError
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 120.0  # uploads of large bundles take a while; events have no read timeout
@@ -53,7 +54,7 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from appliance.errors import InvalidArgument
 from appliance.ids import valid_org

@@ -6,10 +6,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.cli import exit_codes
-from appliance.ids import is_hex
 from appliance.cli.client import ApiClient, CliFailure
-from appliance.cli.output import (delete_tree_lines, note, human_bytes, instances_table, jobs_table, print_json, short,
-                     state_tree_lines, stdout_console, tasks_table)
+from appliance.cli.output import (
+    delete_tree_lines,
+    human_bytes,
+    instances_table,
+    jobs_table,
+    note,
+    print_json,
+    short,
+    state_tree_lines,
+    stdout_console,
+    tasks_table,
+)
+from appliance.ids import is_hex
 
 MIN_PREFIX = 8
 MAX_JOB_ID = 32
@@ -110,7 +120,8 @@ def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_ru
 def print_delete_result(result: dict[str, Any], long: bool) -> None:
     heading = {"deleted": "deleted:", "would_delete": "would delete (dry run):",
                "blocked": "blocked, nothing deleted:",
-               "deleting": "deleting (a teardown failed; the appliance retries it):"}.get(result.get("outcome", ""), result.get("outcome", ""))
+               "deleting": "deleting (a teardown failed; the appliance retries it):"}.get(
+                   result.get("outcome", ""), result.get("outcome", ""))
     sys.stdout.write(heading + "\n")
     for line in delete_tree_lines(result["root"], long):
         sys.stdout.write("  " + line + "\n")

@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from appliance.errors import ApplianceError, InvalidArgument
 from appliance.cli import exit_codes
 from appliance.cli.client import ApiClient, CliFailure
 from appliance.cli.config import CliConfig, default_config_path, read_config_file, resolve_config
 from appliance.cli.output import print_json, stderr_console
+from appliance.errors import ApplianceError, InvalidArgument
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 

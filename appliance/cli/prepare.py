@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance.planning.packing import pack_directory_bundle, pack_psql_bundle
-from appliance.planning.psql.args import parse_psql_args
 from appliance.cli import exit_codes
 from appliance.cli.client import ApiClient, CliFailure
 from appliance.cli.output import note, print_json, short, stdout_console, tasks_table
+from appliance.planning.packing import pack_directory_bundle, pack_psql_bundle
+from appliance.planning.psql.args import parse_psql_args
 
 JSON_GZIP = "application/gzip"
 

@@ -5,12 +5,11 @@ A migration is appended, never edited, once it has shipped: the version number i
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import peewee as pw
 
 from appliance.control import models as m
-
 
 _V1_MODELS = [m.Org, m.ApiToken, m.SourceBundle, m.Project, m.PrepareJob, m.Task, m.JobEvent, m.BaseImage,
               m.State, m.Volume, m.Instance]
@@ -26,7 +25,8 @@ def _v2_cache_evictions(db: pw.Database) -> None:
 
 
 def _v3_state_exported_at(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     if _has_column(db, "state", "exported_at"):
         return
     apply(SchemaMigrator.from_database(db).add_column("state", "exported_at", pw.DateTimeField(null=True)))
@@ -37,7 +37,8 @@ def _v4_hosts(db: pw.Database) -> None:
 
     Rows written before it belong to the one host an appliance had then: the empty host id is
     claimed by the first host that registers (``orchestrator.hosts.register``)."""
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     db.create_tables([m.Host], safe=True)
     migrator = SchemaMigrator.from_database(db)
     for table, column, field in (("prepare_job", "host_id", pw.CharField(max_length=63, null=True)),
@@ -58,7 +59,8 @@ def _v5_api_token_lifecycle(db: pw.Database) -> None:
     before were all operator tokens (the token file, `sqlrs-appliance token`)."""
     import secrets
 
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     migrator = SchemaMigrator.from_database(db)
     added_global = not _has_column(db, "api_token", "global_admin")
     for column, field in (("token_id", pw.CharField(max_length=32, null=True)),
@@ -77,7 +79,8 @@ def _v5_api_token_lifecycle(db: pw.Database) -> None:
 
 
 def _v6_audit(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     db.create_tables([m.AuditEvent], safe=True)
     if not _has_column(db, "prepare_job", "submitted_by"):
         apply(SchemaMigrator.from_database(db).add_column("prepare_job", "submitted_by",
@@ -89,7 +92,8 @@ def _v7_quotas(db: pw.Database) -> None:
 
 
 def _v8_instance_limits(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     migrator = SchemaMigrator.from_database(db)
     for column, field in (("instance_memory_mb", pw.IntegerField(null=True)),
                           ("instance_cpus", pw.FloatField(null=True))):
@@ -98,14 +102,16 @@ def _v8_instance_limits(db: pw.Database) -> None:
 
 
 def _v9_state_shares(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     db.create_tables([m.StateShare], safe=True)
     if not _has_column(db, "instance", "state_org"):
         apply(SchemaMigrator.from_database(db).add_column("instance", "state_org", pw.CharField(max_length=63, null=True)))
 
 
 def _v10_observability(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     migrator = SchemaMigrator.from_database(db)
     for table, column, field in (("prepare_job", "error_code", pw.CharField(max_length=64, null=True)),
                                  ("task", "duration_seconds", pw.FloatField(null=True)),
@@ -132,7 +138,8 @@ def _v12_counters_retention_installation(db: pw.Database) -> None:
 
 
 def _v13_instance_teardown_retries(db: pw.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate as apply
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
     migrator = SchemaMigrator.from_database(db)
     for column, field in (("teardown_keep_as", pw.CharField(max_length=16, null=True)),
                           ("teardown_attempts", pw.IntegerField(default=0)),

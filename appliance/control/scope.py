@@ -10,8 +10,8 @@ from typing import Any
 
 import peewee as pw
 
-from appliance.errors import InvalidArgument, NotFound
 from appliance.control.models import PrepareJob, State, Task
+from appliance.errors import InvalidArgument, NotFound
 
 MIN_PREFIX = 8
 

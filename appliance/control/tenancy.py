@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from appliance.isolation.level import Isolation
 
 
-def check_may_serve(isolation: "Isolation | None", org: str) -> None:
+def check_may_serve(isolation: Isolation | None, org: str) -> None:
     if isolation is None or not isolation.one_org_only:
         return
     served = (PrepareJob.select(PrepareJob.org).where(PrepareJob.org != org).limit(1).first()

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 from appliance.errors import CommandFailed, InvalidArgument
-from appliance.settings import Settings
-from appliance.shell import PATH_FALLBACK, RunAs, Runner
 from appliance.isolation.identity import OrgIdentities
 from appliance.isolation.sandbox import Sandbox
+from appliance.settings import Settings
+from appliance.shell import PATH_FALLBACK, RunAs, Runner
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import InvalidArgument
-from appliance.settings import Settings
 from appliance.isolation.level import Isolation
+from appliance.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ source. The conformance suite in ``tests/liquibase_runners/`` holds both drivers
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from appliance.planning.liquibase.args import LiquibaseCommand
 from appliance.planning.liquibase.update_sql import Changeset

@@ -10,14 +10,14 @@ states are keyed by.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
-from appliance.shell import Completed, RunAs, Runner, cancellable
 from appliance.liquibase_runners.base import Connection
 from appliance.liquibase_runners.host import LiquibaseCli
 from appliance.planning.liquibase.args import LiquibaseCommand
+from appliance.shell import Completed, RunAs, Runner, cancellable
 
 LABEL = "sqlrs.purpose=liquibase"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import InvalidArgument, NotFound
 from appliance.isolation.sandbox import Sandbox

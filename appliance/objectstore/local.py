@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from appliance.errors import NotFound
-from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention, stat_each
+from appliance.objectstore.store import (
+    MARKER_NAME,
+    ObjectInfo,
+    check_key,
+    check_prefix,
+    expired_keys,
+    metadata_with_retention,
+    stat_each,
+)
 
 _CHUNK = 1024 * 1024
 
@@ -77,7 +85,7 @@ class LocalObjectStore:
             metadata = json.loads(self._meta(key).read_text())
         except FileNotFoundError:
             metadata = {}
-        modified = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
+        modified = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
         return ObjectInfo(key, st.st_size, modified, metadata)
 
     def exists(self, key: str) -> bool:

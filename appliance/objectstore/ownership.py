@@ -50,7 +50,7 @@ def claim(objects: ObjectStore, ours: str, where: str) -> None:
     """Make the store ours if nobody owns it; refuse it if another installation does."""
     if owner(objects) is None:
         objects.write_marker(json.dumps({"installation_id": ours, "claimed_at": dt.datetime.now(
-            dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode())
+            dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode())
     check(objects, ours, where)
 
 

@@ -19,7 +19,15 @@ from minio import Minio
 from minio.error import S3Error
 
 from appliance.errors import InternalError, NotFound
-from appliance.objectstore.store import MARKER_NAME, ObjectInfo, check_key, check_prefix, expired_keys, metadata_with_retention, stat_each
+from appliance.objectstore.store import (
+    MARKER_NAME,
+    ObjectInfo,
+    check_key,
+    check_prefix,
+    expired_keys,
+    metadata_with_retention,
+    stat_each,
+)
 
 PART_SIZE = 16 * 1024 * 1024
 _META_PREFIX = "x-amz-meta-"

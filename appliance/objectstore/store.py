@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from appliance.errors import InvalidArgument, NotFound
@@ -114,21 +115,21 @@ def metadata_with_retention(metadata: dict[str, str] | None, retain_until: dt.da
 
 def format_time(value: dt.datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def expired_keys(infos: list[ObjectInfo], now: dt.datetime) -> list[str]:
     if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
+        now = now.replace(tzinfo=dt.UTC)
     return [i.key for i in infos if i.retain_until is not None and i.retain_until < now]
 
 
-def open_object_store(settings: "Settings") -> ObjectStore:
+def open_object_store(settings: Settings) -> ObjectStore:
     """The store ``settings.objects_url`` names: ``s3://bucket[/prefix]`` or ``file:///dir``."""
     url = urlparse(settings.objects_url)
     if url.scheme == "file":

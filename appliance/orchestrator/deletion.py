@@ -10,13 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance import instances
 from appliance.context import AppContext
-from appliance.control import counters
+from appliance.control import counters, sharing
 from appliance.control.db import write_transaction
 from appliance.control.models import Instance, PrepareJob, State, Task, utcnow
-from appliance import instances
 from appliance.errors import NotFound
-from appliance.control import sharing
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 
 
@@ -27,7 +26,7 @@ class Node:
     blocked: str | None = None
     connections: int | None = None
     teardown_error: str | None = None  # an instance left ``deleting`` for the reconciler
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
     row: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,11 +27,11 @@ def register(ctx: AppContext) -> Host:
 def heartbeat(ctx: AppContext, *, started: bool = False) -> Host:
     total, free = ctx.store.disk_space()
     now = utcnow()
-    fields = dict(storage_driver=ctx.store.driver.name, runtime=ctx.settings.runtime,
-                  store_total_bytes=total, store_free_bytes=free,
-                  port_min=ctx.settings.port_min, port_max=ctx.settings.port_max,
-                  instance_host=ctx.settings.instance_host, nomad_node_id=ctx.settings.nomad_node_id,
-                  heartbeat_at=now)
+    fields = {"storage_driver": ctx.store.driver.name, "runtime": ctx.settings.runtime,
+                  "store_total_bytes": total, "store_free_bytes": free,
+                  "port_min": ctx.settings.port_min, "port_max": ctx.settings.port_max,
+                  "instance_host": ctx.settings.instance_host, "nomad_node_id": ctx.settings.nomad_node_id,
+                  "heartbeat_at": now}
     if started:
         fields["started_at"] = now
     if not Host.update(**fields).where(Host.host_id == ctx.host).execute():

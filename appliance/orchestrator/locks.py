@@ -7,8 +7,8 @@ first wins and everyone else sees a cache hit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from redis import Redis
 from redis.lock import Lock

@@ -9,15 +9,14 @@ exported when the stream is cheaper to fetch than the steps were to build.
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-
 from dataclasses import dataclass
 
 import peewee as pw
 
 from appliance.context import AppContext
 from appliance.control.models import PrepareJob, State
-from appliance.orchestrator import hosts
 from appliance.control.sharing import visible_copies
+from appliance.orchestrator import hosts
 
 IMPORT_OVERHEAD_SECONDS = 0.5  # per state: manifest read, receive set-up, row write
 

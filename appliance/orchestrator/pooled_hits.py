@@ -5,7 +5,8 @@ Through the queue, a pooled hit pays for a worker hop, per-task bookkeeping and 
 polling around a ~20 ms bind. When admission already knows the whole chain is on this host
 and a pooled clone of the final state is waiting, it binds it in the request and records the
 job as done in one transaction; the job's events and report read exactly as a queued hit's
-would (the report is written by a worker, queued after the answer: :func:`queue_after_admission`). Anything else (a miss, an empty pool, a bind that fails) leaves the job queued as usual.
+would (the report is written by a worker, queued after the answer: :func:`queue_after_admission`).
+Anything else (a miss, an empty pool, a bind that fails) leaves the job queued as usual.
 """
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import logging
 import time
 
 from appliance.context import AppContext
-from appliance.control import audit, counters
+from appliance.control import audit, counters, quotas
 from appliance.control.models import PrepareJob, State, Task, utcnow
 from appliance.orchestrator import warm_pool
-from appliance.control import quotas
 from appliance.orchestrator.events import append_events, event
 from appliance.orchestrator.queue import enqueue_after_admission
 

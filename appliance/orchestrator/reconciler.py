@@ -15,18 +15,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from appliance.objectstore import ownership
-from appliance.job_artifacts import sweep_expired_artifacts
+from appliance import instances, sources
 from appliance.context import AppContext
-from appliance.control import audit, counters
+from appliance.control import audit, counters, quotas
 from appliance.control.db import write_transaction
 from appliance.control.models import BaseImage, Instance, PrepareJob, State, Task, Volume, utcnow
-from appliance import instances
 from appliance.errors import InternalError
 from appliance.ids import is_hex_id
+from appliance.job_artifacts import sweep_expired_artifacts
+from appliance.objectstore import ownership
 from appliance.orchestrator import cache, hosts, retention, warm_pool
-from appliance.control import quotas
-from appliance import sources
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.placement import place

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import peewee as pw
 
 from appliance.context import AppContext
+from appliance.control import quotas
 from appliance.control.models import JobEvent, PrepareJob, utcnow
 from appliance.errors import PriorityNotAllowed
-from appliance.control import quotas
 from appliance.orchestrator.events import append_event
 from appliance.orchestrator.queue import QUOTA_WAIT, enqueue_token, token_count
 

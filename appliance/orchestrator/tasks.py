@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from appliance.control.models import PrepareJob, Task, utcnow
 from appliance.planning.steps import PlannedStep

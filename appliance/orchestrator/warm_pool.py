@@ -15,9 +15,9 @@ import logging
 
 import peewee as pw
 
+from appliance import instances
 from appliance.context import AppContext
 from appliance.control.models import Instance, PrepareJob, State, utcnow
-from appliance import instances
 
 log = logging.getLogger(__name__)
 POOLED = "pooled"

@@ -25,11 +25,11 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from appliance.errors import InvalidArgument, PayloadTooLarge
-
 from appliance.planning.hashing import digest
 
 _CHUNK = 64 * 1024

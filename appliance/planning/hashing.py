@@ -19,7 +19,7 @@ def digest(*records: tuple[str, str]) -> str:
     h = hashlib.sha256()
     for key, value in records:
         raw = value.encode("utf-8")
-        h.update(f"{key}={len(raw)}:".encode("utf-8"))
+        h.update(f"{key}={len(raw)}:".encode())
         h.update(raw)
         h.update(b"\n")
     return h.hexdigest()

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import InvalidArgument
-
-from appliance.planning.psql.plan import plan_psql_with_files
 from appliance.planning.psql.args import parse_psql_args
+from appliance.planning.psql.plan import plan_psql_with_files
 
 
 @dataclass(frozen=True)

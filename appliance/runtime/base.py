@@ -8,9 +8,10 @@ volume can be snapshotted after a clean stop and cloned; sockets and logs go to 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from appliance.errors import InvalidArgument
 from appliance.shell import RunAs

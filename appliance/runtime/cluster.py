@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import Conflict, InternalError, InvalidArgument, NotFound
-from appliance.shell import RunAs
 from appliance.runtime.base import pgdata_of
 from appliance.runtime.tenant_files import append
+from appliance.shell import RunAs
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import docker
 import docker.errors
@@ -25,17 +26,38 @@ import requests.exceptions
 from docker.types import Mount
 
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
-from appliance.shell import Runner
 from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
-from appliance.runtime.docker_containers import (CONTAINER_PGDATA, CONTAINER_RUN_DIR, LABEL_PREFIX, MANAGED_LABEL, VOLUME_LABEL,
-                                _LABEL_KEY, _LABEL_VALUE_MAX, _RESERVED_LABELS, ManagedContainer,
-                                container_log as _container_log, container_name, engine_error as _engine_error,
-                                passwd_tar as _passwd_tar)
-from appliance.runtime.cluster import (INITDB_OPTIONS, PIN_CACHE_SECONDS, append_server_log, checked_start,
-                                       checked_stop, image_tag, owner, prepare_empty_pgdata, remembered_for, safe_path)
+from appliance.runtime.cluster import (
+    INITDB_OPTIONS,
+    PIN_CACHE_SECONDS,
+    append_server_log,
+    checked_start,
+    checked_stop,
+    image_tag,
+    owner,
+    prepare_empty_pgdata,
+    remembered_for,
+    safe_path,
+)
+from appliance.runtime.docker_containers import (
+    _LABEL_KEY,
+    _LABEL_VALUE_MAX,
+    _RESERVED_LABELS,
+    CONTAINER_PGDATA,
+    CONTAINER_RUN_DIR,
+    LABEL_PREFIX,
+    MANAGED_LABEL,
+    VOLUME_LABEL,
+    ManagedContainer,
+    container_name,
+)
+from appliance.runtime.docker_containers import container_log as _container_log
+from appliance.runtime.docker_containers import engine_error as _engine_error
+from appliance.runtime.docker_containers import passwd_tar as _passwd_tar
 from appliance.runtime.host_tools import HostTools, SharedRuntime
 from appliance.runtime.postmaster import postmaster_pid_lines, remove_stale_pidfile, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.shell import Runner
 
 _GONE = ("exited", "dead")
 

@@ -16,24 +16,40 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-import nomad
 import nomad.api.exceptions as nomad_errors
 
+import nomad
 from appliance.errors import CommandFailed, InternalError, InvalidArgument, NotFound
-from appliance.shell import Runner
 from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
+from appliance.runtime.cluster import (
+    INITDB_OPTIONS,
+    PIN_CACHE_SECONDS,
+    append_server_log,
+    checked_start,
+    checked_stop,
+    image_tag,
+    owner,
+    prepare_empty_pgdata,
+    remembered_for,
+)
+from appliance.runtime.host_tools import HostTools, SharedRuntime
 from appliance.runtime.nomad_jobs import (
-    CONTAINER_RUN_DIR, DEFAULT_TEMPLATE, JOB_ID_PREFIX, TASK_NAME, JobSettings, initdb_job, instance_job,
+    CONTAINER_RUN_DIR,
+    DEFAULT_TEMPLATE,
+    JOB_ID_PREFIX,
+    TASK_NAME,
+    JobSettings,
+    initdb_job,
+    instance_job,
     job_id_for,
 )
-from appliance.runtime.cluster import (INITDB_OPTIONS, PIN_CACHE_SECONDS, append_server_log, checked_start,
-                                       checked_stop, image_tag, owner, prepare_empty_pgdata, remembered_for)
-from appliance.runtime.host_tools import HostTools, SharedRuntime
 from appliance.runtime.postmaster import postmaster_pid_lines, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.shell import Runner
 
 _LIVE = ("pending", "running")
 _TERMINAL = ("complete", "failed", "lost")
@@ -72,7 +88,7 @@ class NomadRuntime(SharedRuntime):
                                    memory_mb=memory_mb, cpus=float(cpus))
 
     @classmethod
-    def from_settings(cls, runner: Runner, settings: Any) -> "NomadRuntime":
+    def from_settings(cls, runner: Runner, settings: Any) -> NomadRuntime:
         token = settings.nomad_token.get_secret_value() if settings.nomad_token else None
         return cls(runner, addr=settings.nomad_addr, token=token, namespace=settings.nomad_namespace,
                    region=settings.nomad_region, datacenters=settings.nomad_datacenters,

@@ -14,21 +14,34 @@ import re
 import shlex
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from appliance.errors import CommandFailed, InternalError
-from appliance.shell import Runner
-from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode, pgdata_of
 from appliance.isolation.sandbox import Sandbox, real
-from appliance.runtime.cluster import (INITDB_OPTIONS, SERVER_LOG, checked_start, checked_stop, owner,
-                                       prepare_empty_pgdata, safe_path)
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode, pgdata_of
+from appliance.runtime.cluster import (
+    INITDB_OPTIONS,
+    SERVER_LOG,
+    checked_start,
+    checked_stop,
+    owner,
+    prepare_empty_pgdata,
+    safe_path,
+)
 from appliance.runtime.host_tools import TOOLS, HostTools, SharedRuntime
-from appliance.runtime.postmaster import (cluster_pids, is_cluster_process, postmaster_pid_lines, real_pgdata,
-                                          remove_stale_pidfile, says_ready)
-from appliance.runtime.tenant_files import read_tail
-from appliance.runtime.shared_memory import Segments, mapped_segments, remove_segments
+from appliance.runtime.postmaster import (
+    cluster_pids,
+    is_cluster_process,
+    postmaster_pid_lines,
+    real_pgdata,
+    remove_stale_pidfile,
+    says_ready,
+)
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
+from appliance.runtime.shared_memory import Segments, mapped_segments, remove_segments
+from appliance.runtime.tenant_files import read_tail
+from appliance.shell import Runner
 
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
 # in Postgres's comma-separated socket list, so only plainly safe characters are accepted
@@ -212,7 +225,7 @@ class ProcessRuntime(SharedRuntime):
     def _stop_quietly(self, volume: Path) -> None:
         try:
             self.stop(volume, mode="immediate")
-        except Exception:  # noqa: BLE001 - best effort while reporting the real failure
+        except Exception:
             pass
 
 

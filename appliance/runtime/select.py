@@ -1,10 +1,10 @@
 """Choose the instance runtime from settings; nothing outside this module knows which runs."""
 from __future__ import annotations
 
-from appliance.settings import Settings
-from appliance.shell import Runner
 from appliance.isolation.sandbox import Sandbox
 from appliance.runtime.base import InstanceRuntime
+from appliance.settings import Settings
+from appliance.shell import Runner
 
 # Every runtime, those that own containers before the look at /proc (a teardown asks in this order).
 _EVERY_RUNTIME = ("nomad", "docker", "process")

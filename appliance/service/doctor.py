@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from redis.connection import parse_url
 
@@ -87,8 +87,8 @@ def _undo(settings: Settings, runner: Runner, made: list[Path], was_mounted: boo
 
 
 def _resources(settings: Settings, runner: Runner) -> str:
-    from appliance.storage.select import store_root
     from appliance.service.resources import host_resources
+    from appliance.storage.select import store_root
     found = host_resources(store_root(settings, runner))
     if found.problems:
         raise RuntimeError("; ".join(found.problems) + f" (the host has {', '.join(found.facts)})")

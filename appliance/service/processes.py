@@ -21,9 +21,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from appliance.errors import Conflict
 
@@ -84,7 +84,7 @@ class ChildRecord:
     boot: str
 
     @classmethod
-    def of(cls, role: str, pid: int) -> "ChildRecord | None":
+    def of(cls, role: str, pid: int) -> ChildRecord | None:
         start = start_time(pid)
         return None if start is None else cls(role, pid, start, boot_id())
 

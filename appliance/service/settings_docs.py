@@ -7,12 +7,11 @@ committed block differs from what this module generates.
 """
 from __future__ import annotations
 
-import click
-
 import json
 import sys
 from pathlib import Path
 
+import click
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined

@@ -17,30 +17,39 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from hypercorn.asyncio import serve
-from pydantic import SecretStr
 from hypercorn.config import Config
+from pydantic import SecretStr
 
 from appliance.api.app import create_app
-from appliance.api.wire import install_json_protocol_errors
 from appliance.api.auth import ensure_admin_token
-from appliance.context import AppContext, build_context
-from appliance.errors import InternalError
+from appliance.api.wire import install_json_protocol_errors
 from appliance.connections import redact_url
-from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE, first_line
+from appliance.context import AppContext, build_context
+from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE
+from appliance.control.db import first_line
 from appliance.control.migrations import migrate
 from appliance.control.models import utcnow
+from appliance.errors import InternalError
 from appliance.isolation.traversal import require_traversable
 from appliance.orchestrator import hosts
 from appliance.orchestrator.reconciler import reconcile
-from appliance.settings import Settings
+from appliance.service.processes import (
+    CHILDREN_FILE,
+    ChildRecord,
+    DataDirLock,
+    die_with_parent,
+    record_children,
+    stop_leftovers,
+    stop_processes,
+)
 from appliance.service.resources import host_resources
-from appliance.service.processes import (CHILDREN_FILE, ChildRecord, DataDirLock, die_with_parent, record_children,
-                        stop_leftovers, stop_processes)
+from appliance.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from appliance.service.redis_server import PrivateRedis
@@ -235,7 +244,7 @@ def worker_child(index: int, env: dict[str, str], log_dir: Path) -> Supervised:
     return Supervised(f"worker-{index}", spawn, Backoff(first=1.0, cap=60.0))
 
 
-def redis_child(redis: "PrivateRedis") -> Supervised:
+def redis_child(redis: PrivateRedis) -> Supervised:
     def spawn() -> subprocess.Popen:
         redis.start()  # on the same socket, with the same password: clients reconnect by themselves
         if redis.process is None:

@@ -8,9 +8,9 @@ string. Sizes are only plain integers when the report was asked for with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Iterable
 
 # The columns every report of ours asks for; ``LvRecord`` reads exactly these.
 REPORT_FIELDS = ("lv_name", "vg_name", "lv_attr", "lv_size", "pool_lv", "origin", "data_percent",

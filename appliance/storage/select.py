@@ -14,10 +14,10 @@ from appliance.shell import Runner
 from appliance.storage.base import SnapshotDriver
 from appliance.storage.btrfs import BtrfsDriver
 from appliance.storage.copy import CopyDriver
-from appliance.storage.lvm import LvmDriver
-from appliance.storage.zfs import ZfsDriver, dataset_mountpoint, pool_exists
 from appliance.storage.image import StorageConfigError, can_mount, ensure_btrfs_image, filesystem_type
+from appliance.storage.lvm import LvmDriver
 from appliance.storage.store import SnapshotStore
+from appliance.storage.zfs import ZfsDriver, dataset_mountpoint, pool_exists
 
 __all__ = ["StorageConfigError", "StoreChoice", "choose_store", "open_store", "image_path", "store_root"]
 

@@ -9,13 +9,12 @@ whatever the driver and wherever a crash happens; ``sweep_temporaries`` removes 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from appliance.errors import Conflict, NotFound
 from appliance.ids import NAME_PATTERN, is_name

@@ -39,7 +39,7 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> "Manifest":
+    def from_json(cls, data: bytes, where: str) -> Manifest:
         try:
             body = json.loads(data)
         except ValueError:

@@ -36,7 +36,7 @@ def manifest_key(org: str, state_id: str) -> str:
     return f"{org}/states/{state_id}/manifest.json"
 
 
-def read_manifest(objects: "ObjectStore", org: str, state_id: str) -> Manifest | None:
+def read_manifest(objects: ObjectStore, org: str, state_id: str) -> Manifest | None:
     """The state's manifest, or None when it was never (completely) exported."""
     key = manifest_key(org, state_id)
     try:
@@ -46,7 +46,7 @@ def read_manifest(objects: "ObjectStore", org: str, state_id: str) -> Manifest |
         return None
 
 
-def is_exported(objects: "ObjectStore", org: str, state_id: str) -> bool:
+def is_exported(objects: ObjectStore, org: str, state_id: str) -> bool:
     return objects.exists(manifest_key(org, state_id))
 
 
@@ -99,7 +99,7 @@ def _mark_exported(org: str, state_id: str) -> None:
         (State.org == org) & (State.state_id == state_id) & State.exported_at.is_null()).execute()
 
 
-def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
+def export_state(ctx: AppContext, org: str, state_id: str) -> Manifest:
     """Stream a state into the object store; exporting an exported state answers its manifest."""
     state = _state_row(ctx, org, state_id)
     if state is None:
@@ -136,7 +136,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
         image_id=state.image_id, prepare_kind=state.prepare_kind, task_hash=state.task_hash,
         summary=state.summary, size_bytes=state.size_bytes, driver=ctx.store.driver.name,
         format=command.format, stream_sha256=hashing[0].sha256, stream_bytes=hashing[0].bytes,
-        exported_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        exported_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     ctx.objects.put_bytes(manifest_key(org, state_id), manifest.to_json())
     _mark_exported(org, state_id)
     log.info("exported state %s of org %s (%d bytes, %s)", state_id, org, manifest.stream_bytes,
@@ -144,7 +144,7 @@ def export_state(ctx: "AppContext", org: str, state_id: str) -> Manifest:
     return manifest
 
 
-def _forget(objects: "ObjectStore", key: str) -> None:
+def _forget(objects: ObjectStore, key: str) -> None:
     try:
         objects.delete(key)
     except Exception:  # keep the original error
@@ -152,7 +152,7 @@ def _forget(objects: "ObjectStore", key: str) -> None:
 
 
 # -- import ------------------------------------------------------------------------------------
-def import_state(ctx: "AppContext", org: str, state_id: str) -> State:
+def import_state(ctx: AppContext, org: str, state_id: str) -> State:
     """Bring an exported state (and its missing ancestors, oldest first) into this store."""
     existing = _state_row(ctx, org, state_id)
     if existing is not None:
@@ -166,7 +166,7 @@ def import_state(ctx: "AppContext", org: str, state_id: str) -> State:
     return imported
 
 
-def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]:
+def _missing_chain(ctx: AppContext, org: str, state_id: str) -> list[Manifest]:
     """Manifests from ``state_id`` up to the first ancestor already here, all checked for
     compatibility before anything is received."""
     chain: list[Manifest] = []
@@ -191,7 +191,7 @@ def _missing_chain(ctx: "AppContext", org: str, state_id: str) -> list[Manifest]
     return chain
 
 
-def _receive(ctx: "AppContext", org: str, manifest: Manifest) -> None:
+def _receive(ctx: AppContext, org: str, manifest: Manifest) -> None:
     state_id = manifest.state_id
     with ctx.objects.open(stream_key(org, state_id)) as stored:
         checked = HashingReader(stored, expect_sha256=manifest.stream_sha256, expect_bytes=manifest.stream_bytes,
@@ -223,6 +223,6 @@ def _receive(ctx: "AppContext", org: str, manifest: Manifest) -> None:
         raise
 
 
-def _state_row(ctx: "AppContext", org: str, state_id: str) -> State | None:
+def _state_row(ctx: AppContext, org: str, state_id: str) -> State | None:
     """This host's copy of the state."""
     return State.get_or_none((State.org == org) & (State.state_id == state_id) & (State.host == ctx.host))

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from appliance.api.auth.tokens import issue_token
-from appliance.job_artifacts import write_job_artifacts
 from appliance.control.models import ApiToken, Instance, PrepareJob, Project, SourceBundle, State, Task, utcnow
+from appliance.job_artifacts import write_job_artifacts
 from appliance.orchestrator.events import append_event
 
 ORG_A, ORG_B = "default", "intruders"

@@ -14,8 +14,8 @@ from appliance.api.auth import create_token
 from appliance.control.models import ApiToken, Org, SourceBundle
 from appliance.errors import InvalidArgument
 from appliance.settings import Settings
-from tests.support.tarballs import make_tarball
 from tests.support.api import assert_rejected
+from tests.support.tarballs import make_tarball
 
 BAD_ORGS = ["../../x", "Weird Org!", "-dash", "x" * 64, "a/b", "acme\n"]
 BUNDLE = make_tarball([("schema.sql", b"create table t (id int);\n", {})])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 
 from appliance.api.auth.tokens import issue_token
-from appliance.control.models import Instance, PrepareJob, State, utcnow
 from appliance.control import quotas
+from appliance.control.models import Instance, PrepareJob, State, utcnow
 from tests.support.api import assert_rejected
 
 

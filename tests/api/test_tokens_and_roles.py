@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from appliance.api.app import create_app
-from appliance.api.authz import ROUTE_ROLES
 from appliance.api.auth.tokens import issue_token
+from appliance.api.authz import ROUTE_ROLES
 from appliance.control.models import ApiToken, Instance, PrepareJob, utcnow
 from tests.support.api import assert_rejected
 

@@ -6,7 +6,8 @@ import pytest
 
 from appliance.build.steps import KINDS as STEP_KINDS
 from appliance.errors import InvalidArgument
-from appliance.orchestrator.kinds import KINDS as ADMISSION_KINDS, kind_of
+from appliance.orchestrator.kinds import KINDS as ADMISSION_KINDS
+from appliance.orchestrator.kinds import kind_of
 
 
 def test_every_kind_admission_accepts_has_a_worker_side_and_no_other():

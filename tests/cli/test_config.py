@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.config import (DEFAULT_IMAGE, DEFAULT_URL, default_config_path, read_config_file,
-                                  resolve_config)
+from appliance.cli.config import DEFAULT_IMAGE, DEFAULT_URL, default_config_path, read_config_file, resolve_config
 from appliance.errors import InvalidArgument
 
 NO_FLAGS = {"url": None, "token": None, "token_file": None, "output": None}

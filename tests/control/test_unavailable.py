@@ -11,7 +11,6 @@ from redis import Redis
 from appliance.api.app import create_app
 from appliance.control.db import retry_while_unavailable
 from appliance.control.models import PrepareJob
-
 from tests.support.ports import free_tcp_port
 
 

@@ -31,7 +31,7 @@ class Appliance:
         self.org: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 60.0, *, command: str = "up") -> "Appliance":
+    def start(self, timeout: float = 60.0, *, command: str = "up") -> Appliance:
         """``up`` (API, workers, reconciler) or ``api`` (API and reconciler; workers run apart)."""
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.process = subprocess.Popen(

@@ -26,7 +26,7 @@ class Request:
     files: tuple[tuple[str, str], ...]
     args: tuple[str, ...]
 
-    def edited(self, *, files: dict[str, str | None] | None = None, args: tuple[str, ...] | None = None) -> "Request":
+    def edited(self, *, files: dict[str, str | None] | None = None, args: tuple[str, ...] | None = None) -> Request:
         """This request with files replaced (None removes one) or other arguments."""
         merged = {**dict(self.files), **(files or {})}
         return Request(self.kind, tuple(sorted((k, v) for k, v in merged.items() if v is not None)),

@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 
-from tests.support.psql import psql
 from tests.support.polling import wait_until
 from tests.support.prepares import THREE_STEPS, executes
+from tests.support.psql import psql
 
 
 def test_an_instance_past_its_ttl_is_reaped_and_its_port_freed(appliance, scripts):

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.appliance import start_appliance
-from tests.support.psql import psql
 from tests.support.prepares import executes
+from tests.support.psql import psql
 
 
 @pytest.fixture(scope="module")

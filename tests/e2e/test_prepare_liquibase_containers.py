@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from appliance.settings import Settings
-from tests.support.docker import ensure_liquibase_image
 from tests.support.appliance import appliance_on
-from tests.support.psql import psql
+from tests.support.docker import ensure_liquibase_image
 from tests.support.liquibase import prepare
 from tests.support.prepares import executes
+from tests.support.psql import psql
 
 
 @pytest.fixture(scope="module", params=["docker", "nomad"])

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.appliance import appliance_on
-from tests.support.psql import psql
 from tests.support.prepares import executes
+from tests.support.psql import psql
 
 TINY = 8  # changesets that take milliseconds: the boundaries come faster than any poll
 

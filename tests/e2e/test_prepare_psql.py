@@ -5,7 +5,6 @@ import re
 import time
 import uuid
 
-
 import pytest
 
 from tests.support.appliance import appliance_on

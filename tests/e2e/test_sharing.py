@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support.psql import psql
 from tests.support.prepares import executes
+from tests.support.psql import psql
 
 
 def test_a_shared_base_state_is_a_cache_hit_for_the_grantee_and_stays_the_owners(appliance, scripts):

@@ -7,8 +7,8 @@ import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support.prepares import THREE_STEPS, executes
 from tests.support.polling import wait_until
+from tests.support.prepares import THREE_STEPS, executes
 
 
 def test_ten_identical_prepares_submitted_at_once_build_each_step_once(appliance, scripts):
@@ -16,7 +16,8 @@ def test_ten_identical_prepares_submitted_at_once_build_each_step_once(appliance
         responses = list(pool.map(lambda _: appliance.submit(THREE_STEPS, scripts), range(10)))
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
     statuses = [appliance.wait(r.json()["job_id"], timeout=300) for r in responses]
-    assert all(s["status"] == "succeeded" for s in statuses), [(s["status"], s["error"]) for s in statuses if s["status"] != "succeeded"]
+    assert all(s["status"] == "succeeded" for s in statuses), [(s["status"], s["error"]) for s in statuses
+                                                               if s["status"] != "succeeded"]
     for index in range(3):
         built = [s for s in statuses if executes(s)[index]["cached"] is False]
         assert len(built) == 1, f"step {index} was built {len(built)} times"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.stock import plain_dump, stock_cluster, stock_psql
 from tests.support.psql import psql
+from tests.support.stock import plain_dump, stock_cluster, stock_psql
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,8 @@ import pytest
 from appliance.objectstore.store import open_object_store
 from appliance.settings import Settings
 from tests.support.appliance import appliance_on
-from tests.support.psql import psql
 from tests.support.prepares import THREE_STEPS, executes
-
+from tests.support.psql import psql
 from tests.support.s3 import s3_env
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_tcp_port
-from tests.support.tmpdirs import public_tmpdir
 from tests.support.appliance import FAST_RECOVERY
-from tests.support.psql import psql
+from tests.support.ports import free_tcp_port
 from tests.support.prepares import executes
+from tests.support.psql import psql
+from tests.support.tmpdirs import public_tmpdir
 
 from .harness import Appliance
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.support.appliance import appliance_on
-from tests.support.psql import psql
 from tests.support.prepares import executes
+from tests.support.psql import psql
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from appliance.settings import Settings
+from tests.e2e.harness import Appliance
+from tests.support.appliance import FAST_RECOVERY
+from tests.support.docker import ensure_image, require_docker
 from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
-from tests.support.appliance import FAST_RECOVERY
-from tests.e2e.harness import Appliance
-from tests.support.docker import ensure_image, require_docker
 
 from .rig import PORT_RANGES, FaultRig, Outcome, RedisServer, tear_down
 
@@ -43,7 +43,8 @@ def rig(request, control_postgres) -> Iterator[FaultRig]:
                         extra_env=env)
         stack.callback(shutil.rmtree, app.data_dir.parent, ignore_errors=True)
         rig = FaultRig(app, redis, database_url, port_range)
-        stack.callback(tear_down, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-{request.module.__name__.rsplit('.', 1)[-1]}-{runtime}")
+        module = request.module.__name__.rsplit(".", 1)[-1]
+        stack.callback(tear_down, rig, Path("/tmp/sqlrs-e2e-logs") / f"faults-{module}-{runtime}")
         app.start()
         rig.runtime = runtime
         yield rig

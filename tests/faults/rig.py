@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 
 from appliance.runtime.process import ProcessRuntime
 from appliance.shell import Runner
-from tests.support.ports import free_tcp_port
 from tests.e2e.harness import TERMINAL, Appliance
 from tests.support.polling import wait_until
+from tests.support.ports import free_tcp_port
 from tests.support.processes import processes
 
 LIVE_INSTANCE = ("starting", "active", "pooled", "binding")

@@ -8,19 +8,19 @@ import contextlib
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from appliance.settings import Settings
-from tests.support.ports import free_tcp_port
-from tests.support.tmpdirs import public_tmpdir
-from tests.support.appliance import FAST_RECOVERY
 from tests.e2e.harness import Appliance
+from tests.support.appliance import FAST_RECOVERY
 from tests.support.docker import ensure_image, require_docker
 from tests.support.polling import wait_until
+from tests.support.ports import free_tcp_port
 from tests.support.processes import children_of, redis_servers_of, workers_of
+from tests.support.tmpdirs import public_tmpdir
 
 from .rig import PORT_RANGES, FaultRig, Outcome, tear_down
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from tests.e2e.harness import Appliance
 from tests.support.appliance import appliance_on
 from tests.support.psql import psql
-from tests.e2e.harness import Appliance
 from tests.support.tenants import Tenants
 
 

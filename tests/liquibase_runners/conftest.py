@@ -14,9 +14,9 @@ from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection, LiquibaseRunner
 from appliance.settings import Settings
 from appliance.shell import Runner, unprivileged
-from tests.support.tmpdirs import public_tmpdir
 from tests.support.docker import ensure_liquibase_image, require_docker
 from tests.support.liquibase import MIXED, Driver, public_copy
+from tests.support.tmpdirs import public_tmpdir
 
 
 @pytest.fixture(scope="session")

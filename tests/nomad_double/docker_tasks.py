@@ -114,7 +114,7 @@ class DockerTasks:
                 self.client.api.kill(container_id, signal=_signal_number(kill_signal))
                 try:
                     self.client.api.wait(container_id, timeout=timeout)
-                except Exception:  # noqa: BLE001 - timed out waiting: fall through to SIGKILL
+                except Exception:
                     self.client.api.kill(container_id)
             else:
                 self.client.api.stop(container_id, timeout=timeout)

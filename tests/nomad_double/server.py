@@ -18,6 +18,7 @@ from typing import Any
 from .docker_tasks import DockerTasks, TaskFailure
 from .validation import InvalidJob, validate_docker_config, validate_register_body
 
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -120,7 +121,8 @@ class Cluster:
             name = task["Name"]
             try:
                 if task.get("Driver") != "docker":
-                    raise TaskFailure("Driver Failure", f"the Nomad double only runs the docker driver, not {task.get('Driver')!r}")
+                    raise TaskFailure("Driver Failure",
+                                      f"the Nomad double only runs the docker driver, not {task.get('Driver')!r}")
                 if len(alloc["_group"]["Tasks"]) > 1:
                     raise TaskFailure("Driver Failure", "the Nomad double runs one task per group")
                 try:
@@ -140,7 +142,7 @@ class Cluster:
                     stop_now = alloc["DesiredStatus"] != "run"
                 if stop_now:
                     self.tasks.kill(container_id, task.get("KillSignal"), task.get("KillTimeout") or 5_000_000_000)
-            except Exception as exc:  # noqa: BLE001 - any driver error fails the task, as in Nomad
+            except Exception as exc:
                 kind = exc.event if isinstance(exc, TaskFailure) else "Driver Failure"
                 with self.lock:
                     alloc["_failures"][name] = str(exc)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 
 from appliance.api.auth.tokens import issue_token
-from appliance.job_artifacts import write_job_artifacts
 from appliance.control.models import PrepareJob, State
+from appliance.job_artifacts import write_job_artifacts
 
 ORG = "default"
 
 
-def make_state(ctx, state_id: str = "s1") -> None:  # noqa: F811
+def make_state(ctx, state_id: str = "s1") -> None:
     volume = ctx.store.create_volume(ORG, "v1")
     (volume / "data").write_text("hello")
     size = ctx.store.commit_state(ORG, "v1", state_id)
@@ -24,14 +24,14 @@ def other_org_auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def test_export_answers_the_manifest(client, ctx):  # noqa: F811
+async def test_export_answers_the_manifest(client, ctx):
     make_state(ctx)
     response = await client.post("/v1/states/s1/export", headers=client.auth)
     body = await response.get_json()
     assert response.status_code == 200 and (body["state_id"], body["driver"], body["format"]) == ("s1", "copy", "tar")
 
 
-async def test_importing_a_removed_exported_state_answers_201_and_restores_it(client, ctx):  # noqa: F811
+async def test_importing_a_removed_exported_state_answers_201_and_restores_it(client, ctx):
     make_state(ctx)
     await client.post("/v1/states/s1/export", headers=client.auth)
     State.delete().where(State.state_id == "s1").execute()
@@ -41,29 +41,29 @@ async def test_importing_a_removed_exported_state_answers_201_and_restores_it(cl
     assert (ctx.store.state_path(ORG, "s1") / "data").read_text() == "hello"
 
 
-async def test_importing_a_state_that_is_present_answers_200(client, ctx):  # noqa: F811
+async def test_importing_a_state_that_is_present_answers_200(client, ctx):
     make_state(ctx)
     await client.post("/v1/states/s1/export", headers=client.auth)
     response = await client.post("/v1/states/import", json={"state_id": "s1"}, headers=client.auth)
     assert response.status_code == 200
 
 
-async def test_exporting_an_unknown_state_answers_404(client):  # noqa: F811
+async def test_exporting_an_unknown_state_answers_404(client):
     response = await client.post("/v1/states/s9/export", headers=client.auth)
     assert response.status_code == 404 and (await response.get_json())["code"] == "not_found"
 
 
-async def test_importing_a_state_without_a_manifest_answers_404(client):  # noqa: F811
+async def test_importing_a_state_without_a_manifest_answers_404(client):
     response = await client.post("/v1/states/import", json={"state_id": "s9"}, headers=client.auth)
     assert response.status_code == 404
 
 
-async def test_an_import_request_with_unknown_fields_is_invalid(client):  # noqa: F811
+async def test_an_import_request_with_unknown_fields_is_invalid(client):
     response = await client.post("/v1/states/import", json={"state_id": "s1", "x": 1}, headers=client.auth)
     assert response.status_code == 400
 
 
-def finished_job(ctx) -> None:  # noqa: F811
+def finished_job(ctx) -> None:
     from appliance.orchestrator.events import append_event
     PrepareJob.create(job_id="a" * 32, org=ORG, status="succeeded", prepare_kind="psql", image_id="postgres:15",
                       request_json="{}", instance_ttl_seconds=60)
@@ -71,25 +71,25 @@ def finished_job(ctx) -> None:  # noqa: F811
     write_job_artifacts(ctx, "a" * 32)
 
 
-async def test_a_jobs_artifacts_are_listed(client, ctx):  # noqa: F811
+async def test_a_jobs_artifacts_are_listed(client, ctx):
     finished_job(ctx)
     response = await client.get(f"/v1/prepare-jobs/{'a' * 32}/artifacts", headers=client.auth)
     assert [a["name"] for a in await response.get_json()] == ["logs/plan.log", "report.json"]
 
 
-async def test_the_report_is_downloaded(client, ctx):  # noqa: F811
+async def test_the_report_is_downloaded(client, ctx):
     finished_job(ctx)
     response = await client.get(f"/v1/prepare-jobs/{'a' * 32}/artifacts/report.json", headers=client.auth)
     assert response.status_code == 200 and json.loads(await response.get_data())["status"] == "succeeded"
 
 
-async def test_a_log_in_a_subdirectory_is_downloaded(client, ctx):  # noqa: F811
+async def test_a_log_in_a_subdirectory_is_downloaded(client, ctx):
     finished_job(ctx)
     log = await client.get(f"/v1/prepare-jobs/{'a' * 32}/artifacts/logs/plan.log", headers=client.auth)
     assert log.status_code == 200 and (await log.get_data()).decode().endswith("planned 2 steps\n")
 
 
-async def test_another_orgs_job_artifacts_answer_404(client, ctx):  # noqa: F811
+async def test_another_orgs_job_artifacts_answer_404(client, ctx):
     finished_job(ctx)
     auth = other_org_auth()
     listing = await client.get(f"/v1/prepare-jobs/{'a' * 32}/artifacts", headers=auth)
@@ -97,7 +97,7 @@ async def test_another_orgs_job_artifacts_answer_404(client, ctx):  # noqa: F811
     assert (listing.status_code, download.status_code) == (404, 404)
 
 
-async def test_another_orgs_state_cannot_be_exported(client, ctx):  # noqa: F811
+async def test_another_orgs_state_cannot_be_exported(client, ctx):
     make_state(ctx)
     response = await client.post("/v1/states/s1/export", headers=other_org_auth())
     assert response.status_code == 404

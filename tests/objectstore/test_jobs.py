@@ -6,23 +6,28 @@ import json
 
 import pytest
 
-from appliance.job_artifacts import (DEFAULT_RETENTION, list_job_artifacts, open_job_artifact,
-                                      sweep_expired_artifacts, write_job_artifacts)
 from appliance.control.models import PrepareJob, Task
 from appliance.errors import NotFound
+from appliance.job_artifacts import (
+    DEFAULT_RETENTION,
+    list_job_artifacts,
+    open_job_artifact,
+    sweep_expired_artifacts,
+    write_job_artifacts,
+)
 from appliance.orchestrator.events import append_event
 from tests.support.objectstores import Host
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2030, 1, 1, tzinfo=UTC)
 T0 = dt.datetime(2029, 12, 31, 23, 0, 0)
 
 
 @pytest.fixture
 def host(tmp_path, objects):
+    from appliance.control.db import close_database
     from appliance.shell import Runner
     from appliance.storage.copy import CopyDriver
-    from appliance.control.db import close_database
     host = Host("host-a", tmp_path / "a", tmp_path / "store", CopyDriver(Runner()), objects)
     with host.active():
         yield host

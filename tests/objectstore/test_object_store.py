@@ -8,13 +8,13 @@ import os
 
 import pytest
 
+from appliance.errors import InvalidArgument, NotFound
 from appliance.objectstore.s3 import PART_SIZE
 from appliance.objectstore.store import ObjectStore
-from appliance.errors import InvalidArgument, NotFound
 from tests.support.objectstores import incomplete_uploads
 from tests.support.s3 import SECRET_KEY
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class FailingStream(io.RawIOBase):

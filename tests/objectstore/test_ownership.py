@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.objectstore.ownership import OwnedObjectStore, claim, owner
 from appliance.errors import ObjectStoreNotOurs
+from appliance.objectstore.ownership import OwnedObjectStore, claim, owner
 
 OURS, THEIRS = "a" * 32, "b" * 32
 KEY = "acme/sources/" + "c" * 64 + ".tar.gz"

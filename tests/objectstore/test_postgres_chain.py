@@ -6,15 +6,15 @@ import shutil
 
 import pytest
 
-from appliance.transfer.streams import export_state, import_state
 from appliance.control.db import close_database
 from appliance.control.models import State
-from appliance.storage.copy import CopyDriver
 from appliance.shell import Runner
-from tests.support.ports import free_tcp_port
-from tests.support.tmpdirs import public_tmpdir
+from appliance.storage.copy import CopyDriver
+from appliance.transfer.streams import export_state, import_state
 from tests.runtime.pg import socket_psql
 from tests.support.objectstores import Host
+from tests.support.ports import free_tcp_port
+from tests.support.tmpdirs import public_tmpdir
 
 ORG = "acme"
 STEPS = ("CREATE TABLE t (n int)", "INSERT INTO t SELECT generate_series(1, 100)",

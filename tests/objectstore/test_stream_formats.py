@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.transfer.streams import export_state, import_state
 from appliance.control.models import State
 from appliance.errors import InvalidArgument
 from appliance.shell import Runner
 from appliance.storage.btrfs import BtrfsDriver
 from appliance.storage.copy import CopyDriver
 from appliance.storage.lvm import LvmDriver
+from appliance.transfer.streams import export_state, import_state
 from tests.support.lvm import GIB, POOL, VG, LvmHost
 from tests.support.objectstores import Host
 

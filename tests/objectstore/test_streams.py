@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from appliance.transfer.manifest import Manifest
-from appliance.transfer.streams import export_state, import_state, manifest_key, stream_key
 from appliance.control.models import State
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
+from appliance.transfer.manifest import Manifest
+from appliance.transfer.streams import export_state, import_state, manifest_key, stream_key
 from tests.support.objectstores import Host, incomplete_uploads
 
 ORG = "acme"

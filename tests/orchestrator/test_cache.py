@@ -52,8 +52,8 @@ def test_eviction_frees_least_recently_used_unreferenced_leaves_only(bounded, re
     child = make_state(bounded, "c", parent=root, size=300, used_ago=8000)  # the LRU leaf
     with_instance = make_state(bounded, "i", size=150, used_ago=9999)
     young = make_state(bounded, "y", size=200, age=5, used_ago=9999)
-    Instance.create(instance_id="ab" * 16, org="default", state_id=with_instance, image_id="x", volume_id="cd" * 16, host_id=bounded.host,
-                    status="active", host="127.0.0.1", port=1, password="p", expires_at=utcnow())
+    Instance.create(instance_id="ab" * 16, org="default", state_id=with_instance, image_id="x", volume_id="cd" * 16,
+                    host_id=bounded.host, status="active", host="127.0.0.1", port=1, password="p", expires_at=utcnow())
     record = cache.evict(bounded, trigger="test")  # usage 950 > 90% of 1000: evict down to 500
     assert [e["state_id"] for e in json.loads(record.evicted_json)] == [child, root]
     assert present(bounded) == {with_instance, young}

@@ -11,7 +11,6 @@ from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.queue import is_known_to_redis
 from appliance.orchestrator.reconciler import reconcile
 from appliance.orchestrator.submit import submit_prepare
-
 from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
 
@@ -188,8 +187,8 @@ def test_a_server_whose_clone_has_a_row_is_left_running(served):
 
 
 def test_uploads_no_row_knows_are_removed_from_the_object_store_and_the_disk(ctx, redis):
-    from appliance.control.models import SourceBundle
     from appliance import sources
+    from appliance.control.models import SourceBundle
     kept_id, orphan_id = "a" * 64, "b" * 64
     SourceBundle.create(org="default", source_id=kept_id, size_bytes=3)
     for source_id in (kept_id, orphan_id):
@@ -212,8 +211,8 @@ def test_a_fresh_upload_without_its_row_yet_is_left_alone(ctx, redis):
 
 
 def test_an_upload_another_installation_wrote_is_never_swept(ctx, redis):
-    from appliance.objectstore.ownership import OwnedObjectStore
     from appliance import sources
+    from appliance.objectstore.ownership import OwnedObjectStore
     key = sources.bundle_key("default", "d" * 64)
     OwnedObjectStore(ctx.objects.inner, "another-installation").put_bytes(key, b"tgz")
     assert reconcile(ctx, orphan_grace_seconds=-1).orphan_sources == []

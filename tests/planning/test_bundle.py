@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from appliance.planning.bundle import store_bundle, unpack_bundle
 from appliance.errors import InvalidArgument, PayloadTooLarge
+from appliance.planning.bundle import store_bundle, unpack_bundle
 
 LIMITS = {"max_bytes": 1_000_000, "max_files": 50}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.errors import InvalidArgument
+from appliance.planning.liquibase.args import parse_liquibase_args
 
 
 def test_spellings_of_the_same_request_normalise_to_one_command():

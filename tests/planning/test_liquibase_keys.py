@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from appliance.planning.liquibase.update_sql import Changeset
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.planning.liquibase.changelogs import read_entry
 from appliance.planning.liquibase.plans import PlannedChangeset, changeset_key
+from appliance.planning.liquibase.update_sql import Changeset
 
 ROW = {"ID": "1", "AUTHOR": "me", "FILENAME": "example-changelog.xml", "MD5SUM": "9:884e", "DESCRIPTION": "sql",
        "COMMENTS": "", "EXECTYPE": "EXECUTED", "CONTEXTS": None, "LABELS": None, "LIQUIBASE": "4.28.0"}

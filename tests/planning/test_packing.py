@@ -5,10 +5,10 @@ import os
 
 import pytest
 
+from appliance.errors import InvalidArgument
 from appliance.planning.bundle import unpack_bundle
 from appliance.planning.packing import pack_psql_bundle
 from appliance.planning.psql.plan import plan_psql
-from appliance.errors import InvalidArgument
 
 LIMITS = {"max_bytes": 1_000_000, "max_files": 100}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.planning.psql.plan import plan_psql
 from appliance.errors import InvalidArgument
+from appliance.planning.psql.plan import plan_psql
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.planning.psql.plan import plan_psql
 from appliance.errors import InvalidArgument
+from appliance.planning.psql.plan import plan_psql
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from appliance.planning.psql.plan import plan_psql
 from appliance.errors import InvalidArgument
+from appliance.planning.psql.plan import plan_psql
 
 
 def hashes(root, *args, **kwargs) -> list[str]:

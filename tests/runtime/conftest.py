@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -102,8 +102,8 @@ def shared_cluster(runtime: ProcessRuntime, cluster_templates: ClusterTemplates,
 # --- docker runtime and the runtime conformance suite ---------------------------------------
 from appliance.runtime.base import InstanceRuntime  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
-
-from tests.support.docker import BUILD_IMAGE_SCRIPT, NomadDouble, docker_unavailable as _docker_unavailable  # noqa: E402,F401
+from tests.support.docker import BUILD_IMAGE_SCRIPT, NomadDouble  # noqa: E402
+from tests.support.docker import docker_unavailable as _docker_unavailable  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +111,11 @@ def docker_runtime(runner: Runner, workdir: Path):
     """A DockerRuntime on the local engine with the project's image (built here when missing)."""
     try:
         import docker
+
         from appliance.runtime.docker import MANAGED_LABEL, VOLUME_LABEL, DockerRuntime
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the engine is unusable
+    except Exception as exc:
         _docker_unavailable(f"no Docker engine answers ({exc}); start dockerd (see scripts/install-deps)")
     image = Settings.model_fields["docker_image"].default
     runner([str(BUILD_IMAGE_SCRIPT), "--tag", image], timeout=900)  # no-op when the tag exists

@@ -9,13 +9,13 @@ import copy
 import time
 from pathlib import Path
 
-import nomad
 import nomad.api.exceptions as nomad_errors
 import pytest
 
+import nomad
 from appliance.errors import CommandFailed
-from appliance.runtime.nomad import NomadAPIError, NomadRuntime
 from appliance.runtime.base import Limits
+from appliance.runtime.nomad import NomadAPIError, NomadRuntime
 from appliance.runtime.nomad_jobs import DEFAULT_TEMPLATE, MHZ_PER_CPU, JobSettings, instance_job, job_id_for
 from tests.support.clusters import nomad_task_container
 from tests.support.polling import eventually

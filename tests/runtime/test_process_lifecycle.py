@@ -17,7 +17,6 @@ import pytest
 
 from appliance.errors import CommandFailed, InvalidArgument
 from appliance.runtime.process import ProcessRuntime
-
 from tests.support.filesystems import small_tmpfs
 
 from .pg import controldata_state, socket_psql, tcp_psql
@@ -58,7 +57,8 @@ def test_init_bakes_no_listen_address_port_or_socket_dir_into_pgdata(template_vo
 
 
 def test_a_fresh_cluster_has_no_password(runtime, runner, shared_cluster):
-    assert socket_psql(runtime, runner, shared_cluster, "select rolpassword is null from pg_authid where rolname = 'sqlrs'") == "t"
+    assert socket_psql(runtime, runner, shared_cluster,
+                       "select rolpassword is null from pg_authid where rolname = 'sqlrs'") == "t"
 
 
 def test_postgres_stores_our_verifier_and_never_sees_the_plaintext(runtime, runner, volume, start):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
-
 from tests.support.tmpdirs import public_tmpdir
 
 
 def test_every_check_runs_and_names_the_storage_choice(tmp_path, redis_url):
     settings = Settings(data_dir=tmp_path / "data", redis_url=redis_url, storage_backend="copy")
     checks = {check.name: check for check in run_checks(settings)}
-    assert set(checks) == {"data_dir", "storage", "resources", "postgres", "isolation", "ports", "control_db", "redis", "object_store"}
+    assert set(checks) == {"data_dir", "storage", "resources", "postgres", "isolation", "ports", "control_db", "redis",
+                           "object_store"}
     assert checks["storage"].ok and checks["storage"].detail.startswith("copy: storage_backend is copy")
     assert checks["postgres"].ok and "process runtime: postgres resolves to postgres:15@sha256:" in checks["postgres"].detail
     assert checks["redis"].ok
@@ -72,8 +72,8 @@ def test_doctor_fails_a_host_whose_dev_shm_cannot_hold_postgres_shared_memory(re
 
 def foreign_object_store(tmp_path) -> Settings:
     """Settings whose object store (a directory) another installation has claimed."""
-    from appliance.objectstore.ownership import claim
     from appliance.objectstore.local import LocalObjectStore
+    from appliance.objectstore.ownership import claim
     objects = tmp_path / "objects"
     claim(LocalObjectStore(objects), "f" * 32, "the store")
     return Settings(data_dir=tmp_path / "data", storage_backend="copy", btrfs_image="off",

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from appliance.service.resources import Resources, check_memory, check_sysv
-
 from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
 

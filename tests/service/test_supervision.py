@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -18,11 +18,11 @@ from appliance.connections import redis_client
 from appliance.service.processes import ChildRecord, record_children, stop_processes
 from appliance.service.supervisor import Backoff, Supervised, Supervisor
 from appliance.settings import Settings
-from tests.support.ports import free_tcp_port
-from tests.support.tmpdirs import public_tmpdir
 from tests.e2e.harness import Appliance
 from tests.support.polling import wait_until
+from tests.support.ports import free_tcp_port
 from tests.support.processes import IGNORES_SIGTERM, children_of, python_child, redis_servers_of, workers_of
+from tests.support.tmpdirs import public_tmpdir
 
 WORKERS = 2
 

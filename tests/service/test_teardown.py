@@ -11,9 +11,8 @@ from docker.types import Mount
 
 from appliance.service.teardown import destroy_data_dir
 from appliance.settings import Settings
-
-from tests.support.tmpdirs import public_tmpdir
 from tests.support.docker import ensure_image, require_docker
+from tests.support.tmpdirs import public_tmpdir
 
 IMAGE = Settings.model_fields["docker_image"].default
 

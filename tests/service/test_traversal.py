@@ -14,7 +14,6 @@ import pytest
 
 from appliance.service.doctor import run_checks
 from appliance.settings import Settings
-
 from tests.support.tmpdirs import public_tmpdir
 
 

@@ -14,6 +14,7 @@ from appliance.storage.image import filesystem_type, unmount
 from appliance.storage.store import SnapshotStore
 from tests.support.zfs import file_backed_pool, zfs_driver_on_fresh_dataset
 
+
 @pytest.fixture
 def non_btrfs_dir(tmp_path: Path, runner: Runner):
     """A directory that is certainly not on btrfs (tmpfs if the tmp dir happens to be btrfs)."""

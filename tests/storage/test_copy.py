@@ -10,7 +10,6 @@ from appliance.errors import CommandFailed
 from appliance.shell import Runner
 from appliance.storage.copy import CopyDriver
 from appliance.storage.store import SnapshotStore
-
 from tests.support.filesystems import small_tmpfs
 
 ORG = "acme"

@@ -8,7 +8,11 @@ import pytest
 
 from appliance.shell import Runner
 from appliance.storage.image import (
-    StorageConfigError, ensure_btrfs_image, filesystem_type, is_btrfs_mount, unmount,
+    StorageConfigError,
+    ensure_btrfs_image,
+    filesystem_type,
+    is_btrfs_mount,
+    unmount,
 )
 from tests.support.btrfs import SMALL_IMAGE_BYTES
 

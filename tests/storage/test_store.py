@@ -8,8 +8,8 @@ import pytest
 
 from appliance.errors import Conflict
 from appliance.shell import Runner
-from appliance.storage.copy import CopyDriver
 from appliance.storage.base import rename_no_replace
+from appliance.storage.copy import CopyDriver
 from appliance.storage.store import SnapshotStore
 
 

@@ -11,9 +11,14 @@ import pytest
 from appliance.errors import Conflict
 from appliance.shell import Runner
 from appliance.storage.store import SnapshotStore
-from appliance.storage.zfs import (ZfsDriver, dataset_exists, dataset_mountpoint, destroy_dataset, get_property,
-                                    pool_exists)
-
+from appliance.storage.zfs import (
+    ZfsDriver,
+    dataset_exists,
+    dataset_mountpoint,
+    destroy_dataset,
+    get_property,
+    pool_exists,
+)
 from tests.support.zfs import file_backed_pool, zfs_driver_on_fresh_dataset
 
 ORG = "acme"

@@ -28,6 +28,7 @@
 - ``prepares``: the three-step psql prepare and the executed steps of a prepare's status.
 - ``processes``: the processes serving a data dir, as /proc shows them.
 - ``psql``: psql against a DSN the appliance handed out.
+- ``recording``: ``RecordingRunner``, a strict double of the command runner for driver tests.
 - ``s3``: a real S3 server (moto) and the settings that point at it.
 - ``stock``: a stock PostgreSQL cluster and plain dumps of it.
 - ``tarballs``: hand-made tar.gz archives and tar entries.

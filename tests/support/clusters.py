@@ -42,8 +42,9 @@ class ClusterTemplates:
 def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
     """SIGKILL a running cluster's postmaster behind the runtime's back (an OOM kill, an operator)."""
     if runtime.name == "docker":
-        from appliance.runtime.docker import container_name
         import docker
+
+        from appliance.runtime.docker import container_name
         pid = docker.from_env().containers.get(container_name(volume)).attrs["State"]["Pid"]  # host pid
     elif runtime.name == "nomad":
         pid = nomad_task_container(volume).attrs["State"]["Pid"]  # host pid of the task's postmaster
@@ -55,6 +56,7 @@ def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
 def nomad_task_container(volume: Path):
     """The container the double started for a volume's instance job (found by Nomad's labels)."""
     import docker
+
     from appliance.runtime.nomad_jobs import job_id_for
 
     found = docker.from_env().containers.list(filters={"label": f"com.hashicorp.nomad.job_id={job_id_for(volume)}"})

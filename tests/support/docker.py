@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,7 +31,7 @@ def require_docker() -> None:
     try:
         import docker
         docker.from_env().ping()
-    except Exception as exc:  # noqa: BLE001 - any reason the engine is unusable
+    except Exception as exc:
         docker_unavailable(f"no Docker engine answers ({exc}); start dockerd (see scripts/install-deps)")
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection, LiquibaseRunner

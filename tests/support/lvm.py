@@ -53,7 +53,7 @@ class LvmHost:
     pool_full: bool = False
     failures: dict[str, tuple[int, str]] = field(default_factory=dict)  # program -> next failure
 
-    def runner(self) -> "StreamingRecordingRunner":
+    def runner(self) -> StreamingRecordingRunner:
         handlers = {"lvcreate": self.lvcreate, "lvchange": self.lvchange, "lvremove": self.lvremove,
                     "lvrename": self.lvrename, "lvs": self.lvs_report, "mkfs.xfs": self.mkfs,
                     "mkfs.ext4": self.mkfs, "mount": self.mount, "umount": self.umount,

@@ -36,7 +36,7 @@ class LocalIssuer:
         self._released.set()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
                             "id_token_signing_alg_values_supported": ["RS256", "ES256"]}

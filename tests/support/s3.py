@@ -15,7 +15,7 @@ from tests.support.ports import free_tcp_port
 ACCESS_KEY, SECRET_KEY = "test-access-key", "test-secret-key-never-logged"
 
 
-def s3_env(server: "S3Server", bucket: str, prefix: str = "") -> dict[str, str]:
+def s3_env(server: S3Server, bucket: str, prefix: str = "") -> dict[str, str]:
     """The settings environment of an appliance keeping its objects in ``bucket``/``prefix``."""
     url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     return {"SQLRS_ARTIFACTS_URL": url, "SQLRS_S3_ENDPOINT": server.endpoint,

@@ -8,8 +8,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -14,12 +14,12 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from appliance.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from appliance.ids import ORG_RULE, is_org, valid_org
-from appliance.settings import Settings
 from appliance.api.auth.oidc import OidcVerifier
 from appliance.api.auth.principal import ROLES, Principal, role_rank
 from appliance.api.auth.tokens import PREFIX, create_token, ensure_admin_token, hash_token, verify_api_token
+from appliance.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from appliance.ids import ORG_RULE, is_org, valid_org
+from appliance.settings import Settings
 
 ORG_HEADER = "X-Sqlrs-Org"
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from appliance.api.auth.principal import ROLES
 from appliance.errors import InternalError, PermissionDenied, Unauthenticated
 from appliance.settings import Settings
-from appliance.api.auth.principal import ROLES
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT_SECONDS = 5.0

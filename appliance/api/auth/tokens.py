@@ -13,10 +13,10 @@ import os
 import secrets
 from pathlib import Path
 
+from appliance.api.auth.principal import ROLES, Principal
 from appliance.control.models import ApiToken, Org, utcnow
 from appliance.errors import InvalidArgument, NotFound, Unauthenticated
 from appliance.ids import valid_org
-from appliance.api.auth.principal import ROLES, Principal
 
 PREFIX = "sqlrs_"
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # at most one write per token per minute

@@ -5,10 +5,10 @@ import mimetypes
 
 from quart import Blueprint, Response, g
 
-from appliance.job_artifacts import list_job_artifacts, open_job_artifact
+from appliance.api.app import call, context, scope
 from appliance.control.models import PrepareJob
 from appliance.control.scope import OrgScope
-from appliance.api.app import call, context, scope
+from appliance.job_artifacts import list_job_artifacts, open_job_artifact
 
 blueprint = Blueprint("artifacts", __name__)
 _CHUNK = 256 * 1024

@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring
 
-from appliance.control import audit
 from appliance.api.listing import listed
 from appliance.api.serializers import ts
+from appliance.control import audit
 
 blueprint = Blueprint("audit", __name__)
 
@@ -28,7 +28,7 @@ class AuditQuery(BaseModel):
 async def list_audit(query_args: AuditQuery):
     principal = g.principal
     org = (query_args.org if principal.global_admin else principal.org)
-    since = query_args.since.astimezone(dt.timezone.utc).replace(tzinfo=None) if (
+    since = query_args.since.astimezone(dt.UTC).replace(tzinfo=None) if (
         query_args.since and query_args.since.tzinfo) else query_args.since
 
     def rows():

@@ -4,10 +4,10 @@ from __future__ import annotations
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
-from appliance.orchestrator.cache import status
-from appliance.orchestrator.explain import explain_prepare
 from appliance.api.app import call, context
 from appliance.api.schemas import CacheExplainResponse, CacheStatus, PrepareJobRequest
+from appliance.orchestrator.cache import status
+from appliance.orchestrator.explain import explain_prepare
 
 blueprint = Blueprint("cache", __name__)
 

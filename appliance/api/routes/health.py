@@ -5,9 +5,9 @@ from quart import Blueprint, Response
 from quart_schema import validate_response
 
 from appliance import __version__
-from appliance.control.models import SchemaVersion
 from appliance.api.app import call, context
 from appliance.api.schemas import Health, Readiness
+from appliance.control.models import SchemaVersion
 
 blueprint = Blueprint("health", __name__)
 

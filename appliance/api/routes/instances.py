@@ -6,15 +6,15 @@ import datetime as dt
 from quart import Blueprint, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from appliance.control.models import Instance, utcnow
-from appliance.control.scope import OrgScope
-from appliance.errors import InvalidArgument, NotFound
-from appliance.orchestrator import deletion
-from appliance.control import quotas
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
 from appliance.api.listing import listed, with_id_prefix
 from appliance.api.schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
+from appliance.control import quotas
+from appliance.control.models import Instance, utcnow
+from appliance.control.scope import OrgScope
+from appliance.errors import InvalidArgument, NotFound
+from appliance.orchestrator import deletion
 
 blueprint = Blueprint("instances", __name__)
 UNBOUND = ("pooled", "binding")  # warm-pool clones belong to no one until a prepare binds them

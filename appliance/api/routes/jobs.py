@@ -6,18 +6,27 @@ import asyncio
 from quart import Blueprint, current_app, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from appliance.control.models import PrepareJob, Task
-from appliance.control.scope import OrgScope
-from appliance.orchestrator import deletion
-from appliance.orchestrator.scheduling import check_priority
-from appliance.orchestrator.pooled_hits import queue_after_admission
-from appliance.orchestrator.submit import submit_prepare
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
 from appliance.api.listing import listed, with_id_prefix
-from appliance.api.schemas import (DeleteQuery, DeleteResult, JobListQuery, PrepareJobAccepted, PrepareJobEntry,
-                       PrepareJobRequest, PrepareJobStatus, TaskEntry, TaskListQuery)
+from appliance.api.schemas import (
+    DeleteQuery,
+    DeleteResult,
+    JobListQuery,
+    PrepareJobAccepted,
+    PrepareJobEntry,
+    PrepareJobRequest,
+    PrepareJobStatus,
+    TaskEntry,
+    TaskListQuery,
+)
 from appliance.api.streams import event_stream
+from appliance.control.models import PrepareJob, Task
+from appliance.control.scope import OrgScope
+from appliance.orchestrator import deletion
+from appliance.orchestrator.pooled_hits import queue_after_admission
+from appliance.orchestrator.scheduling import check_priority
+from appliance.orchestrator.submit import submit_prepare
 
 blueprint = Blueprint("jobs", __name__)
 

@@ -5,10 +5,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
-from appliance.control import audit
-from appliance.control import quotas
 from appliance.api.app import call, context
 from appliance.api.routes.tokens import own_org
+from appliance.control import audit, quotas
 
 blueprint = Blueprint("orgs", __name__)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 from quart import Blueprint, g, request
 from quart_schema import validate_request, validate_response
 
-from appliance.control.models import Project
-from appliance.errors import InvalidArgument
-from appliance.sources import register_project, store_bundle
 from appliance.api import serializers
 from appliance.api.app import call, context, scope
 from appliance.api.listing import listed
 from appliance.api.schemas import ProjectEntry, ProjectRequest, SourceAccepted
+from appliance.control.models import Project
+from appliance.errors import InvalidArgument
+from appliance.sources import register_project, store_bundle
 
 blueprint = Blueprint("sources", __name__)
 

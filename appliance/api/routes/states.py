@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import peewee as pw
-from quart import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
+from appliance.api import serializers
+from appliance.api.app import call, context, deletion_response, scope
+from appliance.api.listing import listed, with_id_prefix
+from appliance.api.schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
+from appliance.control import sharing
 from appliance.control.models import Instance, State
 from appliance.control.scope import OrgScope
 from appliance.errors import NotFound, PermissionDenied
 from appliance.ids import ORG_PATTERN, valid_org
 from appliance.orchestrator import deletion
-from appliance.control import sharing
-from appliance.api import serializers
-from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listed, with_id_prefix
-from appliance.api.schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
 
 blueprint = Blueprint("states", __name__)
 

@@ -7,11 +7,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import document_response, validate_request, validate_response
 
-from appliance.errors import InvalidArgument, NotFound
-from appliance.ids import valid_org
 from appliance.api.app import call, context
 from appliance.api.auth.tokens import issue_token, org_tokens, revoke
 from appliance.api.serializers import ts
+from appliance.errors import InvalidArgument, NotFound
+from appliance.ids import valid_org
 
 blueprint = Blueprint("tokens", __name__)
 

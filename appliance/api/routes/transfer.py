@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
+from appliance.api.app import call, context, scope
+from appliance.api.routes.states import own_state, state_entry
+from appliance.api.schemas import StateEntry
+from appliance.control.models import State
 from appliance.ids import NAME_PATTERN
 from appliance.transfer.manifest import Manifest
 from appliance.transfer.streams import export_state, import_state
-from appliance.control.models import State
-from appliance.api.app import call, context, scope
-from appliance.api.schemas import StateEntry
-from appliance.api.routes.states import own_state, state_entry
 
 blueprint = Blueprint("transfer", __name__)
 

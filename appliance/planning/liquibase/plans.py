@@ -12,10 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from appliance.planning.hashing import digest, image_parent, state_id
-from appliance.planning.liquibase.update_sql import Changeset
 from appliance.planning.liquibase.args import LiquibaseCommand
+from appliance.planning.liquibase.update_sql import Changeset
 from appliance.planning.steps import PlannedStep
-
 
 # What a key means. Bumped whenever what goes into a changeset's key (or a cached plan) changes,
 # so that no state or plan made under an older meaning is ever found under the new one.

@@ -20,14 +20,21 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import InvalidArgument
-
 from appliance.planning.hashing import digest
-from appliance.planning.psql.lexer import IncludeDirective, Piece, from_user, scan, to_bytes, to_text, variable_references
+from appliance.planning.psql.lexer import (
+    IncludeDirective,
+    Piece,
+    from_user,
+    scan,
+    to_bytes,
+    to_text,
+    variable_references,
+)
 
 MAX_INCLUDED_FILES = 10_000
 

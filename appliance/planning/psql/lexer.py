@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass
 
 from appliance.errors import InvalidArgument
-
 from appliance.planning.psql.meta import check_meta_command
 
 INCLUDE_COMMANDS = {"i": False, "include": False, "ir": True, "include_relative": True}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 from appliance.errors import InvalidArgument
-
 from appliance.planning.hashing import digest
 from appliance.planning.psql.args import SPECIAL_VARIABLES, SharedFlag, parse_psql_args
 from appliance.planning.psql.includes import Expansion, IncludeExpander
@@ -103,7 +102,8 @@ def _expand_action(
     if value == "-":
         if stdin is None:
             raise InvalidArgument("-f - reads standard input, but no stdin was given", {"path": "-"})
-        expansion = expander.expand_text(stdin.encode("utf-8", "surrogateescape"), kind="script", where="<stdin>", current_name="-")
+        expansion = expander.expand_text(stdin.encode("utf-8", "surrogateescape"), kind="script", where="<stdin>",
+                                         current_name="-")
         return ["-f", "-"], expansion, "-f - (stdin)", stdin
     name, expansion = expander.expand_file(value)
     shown = name if name != "-" else "./-"  # a file literally named "-" is not stdin
