@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import instances
-from appliance.build import state_import as imports
+from appliance.build import state_import
 from appliance.build.out_of_space import out_of_space
 from appliance.build.steps import step_kind
 from appliance.context import AppContext
@@ -272,7 +272,7 @@ class JobRun:
         state_id = task.output_state_id
         if not self._import_considered and not self.state_exists(state_id):
             self._import_considered = True  # once, at the first step this host lacks
-            imports.import_if_cheaper(self, task)
+            state_import.import_if_cheaper(self, task)
         if self.state_exists(state_id):
             self._mark_cached(task, state_id)
             return
