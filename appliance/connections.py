@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,20 @@ def redis_client(settings: RedisSettings, **options: Any) -> Redis:
     password file) — every process of the appliance connects through here."""
     from redis import Redis
 
+    client: Redis = _connect(Redis, settings, options)
+    return client
+
+
+def async_redis_client(settings: RedisSettings, **options: Any) -> AsyncRedis:
+    """The same Redis as :func:`redis_client`, for asyncio code (the API's event streams)."""
+    from redis.asyncio import Redis as AsyncRedis
+
+    client: AsyncRedis = _connect(AsyncRedis, settings, options)
+    return client
+
+
+def _connect(cls: Any, settings: RedisSettings, options: dict[str, Any]) -> Any:
     if settings.redis_url:
-        return Redis.from_url(settings.redis_url, **options)
-    return Redis(unix_socket_path=str(private_redis_socket(settings.data_dir)),
-                 password=read_redis_password(redis_password_file(settings.data_dir)), **options)
+        return cls.from_url(settings.redis_url, **options)
+    return cls(unix_socket_path=str(private_redis_socket(settings.data_dir)),
+               password=read_redis_password(redis_password_file(settings.data_dir)), **options)

@@ -1,6 +1,7 @@
 """Everything a process of the appliance needs, built once from ``Settings`` and passed down."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -9,6 +10,7 @@ import peewee
 from redis import Redis
 
 from appliance.connections import redis_client
+from appliance.control import wakeups
 from appliance.control.db import open_database
 from appliance.isolation.level import Isolation, choose_isolation
 from appliance.isolation.sandbox import Sandbox
@@ -24,6 +26,8 @@ from appliance.storage.select import choose_store
 from appliance.storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
+
+WAKEUP_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}  # a wake-up is a hint: never wait long
 
 
 @dataclass
@@ -94,5 +98,6 @@ def build_context(settings: Settings, runner: Runner | None = None, *, wait_for_
     log.info("tenant isolation: %s (%s)", isolation.level, isolation.reason)
     store.identities = isolation.identities
     runtime = open_runtime(settings, runner, isolation.sandbox)
+    wakeups.publish_with(functools.cache(lambda: redis_client(settings, **WAKEUP_TIMEOUTS)))
     return AppContext(settings=settings, db=db, runner=runner, store=store, runtime=runtime,
                       storage_warnings=warnings, storage_reason=choice.reason, isolation=isolation)

@@ -127,6 +127,9 @@ def _hold_bind_connections(app: Quart, ctx: AppContext) -> None:
 
     @app.after_serving
     async def _stop() -> None:
+        hub = app.extensions.pop("sqlrs-wakeups", None)
+        if hub is not None:
+            await hub.close()
         task = app.extensions.pop("sqlrs-bind-connections", None)
         if task is not None:
             task.cancel()

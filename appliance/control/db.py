@@ -1,9 +1,10 @@
 """Connecting the Control DB (SQLite in the embedded default, PostgreSQL for teams)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ import peewee
 from playhouse.db_url import parse as _parse_url
 from playhouse.shortcuts import ReconnectMixin
 
+from appliance.control import wakeups
 from appliance.control.models import ALL_MODELS, database_proxy
 
 UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)  # what a lost or locked Control DB raises
@@ -98,15 +100,23 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def write_transaction(db: peewee.Database):
+@contextlib.contextmanager
+def write_transaction(db: peewee.Database) -> Iterator[None]:
     """A transaction that will write. On SQLite it takes the write lock up front (BEGIN
     IMMEDIATE): a deferred transaction that reads first and writes later cannot wait for the
-    lock and fails at once with "database is locked" when another process wrote meanwhile."""
+    lock and fails at once with "database is locked" when another process wrote meanwhile.
+    Wake-ups announced inside it go out once the outermost transaction has committed."""
     if isinstance(db, peewee.DatabaseProxy):
         db = db.obj
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+    try:
+        with db.atomic("IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic():
+            yield
+    except BaseException:
+        if not db.in_transaction():
+            wakeups.discard()
+        raise
+    if not db.in_transaction():
+        wakeups.flush()
 
 
 def close_database(db: peewee.Database) -> None:

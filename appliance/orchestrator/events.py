@@ -10,6 +10,7 @@ from typing import Any
 
 import peewee as pw
 
+from appliance.control import wakeups
 from appliance.control.db import write_transaction
 from appliance.control.models import JobEvent, PrepareJob, utcnow
 
@@ -32,8 +33,11 @@ def append_event(job_id: str, type: str, **fields: Any) -> None:
 
 
 def append_events(job_id: str, events: list[dict[str, Any]]) -> None:
-    """Append events in order, numbered after the job's last one, in one round trip."""
+    """Append events in order, numbered after the job's last one, in one round trip; then wake
+    whoever follows the job (after the commit, so a follower woken finds them)."""
     db = JobEvent._meta.database
+    if isinstance(db, pw.DatabaseProxy):
+        db = db.obj
     for _attempt in range(20):
         try:
             with write_transaction(db):
@@ -42,9 +46,10 @@ def append_events(job_id: str, events: list[dict[str, Any]]) -> None:
                 first, now = 0 if last is None else last + 1, utcnow()
                 JobEvent.insert_many([{**row, "job": job_id, "seq": first + n, "ts": now}
                                       for n, row in enumerate(events)]).execute()
-                return
         except pw.IntegrityError:
             continue  # another writer took these seqs; take the next ones
+        wakeups.announce(job_id, in_transaction=db.in_transaction())
+        return
     raise RuntimeError(f"could not append an event to job {job_id}")
 
 
