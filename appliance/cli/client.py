@@ -13,30 +13,12 @@ import httpx
 
 from appliance import __version__
 from appliance.cli import exit_codes
-from appliance.errors import ApplianceError
+from appliance.cli.failures import ApiError, CliFailure
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 120.0  # uploads of large bundles take a while; events have no read timeout
 
-
-class CliFailure(ApplianceError):
-    """Anything that ends the command unsuccessfully; carries the exit code to use."""
-
-    def __init__(self, code: str, message: str, exit_code: int, details: dict[str, Any] | None = None,
-                 hint: str | None = None):
-        super().__init__(message, details)
-        self.code = code
-        self.exit_code = exit_code
-        self.hint = hint
-
-
-class ApiError(CliFailure):
-    """The API answered with an error body ``{code, message, details?}``."""
-
-    def __init__(self, http_status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                 hint: str | None = None):
-        super().__init__(code, message, exit_codes.for_http_status(http_status), details, hint)
-        self.http_status = http_status
+__all__ = ["ApiClient", "ApiError", "CliFailure", "api_error"]
 
 
 class ApiClient:
@@ -48,7 +30,11 @@ class ApiClient:
         if org:
             headers["X-Sqlrs-Org"] = org
         self.url = url
+        # Certificates are verified on https (the default store); a plain-HTTP appliance needs no
+        # store, and loading one costs about 40 ms of every command. Redirects are not followed,
+        # so a request never leaves the scheme of ``url``.
         self._http = httpx.Client(base_url=url, headers=headers, transport=transport,
+                                  verify=url.lower().startswith("https:"),
                                   timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS))
 
     def close(self) -> None:

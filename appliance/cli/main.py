@@ -4,15 +4,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from appliance import __version__
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient, CliFailure
 from appliance.cli.config import CliConfig, default_config_path, read_config_file, resolve_config
-from appliance.cli.output import print_json, stderr_console
+from appliance.cli.failures import CliFailure
+from appliance.cli.output import print_json
 from appliance.errors import ApplianceError, InvalidArgument
+
+if TYPE_CHECKING:
+    from appliance.cli.client import ApiClient
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -49,7 +53,7 @@ def _print_error(code: str, message: str, hint: str | None = None) -> None:
 @click.option("--org", metavar="ORG", help="Org to act in, for tokens of several orgs [env SQLRS_ORG].")
 @click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml].")
-@click.version_option(package_name="sqlrs-appliance", prog_name="sqlrs")
+@click.version_option(__version__, prog_name="sqlrs")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str | None, output: str | None,
         org: str | None, config_file: Path | None) -> None:
@@ -61,15 +65,15 @@ def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str 
 
 
 def _client(cfg: CliConfig) -> ApiClient:
+    from appliance.cli.client import ApiClient  # the HTTP library only for verbs that talk to the API
     return ApiClient(cfg.url, cfg.token, org=cfg.org)
 
 
 def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: bool = False) -> int:
     from appliance.cli.prepare import report_finished
     from appliance.cli.watch import follow_job
-    err = stderr_console()
     try:
-        status = follow_job(client, job_id, err)
+        status = follow_job(client, job_id, sys.stderr)
     except KeyboardInterrupt:
         click.echo(f"\ndetached; job {job_id} keeps running.\n  resume: sqlrs watch {job_id}\n"
                    f"  cancel: sqlrs cancel {job_id}", err=True)
@@ -100,12 +104,14 @@ def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, l
 
 
 def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool) -> None:
-    from appliance.cli.prepare import print_accepted
+    from appliance.cli.prepare import print_accepted, report_finished
     with _client(cfg) as client:
         accepted = submit(client)
         if no_watch:
             print_accepted(accepted, cfg.url, cfg.output)
             sys.exit(exit_codes.OK)
+        if accepted.get("result") and cfg.output == "human":  # answered at admission (warm pool)
+            sys.exit(report_finished(accepted, cfg.output, long))
         sys.exit(_follow_and_report(client, cfg, accepted["job_id"], long))
 
 

@@ -1,30 +1,29 @@
 """Rendering for humans (rich tables, trees) and machines (the API's JSON, untouched).
 
 Tree layout is computed as plain text lines by pure functions so it can be tested from
-lists of dicts; rich only does the tables and colours.
+lists of dicts; rich only does the tables and colours, and is imported only when a table or a
+console is made (a prepare that prints ``DSN=…`` never loads it).
 """
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 SHORT_ID = 12
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=200)  # never wrap or cut piped output
     return console
-
-
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
 
 
 def note(text: str) -> None:
@@ -120,6 +119,7 @@ def _tree_lines(roots, children_of, label) -> list[str]:
 
 # -- tables --------------------------------------------------------------------------------
 def table(columns: list[str], rows: Iterable[list[str]]) -> Table:
+    from rich.table import Table
     grid = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
     for column in columns:
         grid.add_column(column, overflow="fold")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.client import ApiClient
+from appliance.cli.failures import ApiError, CliFailure
 from appliance.cli.output import note, print_json, short, stdout_console, tasks_table
-from appliance.planning.packing import pack_directory_bundle, pack_psql_bundle
+from appliance.planning.packing import PackedBundle, pack_directory_bundle, pack_psql_bundle
 from appliance.planning.psql.args import parse_psql_args
 
 JSON_GZIP = "application/gzip"
@@ -37,40 +38,70 @@ def build_request(*, image: str, psql_args: list[str], source: dict[str, str] | 
 
 def submit_psql(client: ApiClient, *, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO,
                 plan_only: bool, ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
-    """Pack and upload what the args read (nothing for ``-c`` only), then create the job."""
-    body = upload_and_build(client, image=image, psql_args=psql_args, cwd=cwd, stdin_stream=stdin_stream,
-                            plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
-    return client.post_json("/v1/prepare-jobs", body)
+    """Pack what the args read (nothing for ``-c`` only) and create the job; the files go up
+    only if the appliance does not hold them yet."""
+    body, packed = psql_request(image=image, psql_args=psql_args, cwd=cwd, stdin_stream=stdin_stream,
+                                plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
+    return submit(client, body, packed)
 
 
 def upload_and_build(client: ApiClient, *, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO,
                      plan_only: bool, ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
     """The PrepareJobRequest for these args, with the files they read uploaded first."""
+    body, packed = psql_request(image=image, psql_args=psql_args, cwd=cwd, stdin_stream=stdin_stream,
+                                plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
+    if packed is not None:
+        upload(client, packed)
+    return body
+
+
+def psql_request(*, image: str, psql_args: list[str], cwd: Path, stdin_stream: TextIO, plan_only: bool,
+                 ttl_seconds: int | None, name: str | None) -> tuple[dict[str, Any], PackedBundle | None]:
+    """The PrepareJobRequest for these args, naming the bundle of the files they read by its id;
+    and that bundle (None when they read no file)."""
     stdin = stdin_stream.read() if reads_stdin(psql_args) else None
     packed = pack_psql_bundle(psql_args, cwd, stdin=stdin)  # InvalidArgument for a missing file
-    source = None
-    args = list(psql_args)
-    if packed.files:
-        uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
-        source = {"source_id": uploaded["source_id"], "work_dir": packed.work_dir}
-        args = packed.psql_args
-    return build_request(image=image, psql_args=args, source=source, stdin=stdin, plan_only=plan_only,
-                         ttl_seconds=ttl_seconds, name=name)
+    if not packed.files:
+        return build_request(image=image, psql_args=list(psql_args), source=None, stdin=stdin, plan_only=plan_only,
+                             ttl_seconds=ttl_seconds, name=name), None
+    source = {"source_id": packed.source_id, "work_dir": packed.work_dir}
+    return build_request(image=image, psql_args=packed.psql_args, source=source, stdin=stdin, plan_only=plan_only,
+                         ttl_seconds=ttl_seconds, name=name), packed
 
 
 def submit_lb(client: ApiClient, *, image: str, liquibase_args: list[str], project: Path, plan_only: bool,
               ttl_seconds: int | None = None, name: str | None = None) -> dict[str, Any]:
-    """Upload the whole project directory (what a changelog includes or loads only Liquibase
-    can tell), then create the Liquibase job."""
+    """Pack the whole project directory (what a changelog includes or loads only Liquibase can
+    tell) and create the Liquibase job; the project goes up only if the appliance does not hold
+    it yet."""
     if not project.is_dir():
         raise CliFailure("invalid_argument", f"{project} is not a directory", exit_codes.USAGE)
     packed = pack_directory_bundle(project)
-    uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
-    body = build_request(image=image, psql_args=[], source={"source_id": uploaded["source_id"], "work_dir": "."},
+    body = build_request(image=image, psql_args=[], source={"source_id": packed.source_id, "work_dir": "."},
                          stdin=None, plan_only=plan_only, ttl_seconds=ttl_seconds, name=name)
     del body["psql_args"]
     body.update(prepare_kind="lb", liquibase_args=liquibase_args)
+    return submit(client, body, packed)
+
+
+def submit(client: ApiClient, body: dict[str, Any], packed: PackedBundle | None) -> dict[str, Any]:
+    """Create the job. A bundle the appliance does not hold yet (it says so by naming the
+    source) is uploaded, and the job created again: a repeated prepare uploads nothing."""
+    try:
+        return client.post_json("/v1/prepare-jobs", body)
+    except ApiError as error:
+        if packed is None or (error.details or {}).get("source_id") != packed.source_id:
+            raise
+    upload(client, packed)
     return client.post_json("/v1/prepare-jobs", body)
+
+
+def upload(client: ApiClient, packed: PackedBundle) -> None:
+    uploaded = client.post_bytes("/v1/sources", packed.data, JSON_GZIP)
+    if uploaded["source_id"] != packed.source_id:
+        raise CliFailure("internal_error", f"the appliance names the uploaded bundle {uploaded['source_id']}, "
+                         f"not {packed.source_id} as this client does (a client and server of different "
+                         "versions?)", exit_codes.UNAVAILABLE)
 
 
 def print_accepted(accepted: dict[str, Any], url: str, output: str) -> None:

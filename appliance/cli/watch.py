@@ -1,22 +1,20 @@
 """Follow a prepare job's event stream and show progress on stderr.
 
-Events say *that* something changed; the job status (``GET /v1/prepare-jobs/{id}``) says
-what each task is (type, summary, cached), so the display re-reads it on every task or
-status event. A TTY gets a rich live table; anything else gets one plain line per step.
+The job's status (``GET /v1/prepare-jobs/{id}``: each task's type, summary, cached) is read
+when following starts and once more when the stream ends; in between, events move the display
+(a task event names the task and its new status). A task the status did not list yet (a
+Liquibase run plans its changesets on the worker) makes it read the status again. A TTY gets a
+rich live table; anything else gets one plain line per step, and rich is not even loaded.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Protocol
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import Any, Protocol, TextIO
 
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.client import ApiClient
+from appliance.cli.failures import CliFailure
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 MAX_RECONNECTS = 5
@@ -29,30 +27,52 @@ class ProgressView(Protocol):
     def close(self) -> None: ...
 
 
-def follow_job(client: ApiClient, job_id: str, console: Console) -> dict[str, Any]:
+def follow_job(client: ApiClient, job_id: str, err: TextIO) -> dict[str, Any]:
     """Show progress until the job is terminal; return its final ``PrepareJobStatus``."""
-    view: ProgressView = LiveView(console) if console.is_terminal else PlainView(console)
-    seen = 0
+    view: ProgressView = LiveView(err) if err.isatty() else PlainView(err)
     try:
+        status = client.get(f"/v1/prepare-jobs/{job_id}")
+        view.update(status)
+        seen = 0
         for _attempt in range(MAX_RECONNECTS + 1):
+            if status["status"] in TERMINAL:
+                return status
             index = 0
             for event in client.events(job_id):
                 index += 1
                 if index <= seen:
                     continue  # a reconnect replays from the first event
                 seen = index
-                if event.get("type") in ("task", "status"):
-                    view.update(client.get(f"/v1/prepare-jobs/{job_id}"))
-                elif event.get("type") == "log" and event.get("message"):
+                if event.get("type") == "log" and event.get("message"):
                     view.log(event["message"])
+                elif not apply_event(status, event):
+                    status = client.get(f"/v1/prepare-jobs/{job_id}")
+                view.update(status)
             status = client.get(f"/v1/prepare-jobs/{job_id}")
             view.update(status)
-            if status["status"] in TERMINAL:
-                return status
+        if status["status"] in TERMINAL:
+            return status
     finally:
         view.close()
     raise CliFailure("stream_ended", f"the event stream of job {job_id} kept ending before the job did; "
                      f"resume with: sqlrs watch {job_id}", exit_codes.UNAVAILABLE)
+
+
+def apply_event(status: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Move ``status`` by one event, as the server moved the job; False when the event names
+    a task ``status`` does not hold (read the status again)."""
+    if event.get("type") == "status" and event.get("status"):
+        status["status"] = event["status"]
+    elif event.get("type") == "task":
+        task = next((t for t in status.get("tasks") or [] if t["task_id"] == event.get("task_id")), None)
+        if task is None:
+            return False
+        task["status"] = event.get("status") or task["status"]
+        if task["status"] == "running":
+            task["started_at"] = event.get("ts") or task.get("started_at")
+        elif task["status"] in TERMINAL:
+            task["finished_at"] = event.get("ts") or task.get("finished_at")
+    return True
 
 
 def task_label(task: dict[str, Any]) -> str:
@@ -80,8 +100,8 @@ def server_elapsed(task: dict[str, Any]) -> float | None:
 class PlainView:
     """One line per finished step and per job status change: fit for logs and CI."""
 
-    def __init__(self, console: Console):
-        self.console = console
+    def __init__(self, stream: TextIO):
+        self.stream = stream
         self.reported: set[tuple[str, str]] = set()
         self.job_status: str | None = None
 
@@ -105,8 +125,8 @@ class PlainView:
 
     def _line(self, text: str) -> None:
         """Unwrapped, unstyled: log collectors should see one line per event."""
-        self.console.file.write(text + "\n")
-        self.console.file.flush()
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def log(self, message: str) -> None:
         pass  # psql's output belongs to a failed job's error message, which the caller prints
@@ -118,12 +138,16 @@ class PlainView:
 class LiveView:
     """A live table on the terminal: each task, cached/built, elapsed; the last log line."""
 
-    def __init__(self, console: Console):
+    def __init__(self, stream: TextIO):
+        from rich.console import Console
+        from rich.live import Live
+
         self.status: dict[str, Any] | None = None
         self.running_since: dict[str, float] = {}
         self.last_log = ""
         self.started = time.monotonic()
-        self.live = Live(console=console, get_renderable=self.render, refresh_per_second=8, transient=False)
+        self.live = Live(console=Console(file=stream, highlight=False), get_renderable=self.render,
+                         refresh_per_second=8, transient=False)
         self.live.start()
 
     def update(self, status: dict[str, Any]) -> None:
@@ -139,7 +163,11 @@ class LiveView:
         self.live.refresh()
         self.live.stop()
 
-    def render(self) -> Group:
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         job = self.status or {}
         header = Text(f"job {job.get('job_id', '')}  {job.get('status', 'connecting')}  "
                       f"{time.monotonic() - self.started:.1f}s", style="bold")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from appliance.errors import InvalidArgument, PayloadTooLarge
-from appliance.planning.hashing import digest
+from appliance.planning import hashing
 
 _CHUNK = 64 * 1024
 NAME_MAX_BYTES = 255  # one path component (NAME_MAX on Linux filesystems)
@@ -51,7 +51,7 @@ def unpack_bundle(data: bytes, dest: Path, *, max_bytes: int, max_files: int) ->
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
-        source_id = _source_id(*_extract(data, staging, max_bytes=max_bytes, max_files=max_files))
+        source_id = hashing.source_id(*_extract(data, staging, max_bytes=max_bytes, max_files=max_files))
         if not dest.exists():
             try:
                 os.rename(staging, dest)
@@ -69,14 +69,7 @@ def bundle_source_id(data: bytes, *, max_bytes: int, max_files: int) -> str:
     nothing: a bundle already unpacked here needs no write to be recognised."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"bundle is larger than {max_bytes} bytes", {"limit_bytes": max_bytes})
-    return _source_id(*_extract(data, None, max_bytes=max_bytes, max_files=max_files))
-
-
-def _source_id(files: dict[str, str], empty_dirs: set[str]) -> str:
-    """Each file's path and content, then each empty directory (a psql working directory
-    that holds no file of the bundle): what a step can see, and nothing else."""
-    records = [record for path in sorted(files) for record in (("path", path), ("sha256", files[path]))]
-    return digest(*records, *(("dir", path) for path in sorted(empty_dirs)))
+    return hashing.source_id(*_extract(data, None, max_bytes=max_bytes, max_files=max_files))
 
 
 def store_bundle(data: bytes, sources_dir: Path, *, max_bytes: int, max_files: int) -> tuple[str, Path]:

@@ -25,6 +25,14 @@ def digest(*records: tuple[str, str]) -> str:
     return h.hexdigest()
 
 
+def source_id(files: dict[str, str], empty_dirs: set[str] | frozenset[str] = frozenset()) -> str:
+    """A bundle's id: each file's path and SHA-256, then each empty directory (a psql working
+    directory that holds no file of the bundle): what a step can see, and nothing else. The
+    server computes it from the upload, the client from what it packs."""
+    records = [record for path in sorted(files) for record in (("path", path), ("sha256", files[path]))]
+    return digest(*records, *(("dir", path) for path in sorted(empty_dirs)))
+
+
 def state_id(parent: str, task_hash: str) -> str:
     """``H(parent, step)``: parent is ``image:<resolved image id>`` or ``state:<state id>``."""
     if not parent.startswith(_PARENT_PREFIXES) or parent.endswith(":"):

@@ -8,6 +8,7 @@ and the archive is deterministic: same files, same bytes, same ``source_id``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import tarfile
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import InvalidArgument
+from appliance.planning.hashing import source_id
 from appliance.planning.psql.args import parse_psql_args
 from appliance.planning.psql.plan import plan_psql_with_files
 
@@ -26,6 +28,7 @@ class PackedBundle:
     work_dir: str  # psql's working directory inside the bundle
     psql_args: list[str]  # the args to send (absolute -f paths made relative)
     files: list[str]  # bundle paths, sorted
+    source_id: str  # the id the appliance gives this bundle (planning.hashing.source_id)
 
 
 def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = None) -> PackedBundle:
@@ -43,12 +46,9 @@ def pack_psql_bundle(psql_args: list[str], cwd: Path, *, stdin: str | None = Non
     # psql runs in work_dir: it is in the bundle even when every file lies outside it (-f ../x.sql)
     empty_work_dir = [work_dir] if work_dir != "." and not any(
         name.startswith(f"{work_dir}/") for name, _ in entries) else []
-    return PackedBundle(
-        data=_deterministic_tar_gz(entries, directories=empty_work_dir),
-        work_dir=work_dir,
-        psql_args=args,
-        files=[name for name, _ in entries],
-    )
+    data, content = _deterministic_tar_gz(entries, directories=empty_work_dir)
+    return PackedBundle(data=data, work_dir=work_dir, psql_args=args, files=[name for name, _ in entries],
+                        source_id=source_id(content, set(empty_work_dir)))
 
 
 def pack_directory_bundle(directory: Path) -> PackedBundle:
@@ -64,8 +64,9 @@ def pack_directory_bundle(directory: Path) -> PackedBundle:
                 _refuse_escaping_link(path, directory)
                 entries.append((path.relative_to(directory).as_posix(), path))
     entries.sort()
-    return PackedBundle(data=_deterministic_tar_gz(entries), work_dir=".", psql_args=[],
-                        files=[name for name, _ in entries])
+    data, content = _deterministic_tar_gz(entries)
+    return PackedBundle(data=data, work_dir=".", psql_args=[], files=[name for name, _ in entries],
+                        source_id=source_id(content))
 
 
 def _relativize_file_args(psql_args: list[str], cwd: Path) -> list[str]:
@@ -91,8 +92,11 @@ def _refuse_escaping_link(path: Path, root: Path) -> None:
                               f"and directories are allowed", {"path": name})
 
 
-def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: Sequence[str] = ()) -> bytes:
+def _deterministic_tar_gz(entries: list[tuple[str, Path]],
+                          directories: Sequence[str] = ()) -> tuple[bytes, dict[str, str]]:
+    """The tar.gz of ``entries`` (and empty ``directories``), and each file's SHA-256 by path."""
     raw = io.BytesIO()
+    hashes: dict[str, str] = {}
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name in directories:
             info = tarfile.TarInfo(name)
@@ -102,6 +106,7 @@ def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: Sequence
             archive.addfile(info)
         for name, physical in entries:
             content = physical.read_bytes()
+            hashes[name] = hashlib.sha256(content).hexdigest()
             info = tarfile.TarInfo(name)
             info.size = len(content)
             info.mtime = 0
@@ -112,4 +117,4 @@ def _deterministic_tar_gz(entries: list[tuple[str, Path]], directories: Sequence
     compressed = io.BytesIO()
     with gzip.GzipFile(filename="", fileobj=compressed, mode="wb", mtime=0) as gz:
         gz.write(raw.getvalue())
-    return compressed.getvalue()
+    return compressed.getvalue(), hashes

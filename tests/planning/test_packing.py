@@ -6,8 +6,8 @@ import os
 import pytest
 
 from appliance.errors import InvalidArgument
-from appliance.planning.bundle import unpack_bundle
-from appliance.planning.packing import pack_psql_bundle
+from appliance.planning.bundle import bundle_source_id, unpack_bundle
+from appliance.planning.packing import pack_directory_bundle, pack_psql_bundle
 from appliance.planning.psql.plan import plan_psql
 
 LIMITS = {"max_bytes": 1_000_000, "max_files": 100}
@@ -61,6 +61,26 @@ def test_packing_is_deterministic(project):
 def test_the_same_files_give_the_same_source_id(project, tmp_path):
     packed = pack_psql_bundle(["-f", "main.sql"], project / "app")
     assert unpack_bundle(packed.data, tmp_path / "a", **LIMITS) == unpack_bundle(packed.data, tmp_path / "b", **LIMITS)
+
+
+@pytest.mark.parametrize("args, cwd", [(["-f", "main.sql"], "app"), (["-f", "../shared/common.sql"], "empty"),
+                                       (["-c", "select 1", "-f", "parts/one.sql"], "app")],
+                         ids=["includes", "empty-working-directory", "one-file"])
+def test_the_client_names_a_psql_bundle_as_the_server_will(project, args, cwd):
+    (project / "empty").mkdir()
+    packed = pack_psql_bundle(args, project / cwd)
+    assert packed.source_id == bundle_source_id(packed.data, **LIMITS)
+
+
+def test_the_client_names_a_project_directory_as_the_server_will(project):
+    packed = pack_directory_bundle(project)
+    assert packed.source_id == bundle_source_id(packed.data, **LIMITS)
+
+
+def test_another_file_content_is_another_source_id(project):
+    before = pack_directory_bundle(project).source_id
+    (project / "app" / "parts" / "one.sql").write_text("select 11;\n")
+    assert pack_directory_bundle(project).source_id != before
 
 
 def test_a_symlink_inside_the_project_is_packed_as_a_regular_file(project, tmp_path):
