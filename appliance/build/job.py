@@ -35,7 +35,7 @@ from appliance.errors import (
 from appliance.faults import failpoint
 from appliance.job_artifacts import write_job_artifacts
 from appliance.logs import log_context
-from appliance.orchestrator import cache, scheduling, warm_pool
+from appliance.orchestrator import cache, parking, scheduling, warm_pool
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import LockSet, build_lock
 from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
@@ -72,7 +72,7 @@ class JobRun:
 
     def __init__(self, ctx: AppContext, job: PrepareJob):
         self.ctx, self.job, self.org = ctx, job, job.org
-        self.locks = LockSet(ctx.redis, ttl_seconds=ctx.settings.job_lost_after_seconds)
+        self.locks = LockSet(ctx.redis, ttl_seconds=ctx.settings.job_lost_after_seconds, job_id=job.job_id)
         self.build: BuildCluster | None = None
         self.result: dict | None = None
         self._stop_heartbeat = threading.Event()
@@ -91,9 +91,11 @@ class JobRun:
         log.info("job started")  # the job's id, org (and each task's id) ride along in the log context
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()
-        outcome: tuple[str, ApplianceError | None] = ("succeeded", None)
+        outcome: tuple[str, ApplianceError | None] | None = ("succeeded", None)
         try:
             self._run_tasks()
+        except parking.Parked:  # back in the queue until the build it needs is done; not an end
+            outcome = None
         except Cancelled as exc:
             outcome = ("cancelled", exc)
         except ApplianceError as exc:
@@ -118,9 +120,11 @@ class JobRun:
         finally:
             self._stop_heartbeat.set()
             heartbeat.join(timeout=5)
-            retry_while_unavailable(lambda: self._finish(*outcome), what=f"recording the end of job {job.job_id}",
-                                    give_up_after=self.ctx.settings.control_db_retry_seconds)
-            self._write_artifacts()
+            if outcome is not None:
+                ended = outcome
+                retry_while_unavailable(lambda: self._finish(*ended), what=f"recording the end of job {job.job_id}",
+                                        give_up_after=self.ctx.settings.control_db_retry_seconds)
+                self._write_artifacts()
 
     def _write_artifacts(self) -> None:
         """The job's report and step logs go to the object store; an unreachable store costs

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from appliance.control.models import Task
 from appliance.errors import Cancelled
+from appliance.orchestrator import parking
 from appliance.orchestrator.locks import build_lock
 from appliance.orchestrator.placement import import_choice
 from appliance.transfer.streams import import_state
@@ -37,7 +38,7 @@ def import_if_cheaper(run: JobRun, first_missing: Task) -> None:
     try:
         with run.locks.hold(build_lock("state", run.ctx.host, run.org, choice.state_id), cancelled=run.cancelled):
             import_state(run.ctx, run.org, choice.state_id)
-    except Cancelled:
+    except (Cancelled, parking.Parked):
         raise
     except Exception as exc:  # the object store is away, a stream is corrupt, ...: build instead
         log.warning("job %s: import of state %s failed: %s", run.job.job_id, choice.state_id, exc)

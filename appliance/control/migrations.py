@@ -149,6 +149,14 @@ def _v13_instance_teardown_retries(db: pw.Database) -> None:
             apply(migrator.add_column("instance", column, field))
 
 
+def _v14_parked_jobs(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+    table = m.PrepareJob._meta.table_name
+    if not _has_column(db, table, "parked_on"):
+        apply(SchemaMigrator.from_database(db).add_column(table, "parked_on", pw.CharField(max_length=255, null=True)))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -177,6 +185,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (11, _v11_liquibase_plans),
     (12, _v12_counters_retention_installation),
     (13, _v13_instance_teardown_retries),
+    (14, _v14_parked_jobs),
 ]
 
 

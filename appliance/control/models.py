@@ -121,6 +121,7 @@ class PrepareJob(BaseModel):
     error_code = pw.CharField(max_length=64, null=True, index=True)  # error_json's code, for counting
     result_state_id = pw.CharField(max_length=64, null=True)
     result_instance_id = pw.CharField(max_length=32, null=True)
+    parked_on = pw.CharField(max_length=255, null=True)  # queued, waiting for this build lock (orchestrator.parking)
 
     class Meta:
         indexes = ((("status", "finished_at"), False),)  # what retention and the queue gauges read

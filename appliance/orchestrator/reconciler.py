@@ -24,7 +24,7 @@ from appliance.errors import InternalError
 from appliance.ids import is_hex_id
 from appliance.job_artifacts import sweep_expired_artifacts
 from appliance.objectstore import ownership
-from appliance.orchestrator import cache, hosts, retention, warm_pool
+from appliance.orchestrator import cache, hosts, parking, retention, warm_pool
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.placement import place
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 class ReconcileReport:
     lost_jobs: list[str] = field(default_factory=list)
     requeued_jobs: list[str] = field(default_factory=list)
+    woken_jobs: list[str] = field(default_factory=list)  # parked on a lock nobody holds any more
     replaced_jobs: list[str] = field(default_factory=list)
     finished_deletions: list[str] = field(default_factory=list)
     retried_teardowns: list[str] = field(default_factory=list)
@@ -67,6 +68,7 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     if control_db_reachable_since is None or utcnow() - control_db_reachable_since >= lost_after:
         _fail_lost_jobs(ctx, report)
     _requeue_forgotten_jobs(ctx, report)
+    report.woken_jobs = parking.wake_orphans(ctx.redis)
     _move_jobs_off_unavailable_hosts(ctx, report)
     _finish_requested_deletions(ctx, report)
     _retry_failed_teardowns(ctx, report)
@@ -126,7 +128,8 @@ def _requeue_forgotten_jobs(ctx: AppContext, report: ReconcileReport) -> None:
     waiting: dict[str, list[str]] = {}
     for job_id, host in (PrepareJob.select(PrepareJob.job_id, PrepareJob.host_id)
                          .where((PrepareJob.status == "queued") & (PrepareJob.created_at < settled)
-                                & PrepareJob.host_id.is_null(False)).order_by(PrepareJob.created_at).tuples()):
+                                & PrepareJob.host_id.is_null(False) & PrepareJob.parked_on.is_null())
+                         .order_by(PrepareJob.created_at).tuples()):
         waiting.setdefault(host, []).append(job_id)
     for host, job_ids in waiting.items():
         missing = len(job_ids) - token_count(ctx.redis, host)
@@ -150,7 +153,7 @@ def _move_jobs_off_unavailable_hosts(ctx: AppContext, report: ReconcileReport) -
         chain = [t.output_state_id for t in Task.select(Task.output_state_id)
                  .where((Task.job == job) & (Task.type == "state_execute")).order_by(Task.position)]
         placement = place(ctx, job.org, chain, exclude={job.host_id})
-        moved = PrepareJob.update(host_id=placement.host_id).where(
+        moved = PrepareJob.update(host_id=placement.host_id, parked_on=None).where(
             (PrepareJob.job_id == job.job_id) & (PrepareJob.status == "queued")
             & (PrepareJob.host_id == job.host_id)).execute()
         if not moved:

@@ -70,7 +70,8 @@ def order(candidates: list[Candidate], running: dict[str, int],
 
 def _candidates(host: str) -> list[Candidate]:
     rows = (PrepareJob.select(PrepareJob.job_id, PrepareJob.org, PrepareJob.priority, PrepareJob.created_at)
-            .where((PrepareJob.status == "queued") & (PrepareJob.host_id == host)).tuples())
+            .where((PrepareJob.status == "queued") & (PrepareJob.host_id == host)
+                   & PrepareJob.parked_on.is_null()).tuples())
     return [Candidate(*row) for row in rows]
 
 
@@ -99,10 +100,11 @@ def claim_next(ctx: AppContext) -> tuple[PrepareJob | None, list[Candidate]]:
         waiting = [c for c in candidates if c.org in at_quota]
         for c in order(startable, running, _last_started_by_org(orgs)):
             now = utcnow()
-            if PrepareJob.update(status="running", worker=f"{ctx.host}:{os.getpid()}", started_at=now,
+            if PrepareJob.update(status="running", worker=f"{ctx.host}:{os.getpid()}",
+                                 started_at=pw.fn.COALESCE(PrepareJob.started_at, now),  # a woken job started before
                                  heartbeat_at=now).where(
                     (PrepareJob.job_id == c.job_id) & (PrepareJob.status == "queued")
-                    & (PrepareJob.host_id == ctx.host)).execute():
+                    & (PrepareJob.host_id == ctx.host) & PrepareJob.parked_on.is_null()).execute():
                 return PrepareJob.get_by_id(c.job_id), waiting
         return None, waiting
 

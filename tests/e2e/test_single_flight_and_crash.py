@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+from appliance.orchestrator.parking import PARKED_MESSAGE
 from tests.support.polling import wait_until
 from tests.support.prepares import THREE_STEPS, executes
 
@@ -50,3 +51,20 @@ def test_killing_the_worker_mid_step_fails_the_job_and_leaves_nothing_behind(app
     assert appliance.get("/v1/instances").json() == [] or all(
         i["job_id"] != job_id for i in appliance.get("/v1/instances").json())
     assert executes(status)[1]["output_state_id"] not in {s["state_id"] for s in appliance.get("/v1/states").json()}
+
+
+def test_a_job_waiting_for_another_jobs_build_gives_its_worker_to_the_next_job(appliance, scripts):
+    """Two workers. A builds a slow step; B needs the same step, so it parks instead of holding
+    the second worker; that worker runs C meanwhile, and C ends before A does. B then resumes and
+    finds the step built."""
+    (scripts / "slow.sql").write_text("select pg_sleep(6);\n")
+    appliance.prepare(["-f", "schema.sql"], scripts)  # the base cluster and the shared first state
+    a = appliance.submit(["-f", "schema.sql", "-f", "slow.sql"], scripts).json()["job_id"]
+    appliance.first_event(a, lambda e: (e.get("message") or "").startswith("psql: -f slow.sql"))
+    b = appliance.submit(["-f", "schema.sql", "-f", "slow.sql"], scripts).json()["job_id"]
+    appliance.first_event(b, lambda e: e.get("message") == PARKED_MESSAGE, timeout=30)
+    c = appliance.submit(["-f", "schema.sql", "-f", "data.sql"], scripts).json()["job_id"]
+    first, second, third = (appliance.wait(job_id, timeout=120) for job_id in (a, b, c))
+    assert [s["status"] for s in (first, second, third)] == ["succeeded"] * 3
+    assert third["finished_at"] < first["finished_at"], "C waited for A although a worker was free"
+    assert [t["cached"] for t in executes(second)] == [True, True]
