@@ -7,6 +7,9 @@ demo:  ## run the embedded appliance and prepare the example database
 test:  ## install everything the tests need and run them
 	./scripts/test
 
+# What the before/after benches compare against: main before the speed work.
+BASELINE_REV ?= e308f49
+
 .PHONY: lock lock-upgrade test-latest
 PIP_COMPILE = python3 -m piptools compile --quiet --all-extras --strip-extras --allow-unsafe \
   --no-emit-index-url --no-emit-find-links -o constraints.txt setup.cfg
@@ -39,6 +42,16 @@ density-bench:  ## idle instances per GB of RAM, default and reduced Postgres se
 .PHONY: load-bench
 load-bench:  ## 54 clients in 3 orgs for 150 s: throughput, p50/p95/p99 to DSN, fairness (writes bench/out/load.*)
 	python3 bench/load_bench.py
+
+.PHONY: throughput-bench
+throughput-bench:  ## 50 clients, cache hits only, 150 s, before (BASELINE_REV) and after, pool off and on (writes bench/out/load-hits*)
+	python3 bench/load_bench.py --hit-ratio 1 --clients 17,17,16 --baseline-rev $(BASELINE_REV)
+	python3 bench/load_bench.py --hit-ratio 1 --clients 17,17,16 --baseline-rev $(BASELINE_REV) --pool-size 4
+
+.PHONY: cli-bench
+cli-bench:  ## a cache hit through the sqlrs CLI vs the API, 1 GiB state, before (BASELINE_REV) and after (writes bench/out/cli*)
+	python3 bench/cli_bench.py --baseline-rev $(BASELINE_REV)
+	python3 bench/cli_bench.py --baseline-rev $(BASELINE_REV) --small-only --pool-size 2
 
 .PHONY: liquibase-bench
 liquibase-bench:  ## prepare:lb cold build (one Liquibase per changeset vs per run), repeat (plan cache + warm pool), JVM overhead (writes bench/out/liquibase.*)

@@ -4,9 +4,14 @@ One real embedded appliance (`sqlrs-appliance up`: API, RQ workers, reconciler, 
 process runtime). Three orgs with unequal demand (by default 27, 18 and 9 closed-loop clients,
 54 in all), each with its own member token. Every client loops until the time is up: submit a
 prepare (a cache *hit*: the org's cached two-step chain; or a *miss*: that chain plus one new
-step), poll the job every 0.25 s, connect to the DSN and `select 1` (that moment is "time to
+step), wait for the job on its event stream, connect to the DSN and `select 1` (that moment is "time to
 DSN"), then delete the instance. Before the load, in the same process, one lone client measures
-hits and misses on the idle appliance: the baseline the load figures are divided by.
+hits and misses on the idle appliance: the baseline the load figures are divided by. A client
+waits for its job on the job's event stream, as the CLI does (a job answered at admission from
+the warm pool needs no wait).
+
+Before and after in one run: with --baseline-rev the same load runs first against the appliance
+of that revision (its API and workers from `git archive`), then against today's.
 
 Fairness: a client only submits after its previous job ended, so an org's *demand* is its share
 of clients; its *share of completed work* is counted in worker seconds (a miss costs more than
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import random
 import shutil
 import sys
@@ -37,13 +43,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.planning.packing import pack_psql_bundle  # noqa: E402
+from bench import baseline  # noqa: E402
 from bench.outputs import start_run, write_outputs  # noqa: E402
 from bench.prepare_bench import free_tcp_port, machine_facts  # noqa: E402
 from bench.report import percentile  # noqa: E402
 from tests.e2e.harness import TERMINAL, Appliance  # noqa: E402
 
-POLL_SECONDS = 0.25
 INSTANCE_PORTS = (30000, 30999)
+ORGS = ["acme", "globex", "initech"]
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Sample:
     seconds: float  # POST to a DSN that answered select 1
     worker_seconds: float  # the job's started_at → finished_at, as the server recorded it
     error: str | None = None
+    version: str = "after"  # after (today's code) | before (--baseline-rev)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="RQ worker processes")
     parser.add_argument("--baseline", type=int, default=10, help="baseline requests of each kind")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pool-size", type=int, default=0, help="warm pool size (0: off)")
+    parser.add_argument("--baseline-rev", default="", help="also run the load against this git revision's appliance")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     return parser.parse_args(argv)
 
@@ -79,7 +89,7 @@ class OrgClient:
         created.raise_for_status()
         self.token = created.json()["token"]
         scripts = base / org
-        scripts.mkdir()
+        scripts.mkdir(parents=True)
         (scripts / "schema.sql").write_text(f"create table items /* {org} */ (id int primary key, name text);\n")
         (scripts / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 20000) g;\n")
         bundle = pack_psql_bundle(["-f", "schema.sql", "-f", "data.sql"], scripts)
@@ -105,9 +115,10 @@ class OrgClient:
             response = client.post("/v1/prepare-jobs", json=self.body(kind))
             if response.status_code != 201:
                 raise RuntimeError(f"POST answered {response.status_code} {response.json().get('code')}")
-            job_id = response.json()["job_id"]
-            while (status := client.get(f"/v1/prepare-jobs/{job_id}").json())["status"] not in TERMINAL:
-                time.sleep(POLL_SECONDS)
+            status = response.json()
+            if not status.get("result"):  # not answered at admission: follow the job until it ends
+                wait_for_end(client, status["job_id"])
+                status = client.get(f"/v1/prepare-jobs/{status['job_id']}").json()
             if status["status"] != "succeeded":
                 raise RuntimeError(f"job {status['status']}: {(status.get('error') or {}).get('code')}")
             with psycopg2.connect(status["result"]["dsn"], connect_timeout=10) as conn, conn.cursor() as cur:
@@ -120,6 +131,18 @@ class OrgClient:
             sample.error = str(exc)[:300]
             sample.seconds = time.monotonic() - started
         return sample
+
+
+def wait_for_end(client: httpx.Client, job_id: str) -> None:
+    """Read the job's event stream (NDJSON) until its terminal status event."""
+    with client.stream("GET", f"/v1/prepare-jobs/{job_id}/events", headers={"Accept": "application/x-ndjson"},
+                       timeout=httpx.Timeout(None, connect=10)) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            event = json.loads(line) if line.strip() else {}
+            if event.get("type") == "status" and event.get("status") in TERMINAL:
+                return
+    raise RuntimeError(f"the event stream of job {job_id} ended before the job did")
 
 
 def _seconds_between(start: str | None, end: str | None) -> float:
@@ -224,40 +247,97 @@ def write_chart(samples: list[Sample], orgs: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    base = start_run("sqlrs-loadbench-", "the appliance mounts a btrfs image")
-    if base is None:
-        return 2
+TARGET_HITS_PER_SECOND = 15.0
+TARGET_POOLED_HITS_PER_SECOND = 40.0
+TARGET_P95_SECONDS = 2.0
+
+
+def run_version(name: str, base: Path, args, extra_env: dict[str, str]) -> tuple[list[Sample], float]:
+    """One appliance (of this version), warmed up, then the idle baseline and the load."""
     clients = [int(c) for c in args.clients.split(",")]
-    org_names = ["acme", "globex", "initech"][:len(clients)]
-    app = Appliance(base / "data", free_tcp_port(), port_range=INSTANCE_PORTS,
-                    extra_env={"SQLRS_WORKERS": str(args.workers), "SQLRS_BTRFS_IMAGE_BYTES": str(16 * 1024**3)})
+    app = Appliance(base / f"data-{name}", free_tcp_port(), port_range=INSTANCE_PORTS,
+                    extra_env={"SQLRS_WORKERS": str(args.workers), "SQLRS_BTRFS_IMAGE_BYTES": str(16 * 1024**3),
+                               "SQLRS_WARM_POOL_SIZE": str(args.pool_size), **extra_env})
     try:
         app.start()
-        orgs = [OrgClient(app, name, base) for name in org_names]
+        orgs = [OrgClient(app, org, base / name) for org in ORGS[:len(clients)]]
         for org in orgs:  # build each org's chain once: afterwards a "hit" is a real cache hit
             with org.session() as client:
                 warm = org.request(client, "hit", "warm-up", time.monotonic())
                 if warm.error:
                     raise RuntimeError(f"warm-up failed: {warm.error}")
         samples = run_baseline(orgs[0], args.baseline)
-        print(f"baseline done: {len(samples)} requests", flush=True)
+        print(f"[{name}] baseline done: {len(samples)} requests", flush=True)
         started = time.monotonic()
         samples += run_load(orgs, clients, args.seconds, args.hit_ratio, args.seed)
         elapsed = time.monotonic() - started
+        print(f"[{name}] load done: {sum(1 for s in samples if s.phase == 'load')} requests", flush=True)
     except BaseException:
-        print(f"--- tail of the appliance log ---\n{app.log_text()[-3000:]}", file=sys.stderr)
+        print(f"--- tail of the {name} appliance log ---\n{app.log_text()[-3000:]}", file=sys.stderr)
         raise
     finally:
         app.destroy()
+    for sample in samples:
+        sample.version = name
+    return samples, elapsed
+
+
+def comparison(runs: dict[str, tuple[list[Sample], float]], args) -> str:
+    """Before and after side by side, and the targets (which are for cache hits)."""
+    lines = ["| version | completed | errors | throughput | p50 to DSN | p95 | p99 |", "|---|---|---|---|---|---|---|"]
+    rates = {}
+    for name, (samples, elapsed) in runs.items():
+        load = [s for s in samples if s.phase == "load"]
+        done = [s.seconds for s in load if not s.error]
+        rates[name] = len(done) / elapsed
+        lines.append(f"| {name} | {len(done)} | {sum(1 for s in load if s.error)} | {rates[name]:.2f}/s "
+                     f"| {_s(done, 50)} | {_s(done, 95)} | {_s(done, 99)} |")
+    if "before" in rates and rates["before"]:
+        lines += ["", f"Throughput after / before: **{rates['after'] / rates['before']:.2f}×**."]
+    if args.hit_ratio >= 1.0:
+        samples, _ = runs["after"]
+        load = [s for s in samples if s.phase == "load"]
+        done = [s.seconds for s in load if not s.error]
+        target = TARGET_POOLED_HITS_PER_SECOND if args.pool_size else TARGET_HITS_PER_SECOND
+        p95 = percentile(done, 95) if done else float("inf")
+        errors = sum(1 for s in load if s.error)
+
+        def met(ok: bool) -> str:
+            return "**met**" if ok else "**missed**"
+
+        rate = rates["after"]
+        lines += ["", f"- {rate:.1f} cache hits/s sustained, target ≥ {target:.0f}/s: {met(rate >= target)}.",
+                  f"- p95 to DSN {p95:.2f} s, target ≤ {TARGET_P95_SECONDS:.0f} s: {met(p95 <= TARGET_P95_SECONDS)}.",
+                  f"- {errors} errors, target 0: {met(errors == 0)}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = start_run("sqlrs-loadbench-", "the appliance mounts a btrfs image")
+    if base is None:
+        return 2
+    clients = [int(c) for c in args.clients.split(",")]
+    org_names = ORGS[:len(clients)]
+    runs: dict[str, tuple[list[Sample], float]] = {}
+    try:
+        if args.baseline_rev:
+            old = baseline.checkout(args.baseline_rev, base)
+            runs["before"] = run_version("before", base, args, baseline.env(old))
+        runs["after"] = run_version("after", base, args, {})
+    finally:
         shutil.rmtree(base, ignore_errors=True)
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    text = (f"Run {when}; {machine_facts()}; {args.workers} workers, hit ratio {args.hit_ratio:.0%}, "
-            f"embedded default otherwise (SQLite Control DB, btrfs store, process runtime).\n\n"
-            f"{results(samples, org_names, clients, args.seconds, elapsed)}\n")
-    write_outputs(args.out, "load", text, chart=lambda path: write_chart(samples, org_names, path), samples=samples)
-    return 1 if any(s.error for s in samples) else 0
+    samples, elapsed = runs["after"]
+    text = (f"Run {when}; {machine_facts()}; {args.workers} workers, hit ratio {args.hit_ratio:.0%}, warm pool "
+            f"{args.pool_size or 'off'}, embedded default otherwise (SQLite Control DB, btrfs store, process runtime)"
+            + (f"; before = the appliance of {args.baseline_rev}" if args.baseline_rev else "") + ".\n\n"
+            + comparison(runs, args) + "\n\nToday's appliance in detail:\n\n"
+            + f"{results(samples, org_names, clients, args.seconds, elapsed)}\n")
+    every = [s for run, _ in runs.values() for s in run]
+    stem = "load" + ("-hits" if args.hit_ratio >= 1.0 else "") + ("-pool" if args.pool_size else "")
+    write_outputs(args.out, stem, text, chart=lambda path: write_chart(samples, org_names, path), samples=every)
+    return 1 if any(s.error for s in every) else 0
 
 
 if __name__ == "__main__":

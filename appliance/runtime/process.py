@@ -43,6 +43,8 @@ from appliance.runtime.shared_memory import Segments, mapped_segments, remove_se
 from appliance.runtime.tenant_files import read_tail
 from appliance.shell import Runner
 
+STARTER_LOOKUP_AFTER_SECONDS = 0.05  # a postmaster writes its lock file within ms on an idle host
+
 # Paths end up inside the shell command pg_ctl builds (``-D "…"``, ``-l "…"``, ``-o …``) and
 # in Postgres's comma-separated socket list, so only plainly safe characters are accepted
 # (``checked_start``).
@@ -129,7 +131,7 @@ class ProcessRuntime(SharedRuntime):
         when that process has exited or ``start_timeout`` has passed, however slowly a busy
         machine lets it read its configuration."""
         started = time.monotonic()
-        starter = _started_for(pgdata)
+        starter: list[int] | None = None  # found only if the lock file is slow to come: a /proc scan costs ms
         while time.monotonic() - started < self.start_timeout:
             lines = postmaster_pid_lines(pgdata)
             if says_ready(lines):
@@ -137,10 +139,12 @@ class ProcessRuntime(SharedRuntime):
             if lines and lines[0].isdigit():
                 if not is_cluster_process(int(lines[0]), real_pgdata(pgdata)):
                     break  # the postmaster exited: the log says why
-            elif not any(_still_starting(pid, pgdata) for pid in starter):
-                break  # it died before writing its lock file (bad settings, port taken, ...)
+            elif time.monotonic() - started >= STARTER_LOOKUP_AFTER_SECONDS:
+                starter = _started_for(pgdata) if starter is None else starter
+                if not any(_still_starting(pid, pgdata) for pid in starter):
+                    break  # it died before writing its lock file (bad settings, port taken, ...)
             time.sleep(0.003)
-        for pid in starter:  # past the timeout and still not writing its lock file: nothing may stay
+        for pid in starter if starter is not None else _started_for(pgdata):  # past the timeout: nothing may stay
             if _still_starting(pid, pgdata):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)

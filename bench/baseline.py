@@ -1,0 +1,44 @@
+"""The code a bench compares against: an earlier revision of this repository, run in the same
+process tree as today's, so "before" and "after" are measured in one run on one machine.
+
+``checkout(rev, into)`` extracts the revision's packages (``git archive``; no work tree is
+touched). A process started with :func:`env` imports them first: the appliance (``python -m
+appliance.service.main``), its workers, and the CLI (:func:`cli_command`).
+"""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("appliance", "jobs")
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """The packages of ``rev`` under ``into/<rev>``; returns that directory."""
+    tree = into / f"rev-{rev}"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *PACKAGES], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    tree.chmod(0o755)
+    return tree
+
+
+def env(tree: Path) -> dict[str, str]:
+    """Environment entries that make a Python process import ``tree``'s packages before the
+    installed ones (the search path is read before installed finders are asked)."""
+    return {"PYTHONPATH": str(tree)}
+
+
+def cli_command(tree: Path) -> list[str]:
+    """A command that runs ``tree``'s ``sqlrs`` as its console script would."""
+    launcher = tree / "sqlrs"
+    launcher.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(tree)!r})\n"
+                        "from appliance.cli.main import main\nsys.exit(main())\n")
+    launcher.chmod(0o755)
+    return [str(launcher)]
