@@ -27,7 +27,7 @@ from appliance.storage.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-WAKEUP_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}  # a wake-up is a hint: never wait long
+WAKEUP_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}  # a wake-up is a hint: never wait long
 
 
 @dataclass

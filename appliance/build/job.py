@@ -221,13 +221,13 @@ class JobRun:
             task.finished_at = now
             if task.started_at is not None:
                 task.duration_seconds = (now - task.started_at).total_seconds()
-        with write_transaction(self.ctx.db):
+        with write_transaction(self.ctx.db):  # the row and its event in one commit
             task.save()
             if status == "succeeded":
                 counters.step_finished(task, plan_only=self.job.plan_only)
+            append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
+                         message=task.summary if status == "running" else None)
         log.debug("task %s", status)
-        append_event(self.job.job_id, "task", task_id=task.task_id, status=status,
-                     message=task.summary if status == "running" else None)
 
     def note(self, task: Task, message: str) -> None:
         """A log line in the job's event stream, under the task it concerns."""

@@ -9,13 +9,15 @@ latency up to the follower's slow poll, never an event.
 A process says where to publish once, when it builds its context (:func:`publish_with`);
 until then nothing is published. Announced inside a transaction, a wake-up waits for the
 outermost commit (``db.write_transaction`` calls :func:`flush`), so a woken follower finds the
-rows; a rolled-back transaction's wake-ups are dropped.
+rows; a rolled-back transaction's wake-ups are dropped. Publishing is done by a background
+thread of the process, so committing events never waits on Redis.
 """
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +26,11 @@ log = logging.getLogger(__name__)
 CHANNEL_PREFIX = "sqlrs:job-events:"
 CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
 
-MUTE_SECONDS = 5.0  # after a failed publish, publish nothing for this long (appends never wait on Redis)
-
 _redis: Callable[[], Any] | None = None
-_muted_until = 0.0
 _pending = threading.local()
+_outbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+_publisher_pid: int | None = None
+_publisher_lock = threading.Lock()
 
 
 def channel(job_id: str) -> str:
@@ -42,8 +44,8 @@ def job_of(channel_name: str | bytes) -> str:
 
 
 def publish_with(redis: Callable[[], Any] | None) -> None:
-    """Publish this process's wake-ups on the Redis ``redis()`` returns (asked at first use; give
-    it short socket timeouts: an append waits for its publish); None: publish nothing."""
+    """Publish this process's wake-ups on the Redis ``redis()`` returns (asked at first use);
+    None: publish nothing."""
     global _redis
     _redis = redis
 
@@ -54,14 +56,14 @@ def announce(job_id: str, *, in_transaction: bool) -> None:
     if in_transaction:
         _jobs().add(job_id)
     else:
-        _publish(job_id)
+        _send(job_id)
 
 
 def flush() -> None:
     """The outermost transaction committed: publish what was announced inside it."""
     jobs = _jobs()
     while jobs:
-        _publish(jobs.pop())
+        _send(jobs.pop())
 
 
 def discard() -> None:
@@ -75,12 +77,36 @@ def _jobs() -> set[str]:
     return _pending.jobs
 
 
-def _publish(job_id: str) -> None:
-    global _muted_until
-    if _redis is None or time.monotonic() < _muted_until:
+def _send(job_id: str) -> None:
+    if _redis is None:
         return
-    try:
-        _redis().publish(channel(job_id), b"")
-    except Exception as exc:  # a hint only: followers still poll
-        _muted_until = time.monotonic() + MUTE_SECONDS
-        log.debug("no wake-ups for %.0f s (job %s): %s", MUTE_SECONDS, job_id, exc)
+    _start_publisher()
+    _outbox.put(job_id)
+
+
+def _start_publisher() -> None:
+    """One publishing thread per process (started again in a forked child, which has none)."""
+    global _publisher_pid
+    if _publisher_pid == os.getpid():
+        return
+    with _publisher_lock:
+        if _publisher_pid != os.getpid():
+            threading.Thread(target=_publish_forever, name="sqlrs-wakeups", daemon=True).start()
+            _publisher_pid = os.getpid()
+
+
+def _publish_forever() -> None:
+    while True:
+        jobs = {_outbox.get()}
+        while not _outbox.empty():  # what queued up meanwhile goes in one round trip, once per job
+            jobs.add(_outbox.get_nowait())
+        redis = _redis
+        if redis is None:
+            continue
+        try:
+            pipe = redis().pipeline(transaction=False)
+            for job_id in jobs:
+                pipe.publish(channel(job_id), b"")
+            pipe.execute()
+        except Exception as exc:  # a hint only: followers still poll
+            log.debug("no wake-up for %d job(s): %s", len(jobs), exc)

@@ -68,11 +68,19 @@ async def test_a_stream_wakes_when_the_job_gets_an_event_in_another_thread(clien
     assert [line for line in lines if '"succeeded"' in line], lines
 
 
-def test_a_wake_up_announced_inside_a_transaction_waits_for_its_commit(ctx, running_job):
-    seen: list[str] = []
-    pubsub = ctx.redis.pubsub()
+def subscribed_to_wakeups(redis):
+    """A subscription to every job's wake-ups, with those already on their way drained."""
+    pubsub = redis.pubsub()
     pubsub.psubscribe(wakeups.CHANNEL_PATTERN)
     pubsub.get_message(timeout=5)  # the subscription's confirmation
+    while pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
+        pass  # the fixture's own event, published by the background thread
+    return pubsub
+
+
+def test_a_wake_up_announced_inside_a_transaction_waits_for_its_commit(ctx, running_job):
+    seen: list[str] = []
+    pubsub = subscribed_to_wakeups(ctx.redis)
 
     def next_wakeup():
         message = pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
@@ -87,9 +95,7 @@ def test_a_wake_up_announced_inside_a_transaction_waits_for_its_commit(ctx, runn
 
 
 def test_a_rolled_back_transaction_announces_nothing(ctx, running_job):
-    pubsub = ctx.redis.pubsub()
-    pubsub.psubscribe(wakeups.CHANNEL_PATTERN)
-    pubsub.get_message(timeout=5)
+    pubsub = subscribed_to_wakeups(ctx.redis)
     with pytest.raises(RuntimeError), write_transaction(ctx.db):
         append_event(running_job, "log", message="never")
         raise RuntimeError("rolled back")
