@@ -129,27 +129,28 @@ def print_delete_result(result: dict[str, Any], long: bool) -> None:
 
 # -- status --------------------------------------------------------------------------------
 def show_status(client: ApiClient, output: str) -> int:
+    """Health, readiness, and what the caller's org has now: jobs waiting or running, states and
+    their size, live instances. Read from the usage and cache summaries, never from the lists,
+    so it costs the same with a year of history."""
     health = client.get("/v1/health")
     ready = client.request("GET", "/v1/ready", ok=(200, 503)).json()
-    jobs, states, instances = client.get("/v1/prepare-jobs"), client.get("/v1/states"), client.get("/v1/instances")
-    counts = {
-        "jobs": len(jobs),
-        "jobs_active": sum(1 for j in jobs if j["status"] in ("queued", "running")),
-        "states": len(states),
-        "states_bytes": sum(s.get("size_bytes") or 0 for s in states),
-        "instances": len(instances),
-        "instances_active": sum(1 for i in instances if i["status"] == "active"),
-    }
+    org = client.get("/v1/whoami")["org"]
+    usage = client.get(f"/v1/orgs/{org}/usage")["usage"]
+    cache = client.get("/v1/cache/status")
+    counts = {"jobs_queued": usage["queued_jobs"], "jobs_running": usage["running_jobs"],
+              "states": cache["state_count"], "states_bytes": usage["state_bytes"],
+              "instances_live": usage["instances"]}
     if output == "json":
-        print_json({"url": client.url, "health": health, "ready": ready, "counts": counts})
+        print_json({"url": client.url, "org": org, "health": health, "ready": ready, "counts": counts})
     else:
         checks = ", ".join(f"{k} {v}" for k, v in (ready.get("checks") or {}).items())
         stdout_console().print(
             f"appliance  {client.url}  version {health.get('version', '?')}\n"
             f"ready      {'yes' if ready.get('ok') else 'NO'}  ({checks})\n"
-            f"jobs       {counts['jobs']} ({counts['jobs_active']} queued or running)\n"
-            f"states     {counts['states']} ({human_bytes(counts['states_bytes'])})\n"
-            f"instances  {counts['instances']} ({counts['instances_active']} active)")
+            f"org        {org}\n"
+            f"jobs       {counts['jobs_queued']} queued, {counts['jobs_running']} running\n"
+            f"states     {counts['states']} on this host ({human_bytes(counts['states_bytes'])} in all)\n"
+            f"instances  {counts['instances_live']} live", markup=False, highlight=False)
     return exit_codes.OK if ready.get("ok") else exit_codes.UNAVAILABLE
 
 

@@ -110,6 +110,36 @@ def test_cache_status_prints_usage_and_capacity(appliance, scripts):
     assert "usage" in sqlrs(appliance, "cache", "status", cwd=scripts).stdout
 
 
+def uploads(appliance) -> int:
+    return len(appliance.get("/v1/audit", params={"action": "source.uploaded", "limit": 1000}).json())
+
+
+def test_a_repeated_prepare_uploads_nothing_and_changed_files_are_uploaded(appliance, scripts):
+    args = ("prepare:psql", "--", "-f", "schema.sql", "-f", "data.sql")
+    assert sqlrs(appliance, *args, cwd=scripts).returncode == 0
+    before = uploads(appliance)
+    repeated = sqlrs(appliance, *args, cwd=scripts)
+    assert repeated.returncode == 0, repeated.stderr
+    assert uploads(appliance) == before
+    (scripts / "data.sql").write_text("insert into items values (1, 'one');\n")
+    changed = sqlrs(appliance, *args, cwd=scripts)
+    assert changed.returncode == 0, changed.stderr
+    assert uploads(appliance) == before + 1
+    assert psql(changed.stdout.strip().splitlines()[-1][len("DSN="):], "select count(*) from items").stdout.strip() == "1"
+
+
+def test_status_counts_what_the_org_has_now(appliance, scripts):
+    assert sqlrs(appliance, "prepare:psql", "--", "-f", "schema.sql", cwd=scripts).returncode == 0
+    result = sqlrs(appliance, "--output", "json", "status", cwd=scripts)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    live = [i for i in appliance.get("/v1/instances").json() if i["status"] == "active"]
+    assert status["org"] == "default" and status["ready"]["ok"] is True
+    assert status["counts"]["instances_live"] >= len(live) >= 1
+    assert status["counts"]["states"] >= 1 and status["counts"]["jobs_queued"] >= 0
+    assert "instances" in sqlrs(appliance, "status", cwd=scripts).stdout
+
+
 def liquibase_project(tmp_path: Path) -> Path:
     import shutil
     project = tmp_path / "shop"
