@@ -40,6 +40,12 @@ class InvalidArgument(ApplianceError):
     http_status = 400
 
 
+class InvalidCursor(InvalidArgument):
+    """A list's ``cursor`` that this list did not give out, for these filters."""
+
+    code = "invalid_cursor"
+
+
 class PayloadTooLarge(InvalidArgument):
     """Same stable code as any bad input; the status tells HTTP clients to stop retrying."""
 

@@ -61,6 +61,14 @@ ORG_HEADER_PARAMETER = {
 }
 
 
+PAGE_HEADERS = {
+    "Link": {"description": 'The next page, `<…>; rel="next"`; absent on the last page',
+             "schema": {"type": "string"}},
+    "Sqlrs-Next-Cursor": {"description": "The next page's `cursor`; absent on the last page",
+                          "schema": {"type": "string"}},
+}
+
+
 def _error_response(status: int) -> dict[str, Any]:
     return {"description": _ERRORS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -100,6 +108,10 @@ class ApplianceOpenAPIProvider(OpenAPIProvider):
             operation["requestBody"] = _RAW_BODIES[(method, rule.rule)]
         if not any(200 <= int(status) < 300 for status in responses):
             responses[200] = {"description": "OK"}  # a stream, text or a list without a model
+        if method == "GET" and any(p.get("name") == "cursor" for p in parameters):  # a paged list
+            ok = dict(responses.get(200) or responses.get("200") or {"description": "OK"})
+            ok["headers"] = PAGE_HEADERS
+            responses[200 if 200 in responses or "200" not in responses else "200"] = ok
         operation["responses"] = responses
         operation["parameters"] = parameters
         return operation

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from appliance.api.paging import PageQuery
 from appliance.ids import HEX_ID_PATTERN, ID_PREFIX_PATTERN, JOB_PREFIX_PATTERN, PROJECT_NAME_PATTERN, SOURCE_ID_PATTERN
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -188,17 +189,25 @@ class DeleteQuery(BaseModel):
     recurse: bool = False
 
 
-class JobListQuery(BaseModel):
+class JobListQuery(PageQuery):
     job: str | None = Field(None, pattern=JOB_PREFIX_PATTERN)
     status: TaskStatus | None = None
 
 
-class TaskListQuery(BaseModel):
+class TaskListQuery(PageQuery):
     job: str | None = Field(None, pattern=HEX_ID_PATTERN)
 
 
-class IdPrefixQuery(BaseModel):
+class IdPrefixQuery(PageQuery):
     id_prefix: str | None = Field(None, pattern=ID_PREFIX_PATTERN)
+
+
+class StateListQuery(IdPrefixQuery):
+    pass
+
+
+class InstanceListQuery(IdPrefixQuery):
+    pass
 
 
 class Health(BaseModel):

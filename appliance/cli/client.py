@@ -17,6 +17,7 @@ from appliance.cli.failures import ApiError, CliFailure
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 120.0  # uploads of large bundles take a while; events have no read timeout
+PAGE_ROWS = 1000  # the most a list answers at once
 
 __all__ = ["ApiClient", "ApiError", "CliFailure", "api_error"]
 
@@ -59,6 +60,20 @@ class ApiClient:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=_query(params)).json()
+
+    def get_all(self, path: str, *, at_most: int | None = None, **params: Any) -> list[Any]:
+        """The rows of a paged list, page after page (each page's ``Link: rel="next"``), up to
+        ``at_most`` rows (None: every row)."""
+        rows: list[Any] = []
+        query: dict[str, str] | None = _query({**params, "limit": PAGE_ROWS})
+        url = path
+        while True:
+            response = self.request("GET", url, params=query)
+            rows += response.json()
+            following = response.links.get("next", {}).get("url")
+            if not following or (at_most is not None and len(rows) >= at_most):
+                return rows[:at_most] if at_most is not None else rows
+            url, query = following, None  # the link carries the filters and the cursor
 
     def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body).json()

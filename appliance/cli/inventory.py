@@ -26,15 +26,14 @@ MAX_JOB_ID = 32
 
 
 # -- ls ------------------------------------------------------------------------------------
-def list_objects(client: ApiClient, what: str, job: str | None, output: str, long: bool) -> int:
-    if what == "tasks":
-        rows = client.get("/v1/tasks", job=job)
-    elif what == "jobs":
-        rows = client.get("/v1/prepare-jobs", job=job)
-    elif what == "states":
-        rows = client.get("/v1/states")
-    else:
-        rows = client.get("/v1/instances")
+LIST_PATHS = {"tasks": "/v1/tasks", "jobs": "/v1/prepare-jobs", "states": "/v1/states", "instances": "/v1/instances"}
+
+
+def list_objects(client: ApiClient, what: str, job: str | None, output: str, long: bool,
+                 at_most: int | None = None) -> int:
+    """Every row (page after page), or the first ``at_most``; a state tree always needs them all."""
+    filters = {"job": job} if what in ("tasks", "jobs") else {}
+    rows = client.get_all(LIST_PATHS[what], at_most=None if what == "states" else at_most, **filters)
     if output == "json":
         print_json(rows)
         return exit_codes.OK

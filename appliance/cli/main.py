@@ -267,13 +267,15 @@ def cancel(cfg: CliConfig, job_id: str) -> None:
 @click.option("--jobs", "what", flag_value="jobs", help="Prepare jobs.")
 @click.option("--tasks", "what", flag_value="tasks", help="Tasks (of one job with --job).")
 @click.option("--job", metavar="JOB", help="Only this job (a job id prefix for --jobs, a full id for --tasks).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+              help="At most N rows, oldest first (default: all; the state tree is always whole).")
 @_long
 @click.pass_obj
-def ls(cfg: CliConfig, what: str, job: str | None, long: bool) -> None:
+def ls(cfg: CliConfig, what: str, job: str | None, limit: int | None, long: bool) -> None:
     """List instances, states, jobs or tasks."""
     from appliance.cli.inventory import list_objects
     with _client(cfg) as client:
-        sys.exit(list_objects(client, what, job, cfg.output, long))
+        sys.exit(list_objects(client, what, job, cfg.output, long, at_most=limit))
 
 
 @cli.command()

@@ -89,7 +89,7 @@ def run_psql(client: ApiClient, instance_ref: str | None, psql_args: list[str]) 
     if instance_ref:
         instance = client.get(f"/v1/instances/{instance_ref}")
     else:
-        instance = newest_active_instance(client.get("/v1/instances"))
+        instance = newest_active_instance(client.get_all("/v1/instances"))
     if instance.get("status") != "active" or not instance.get("dsn"):
         raise CliFailure("invalid_argument", f"instance {instance['instance_id']} is {instance.get('status')}"
                          " and has no DSN", exit_codes.USAGE)

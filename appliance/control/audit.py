@@ -8,6 +8,8 @@ import datetime as dt
 import json
 from typing import Any
 
+import peewee as pw
+
 from appliance.control.models import AuditEvent, utcnow
 
 
@@ -26,14 +28,14 @@ def instance_bound(job, instance, *, from_pool: bool) -> None:
            details={"job_id": job.job_id, "state_id": instance.state_id, "from_pool": from_pool})
 
 
-def events(*, org: str | None, since: dt.datetime | None = None, action: str | None = None,
-           limit: int = 1000) -> list[AuditEvent]:
-    """Oldest first; ``org`` None means every org (the global admin's view)."""
-    query = AuditEvent.select().order_by(AuditEvent.id).limit(limit)
+def events(*, org: str | None, since: dt.datetime | None = None, action: str | None = None) -> pw.ModelSelect:
+    """The audit rows these filters select, unordered (a list orders and pages them by id, which
+    is the order they were written in); ``org`` None means every org (the global admin's view)."""
+    query = AuditEvent.select()
     if org is not None:
         query = query.where(AuditEvent.org == org)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
     if action:
         query = query.where(AuditEvent.action == action)
-    return list(query)
+    return query

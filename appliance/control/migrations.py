@@ -157,6 +157,14 @@ def _v14_parked_jobs(db: pw.Database) -> None:
         apply(SchemaMigrator.from_database(db).add_column(table, "parked_on", pw.CharField(max_length=255, null=True)))
 
 
+def _v15_page_indexes(db: pw.Database) -> None:
+    """Keyset pages of an org's jobs and instances read an index in order (api.paging)."""
+    for model, columns in ((m.PrepareJob, ("org", "created_at", "job_id")),
+                           (m.Instance, ("org", "created_at", "instance_id"))):
+        table = model._meta.table_name
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_{'_'.join(columns)} ON {table} ({', '.join(columns)})")
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -186,6 +194,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (12, _v12_counters_retention_installation),
     (13, _v13_instance_teardown_retries),
     (14, _v14_parked_jobs),
+    (15, _v15_page_indexes),
 ]
 
 

@@ -124,7 +124,8 @@ class PrepareJob(BaseModel):
     parked_on = pw.CharField(max_length=255, null=True)  # queued, waiting for this build lock (orchestrator.parking)
 
     class Meta:
-        indexes = ((("status", "finished_at"), False),)  # what retention and the queue gauges read
+        indexes = ((("status", "finished_at"), False),  # what retention and the queue gauges read
+                   (("org", "created_at", "job_id"), False))  # a page of an org's jobs (api.paging)
 
 
 class Task(BaseModel):
@@ -232,7 +233,8 @@ class Instance(BaseModel):
     teardown_retry_at = pw.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("status",), False), (("job_id",), False))
+        indexes = ((("status",), False), (("job_id",), False),
+                   (("org", "created_at", "instance_id"), False))  # a page of an org's instances
 
 
 class CacheEviction(BaseModel):

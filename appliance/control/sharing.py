@@ -8,6 +8,8 @@ evicted while a grantee's clone or child depends on it.
 """
 from __future__ import annotations
 
+import peewee as pw
+
 from appliance.control.models import Instance, State, StateShare, utcnow
 from appliance.errors import InvalidArgument, NotFound
 from appliance.ids import valid_org
@@ -83,6 +85,8 @@ def unshare(org: str, state_id: str, grantee: str) -> None:
         raise NotFound(f"state {state_id} is not shared with {grantee}")
 
 
-def shares_of(org: str, state_id: str) -> list[StateShare]:
-    return list(StateShare.select().where((StateShare.org == org) & (StateShare.state_id == state_id)
-                                          & StateShare.revoked_at.is_null()).order_by(StateShare.created_at))
+def live_shares(org: str, state_id: str) -> pw.ModelSelect:
+    """The grants of ``org``'s state that are not revoked (unordered: a list pages them)."""
+    return StateShare.select().where((StateShare.org == org) & (StateShare.state_id == state_id)
+                                     & StateShare.revoked_at.is_null())
+

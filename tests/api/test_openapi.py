@@ -61,6 +61,16 @@ async def test_every_operation_documents_its_error_answers_with_the_error_schema
         assert any(status.startswith("2") for status in responses), (method, path)
 
 
+async def test_every_list_is_published_with_limit_cursor_and_the_next_page_headers(document):
+    paged = {path for path, operations in document["paths"].items()
+             if {"limit", "cursor"} <= {p["name"] for p in operations.get("get", {}).get("parameters", [])}}
+    assert paged == {"/v1/prepare-jobs", "/v1/tasks", "/v1/states", "/v1/instances", "/v1/audit", "/v1/projects",
+                     "/v1/states/{state_id}/shares"}
+    for path in paged:
+        ok = document["paths"][path]["get"]["responses"]["200"]
+        assert {"Link", "Sqlrs-Next-Cursor"} <= set(ok.get("headers", {})), path
+
+
 async def test_health_is_published_without_a_token_and_everything_else_with_one(document):
     assert document["security"] == [{"bearer": []}]
     assert document["paths"]["/v1/health"]["get"]["security"] == []

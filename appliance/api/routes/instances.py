@@ -8,8 +8,8 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listed, with_id_prefix
-from appliance.api.schemas import DeleteQuery, DeleteResult, ExtendRequest, IdPrefixQuery, InstanceEntry
+from appliance.api.listing import page_of, paged, with_id_prefix
+from appliance.api.schemas import DeleteQuery, DeleteResult, ExtendRequest, InstanceEntry, InstanceListQuery
 from appliance.control import quotas
 from appliance.control.models import Instance, utcnow
 from appliance.control.scope import OrgScope
@@ -32,16 +32,14 @@ def find_instance(s: OrgScope, ref: str) -> Instance:
 
 
 @blueprint.get("/v1/instances")
-@validate_querystring(IdPrefixQuery)
+@validate_querystring(InstanceListQuery)
 @document_response(list[InstanceEntry])
-async def list_instances(query_args: IdPrefixQuery):
-    s = scope()
-
-    def rows():
-        q = s.select(Instance).where(Instance.status.not_in(UNBOUND)).order_by(Instance.created_at)
-        q = with_id_prefix(q, Instance.instance_id, query_args.id_prefix)
-        return [serializers.instance_entry(i, g.principal) for i in q]
-    return await listed(rows)
+async def list_instances(query_args: InstanceListQuery):
+    s, principal = scope(), g.principal
+    q = with_id_prefix(s.select(Instance).where(Instance.status.not_in(UNBOUND)), Instance.instance_id,
+                       query_args.id_prefix)
+    return await paged(page_of(q, (Instance.created_at, Instance.instance_id), lambda i: (i.created_at, i.instance_id),
+                               query_args, lambda i: serializers.instance_entry(i, principal)), query_args)
 
 
 @blueprint.get("/v1/instances/<ref>")

@@ -8,7 +8,7 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from appliance.api import serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listed, with_id_prefix
+from appliance.api.listing import page_of, paged, with_id_prefix
 from appliance.api.schemas import (
     DeleteQuery,
     DeleteResult,
@@ -65,13 +65,11 @@ async def _after_admission(ctx, job_id: str) -> None:
 @document_response(list[PrepareJobEntry])
 async def list_jobs(query_args: JobListQuery):
     s = scope()
-
-    def rows():
-        q = with_id_prefix(s.select(PrepareJob).order_by(PrepareJob.created_at), PrepareJob.job_id, query_args.job)
-        if query_args.status:
-            q = q.where(PrepareJob.status == query_args.status)
-        return [serializers.job_entry(job) for job in q]
-    return await listed(rows)
+    q = with_id_prefix(s.select(PrepareJob), PrepareJob.job_id, query_args.job)
+    if query_args.status:
+        q = q.where(PrepareJob.status == query_args.status)
+    return await paged(page_of(q, (PrepareJob.created_at, PrepareJob.job_id), lambda j: (j.created_at, j.job_id),
+                               query_args, serializers.job_entry), query_args)
 
 
 @blueprint.get("/v1/prepare-jobs/<job_id>")
@@ -114,10 +112,9 @@ async def job_events(job_id: str):
 @document_response(list[TaskEntry])
 async def list_tasks(query_args: TaskListQuery):
     s = scope()
-
-    def rows():
-        q = s.tasks(Task, PrepareJob.job_id).order_by(PrepareJob.created_at, Task.position)
-        if query_args.job:
-            q = q.where(PrepareJob.job_id == query_args.job)
-        return [serializers.task_entry(t, t.job.job_id) for t in q]
-    return await listed(rows)
+    q = s.tasks(Task, PrepareJob.job_id, PrepareJob.created_at)
+    if query_args.job:
+        q = q.where(PrepareJob.job_id == query_args.job)
+    return await paged(page_of(q, (PrepareJob.created_at, PrepareJob.job_id, Task.position),
+                               lambda t: (t.job.created_at, t.job.job_id, t.position), query_args,
+                               lambda t: serializers.task_entry(t, t.job.job_id)), query_args)

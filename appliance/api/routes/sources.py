@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from quart import Blueprint, g, request
-from quart_schema import validate_request, validate_response
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from appliance.api import serializers
 from appliance.api.app import call, context, scope
-from appliance.api.listing import listed
+from appliance.api.listing import page_of, paged
+from appliance.api.paging import PageQuery
 from appliance.api.schemas import ProjectEntry, ProjectRequest, SourceAccepted
 from appliance.control.models import Project
 from appliance.errors import InvalidArgument
@@ -40,6 +41,7 @@ async def create_project(data: ProjectRequest):
 
 
 @blueprint.get("/v1/projects")
-async def list_projects():
-    s = scope()
-    return await listed(lambda: [_project_entry(p) for p in s.select(Project)])
+@validate_querystring(PageQuery)
+async def list_projects(query_args: PageQuery):
+    query = scope().select(Project)
+    return await paged(page_of(query, (Project.name,), lambda p: (p.name,), query_args, _project_entry), query_args)

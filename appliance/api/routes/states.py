@@ -6,28 +6,32 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from appliance.api import serializers
+from appliance.api import paging, serializers
 from appliance.api.app import call, context, deletion_response, scope
-from appliance.api.listing import listed, with_id_prefix
-from appliance.api.schemas import DeleteQuery, DeleteResult, IdPrefixQuery, StateEntry
+from appliance.api.listing import page_of, paged, with_id_prefix
+from appliance.api.schemas import DeleteQuery, DeleteResult, StateEntry, StateListQuery
 from appliance.control import sharing
-from appliance.control.models import Instance, State
+from appliance.control.models import Instance, State, StateShare
 from appliance.control.scope import OrgScope
-from appliance.errors import NotFound, PermissionDenied
+from appliance.errors import InvalidCursor, NotFound, PermissionDenied
 from appliance.ids import ORG_PATTERN, valid_org
 from appliance.orchestrator import deletion
 
 blueprint = Blueprint("states", __name__)
 
 
-def _refcounts(s: OrgScope) -> dict[str, int]:
+def _refcounts(s: OrgScope, state_ids: list[str] | None = None) -> dict[str, int]:
+    """Children and live instances of each state (of ``state_ids`` only, when given)."""
     counts: dict[str, int] = {}
     children = (s.select(State, State.parent_state_id, pw.fn.COUNT(State.state_id.distinct()).alias("n"))
                 .where(State.parent_state_id.is_null(False)).group_by(State.parent_state_id))
-    for row in children:
-        counts[row.parent_state_id] = counts.get(row.parent_state_id, 0) + row.n
     users = (s.select(Instance, Instance.state_id, pw.fn.COUNT(Instance.instance_id).alias("n"))
              .where(Instance.status.in_(["starting", "active"])).group_by(Instance.state_id))
+    if state_ids is not None:
+        children = children.where(State.parent_state_id.in_(state_ids))
+        users = users.where(Instance.state_id.in_(state_ids))
+    for row in children:
+        counts[row.parent_state_id] = counts.get(row.parent_state_id, 0) + row.n
     for row in users:
         counts[row.state_id] = counts.get(row.state_id, 0) + row.n
     return counts
@@ -70,24 +74,67 @@ def own_state(s: OrgScope, ref: str) -> State:
 
 
 @blueprint.get("/v1/states")
-@validate_querystring(IdPrefixQuery)
+@validate_querystring(StateListQuery)
 @document_response(list[StateEntry])
-async def list_states(query_args: IdPrefixQuery):
+async def list_states(query_args: StateListQuery):
+    """The org's own states (oldest first, a state once whatever its copies), then the states
+    other orgs shared with it; paged over both."""
     s = scope()
 
-    def rows():
-        q = with_id_prefix(s.select(State).order_by(State.created_at), State.state_id, query_args.id_prefix)
-        counts = _refcounts(s)
-        copies: dict[str, list[State]] = {}
-        for row in q:
-            copies.setdefault(row.state_id, []).append(row)
-        entries = [serializers.state_entry(c, counts.get(state_id, 0)) for state_id, c in copies.items()]
-        shared: dict[str, list[State]] = {}
-        for row in s.shared_states().order_by(State.created_at):
-            if row.state_id not in copies and row.state_id.startswith((query_args.id_prefix or "").lower()):
-                shared.setdefault(row.state_id, []).append(row)
-        return entries + [serializers.state_entry(c, 0, shared_from=c[0].org) for c in shared.values()]
-    return await listed(rows)
+    def rows() -> tuple[list[dict], str | None]:
+        made_for = paging.fingerprint(query_args.model_dump())
+        phase, key = OWN, None
+        if query_args.cursor:
+            phase, *key = paging.decode_cursor(query_args.cursor, made_for, 3)
+        if phase not in (OWN, SHARED):
+            raise InvalidCursor("the cursor is not one this list gave out")
+        entries: list[dict] = []
+        keys: list[tuple] = []  # each entry's place in the order: (phase, first copy's creation, state id)
+        wanted = query_args.limit + 1
+        if phase == OWN:
+            own = _state_ids(s.select(State), query_args.id_prefix, key, wanted)
+            counts = _refcounts(s, [state_id for state_id, _ in own])
+            copies = _copies(s.select(State), [state_id for state_id, _ in own])
+            entries += [serializers.state_entry(copies[state_id], counts.get(state_id, 0)) for state_id, _ in own]
+            keys += [(OWN, first, state_id) for state_id, first in own]
+            key = None
+        if len(entries) < wanted:
+            mine = s.select(State, State.state_id)
+            shared = _state_ids(s.shared_states().where(State.state_id.not_in(mine)), query_args.id_prefix, key,
+                                wanted - len(entries))
+            copies = _copies(s.shared_states(), [state_id for state_id, _ in shared])
+            entries += [serializers.state_entry(copies[state_id], 0, shared_from=copies[state_id][0].org)
+                        for state_id, _ in shared]
+            keys += [(SHARED, first, state_id) for state_id, first in shared]
+        if len(entries) <= query_args.limit:
+            return entries, None
+        return entries[: query_args.limit], paging.encode_cursor(keys[query_args.limit - 1], made_for)
+    return await paged(rows, query_args)
+
+
+OWN, SHARED = 0, 1
+
+
+def _first_created():
+    return pw.fn.MIN(State.created_at)
+
+
+def _state_ids(query: pw.ModelSelect, id_prefix: str | None, key: list | None, limit: int) -> list[tuple[str, object]]:
+    """(state id, its first copy's creation) of the states ``query`` finds, in that order, after ``key``."""
+    first = _first_created()
+    ids = with_id_prefix(query.select(State.state_id, first.alias("first")), State.state_id, id_prefix)
+    ids = ids.group_by(State.state_id)
+    if key:
+        ids = ids.having(paging.after((first, State.state_id), key))
+    return [(row.state_id, row.first) for row in ids.order_by(first, State.state_id).limit(limit)]
+
+
+def _copies(query: pw.ModelSelect, state_ids: list[str]) -> dict[str, list[State]]:
+    copies: dict[str, list[State]] = {}
+    for row in query.where(State.state_id.in_(state_ids)).order_by(State.created_at):
+        copies.setdefault(row.state_id, []).append(row)
+    return copies
+
 
 
 @blueprint.get("/v1/states/<state_id>")
@@ -135,10 +182,14 @@ def _share_entry(row) -> dict:
 
 
 @blueprint.get("/v1/states/<state_id>/shares")
+@validate_querystring(paging.PageQuery)
 @document_response(list[ShareEntry])
-async def list_shares(state_id: str):
+async def list_shares(state_id: str, query_args: paging.PageQuery):
     s = scope()
-    return await listed(lambda: [_share_entry(r) for r in sharing.shares_of(s.org, own_state(s, state_id).state_id)])
+    state = await call(own_state, s, state_id)
+    query = sharing.live_shares(s.org, state.state_id)
+    return await paged(page_of(query, (StateShare.created_at, StateShare.grantee), lambda r: (r.created_at, r.grantee),
+                               query_args, _share_entry), query_args)
 
 
 @blueprint.post("/v1/states/<state_id>/shares")
