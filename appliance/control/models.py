@@ -124,7 +124,8 @@ class PrepareJob(BaseModel):
     parked_on = pw.CharField(max_length=255, null=True)  # queued, waiting for this build lock (orchestrator.parking)
 
     class Meta:
-        indexes = ((("status", "finished_at"), False),  # what retention and the queue gauges read
+        indexes = ((("status", "finished_at"), False),  # what the queue gauges read
+                   (("finished_at",), False),  # what retention prunes, oldest first
                    (("org", "created_at", "job_id"), False))  # a page of an org's jobs (api.paging)
 
 

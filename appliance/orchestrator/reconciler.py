@@ -305,6 +305,17 @@ def _stop_unowned_servers(ctx: AppContext, report: ReconcileReport) -> None:
             log.warning("could not stop the orphaned server on %s: %s", path, exc)
 
 
+def _known_states(host: str, state_ids: set[str], chunk: int = 500) -> set[tuple[str, str]]:
+    """Which of the states found on disk have a row here: asked for those only, so a pass costs
+    what the store holds, not what the Control DB remembers."""
+    known: set[tuple[str, str]] = set()
+    ordered = sorted(state_ids)
+    for start in range(0, len(ordered), chunk):
+        known |= set(State.select(State.org, State.state_id).where(
+            (State.host == host) & State.state_id.in_(ordered[start:start + chunk])).tuples())
+    return known
+
+
 def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: float) -> None:
     def unclaimed_for_long(path) -> bool:
         # ctime, not mtime: copies keep the source's mtime, but the rename into place sets ctime.
@@ -329,9 +340,9 @@ def _remove_orphans_on_disk(ctx: AppContext, report: ReconcileReport, grace: flo
         if volume_id not in known_volumes and unclaimed_for_long(path):
             ctx.runtime.stop(path, mode="immediate")
             remove(path, ctx.store.destroy_volume, org, volume_id)
-    known_states = {(s.org, s.state_id) for s in State.select(State.org, State.state_id)
-                    .where(State.host == ctx.host)}
-    for org, state_id in ctx.store.list_states():
+    on_disk = list(ctx.store.list_states())
+    known_states = _known_states(ctx.host, {state_id for _, state_id in on_disk})
+    for org, state_id in on_disk:
         path = ctx.store.state_path(org, state_id)
         if ((org, state_id) not in known_states and unclaimed_for_long(path)
                 and not being_built("state", org, state_id)):

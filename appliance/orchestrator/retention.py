@@ -58,8 +58,8 @@ def prunable_jobs(cutoff: dt.datetime, limit: int) -> pw.ModelSelect:
     live_instance = Instance.select(Instance.instance_id).where(
         (Instance.job_id == PrepareJob.job_id) & Instance.status.not_in(ENDED_INSTANCE))
     running_task = Task.select(Task.id).where((Task.job == PrepareJob.job_id) & (Task.status == "running"))
-    return (PrepareJob.select(PrepareJob.job_id)
-            .where(PrepareJob.status.in_(list(TERMINAL_STATUSES)) & (PrepareJob.finished_at < cutoff)
+    return (PrepareJob.select(PrepareJob.job_id)  # along the index on finished_at: only ended jobs have one
+            .where((PrepareJob.finished_at < cutoff) & PrepareJob.status.in_(list(TERMINAL_STATUSES))
                    & ~pw.fn.EXISTS(live_instance) & ~pw.fn.EXISTS(running_task))
             .order_by(PrepareJob.finished_at).limit(limit))
 
@@ -76,7 +76,7 @@ def _prune_jobs(cutoff: dt.datetime, limit: int) -> int:
 
 def _prune_audit(cutoff: dt.datetime, limit: int) -> int:
     doomed = [row_id for (row_id,) in AuditEvent.select(AuditEvent.id).where(AuditEvent.at < cutoff)
-              .order_by(AuditEvent.id).limit(limit).tuples()]
+              .order_by(AuditEvent.at).limit(limit).tuples()]  # oldest first, along the index on `at`
     if not doomed:
         return 0
     return AuditEvent.delete().where(AuditEvent.id.in_(doomed)).execute()
