@@ -45,7 +45,10 @@ def _counter(counted: dict, name: str, documentation: str, label: str) -> Counte
 
 
 class ControlDbCollector:
+    """Made for one scrape (``render``)."""
+
     def collect(self):
+        self._copies: dict[tuple[str, str], tuple[int, int]] | None = None
         counted = counters.read_all()
         yield from self._queues()
         yield from self._counters(counted)
@@ -91,14 +94,23 @@ class ControlDbCollector:
                            .where(Instance.status.in_(LIVE_INSTANCE) & (Instance.expires_at > utcnow()))
                            .group_by(Instance.org).tuples()):
             usage.setdefault(org, {})["instances"] = count
-        for org, total in State.select(State.org, pw.fn.SUM(State.size_bytes)).group_by(State.org).tuples():
-            usage.setdefault(org, {})["state_bytes"] = total or 0
+        for (org, _host), (_count, total) in self._state_copies().items():
+            counts = usage.setdefault(org, {})
+            counts["state_bytes"] = counts.get("state_bytes", 0) + total
         families = {n: GaugeMetricFamily(f"sqlrs_org_{n}", f"Per-org usage: {n.replace('_', ' ')}", labels=["org"])
                     for n in names}
         for org in sorted(usage):
             for name in names:
                 families[name].add_metric([org], usage[org].get(name, 0))
         yield from families.values()
+
+    def _state_copies(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(copies, bytes) per (org, host): one pass over the state table for the whole scrape."""
+        if self._copies is None:
+            self._copies = {(org, host): (count, int(total or 0)) for org, host, count, total in
+                            State.select(State.org, State.host, pw.fn.COUNT(State.id), pw.fn.SUM(State.size_bytes))
+                            .group_by(State.org, State.host).tuples()}
+        return self._copies
 
     def _gauges(self):
         jobs = GaugeMetricFamily("sqlrs_prepare_jobs", "Prepare jobs queued or running now", labels=["status"])
@@ -112,10 +124,13 @@ class ControlDbCollector:
         yield states
         copies = GaugeMetricFamily("sqlrs_state_copies", "State copies each host holds", labels=["host"])
         size = GaugeMetricFamily("sqlrs_state_bytes", "Bytes the state copies on each host refer to", labels=["host"])
-        for host, count, total in (State.select(State.host, pw.fn.COUNT(State.id), pw.fn.SUM(State.size_bytes))
-                                   .group_by(State.host).tuples()):
+        by_host: dict[str, tuple[int, int]] = {}
+        for (_org, host), (count, total) in self._state_copies().items():
+            seen, held = by_host.get(host, (0, 0))
+            by_host[host] = (seen + count, held + total)
+        for host, (count, total) in sorted(by_host.items()):
             copies.add_metric([host], count)
-            size.add_metric([host], total or 0)
+            size.add_metric([host], total)
         yield copies
         yield size
 
@@ -130,3 +145,4 @@ def render() -> bytes:
     registry = CollectorRegistry()
     registry.register(ControlDbCollector())
     return generate_latest(registry)
+
