@@ -79,6 +79,9 @@ class JobRun:
         self._import_considered = False
         self.server_logs: dict[str, bytes] = {}  # build clone -> its Postgres log, kept as artifacts
         self.kind = step_kind(job.prepare_kind)
+        # What a step kind learns in one task for a later one, in this process only: a job parked
+        # and resumed elsewhere starts without it, so a kind must manage without.
+        self.scratch: dict[str, object] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def execute(self) -> None:

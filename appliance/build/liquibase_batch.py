@@ -11,15 +11,17 @@ that instant would leave, with nothing to replay but the insert in flight). Then
 let through and the lock taken again, which waits until Liquibase
 has committed the row; the appliance reads that row.
 
-Each fork becomes the changeset's state in the background while Liquibase goes on: Postgres
-starts on it and recovers, the row Liquibase wrote is inserted as it was written, Liquibase's
-own lock row is released, the last applied changeset is checked against the plan, the build
-password removed, and the cluster stopped cleanly and snapshotted like any state. The last
-changeset of the run is snapshotted from the build cluster itself, as a one-changeset run is.
+Each fork becomes the changeset's state in the background while Liquibase goes on (a few forks
+at once, recorded in order): Postgres starts on it and recovers, the row Liquibase wrote is
+inserted as it was written, Liquibase's own lock row is released, the last applied changeset is
+checked against the plan, the build password removed, and the cluster stopped cleanly and
+snapshotted like any state. The last changeset of the run is snapshotted from the build cluster
+itself, as a one-changeset run is.
 
-Used where the changelog table exists already (the first changeset on a base creates it) and
-the storage driver can fork a volume in use (``forks_in_use``); anything else runs one
-``update-count --count=1`` per changeset (:func:`liquibase_steps.apply`).
+Used where the storage driver can fork a volume in use (``forks_in_use``) and the changelog
+table exists, or can be created on the base exactly as Liquibase would create it: with the
+statements its ``update-sql`` printed when this job planned. Anything else runs one
+``update-count --count=1`` per changeset (:func:`liquibase_steps.apply`) until the table exists.
 """
 from __future__ import annotations
 
@@ -30,12 +32,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import psycopg2
 
 from appliance import instances
 from appliance.build.liquibase_steps import (
+    TABLES_SQL,
     command_of,
     confined,
     connection,
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _CHANGESET_ROW = re.compile(r"^\s*INSERT\s+INTO\s+(\S+\.)?databasechangelog\b", re.I)
 _POLL_SECONDS = 0.005
+_SETTLERS = 3  # forks made into states at once
 
 
 def batch_of(run: JobRun, task: Task) -> list[Task]:
@@ -168,38 +173,51 @@ class Background:
 
 
 class ForkSettler:
-    """Turns forks into states, one at a time and in order, on its own thread."""
+    """Turns forks into states on threads of its own: up to ``_SETTLERS`` forks are started,
+    given their row, sealed and stopped at once (mostly waiting on processes), and their
+    snapshots are committed and recorded one at a time, in order, so a state is recorded only
+    after its parent and never after a fork before it failed."""
 
     def __init__(self, run: JobRun):
         self.run = run
         self.error: BaseException | None = None
+        self.pool = ThreadPoolExecutor(max_workers=_SETTLERS, thread_name_prefix="fork-settler")
         self.work: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def submit(self, task: Task, volume_id: str, row_insert: str, started: float) -> None:
-        self.work.put((task, volume_id, row_insert, started))
+        sealed = self.pool.submit(self._seal, task, volume_id, row_insert)
+        self.work.put((task, volume_id, sealed, started))
 
     def finish(self) -> None:
         self.work.put(None)
         self.thread.join()
+        self.pool.shutdown(wait=True)
         if self.error is not None:
             raise self.error
 
+    def _seal(self, task: Task, volume_id: str, row_insert: str) -> None:
+        if self.error is None:
+            seal_fork(self.run, task, volume_id, row_insert)
+
     def _loop(self) -> None:
         while (item := self.work.get()) is not None:
-            task, volume_id, row_insert, started = item
+            task, volume_id, sealed, started = item
             try:
+                sealed.result()
                 if self.error is None:
-                    settle(self.run, task, volume_id, row_insert, started)
+                    self.run.commit_and_record(task, volume_id, started)
+                    self.run.task_status(task, "succeeded")
             except BaseException as exc:
-                self.error = exc
+                self.error = self.error or exc
                 log.warning("could not turn the fork for %s into its state: %s", task.task_id, exc)
             finally:
                 self.run.release(volume_id)
 
 
-def settle(run: JobRun, task: Task, volume_id: str, row_insert: str, started: float) -> None:
+def seal_fork(run: JobRun, task: Task, volume_id: str, row_insert: str) -> None:
+    """A fork as its state is kept: recovered, the row Liquibase wrote in it, sealed, stopped."""
     ctx = run.ctx
     path = ctx.store.volume_path(run.org, volume_id)
     (pgdata_of(path) / "postmaster.pid").unlink(missing_ok=True)  # the running build server's
@@ -208,24 +226,36 @@ def settle(run: JobRun, task: Task, volume_id: str, row_insert: str, started: fl
     psql(run, endpoint, row_insert)
     seal(run, task, endpoint, reset_lock=True)
     ctx.runtime.stop(path, mode="fast")
-    run.commit_and_record(task, volume_id, started)
-    run.task_status(task, "succeeded")
 
 
 def apply(run: JobRun, tasks: list[Task]) -> bool:
     """Build ``tasks`` (consecutive, uncached, each locked by this job) with one Liquibase;
-    False, having changed nothing, when the changelog table does not exist yet."""
+    False, having changed nothing, when the changelog table does not exist and this job cannot
+    create it as Liquibase would."""
     build = run.build_cluster_at(tasks[0].input_kind, tasks[0].input_id)
     if build.password is None:
         open_for_liquibase(run, build)
     gate = ChangelogGate(build.running.port, build.password or "")  # open_for_liquibase set it
     try:
-        if not gate.table_exists():
+        if not gate.table_exists() and not _create_changelog_tables(run, tasks[0], build):
             return False
         _run_behind_gate(run, tasks, build, gate)
         return True
     finally:
         gate.close()
+
+
+def _create_changelog_tables(run: JobRun, task: Task, build: BuildCluster) -> bool:
+    """On a cluster at the base: Liquibase's tables, created with the statements its ``update-sql``
+    printed for them when this job planned (so the first changeset's row waits at the gate like
+    any other). Liquibase finds them as it would have made them, and leaves them be. False when
+    this process did not plan the job (a cached plan, a resumed job): nothing is created."""
+    sql = run.scratch.pop(TABLES_SQL, None)
+    if task.input_kind != "image" or not isinstance(sql, str):
+        return False
+    run.note(task, "liquibase: its tables created as its update-sql printed them")
+    psql(run, build.running, sql)  # one transaction, as the superuser Liquibase connects as
+    return True
 
 
 def _run_behind_gate(run: JobRun, tasks: list[Task], build: BuildCluster, gate: ChangelogGate) -> None:
@@ -266,9 +296,15 @@ def _run_behind_gate(run: JobRun, tasks: list[Task], build: BuildCluster, gate: 
     finally:
         gate.release()  # never leave Liquibase waiting on us
         liquibase.done.wait()
-        settler.finish()
+        try:
+            if done == len(tasks) and settler.error is None:  # while the last forks settle
+                _seal_build(run, tasks[-1], build)
+        finally:
+            settler.finish()
     if done == len(tasks):  # every row is written: even if Liquibase failed after that, all are kept
-        _finish_on_build(run, tasks[-1], build, started[-1])
+        run.commit_and_record(tasks[-1], build.volume_id, started[-1])
+        if tasks[-1].status != "succeeded":
+            run.task_status(tasks[-1], "succeeded")
         if liquibase.error is None:
             return
     failed = tasks[min(done, len(tasks) - 1)]  # the build cluster is past the last state: not kept
@@ -283,11 +319,9 @@ def _run_behind_gate(run: JobRun, tasks: list[Task], build: BuildCluster, gate: 
                      {"task_id": failed.task_id})
 
 
-def _finish_on_build(run: JobRun, task: Task, build: BuildCluster, started: float) -> None:
+def _seal_build(run: JobRun, task: Task, build: BuildCluster) -> None:
+    """The last changeset's state is the build cluster itself: sealed and stopped."""
     seal(run, task, build.running)
     build.password = None
     run.ctx.runtime.stop(build.path, mode="fast")
     build.endpoint = None
-    run.commit_and_record(task, build.volume_id, started)
-    if task.status != "succeeded":
-        run.task_status(task, "succeeded")

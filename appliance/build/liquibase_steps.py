@@ -23,12 +23,16 @@ from appliance.orchestrator.tasks import insert_tasks, step_rows
 from appliance.planning.liquibase.args import LiquibaseCommand, parse_liquibase_args
 from appliance.planning.liquibase.changelogs import read_entry
 from appliance.planning.liquibase.plans import PlannedChangeset, chain, plan_key
-from appliance.planning.liquibase.update_sql import Changeset
+from appliance.planning.liquibase.update_sql import Changeset, changelog_tables_sql, parse_update_sql
 from appliance.runtime.base import SUPERUSER, Endpoint
 from appliance.sources import local_source_root
 
 if TYPE_CHECKING:
     from appliance.build.job import BuildCluster, JobRun
+
+
+# In ``JobRun.scratch``: how Liquibase creates its tables, from this job's plan (see ``liquibase_batch``)
+TABLES_SQL = "liquibase_tables_sql"
 
 
 def command_of(run: JobRun) -> LiquibaseCommand:
@@ -64,11 +68,13 @@ def plan(run: JobRun, task: Task) -> None:
     build = run.build_cluster_at("image", job.resolved_image_id)
     run.note(task, f"liquibase {version} {ctx.liquibase.where}: update-sql {command.changelog_file}")
     try:
-        changesets = ctx.liquibase.plan(command, connection(build), cwd=cwd, cancel=run.cancelled,
-                                        timeout=ctx.settings.step_timeout_seconds, **confined(run))
+        output = ctx.liquibase.run(command, connection(build), cwd=cwd, sql_only=True, cancel=run.cancelled,
+                                   timeout=ctx.settings.step_timeout_seconds, **confined(run)).stdout
     except CommandFailed as exc:
         raise StepFailed.of_command(f"liquibase planning {command.changelog_file}", exc, liquibase_message(exc),
                                     task.task_id) from None
+    changesets = parse_update_sql(output)
+    run.scratch[TABLES_SQL] = changelog_tables_sql(output)
     if not changesets:
         raise StepFailed(f"liquibase has no changeset to apply from {command.changelog_file}",
                          {"task_id": task.task_id})

@@ -107,3 +107,25 @@ def _column(columns: str, values: str, name: str) -> str | None:
         return None
     cell = cells[names.index(name)]
     return cell[1:-1].replace("''", "'") if cell.startswith("'") else None
+
+
+_TABLES_STATEMENTS = (
+    re.compile(r"^CREATE TABLE (\w+\.)?databasechangeloglock \([^;]*\);$", re.M | re.I),
+    re.compile(r"^INSERT INTO (\w+\.)?databasechangeloglock \(ID, LOCKED\) VALUES \(1, FALSE\);$", re.M | re.I),
+    re.compile(r"^CREATE TABLE (\w+\.)?databasechangelog \([^;]*\);$", re.M | re.I),
+)
+
+
+def changelog_tables_sql(output: str) -> str | None:
+    """What Liquibase runs to create its own tables (``databasechangeloglock`` with its one row,
+    ``databasechangelog``), as ``update-sql`` printed it before the first changeset; None unless
+    it printed exactly that (the tables existed already, or it spells them otherwise)."""
+    first = _HEADER.search(output)
+    preamble = output[:first.start()] if first else output
+    statements = []
+    for pattern in _TABLES_STATEMENTS:
+        matches = list(pattern.finditer(preamble))
+        if len(matches) != 1:
+            return None
+        statements.append(matches[0][0])
+    return "\n".join(statements)
