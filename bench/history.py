@@ -32,7 +32,9 @@ class History:
         return self.jobs * self.tasks_per_job
 
 
-EMPTY = History(jobs=0, states=0, audit_rows=0, instances=0)
+# The baseline: a first day, with a page's worth of each list (a list of none answers faster than
+# any page; what must not grow is the cost of a page as history piles up).
+FIRST_DAY = History(jobs=300, states=300, audit_rows=3000, instances=10, days=1)
 YEAR = History(jobs=100_000)  # 1 M tasks, 1 M events, 10 k states, 1 M audit rows
 
 

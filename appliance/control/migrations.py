@@ -158,11 +158,13 @@ def _v14_parked_jobs(db: pw.Database) -> None:
 
 
 def _v15_page_indexes(db: pw.Database) -> None:
-    """Keyset pages of an org's jobs and instances read an index in order (api.paging), and
-    retention finds the oldest ended jobs along one."""
+    """Keyset pages of an org's jobs, instances and states read an index in order (api.paging),
+    retention finds the oldest ended jobs along one, and a scrape sums state bytes from one."""
     for model, columns in ((m.PrepareJob, ("org", "created_at", "job_id")),
                            (m.PrepareJob, ("finished_at",)),
-                           (m.Instance, ("org", "created_at", "instance_id"))):
+                           (m.Instance, ("org", "created_at", "instance_id")),
+                           (m.State, ("org", "state_id", "created_at")),
+                           (m.State, ("org", "host", "size_bytes"))):
         table = model._meta.table_name
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_{'_'.join(columns)} ON {table} ({', '.join(columns)})")
 

@@ -196,7 +196,9 @@ class State(BaseModel):
     exported_at = pw.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("org", "state_id", "host"), True),)
+        indexes = ((("org", "state_id", "host"), True),
+                   (("org", "state_id", "created_at"), False),  # a page of an org's states (api.paging)
+                   (("org", "host", "size_bytes"), False))  # a scrape's copies and bytes per org and host
 
 
 class Volume(BaseModel):

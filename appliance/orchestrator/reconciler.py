@@ -265,8 +265,8 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
 
 
 def _release_unowned_volumes(ctx: AppContext, report: ReconcileReport) -> None:
-    live_jobs = {j.job_id for j in PrepareJob.select(PrepareJob.job_id)
-                 .where(PrepareJob.status.not_in(list(TERMINAL_STATUSES)))}
+    live_jobs = {j.job_id for j in PrepareJob.select(PrepareJob.job_id)  # along the status index
+                 .where(PrepareJob.status.in_(["queued", "running"]))}
     live_instances = {i.volume_id for i in Instance.select(Instance.volume_id)  # a teardown's are its own
                       .where(Instance.status.in_(["starting", "active", "pooled", "binding", "deleting",
                                                   instances.DELETE_REQUESTED]))}
