@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 import secrets
 import shutil
-from collections.abc import Callable
+import time
 from pathlib import Path
 
 from appliance.context import AppContext
@@ -93,27 +93,47 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
     return instance
 
 
-def bind_pooled(ctx: AppContext, instance: Instance, *, job_id: str | None, ttl_seconds: int,
-                name: str | None, alongside: Callable[[], None] | None = None) -> Instance:
-    """Hand a claimed pooled instance to its owner: fresh credentials, the owner's TTL and name.
+class PendingBind:
+    """A claimed pooled instance on its way to its owner: its new password is set in the
+    background from the moment this is made, while the caller records the bind (:meth:`record`,
+    in its own Control-DB transaction) and then waits for Postgres (:meth:`wait`) before committing.
+    (Setting it re-derives nothing, see ``admin_connections.store_verifier``; but it is a round
+    trip to another process, which the caller's writes need not wait for.)"""
 
-    ``alongside`` runs in the same Control-DB transaction while Postgres sets the password
-    (an ALTER ROLE re-derives the verifier's key, a few ms of the server's time), so a caller's
-    own records cost no extra wait; if the password cannot be set, that transaction rolls back."""
-    instance.password = ctx.runtime.new_password()
-    setting = _BINDS.submit(ctx.runtime.set_password, endpoint_of(ctx, instance), instance.password)
+    def __init__(self, ctx: AppContext, instance: Instance) -> None:
+        self.instance = instance
+        self.started = time.monotonic()
+        instance.password = ctx.runtime.new_password()
+        self._setting = _BINDS.submit(ctx.runtime.set_password, endpoint_of(ctx, instance), instance.password)
+
+    def record(self, *, job_id: str | None, ttl_seconds: int, name: str | None) -> None:
+        instance = self.instance
+        instance.status, instance.job_id, instance.name = "active", job_id, name
+        instance.created_at = utcnow()
+        instance.expires_at = instance.created_at + dt.timedelta(seconds=ttl_seconds)
+        instance.save()
+
+    def wait(self) -> float:
+        """Seconds since the bind began, once the password is set; raises if it could not be."""
+        self._setting.result()
+        return time.monotonic() - self.started
+
+    def abandon(self) -> None:
+        if not self._setting.done():
+            self._setting.cancel()
+
+
+def bind_pooled(ctx: AppContext, instance: Instance, *, job_id: str | None, ttl_seconds: int,
+                name: str | None) -> Instance:
+    """Hand a claimed pooled instance to its owner: fresh credentials, the owner's TTL and name
+    (recorded while Postgres sets the password; rolled back if it cannot)."""
+    pending = PendingBind(ctx, instance)
     try:
         with write_transaction(ctx.db):
-            instance.status, instance.job_id, instance.name = "active", job_id, name
-            instance.created_at = utcnow()
-            instance.expires_at = utcnow() + dt.timedelta(seconds=ttl_seconds)
-            instance.save()
-            if alongside is not None:
-                alongside()
-            setting.result()
+            pending.record(job_id=job_id, ttl_seconds=ttl_seconds, name=name)
+            pending.wait()
     finally:
-        if not setting.done():
-            setting.cancel()
+        pending.abandon()
     return instance
 
 

@@ -3,8 +3,10 @@ rows instead of hours through the API): jobs of several tasks and events each, s
 live instances, audit rows, and the counter rows those events would have raised.
 
 Jobs are spread over the last ``days`` (inside the default retention, so a reconciler pass
-prunes nothing): 0.1 % queued, 0.1 % running, 1 % failed, the rest succeeded. Rows belong to
-five orgs, ``org0`` … ``org4``.
+prunes nothing): 1 % failed, the rest succeeded, but the newest job queued and the one before it
+running, whatever the history (the length of the queue is load, not history). States form chains
+of ten in each org, each state on its parent as a prepare's steps are. Rows belong to five orgs,
+``org0`` … ``org4``.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def fill(db, engine: str, history: History) -> None:
 
     jobs, job_id = history.jobs, hex_id(engine, "i")
     when = days_ago(engine, f"{history.days}.0 * ({jobs} - i) / {max(jobs, 1)}")  # oldest first, up to now
-    status = ("CASE WHEN i % 1000 = 1 THEN 'queued' WHEN i % 1000 = 2 THEN 'running' "
+    status = (f"CASE WHEN i = {jobs} THEN 'queued' WHEN i = {jobs} - 1 THEN 'running' "
               "WHEN i % 100 = 3 THEN 'failed' ELSE 'succeeded' END")
     with write_transaction(db):
         Org.insert_many([{"slug": org} for org in ORGS]).on_conflict_ignore().execute()
@@ -84,9 +86,12 @@ def fill(db, engine: str, history: History) -> None:
                 f"SELECT {hex_id(engine, f'(i - 1) / {per} + 1')}, (i - 1) % {per}, "
                 f"{days_ago(engine, '1')}, 'log', null FROM ({series(engine, jobs * per)}) s")
         if history.states:
-            run("INSERT INTO state (org, state_id, image_id, prepare_kind, task_hash, size_bytes, host, "
-                "snapshot_seconds, created_at, last_used_at, use_count) "
-                f"SELECT 'org' || (i % 5), {hex_id(engine, 'i', 64)}, 'postgres:15', 'psql', 'h', 1048576, 'host-1', "
+            # older states have higher numbers; a parent is 5 older (the same org), every 50th five are roots
+            parent = f"CASE WHEN (i - 1) % 50 >= 45 THEN NULL ELSE {hex_id(engine, 'i + 5', 64)} END"
+            run("INSERT INTO state (org, state_id, parent_state_id, image_id, prepare_kind, task_hash, size_bytes, "
+                "host, snapshot_seconds, created_at, last_used_at, use_count) "
+                f"SELECT 'org' || (i % 5), {hex_id(engine, 'i', 64)}, {parent}, 'postgres:15', 'psql', 'h', 1048576, "
+                "'host-1', "
                 f"0.05, {days_ago(engine, '30.0 * i / ' + str(history.states))}, {days_ago(engine, '1')}, 1 "
                 f"FROM ({series(engine, history.states)}) s")
         if history.instances:

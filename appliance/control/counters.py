@@ -15,11 +15,17 @@ table beside the rows the events already write has neither problem.
 
 A histogram observation raises three rows: its bucket (the smallest bound at or above the
 value; buckets are stored non-cumulative and summed at scrape), ``_sum`` and ``_count``.
+Where one transaction records several events (a job answered at admission: its steps, its
+bind, its end), :func:`batched` adds them up and writes each row once, in one statement.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+
+from peewee import EXCLUDED
 
 from appliance.control.models import MetricCounter
 
@@ -36,10 +42,39 @@ def increment(name: str, labels: dict[str, str] | None = None, amount: float = 1
     """Raise ``name{labels}`` by ``amount`` (> 0). Call it inside the event's transaction."""
     if amount <= 0:
         return
-    key = _key(labels)
-    (MetricCounter.insert(name=name, labels=key, value=amount)
+    pending = getattr(_batch, "pending", None)
+    if pending is not None:
+        pending[(name, _key(labels))] = pending.get((name, _key(labels)), 0.0) + amount
+        return
+    _upsert({(name, _key(labels)): amount})
+
+
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Increments made in the block are summed per row and written when it ends, in one upsert
+    (rows in a fixed order, so concurrent batches cannot deadlock). Use it inside the events'
+    transaction; nothing is written if the block raises."""
+    if getattr(_batch, "pending", None) is not None:  # nested: the outer batch writes
+        yield
+        return
+    _batch.pending = {}
+    try:
+        yield
+        pending = _batch.pending
+    finally:
+        _batch.pending = None
+    if pending:
+        _upsert(pending)
+
+
+def _upsert(amounts: dict[tuple[str, str], float]) -> None:
+    rows = [{"name": name, "labels": key, "value": value} for (name, key), value in sorted(amounts.items())]
+    (MetricCounter.insert_many(rows)
      .on_conflict(conflict_target=[MetricCounter.name, MetricCounter.labels],
-                  update={MetricCounter.value: MetricCounter.value + amount})
+                  update={MetricCounter.value: MetricCounter.value + EXCLUDED.value})
      .execute())
 
 

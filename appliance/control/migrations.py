@@ -169,6 +169,11 @@ def _v15_page_indexes(db: pw.Database) -> None:
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_{'_'.join(columns)} ON {table} ({', '.join(columns)})")
 
 
+def _v16_first_copies_index(db: pw.Database) -> None:
+    """A page of an org's states walks its copies in creation order (api/routes/states.py)."""
+    db.execute_sql("CREATE INDEX IF NOT EXISTS state_org_created_at_state_id ON state (org, created_at, state_id)")
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -199,6 +204,7 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (13, _v13_instance_teardown_retries),
     (14, _v14_parked_jobs),
     (15, _v15_page_indexes),
+    (16, _v16_first_copies_index),
 ]
 
 

@@ -7,6 +7,7 @@ when the job is retried.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -22,8 +23,8 @@ from appliance.control.tenancy import check_may_serve
 from appliance.errors import InvalidArgument
 from appliance.orchestrator.events import append_event, append_events, event
 from appliance.orchestrator.kinds import PlannedPrepare, PrepareKind, Target, kind_of
-from appliance.orchestrator.placement import place
-from appliance.orchestrator.pooled_hits import bind_if_pooled
+from appliance.orchestrator.placement import Placement, place
+from appliance.orchestrator.pooled_hits import AdmissionBind, BindFailed, start_bind
 from appliance.orchestrator.queue import enqueue_token
 from appliance.orchestrator.tasks import admission_rows, insert_tasks, step_rows
 from appliance.planning.hashing import digest
@@ -48,7 +49,6 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     ttl = _instance_ttl(ctx, request.get("instance") or {})
     planned = plan_prepare(ctx, org, request)
     limits = None if request.get("plan_only") else quotas.check_admission(ctx.settings, org, ttl_seconds=ttl)
-    resolved_image, work_dir = planned.resolved_image, planned.work_dir
     plan_only = bool(request.get("plan_only"))
     signature = digest(("signature", planned.signature), ("plan_only", str(plan_only)))
 
@@ -58,25 +58,21 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     planned_here = planned.steps is not None
     # A plan-only job is finished here, unless a worker has yet to plan it.
     placement = None if plan_only and planned_here else place(ctx, org, planned.state_ids)
-    with write_transaction(ctx.db):
-        job = PrepareJob.create(
-            job_id=job_id, org=org, status="queued", prepare_kind=planned.kind,
-            image_id=request["image_id"], resolved_image_id=resolved_image, signature=signature,
-            plan_only=plan_only, request_json=json.dumps(request, sort_keys=True),
-            source_id=planned.source_id, work_dir=work_dir,
-            instance_ttl_seconds=ttl, instance_name=(request.get("instance") or {}).get("name"),
-            priority=int(request.get("priority") or 0), submitted_by=submitted_by,
-            host_id=placement.host_id if placement else None)
-        host = placement.host_id if placement else None
-        _record_tasks(job, org, kind, planned.steps, host)
-        append_events(job_id, [event("status", status="queued")] + (
-            [event("log", task_id="plan", message=f"placed on {placement.reason}")] if placement else []))
-        if plan_only and planned_here:
-            _finish_plan_only(job)
+    record = functools.partial(_record_job, ctx, org, request, planned, kind, job_id=job_id, signature=signature,
+                               plan_only=plan_only, placement=placement, ttl=ttl, submitted_by=submitted_by)
+    bind = None
     if (placement is not None and placement.host_id == ctx.host and planned.state_ids
             and placement.cached_steps == len(planned.state_ids)):
-        if _answered_from_warm_pool(ctx, job, planned.state_ids, limits):
-            return job
+        bind = start_bind(ctx, org, planned.state_ids, job_id=job_id, limits=limits)
+    if bind is not None:
+        try:
+            return record(bind=bind)
+        except BaseException as exc:  # nothing was recorded: the clone is not handed out
+            bind.abandon()
+            if not isinstance(exc, BindFailed):
+                raise
+            log.warning("job %s: binding from the warm pool at admission failed (%s); queueing it", job_id, exc)
+    job = record(bind=None)
     if placement is not None:
         try:
             enqueue_token(ctx.redis, placement.host_id, job_id)
@@ -85,12 +81,31 @@ def submit_prepare(ctx: AppContext, org: str, request: dict[str, Any], *, submit
     return job
 
 
-def _answered_from_warm_pool(ctx: AppContext, job: PrepareJob, state_ids: list[str], limits) -> bool:
-    try:
-        return bind_if_pooled(ctx, job, state_ids, limits)
-    except Exception as exc:  # the queue path still works: take it
-        log.warning("job %s: binding from the warm pool at admission failed (%s); queueing it", job.job_id, exc)
-        return False
+def _record_job(ctx: AppContext, org: str, request: dict[str, Any], planned: PlannedPrepare, kind: PrepareKind, *,
+                job_id: str, signature: str, plan_only: bool, placement: Placement | None, ttl: int,
+                submitted_by: str | None, bind: AdmissionBind | None) -> PrepareJob:
+    """The job, its tasks and its first events, in one transaction; a job answered from the
+    warm pool (``bind``) is recorded finished."""
+    host = placement.host_id if placement else None
+    with write_transaction(ctx.db):
+        job = PrepareJob.create(**{
+            "job_id": job_id, "org": org, "status": "queued", "prepare_kind": planned.kind,
+            "image_id": request["image_id"], "resolved_image_id": planned.resolved_image, "signature": signature,
+            "plan_only": plan_only, "request_json": json.dumps(request, sort_keys=True),
+            "source_id": planned.source_id, "work_dir": planned.work_dir, "instance_ttl_seconds": ttl,
+            "instance_name": (request.get("instance") or {}).get("name"),
+            "priority": int(request.get("priority") or 0), "submitted_by": submitted_by, "host_id": host,
+            **(bind.job_fields() if bind else {})})
+        rows = _task_rows(job, org, kind, planned.steps, host)
+        events = [event("status", status="queued")] + (
+            [event("log", task_id="plan", message=f"placed on {placement.reason}")] if placement else [])
+        if bind is not None:
+            events += bind.record(job, rows)
+        insert_tasks(rows)
+        append_events(job_id, events)
+        if plan_only and planned.steps is not None:
+            _finish_plan_only(job)
+    return job
 
 
 def _existing(org: str, state_ids: list[str], host: str | None) -> set[str]:
@@ -98,15 +113,13 @@ def _existing(org: str, state_ids: list[str], host: str | None) -> set[str]:
     return {state_id for copy_host, state_id in visible_copies(org, state_ids) if host in (None, copy_host)}
 
 
-def _record_tasks(job: PrepareJob, org: str, kind: PrepareKind, steps: list[PlannedStep] | None,
-                  host: str | None) -> None:
+def _task_rows(job: PrepareJob, org: str, kind: PrepareKind, steps: list[PlannedStep] | None,
+               host: str | None) -> list[dict[str, Any]]:
     rows = admission_rows(job, kind.plan_summary(steps))
     if steps is None:
-        rows += kind.worker_planning_rows(job, first_position=len(rows))
-    else:
-        existing = _existing(org, [step.state_id for step in steps], host)
-        rows += step_rows(job, steps, first_position=len(rows), exists=existing.__contains__)
-    insert_tasks(rows)
+        return rows + kind.worker_planning_rows(job, first_position=len(rows))
+    existing = _existing(org, [step.state_id for step in steps], host)
+    return rows + step_rows(job, steps, first_position=len(rows), exists=existing.__contains__)
 
 
 def _finish_plan_only(job: PrepareJob) -> None:

@@ -61,19 +61,25 @@ def pooled(org: str, state_id: str, host: str | None) -> list[Instance]:
     return list(query.order_by(Instance.created_at))
 
 
-def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds: int,
-          name: str | None, alongside=None) -> Instance | None:
-    """Bind a pooled instance of the state to a job, or None when the pool is empty;
-    ``alongside`` is recorded in the bind's transaction (see ``instances.bind_pooled``)."""
+def take(ctx: AppContext, org: str, state_id: str, *, job_id: str) -> Instance | None:
+    """Mark one pooled instance of the state ``binding`` for ``job_id``; None when the pool is
+    empty. The caller binds it (``instances.PendingBind``) or destroys it."""
     for candidate in pooled(org, state_id, ctx.host):
         taken = Instance.update(status=BINDING, job_id=job_id).where(
             (Instance.instance_id == candidate.instance_id) & (Instance.status == POOLED)).execute()
-        if not taken:
-            continue  # another prepare was faster: try the next one
-        candidate.status, candidate.job_id = BINDING, job_id
+        if taken:
+            candidate.status, candidate.job_id = BINDING, job_id
+            return candidate
+        # another prepare was faster: try the next one
+    return None
+
+
+def claim(ctx: AppContext, org: str, state_id: str, *, job_id: str, ttl_seconds: int,
+          name: str | None) -> Instance | None:
+    """Bind a pooled instance of the state to a job, or None when the pool is empty."""
+    while (candidate := take(ctx, org, state_id, job_id=job_id)) is not None:
         try:
-            return instances.bind_pooled(ctx, candidate, job_id=job_id, ttl_seconds=ttl_seconds, name=name,
-                                         alongside=alongside and (lambda: alongside(candidate)))  # noqa: B023
+            return instances.bind_pooled(ctx, candidate, job_id=job_id, ttl_seconds=ttl_seconds, name=name)
         except Exception as exc:  # a broken pooled clone must not fail the prepare: drop it, clone anew
             log.warning("pooled instance %s could not be bound (%s); discarding it", candidate.instance_id, exc)
             instances.destroy_instance(ctx, candidate)

@@ -53,3 +53,19 @@ async def test_a_queued_job_is_in_its_hosts_queue_gauge_and_the_live_gauges(ctx,
     assert m[("sqlrs_queue_oldest_age_seconds", (("host", job.host_id),))] >= 0
     assert m[("sqlrs_prepare_jobs", (("status", "queued"),))] == 1
     assert m[("sqlrs_org_queued_jobs", (("org", "default"),))] == 1
+
+
+def record_copy(org: str, state_id: str, host: str) -> None:
+    from appliance.control.models import State
+    State.create(org=org, state_id=state_id, image_id="postgres:15", prepare_kind="psql", task_hash="h",
+                 size_bytes=1000, host=host)
+
+
+async def test_a_state_is_counted_once_however_many_hosts_hold_a_copy(ctx, client):
+    for org, state_id in (("default", "a" * 64), ("default", "b" * 64), ("other", "a" * 64)):
+        record_copy(org, state_id, "host-1")
+    one_host = await scrape(client)
+    record_copy("default", "a" * 64, "host-2")
+    two_hosts = await scrape(client)
+    assert one_host[("sqlrs_states", ())] == two_hosts[("sqlrs_states", ())] == 3
+    assert two_hosts[("sqlrs_state_copies", (("host", "host-2"),))] == 1

@@ -3,6 +3,7 @@
 a clear 400 for a cursor the list did not give out."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -150,6 +151,17 @@ async def test_states_are_paged_once_each_whatever_their_copies_then_the_shared_
     got = await pages(client, "/v1/states", limit=2)
     assert ids(got, "state_id") == own + [shared]
     assert [len(rows) for rows, _ in got] == [2, 2, 2]
+
+
+async def test_a_state_is_paged_where_its_earliest_copy_was_made(client):
+    made = {}
+    for n, minutes in ((0, 3), (1, 1), (2, 2)):
+        made[n] = State.create(org="default", state_id=f"{n:064x}", image_id="postgres:15", prepare_kind="psql",
+                               task_hash="h", host="h1", created_at=SAME_TIME + dt.timedelta(minutes=minutes))
+    State.create(org="default", state_id=f"{0:064x}", image_id="postgres:15", prepare_kind="psql", task_hash="h",
+                 host="h2", created_at=SAME_TIME)  # the newest state's copy on another host is the oldest copy
+    got = await pages(client, "/v1/states", limit=1)
+    assert ids(got, "state_id") == [f"{n:064x}" for n in (0, 1, 2)]
 
 
 async def test_instances_are_paged(client):

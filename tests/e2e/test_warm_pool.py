@@ -1,12 +1,16 @@
 """The warm pool in a real appliance: cache hits bind running clones with fresh credentials."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.support.appliance import appliance_on
+from tests.support.polling import wait_until
 from tests.support.prepares import executes
 from tests.support.psql import psql
 
@@ -84,3 +88,38 @@ def test_a_full_hit_with_a_pooled_clone_is_answered_by_the_post_itself(appliance
     while "report.json" not in {a["name"] for a in appliance.get(f"/v1/prepare-jobs/{status['job_id']}/artifacts").json()}:
         assert time.monotonic() < deadline, "no report"
         time.sleep(0.2)
+
+
+def pooled_postmasters(appliance) -> list[tuple[Path, int]]:
+    """(volume, postmaster pid) of the running clones no listed instance owns, newest first."""
+    owned = {i["port"] for i in appliance.get("/v1/instances").json()}
+    running = []
+    for volume in (appliance.data_dir / "store" / "orgs").glob("*/volumes/*"):
+        pid_file = volume / "pgdata" / "postmaster.pid"
+        try:
+            lines, mtime = pid_file.read_text().splitlines(), pid_file.stat().st_mtime
+        except OSError:
+            continue
+        if len(lines) > 3 and int(lines[3]) not in owned:
+            running.append((mtime, volume, int(lines[0])))
+    return [(volume, pid) for _, volume, pid in sorted(running, reverse=True)]
+
+
+def test_a_pooled_clone_that_cannot_be_bound_leaves_the_hit_to_the_queue(appliance, scripts):
+    args = ["-f", "schema.sql", "-f", "more.sql"]
+    before = settled_pooled_total(appliance)
+    appliance.prepare(args, scripts)
+    wait_for_pooled(appliance, before + 2)
+    broken = pooled_postmasters(appliance)[:2]  # this test's state is the last one pooled
+    for _, pid in broken:
+        os.kill(pid, signal.SIGKILL)
+    response = appliance.submit(args, scripts)
+    assert response.status_code == 201 and response.json()["status"] == "queued"  # not answered at admission
+    assert f"job {response.json()['job_id']}: binding from the warm pool at admission failed" in appliance.log_text()
+    status = appliance.wait(response.json()["job_id"])
+    assert status["status"] == "succeeded"
+    assert psql(status["result"]["dsn"], "select count(*) from items").stdout.strip() == "0"
+    messages = [e.get("message") or "" for e in appliance.events(status["job_id"])]
+    assert "warm pool: bound a running clone" not in messages
+    assert status["result"]["instance_id"] not in {v.name for v, _ in broken}
+    wait_until(lambda: not any(volume.exists() for volume, _ in broken), 30, "the broken clones to be removed")

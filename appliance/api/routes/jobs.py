@@ -39,14 +39,20 @@ def _job(s: OrgScope, job_id: str) -> PrepareJob:
 @validate_request(PrepareJobRequest)
 @validate_response(PrepareJobAccepted, 201)
 async def create_job(data: PrepareJobRequest):
-    check_priority(context().settings, g.principal, data.priority)
-    job = await call(submit_prepare, context(), g.principal.org, data.model_dump(exclude_none=True),
-                     submitted_by=g.principal.subject)
+    principal, ctx = g.principal, context()
+    check_priority(ctx.settings, principal, data.priority)
+
+    def admit() -> tuple[PrepareJob, dict | None]:
+        job = submit_prepare(ctx, principal.org, data.model_dump(exclude_none=True), submitted_by=principal.subject)
+        bound = job.status == "succeeded" and not job.plan_only  # from the warm pool, at admission
+        return job, serializers.job_result(job, principal) if bound else None
+
+    job, result = await call(admit)
     url = f"/v1/prepare-jobs/{job.job_id}"
     body = {"job_id": job.job_id, "status": job.status, "status_url": url, "events_url": f"{url}/events"}
-    if job.status == "succeeded" and not job.plan_only:  # bound from the warm pool at admission
-        body["result"] = await call(serializers.job_result, job, g.principal)
-        current_app.add_background_task(_after_admission, context(), job.job_id)
+    if result is not None:
+        body["result"] = result
+        current_app.add_background_task(_after_admission, ctx, job.job_id)
     return body, 201, {"Location": url}
 
 
