@@ -12,6 +12,9 @@ noise hits every series alike, and for each version:
   and, from the API-level hit, the time from POST to its 201 (with the DSN, when the warm pool
   answers at admission).
 Plus the interpreter's own start (`python3 -c pass`), the floor under any Python command here.
+Each version's `sqlrs` is installed from its package into a virtual environment of its own, as a
+user's machine has it (--cli-from venv, the default), so neither carries this checkout's editable
+finder nor the start-up hooks of the site's own Python.
 Every instance is deleted before the next round. It is a benchmark, not a test: `make cli-bench`
 (as root: it mounts btrfs images).
 """
@@ -113,6 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--small-only", action="store_true", help="a 5 MB state instead of 1 GiB (a quick look)")
     p.add_argument("--pool-size", type=int, default=0, help="warm pool size (0: every hit clones and starts)")
     p.add_argument("--baseline-rev", default=BASELINE_REV, help="the git revision whose CLI is 'before'")
+    p.add_argument("--cli-from", choices=("venv", "checkout"), default="venv",
+                   help="venv: each version's sqlrs installed from its package into a virtual environment, as "
+                        "users get it (default); checkout: today's installed script and the baseline's sources")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     return p.parse_args(argv)
 
@@ -124,7 +130,9 @@ def render(series: dict[str, Series], args, store: str, state_bytes: int, second
     target = TARGET_POOLED_CLI_SECONDS if args.pool_size else TARGET_CLI_SECONDS
     lines = [f"Run {dt.datetime.now():%Y-%m-%d %H:%M}, {seconds:.0f} s in all; {machine_facts()}; store {store}; "
              f"state {state_bytes / ONE_GIB:.2f} GiB; warm pool {args.pool_size or 'off'}; {args.hits} rounds; "
-             f"before = appliance and CLI of {args.baseline_rev}.", "",
+             f"before = appliance and CLI of {args.baseline_rev}; each `sqlrs` "
+             + ("installed from its version's package into a virtual environment of its own."
+                if args.cli_from == "venv" else "run from this checkout."), "",
              "| series | before p50 | before p95 | after p50 | after p95 | after / before |",
              "|---|---|---|---|---|---|"]
     for what in ("POST to 201", "api hit", "cli hit", "sqlrs --version"):
@@ -160,14 +168,15 @@ def start_version(name: str, base: Path, args, cli: list[str], extra_env: dict[s
     return Version(name, app, cli)
 
 
-def prepare_version(version: Version, workload: Workload) -> int:
+def prepare_version(version: Version, workload: Workload, cli_from: str) -> int:
     """Start the appliance and build the state once; returns the state's size in bytes."""
     version.app.start()
     version.api = ApiSession(version.app.url, version.app.token)
     version.body = version.api.upload(workload)
     status, *_ = version.api.run_job(version.body, timeout=1800)
     version.api.delete_instance(status["result"]["instance_id"])
-    version.env = {**os.environ, **{k: v for k, v in version.app.env.items() if k == "PYTHONPATH"},
+    sources = {k: v for k, v in version.app.env.items() if k == "PYTHONPATH" and cli_from == "checkout"}
+    version.env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **sources,
                    "SQLRS_URL": version.app.url, "SQLRS_TOKEN_FILE": str(version.app.data_dir / "admin.token"),
                    "SQLRS_OUTPUT": "human"}
     version.env.pop("SQLRS_TOKEN", None)
@@ -183,15 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     old = baseline.checkout(args.baseline_rev, base)
-    versions = [start_version("after", base, args, installed_cli(), {}),
-                start_version("before", base, args, baseline.cli_command(old), baseline.env(old))]
+    if args.cli_from == "venv":
+        clis = {"after": baseline.installed_cli(None, base), "before": baseline.installed_cli(args.baseline_rev, base)}
+    else:
+        clis = {"after": installed_cli(), "before": baseline.cli_command(old)}
+    floor_python = str(Path(clis["after"][0]).parent / "python") if args.cli_from == "venv" else sys.executable
+    versions = [start_version("after", base, args, clis["after"], {}),
+                start_version("before", base, args, clis["before"], baseline.env(old))]
     names = [f"{what} ({v.name})" for v in versions for what in ("api hit", "cli hit", "sqlrs --version", "POST to 201")]
     series = {name: Series(name) for name in [*names, "python3 -c pass"]}
     settle = lambda: time.sleep(1.0 if args.pool_size else 0.2)  # noqa: E731  the pool refills meanwhile
     try:
         workload = write_workload("small" if args.small_only else "large",
                                   SMALL_ROWS if args.small_only else LARGE_ROWS, base)
-        state_bytes = [prepare_version(v, workload) for v in versions][0]
+        state_bytes = [prepare_version(v, workload, args.cli_from) for v in versions][0]
         store = describe_store(versions[0].app)
         print(f"both appliances up; store {store}; state {state_bytes / ONE_GIB:.2f} GiB", flush=True)
         for v in versions:  # warm-ups, not counted
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 delete_by_prefix(v.api, instance)
                 settle()
                 series[f"sqlrs --version ({v.name})"].seconds.append(timed([*v.cli, "--version"], env=v.env)[0])
-            series["python3 -c pass"].seconds.append(timed([sys.executable, "-c", "pass"])[0])
+            series["python3 -c pass"].seconds.append(timed([floor_python, "-c", "pass"])[0])
             print(f"round {i + 1}/{args.hits}: " + ", ".join(
                 f"{name} {s.seconds[-1] * 1000:.0f} ms" for name, s in series.items()), flush=True)
     except BaseException:

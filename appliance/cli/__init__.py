@@ -22,10 +22,11 @@ def main() -> None:
 
 # Modules the HTTP library imports if they are installed, which this synchronous command never
 # uses, and which cost more to import than the rest of it: httpx's own command-line tool
-# (httpx._main: click, rich, pygments; see encode/httpx#3547) and the async backends httpcore
-# probes for (trio, anyio). Marked absent, they make those libraries take their documented
+# (httpx._main: click, rich, pygments; see encode/httpx#3547), the async backends httpcore
+# probes for (trio, anyio) and its HTTP/2 protocol (h2, installed for the API server; the
+# command speaks HTTP/1.1). Marked absent, they make those libraries take their documented
 # fallbacks. Only the ``sqlrs`` process does this, never a program importing this package.
-UNUSED_IN_THE_COMMAND = ("httpx._main", "trio", "anyio")
+UNUSED_IN_THE_COMMAND = ("httpx._main", "trio", "anyio", "h2")
 
 
 def _skip_unused_imports() -> None:

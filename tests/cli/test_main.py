@@ -1,7 +1,10 @@
 """The command line itself: usage errors and their exit codes, decided before any appliance is needed."""
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,17 @@ def test_verb_options_given_before_the_verb_are_rejected(run):
 
 def test_extend_requires_a_ttl(run):
     assert run("extend", "abcdef00").exit_code == exit_codes.USAGE
+
+
+def test_the_sqlrs_process_loads_none_of_the_http_librarys_unused_parts(tmp_path: Path):
+    """httpx and httpcore import these when installed (h2 is, for the API server); the command
+    never uses them, and they cost more to import than the rest of a prepare."""
+    (tmp_path / "schema.sql").write_text("create table t (i int);\n")
+    probe = ("import sys, appliance.cli as c; sys.argv = ['sqlrs', 'prepare:psql', '--', '-f', 'schema.sql']\n"
+             "try:\n    c.main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(sorted(m for m in ('h2', 'trio', 'anyio', 'httpx._main', 'click', 'httpx') if sys.modules.get(m)))\n"
+             "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SQLRS_URL": closed_port_url(), "SQLRS_TOKEN": "x"})
+    assert done.returncode == exit_codes.UNAVAILABLE, done.stderr
+    assert done.stdout.strip() == "['click', 'httpx']"

@@ -101,9 +101,15 @@ def test_a_variable_without_a_value_is_refused(root):
         plan(root, "-v", "x", "-f", "a.sql")
 
 
-def test_an_invalid_variable_name_is_refused(root):
+@pytest.mark.parametrize("name", ["a-b", "a b", "a:b", "a'b"])
+def test_an_invalid_variable_name_is_refused(root, name):
     with pytest.raises(InvalidArgument, match="invalid psql variable name"):
-        plan(root, "-v", "a-b=1", "-f", "a.sql")
+        plan(root, "-v", f"{name}=1", "-f", "a.sql")
+
+
+@pytest.mark.parametrize("name", ["a_B9", "_", "größe", "日本"])
+def test_variable_names_are_ascii_letters_digits_underscores_or_anything_not_ascii(root, name):
+    plan(root, "-v", f"{name}=1", "-f", "a.sql")
 
 
 def test_every_spelling_of_a_flag_gives_the_same_plan(root):
