@@ -3,14 +3,16 @@ as an unprivileged OS user, in a bubblewrap sandbox when the host isolates tenan
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from appliance.errors import CommandFailed, CommandTimedOut
 from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection
-from appliance.liquibase_runners.host import LiquibaseCli
+from appliance.liquibase_runners.host import MAIN_CLASS, LiquibaseCli
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.shell import Completed, unprivileged
 from tests.support.liquibase import Driver, liquibase_processes
@@ -68,3 +70,33 @@ def test_without_a_sandbox_a_run_past_its_timeout_is_stopped_at_once_with_its_jv
                         cwd=sleeping_project, timeout=3)
     assert time.monotonic() - started < 30  # not when the two-minute changeset would have ended
     wait_until(lambda: not liquibase_processes(empty_database), 10, "the killed run's JVM to be gone")
+
+
+def test_liquibase_starts_on_its_command_line_class_without_other_databases_drivers(host_driver):
+    cli = LiquibaseCli(RecordingRunner(), host_driver.settings.liquibase_home,
+                       java_opts=host_driver.settings.liquibase_java_opts)
+    command = cli.command()
+    assert command[-1] == MAIN_CLASS and Path(command[0]).name == "java"
+    jars = {Path(jar).name for jar in command[command.index("-cp") + 1].split(":")}
+    assert {"liquibase-core.jar", "postgresql.jar", "snakeyaml.jar", "picocli.jar"} <= jars
+    assert not {jar for jar in jars if jar.startswith(("snowflake", "liquibase-commercial", "ojdbc", "h2"))}
+
+
+def test_a_run_in_its_sandbox_starts_that_jvm(host_driver, tmp_path):
+    shell = RecordingRunner({("bwrap",): lambda argv: Completed(argv, 0, "", "")})
+    cli = LiquibaseCli(shell, host_driver.settings.liquibase_home, sandbox=Sandbox(True))
+    cli.run(UPDATE, Connection("jdbc:postgresql://127.0.0.1:5432/db", "postgres"), cwd=tmp_path, source=tmp_path)
+    (argv,) = shell.calls
+    assert argv[argv.index("--") + 1:][:len(cli.command())] == cli.command()
+
+
+def test_a_jar_in_a_liquibase_libs_directory_of_the_source_is_never_loaded(host_driver, runner, tmp_path):
+    """Liquibase's own launcher adds every jar of ./liquibase_libs to its class path: code of the
+    tenant's choosing, had the working directory been the source."""
+    home = host_driver.settings.liquibase_home
+    (tmp_path / "liquibase_libs").mkdir()
+    shutil.copy(home / "internal" / "lib" / "postgresql.jar", tmp_path / "liquibase_libs" / "tenant-extension.jar")
+    cli = LiquibaseCli(runner, home, java_opts=host_driver.settings.liquibase_java_opts)
+    listed = runner([*cli.command(), "--show-banner=false", "--version"], env=cli._env(None), cwd=tmp_path).stdout
+    assert "Liquibase Version: 4.28" in listed
+    assert "tenant-extension" not in listed
