@@ -10,12 +10,13 @@ states are keyed by.
 from __future__ import annotations
 
 import secrets
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
 from appliance.liquibase_runners.base import Connection
-from appliance.liquibase_runners.host import LiquibaseCli
+from appliance.liquibase_runners.host import MAIN_CLASS, LiquibaseCli
 from appliance.planning.liquibase.args import LiquibaseCommand
 from appliance.shell import Completed, RunAs, Runner, cancellable
 
@@ -31,6 +32,13 @@ class ContainerLiquibase(LiquibaseCli):
     @property
     def where(self) -> str:
         return f"in a container of {self.image}"
+
+    def command(self) -> list[str]:
+        """The image's JVM on Liquibase's command line class with the distribution's jars (a
+        class path of whole directories: the image's file names are not known here), never the
+        image's launcher, which would also load the jars of the source's ``liquibase_libs``."""
+        home = self.home
+        return ["java", *shlex.split(self.java_opts), "-cp", f"{home}/internal/lib/*:{home}/lib/*", MAIN_CLASS]
 
     def health(self) -> str:
         try:
@@ -63,7 +71,7 @@ class ContainerLiquibase(LiquibaseCli):
                 "-v", f"{root}:{root}:ro", "-w", work]
         if connection.password is not None:
             argv += ["-e", "LIQUIBASE_COMMAND_PASSWORD"]
-        argv += [self.image, "liquibase", *self.arguments(command, connection, sql_only)]
+        argv += [self.image, *self.command(), *self.arguments(command, connection, sql_only)]
         try:
             return self.runner(argv, env=self._env(connection.password), cwd="/", cancel=cancel, timeout=timeout)
         except BaseException:

@@ -14,4 +14,4 @@ def open_liquibase(settings: Settings, runner: Runner, sandbox: Sandbox) -> Liqu
     from appliance.liquibase_runners.host import LiquibaseCli
     return LiquibaseCli(runner, settings.liquibase_home, java_opts=settings.liquibase_java_opts,
                         java_home=settings.java_home, run_as=unprivileged(settings.liquibase_os_user),
-                        sandbox=sandbox)
+                        sandbox=sandbox, class_archives=settings.data_dir / "liquibase")

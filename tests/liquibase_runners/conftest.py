@@ -29,7 +29,7 @@ def sandbox(runner: Runner) -> Sandbox:
 def host_driver(sandbox: Sandbox) -> Driver:
     """The distribution at liquibase_home, as liquibase_os_user, in the sandbox this host gives
     (bubblewrap when the tests run as root, as in CI)."""
-    settings = Settings(liquibase_runner="host")
+    settings = Settings(liquibase_runner="host", data_dir=public_tmpdir("sqlrs-lb-data-"))  # its class archives
     if not (settings.liquibase_home / "liquibase").is_file() or shutil.which("java") is None:
         message = (f"LIQUIBASE TESTS NOT RUN: no Liquibase at {settings.liquibase_home} or no java; "
                    "run scripts/install-deps")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 
 import pytest
 
@@ -86,6 +87,19 @@ def test_a_liquibase_properties_in_the_source_is_never_read(liquibase_runner, em
     (project / "liquibase.properties").write_text("classpath=db/driver.jar\ndriver=org.example.Driver\n")
     (project / "liquibase.properties").chmod(0o644)
     assert len(plan(liquibase_runner, empty_database, project)) == 7  # not "db/driver.jar does not exist"
+
+
+def test_a_jar_in_the_sources_liquibase_libs_is_never_loaded(liquibase_runner, empty_database, project):
+    """Liquibase's own launcher adds the jars of ./liquibase_libs to its class path, and a class
+    path is code and files of the tenant's choosing: here, a changelog found only inside the jar."""
+    (project / "liquibase_libs").mkdir(mode=0o755)
+    with zipfile.ZipFile(project / "liquibase_libs" / "extension.jar", "w") as jar:
+        jar.writestr("from-a-jar.sql", "--liquibase formatted sql\n--changeset t:1\ncreate table from_a_jar (i int);\n")
+    (project / "liquibase_libs" / "extension.jar").chmod(0o644)
+    command = parse_liquibase_args(["update", "--changelog-file=from-a-jar.sql"])
+    with pytest.raises(CommandFailed) as failed:
+        liquibase_runner.plan(command, empty_database, cwd=project)
+    assert "from-a-jar.sql" in failed.value.stdout + failed.value.stderr  # not found: the jar was not read
 
 
 def test_a_changelog_cannot_read_a_file_outside_its_source(liquibase_runner, empty_database, outside_the_source):

@@ -3,7 +3,6 @@ as an unprivileged OS user, in a bubblewrap sandbox when the host isolates tenan
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from appliance.shell import Completed, unprivileged
 from tests.support.liquibase import Driver, liquibase_processes
 from tests.support.polling import wait_until
 from tests.support.recording import RecordingRunner
+from tests.support.tmpdirs import public_tmpdir
 
 UPDATE = parse_liquibase_args(["update", "--changelog-file=changelog.xml"])
 
@@ -90,13 +90,20 @@ def test_a_run_in_its_sandbox_starts_that_jvm(host_driver, tmp_path):
     assert argv[argv.index("--") + 1:][:len(cli.command())] == cli.command()
 
 
-def test_a_jar_in_a_liquibase_libs_directory_of_the_source_is_never_loaded(host_driver, runner, tmp_path):
-    """Liquibase's own launcher adds every jar of ./liquibase_libs to its class path: code of the
-    tenant's choosing, had the working directory been the source."""
-    home = host_driver.settings.liquibase_home
-    (tmp_path / "liquibase_libs").mkdir()
-    shutil.copy(home / "internal" / "lib" / "postgresql.jar", tmp_path / "liquibase_libs" / "tenant-extension.jar")
-    cli = LiquibaseCli(runner, home, java_opts=host_driver.settings.liquibase_java_opts)
-    listed = runner([*cli.command(), "--show-banner=false", "--version"], env=cli._env(None), cwd=tmp_path).stdout
-    assert "Liquibase Version: 4.28" in listed
-    assert "tenant-extension" not in listed
+
+def test_its_jvm_maps_a_class_archive_the_appliance_made_that_only_root_may_change(host_driver, runner):
+    settings = host_driver.settings.model_copy(update={"data_dir": public_tmpdir("sqlrs-lb-archive-")})
+    umask = os.umask(0o077)  # the service's: every org's sandbox must still read the archive
+    try:
+        command = Driver(settings, host_driver.sandbox).open(runner).command()
+    finally:
+        os.umask(umask)
+    (archive,) = [Path(arg.split("=", 1)[1]) for arg in command if arg.startswith("-XX:SharedArchiveFile=")]
+    assert archive.parent == settings.data_dir / "liquibase"
+    info = archive.stat()
+    assert (info.st_uid, info.st_mode & 0o777, archive.parent.stat().st_mode & 0o777) == (os.geteuid(), 0o644, 0o755)
+
+
+def test_without_a_place_for_class_archives_its_jvm_starts_without_one(host_driver):
+    command = LiquibaseCli(RecordingRunner(), host_driver.settings.liquibase_home).command()
+    assert not [arg for arg in command if "SharedArchiveFile" in arg]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.isolation.sandbox import Sandbox
 from appliance.liquibase_runners.base import Connection, LiquibaseRunner
+from appliance.liquibase_runners.host import MAIN_CLASS
 from appliance.liquibase_runners.select import open_liquibase
 from appliance.planning.liquibase.args import parse_liquibase_args
 from appliance.settings import Settings
@@ -80,8 +81,11 @@ def plan(liquibase: LiquibaseRunner, connection: Connection, project: Path, *arg
 
 
 def runs_liquibase(argv: list[str]) -> bool:
-    """The launcher on the host (sandboxed or not), or ``liquibase`` in a container."""
-    return "liquibase" in argv or any(Path(arg).name == "liquibase" for arg in argv)
+    """A JVM started on Liquibase's command line class (on the host, sandboxed or not, or in a
+    container), or its launcher; not the appliance's own run that makes its class archive."""
+    if any(arg.startswith("-XX:ArchiveClassesAtExit=") for arg in argv):
+        return False
+    return MAIN_CLASS in argv or "liquibase" in argv or any(Path(arg).name == "liquibase" for arg in argv)
 
 
 class Recording:
