@@ -186,9 +186,13 @@ class Settings(BaseSettings):
     liquibase_home: Path = Field(Path("/opt/sqlrs/liquibase/node_modules/liquibase/dist/liquibase"), description=(
         "A Liquibase distribution: the directory with the `liquibase` launcher and its JDBC drivers. "
         "`scripts/install-deps` installs 4.28 there (the npm package `liquibase`, which bundles the PostgreSQL "
-        "driver); an air-gapped site points this at its own copy."))
+        "driver); an air-gapped site points this at its own copy. The JVM is started on Liquibase's command line "
+        "class with the jars of `internal/lib` (other databases' drivers and the commercial extension left out) "
+        "and any extension jars in `lib`; a distribution laid out otherwise runs through its launcher. Each run "
+        "maps a class-data-sharing archive the appliance makes once under `<data_dir>/liquibase`."))
     liquibase_java_opts: str = Field("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", description=(
-        "`JAVA_OPTS` of every Liquibase run; a short-lived JVM starts faster on the client compiler alone."))
+        "Options of every Liquibase JVM (and `JAVA_OPTS` of a launcher); a short-lived JVM starts faster on the "
+        "client compiler alone."))
     java_home: Path | None = Field(None, description=(
         "The JRE Liquibase runs on (Debian: `openjdk-17-jre-headless`)."),
         json_schema_extra={"shown_default": "`java` on `PATH`"})
