@@ -34,8 +34,9 @@ def checkout(rev: str, into: Path) -> Path:
 
 def env(tree: Path) -> dict[str, str]:
     """Environment entries that make a Python process import ``tree``'s packages before the
-    installed ones (the search path is read before installed finders are asked)."""
-    return {"PYTHONPATH": str(tree)}
+    installed ones (the search path is read before installed finders are asked), and before the
+    working directory's: ``python -m`` started in this checkout would otherwise import today's."""
+    return {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
 
 
 def cli_command(tree: Path) -> list[str]:
