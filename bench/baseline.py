@@ -3,7 +3,7 @@ process tree as today's, so "before" and "after" are measured in one run on one 
 
 ``checkout(rev, into)`` extracts the revision's packages (``git archive``; no work tree is
 touched). A process started with :func:`env` imports them first: the appliance (``python -m
-appliance.service.main``), its workers, and the CLI (:func:`cli_command`). :func:`installed_cli`
+appliance.service.main``), its workers, and the CLI (:func:`cli_command`). :func:`venv_cli`
 instead installs a revision's package (or today's tree) into a virtual environment of its own, as
 a user's machine has the ``sqlrs`` command: from a wheel, not from a checkout.
 """
@@ -48,7 +48,7 @@ def cli_command(tree: Path) -> list[str]:
     return [str(launcher)]
 
 
-def installed_cli(rev: str | None, into: Path) -> list[str]:
+def venv_cli(rev: str | None, into: Path) -> list[str]:
     """``sqlrs`` of ``rev`` (today's tree for None), installed with its dependencies (pinned by
     today's constraints.txt) into a virtual environment under ``into``: what ``pip install`` or the
     Ansible role gives a user, without this checkout's editable finder or the site's start-up hooks."""

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     old = baseline.checkout(args.baseline_rev, base)
     if args.cli_from == "venv":
-        clis = {"after": baseline.installed_cli(None, base), "before": baseline.installed_cli(args.baseline_rev, base)}
+        clis = {"after": baseline.venv_cli(None, base), "before": baseline.venv_cli(args.baseline_rev, base)}
     else:
         clis = {"after": installed_cli(), "before": baseline.cli_command(old)}
     floor_python = str(Path(clis["after"][0]).parent / "python") if args.cli_from == "venv" else sys.executable
