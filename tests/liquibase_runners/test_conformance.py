@@ -129,3 +129,11 @@ def test_a_run_past_its_timeout_raises_our_own_error_and_leaves_nothing_running(
     assert error.value.timeout == 3
     assert time.monotonic() - started < 30  # not when the two-minute changeset would have ended
     wait_until(lambda: not liquibase_processes(empty_database), 10, "the killed run's JVM to be gone")
+
+
+def test_a_changelog_parameter_reaches_the_changelog(liquibase_runner, empty_database, project):
+    (project / "db" / "param.sql").write_text("--liquibase formatted sql\n--changeset p:1\ncreate table ${table} (id int);\n")
+    (project / "db" / "param.sql").chmod(0o644)
+    command = parse_liquibase_args(["update", "--changelog-file=db/param.sql", "-Dtable=from_a_parameter"])
+    (changeset,) = liquibase_runner.plan(command, empty_database, cwd=project)
+    assert "from_a_parameter" in changeset.sql

@@ -53,6 +53,7 @@ def test_changelog_parameters_are_kept_sorted_and_part_of_the_key():
     command = parse_liquibase_args(["update", "-Dschema=app", "-Downer=me", "--changelog-file=c.xml"])
     assert command.parameters == (("owner", "me"), ("schema", "app"))
     assert ("parameter", "schema=app") in command.key_parts()
+    assert command.argv()[1:] == ["update", "-Downer=me", "-Dschema=app"]  # after the command: 4.x wants them there
 
 
 def test_the_context_and_label_filters_choose_changesets_but_key_none():

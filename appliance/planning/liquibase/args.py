@@ -44,8 +44,8 @@ class LiquibaseCommand:
         args = [f"--changelog-file={self.changelog_file}"]
         if self.search_path:
             args.append(f"--search-path={','.join(self.search_path)}")
-        args += [f"-D{name}={value}" for name, value in self.parameters]
         args.append(f"{self.command}-sql" if sql_only else self.command)
+        args += [f"-D{name}={value}" for name, value in self.parameters]  # after the command, or 4.x refuses them
         if self.contexts is not None:
             args.append(f"--context-filter={self.contexts}")
         if self.labels is not None:
