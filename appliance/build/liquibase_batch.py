@@ -114,14 +114,22 @@ class ChangelogGate:
         self.cursor.execute("LOCK TABLE databasechangelog IN SHARE MODE")
 
     def waiting(self) -> str | None:
-        """The statement of another session waiting at the lock, if one is."""
+        """The statement of another session waiting at the lock, if one is.
+
+        Its text is read only once the wait is seen, in a statement of its own: read in the same
+        statement as ``pg_locks``, the activity could be a copy taken a moment before, showing
+        what that session ran before it began to wait (under load, a ``BEGIN`` in place of the
+        changeset's row insert), and the boundary would be let through unforked."""
         cursor = self.cursor
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # activity is cached per transaction
-        cursor.execute("SELECT a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                       "WHERE NOT l.granted AND l.relation = 'databasechangelog'::regclass "
-                       "AND l.pid <> ALL(%s) LIMIT 1", (self.pids,))
+        cursor.execute("SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'databasechangelog'::regclass "
+                       "AND pid <> ALL(%s) LIMIT 1", (self.pids,))
+        waiter = cursor.fetchone()
+        if waiter is None:
+            return None
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # activity is otherwise kept per transaction
+        cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", waiter)
         row = cursor.fetchone()
-        return row[0] if row else None
+        return row[0] if row else ""
 
     def flush(self) -> None:
         """Put every committed change in the data files: build clusters commit asynchronously
