@@ -11,6 +11,9 @@ The packages form layers; each imports only those below it (``tests/architecture
     planning                              pure: a request -> content-addressed steps
     faults settings connections shell ids errors logs                       the foundation
 
+The Python client, ``sqlrs_client`` (a package beside this one, which the CLI is built on), uses
+only ``planning`` and the foundation.
+
 May import: nothing here but ``__version__``.
 """
 

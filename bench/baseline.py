@@ -17,14 +17,16 @@ import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("appliance", "jobs")
+PACKAGES = ("appliance", "jobs", "sqlrs_client")  # those a revision has (the client came later)
 
 
 def checkout(rev: str, into: Path) -> Path:
     """The packages of ``rev`` under ``into/<rev>``; returns that directory."""
     tree = into / f"rev-{rev}"
     tree.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *PACKAGES], check=True,
+    present = [p for p in PACKAGES
+               if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}:{p}"], capture_output=True).returncode == 0]
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *present], check=True,
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")

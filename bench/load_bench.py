@@ -120,7 +120,8 @@ class OrgClient:
                 wait_for_end(client, status["job_id"])
                 status = client.get(f"/v1/prepare-jobs/{status['job_id']}").json()
             if status["status"] != "succeeded":
-                raise RuntimeError(f"job {status['status']}: {(status.get('error') or {}).get('code')}")
+                error = status.get("error") or {}
+                raise RuntimeError(f"job {status['status']}: {error.get('code')}: {error.get('message')}")
             with psycopg2.connect(status["result"]["dsn"], connect_timeout=10) as conn, conn.cursor() as cur:
                 cur.execute("select 1")
             conn.close()
@@ -272,6 +273,10 @@ def run_version(name: str, base: Path, args, extra_env: dict[str, str]) -> tuple
         samples += run_load(orgs, clients, args.seconds, args.hit_ratio, args.seed)
         elapsed = time.monotonic() - started
         print(f"[{name}] load done: {sum(1 for s in samples if s.phase == 'load')} requests", flush=True)
+        failed = [s.error for s in samples if s.error]
+        if failed:  # what each failure said, and the log around the appliance's own tracebacks
+            print(f"--- {name}: {len(failed)} failed requests ---\n" + "\n".join(failed[:10]), file=sys.stderr)
+            print(f"--- {name}: the appliance log's errors ---\n{_error_lines(app.log_text())}", file=sys.stderr)
     except BaseException:
         print(f"--- tail of the {name} appliance log ---\n{app.log_text()[-3000:]}", file=sys.stderr)
         raise
@@ -280,6 +285,12 @@ def run_version(name: str, base: Path, args, extra_env: dict[str, str]) -> tuple
     for sample in samples:
         sample.version = name
     return samples, elapsed
+
+
+def _error_lines(log: str, context: int = 30) -> str:
+    lines = log.splitlines()
+    hits = [n for n, line in enumerate(lines) if "Traceback" in line or " ERROR " in line or '"error"' in line]
+    return "\n".join("\n".join(lines[max(0, n - 3):n + context]) for n in hits[:3])[-8000:]
 
 
 def comparison(runs: dict[str, tuple[list[Sample], float]], args) -> str:

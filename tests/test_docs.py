@@ -70,3 +70,19 @@ def test_the_readme_names_the_two_commands_and_ci_runs_the_test_one():
     readme = doc("README.md")
     assert "make demo" in readme and "make test" in readme
     assert "exec make test" in doc(".ci/run")
+
+
+def _public_methods(cls) -> set[str]:
+    return {name for name in vars(cls) if not name.startswith("_") and callable(getattr(cls, name))}
+
+
+def test_the_sync_and_async_clients_have_the_same_methods():
+    from sqlrs_client import AsyncClient, Client
+    assert _public_methods(Client) - {"close"} == _public_methods(AsyncClient) - {"aclose"}
+
+
+def test_every_public_client_method_is_documented():
+    from sqlrs_client import Client
+    text = doc("docs/client.md")
+    missing = [name for name in sorted(_public_methods(Client) - {"close"}) if f"`{name}(" not in text]
+    assert missing == []

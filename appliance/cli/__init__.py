@@ -1,7 +1,9 @@
-"""``sqlrs``: the command-line client of the appliance. It speaks only the v1 REST API.
+"""``sqlrs``: the command-line client of the appliance. Every request goes through the Python
+client, ``sqlrs_client`` (no second HTTP layer); this package is the command line around it:
+verbs, config, progress views, output and exit codes.
 
-May import: the foundation (``errors``, ``ids``, ``logs``) and the pure ``planning`` layer (to
-pack bundles as the server reads them); nothing that runs on the server.
+May import: ``sqlrs_client``, the foundation (``errors``, ``ids``, ``logs``) and the pure
+``planning`` layer; nothing that runs on the server.
 """
 
 

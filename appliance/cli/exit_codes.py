@@ -26,3 +26,4 @@ def for_http_status(status: int) -> int:
     if 400 <= status < 500:
         return USAGE
     return UNAVAILABLE
+

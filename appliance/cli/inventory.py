@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.failures import CliFailure
 from appliance.cli.output import (
     delete_tree_lines,
     human_bytes,
@@ -21,19 +22,24 @@ from appliance.cli.output import (
 )
 from appliance.ids import is_hex
 
+if TYPE_CHECKING:
+    from sqlrs_client import Client
+
 MIN_PREFIX = 8
 MAX_JOB_ID = 32
 
 
 # -- ls ------------------------------------------------------------------------------------
-LIST_PATHS = {"tasks": "/v1/tasks", "jobs": "/v1/prepare-jobs", "states": "/v1/states", "instances": "/v1/instances"}
-
-
-def list_objects(client: ApiClient, what: str, job: str | None, output: str, long: bool,
+def list_objects(client: Client, what: str, job: str | None, output: str, long: bool,
                  at_most: int | None = None) -> int:
     """Every row (page after page), or the first ``at_most``; a state tree always needs them all."""
-    filters = {"job": job} if what in ("tasks", "jobs") else {}
-    rows = client.get_all(LIST_PATHS[what], at_most=None if what == "states" else at_most, **filters)
+    rows: Any  # each list its own TypedDict; printed as rows of JSON
+    if what == "states":
+        rows = client.states()
+    elif what == "instances":
+        rows = client.instances(at_most=at_most)
+    else:
+        rows = (client.tasks if what == "tasks" else client.jobs)(job=job, at_most=at_most)
     if output == "json":
         print_json(rows)
         return exit_codes.OK
@@ -56,10 +62,6 @@ class Target:
     kind: str  # instance | state | job
     id: str
 
-    @property
-    def path(self) -> str:
-        return {"instance": "/v1/instances/", "state": "/v1/states/", "job": "/v1/prepare-jobs/"}[self.kind] + self.id
-
 
 def check_prefix(prefix: str) -> str:
     """Ids are hex; a short prefix would match too much by accident, so it must have 8+ characters."""
@@ -72,8 +74,8 @@ def check_prefix(prefix: str) -> str:
     return prefix.lower()
 
 
-def choose_target(prefix: str, instances: list[dict[str, Any]], states: list[dict[str, Any]],
-                  jobs: list[dict[str, Any]]) -> Target | None:
+def choose_target(prefix: str, instances: Sequence[Mapping[str, Any]], states: Sequence[Mapping[str, Any]],
+                  jobs: Sequence[Mapping[str, Any]]) -> Target | None:
     """Exactly one match across all kinds wins; none is None; more than one is a usage error."""
     matches = [Target(kind, row[key]) for kind, key, rows in
                (("instance", "instance_id", instances), ("state", "state_id", states), ("job", "job_id", jobs))
@@ -88,23 +90,24 @@ def choose_target(prefix: str, instances: list[dict[str, Any]], states: list[dic
     return matches[0] if matches else None
 
 
-def remove(client: ApiClient, prefix: str, *, recurse: bool, force: bool, dry_run: bool, output: str,
+def remove(client: Client, prefix: str, *, recurse: bool, force: bool, dry_run: bool, output: str,
            long: bool) -> int:
     prefix = check_prefix(prefix)
     target = choose_target(
         prefix,
-        client.get("/v1/instances", id_prefix=prefix),
-        client.get("/v1/states", id_prefix=prefix),
-        client.get("/v1/prepare-jobs", job=prefix) if len(prefix) <= MAX_JOB_ID else [])
+        client.instances(id_prefix=prefix),
+        client.states(id_prefix=prefix),
+        client.jobs(job=prefix) if len(prefix) <= MAX_JOB_ID else [])
     if target is None:
         note(f"nothing matches {prefix}")
         return exit_codes.OK
-    params: dict[str, Any] = {"force": force, "dry_run": dry_run}
+    result: Any
     if target.kind == "state":
-        params["recurse"] = recurse
-    response = client.request("DELETE", target.path, ok=(200, 202, 409),
-                              params={k: "true" if v else "false" for k, v in params.items()})
-    result = response.json()
+        result = client.delete_state(target.id, recurse=recurse, force=force, dry_run=dry_run)
+    elif target.kind == "instance":
+        result = client.delete_instance(target.id, force=force, dry_run=dry_run)
+    else:
+        result = client.delete_job(target.id, force=force, dry_run=dry_run)
     if output == "json":
         print_json(result)
     else:
@@ -127,15 +130,15 @@ def print_delete_result(result: dict[str, Any], long: bool) -> None:
 
 
 # -- status --------------------------------------------------------------------------------
-def show_status(client: ApiClient, output: str) -> int:
+def show_status(client: Client, output: str) -> int:
     """Health, readiness, and what the caller's org has now: jobs waiting or running, states and
     their size, live instances. Read from the usage and cache summaries, never from the lists,
     so it costs the same with a year of history."""
-    health = client.get("/v1/health")
-    ready = client.request("GET", "/v1/ready", ok=(200, 503)).json()
-    org = client.get("/v1/whoami")["org"]
-    usage = client.get(f"/v1/orgs/{org}/usage")["usage"]
-    cache = client.get("/v1/cache/status")
+    health = client.health()
+    ready = client.readiness()
+    org = client.whoami()["org"]
+    usage = client.usage(org)["usage"]
+    cache = client.cache_status()
     counts = {"jobs_queued": usage["queued_jobs"], "jobs_running": usage["running_jobs"],
               "states": cache["state_count"], "states_bytes": usage["state_bytes"],
               "instances_live": usage["instances"]}
@@ -154,20 +157,19 @@ def show_status(client: ApiClient, output: str) -> int:
 
 
 # -- cancel / extend -----------------------------------------------------------------------
-def cancel_job(client: ApiClient, job_id: str, output: str) -> int:
-    response = client.request("POST", f"/v1/prepare-jobs/{job_id}/cancel", ok=(200, 202))
-    status = response.json()
+def cancel_job(client: Client, job_id: str, output: str) -> int:
+    cancelled = client.cancel(job_id)
     if output == "json":
-        print_json(status)
-    elif response.status_code == 202:
+        print_json(cancelled.job)
+    elif cancelled.requested:
         note(f"job {job_id}: cancel requested")
     else:
-        note(f"job {job_id} had already finished: {status.get('status')}")
+        note(f"job {job_id} had already finished: {cancelled.job.get('status')}")
     return exit_codes.OK
 
 
-def extend_instance(client: ApiClient, ref: str, ttl_seconds: int, output: str) -> int:
-    instance = client.post_json(f"/v1/instances/{ref}/extend", {"ttl_seconds": ttl_seconds})
+def extend_instance(client: Client, ref: str, ttl_seconds: int, output: str) -> int:
+    instance = client.extend(ref, ttl_seconds)
     if output == "json":
         print_json(instance)
     else:

@@ -14,9 +14,10 @@ from appliance.cli.config import CliConfig, default_config_path, read_config_fil
 from appliance.cli.failures import CliFailure
 from appliance.cli.output import print_json
 from appliance.errors import ApplianceError, InvalidArgument
+from sqlrs_client.errors import ApiError, InvalidInput, JobFailed, SqlrsError
 
 if TYPE_CHECKING:
-    from appliance.cli.client import ApiClient
+    from sqlrs_client import Client
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -30,12 +31,31 @@ class SqlrsGroup(click.Group):
         except CliFailure as failure:
             _print_error(failure.code, failure.message, failure.hint)
             ctx.exit(failure.exit_code)
+        except SqlrsError as error:  # what the client raised: the API's code, or its own
+            _print_error(error.code, error.message, error.hint or _hint_for(error))
+            ctx.exit(_exit_code(error))
         except InvalidArgument as error:  # local input: a missing file, a bad flag, a bad config
             _print_error(error.code, error.message)
             ctx.exit(exit_codes.USAGE)
         except ApplianceError as error:
             _print_error(error.code, error.message)
             ctx.exit(exit_codes.UNAVAILABLE)
+
+
+def _exit_code(error: SqlrsError) -> int:
+    if isinstance(error, ApiError):
+        return exit_codes.for_http_status(error.status)
+    if isinstance(error, JobFailed) or error.code == "no_dsn":
+        return exit_codes.JOB_FAILED
+    return exit_codes.USAGE if isinstance(error, InvalidInput) else exit_codes.UNAVAILABLE
+
+
+def _hint_for(error: SqlrsError) -> str | None:
+    if error.code == "unavailable":
+        return "is the appliance running? set --url or SQLRS_URL"
+    if isinstance(error, ApiError) and error.status == 401:
+        return "pass a token with --token or --token-file (or SQLRS_TOKEN / SQLRS_TOKEN_FILE)"
+    return None
 
 
 def _print_error(code: str, message: str, hint: str | None = None) -> None:
@@ -64,12 +84,12 @@ def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str 
                               "org": org}, env, file_values)
 
 
-def _client(cfg: CliConfig) -> ApiClient:
-    from appliance.cli.client import ApiClient  # the HTTP library only for verbs that talk to the API
-    return ApiClient(cfg.url, cfg.token, org=cfg.org)
+def _client(cfg: CliConfig) -> Client:
+    from sqlrs_client import Client  # the HTTP library only for verbs that talk to the API
+    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")
 
 
-def _follow_and_report(client: ApiClient, cfg: CliConfig, job_id: str, long: bool = False) -> int:
+def _follow_and_report(client: Client, cfg: CliConfig, job_id: str, long: bool = False) -> int:
     from appliance.cli.prepare import report_finished
     from appliance.cli.watch import follow_job
     try:
@@ -203,13 +223,13 @@ def cache() -> None:
 @click.pass_obj
 def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...]) -> None:
     """Would prepare:psql with these args be a cache hit? If not, which step changed. Creates nothing."""
-    from appliance.cli.prepare import upload_and_build
+    from appliance.cli.prepare import psql_request_of
     if not psql_args:
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
+    request = psql_request_of(image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
+                              stdin_stream=sys.stdin, plan_only=False)
     with _client(cfg) as client:
-        body = upload_and_build(client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
-                                stdin_stream=sys.stdin, plan_only=False)
-        answer = client.post_json("/v1/cache/explain/prepare", body)
+        answer = client.explain(request)
     if cfg.output == "json":
         print_json(answer)
         return
@@ -224,7 +244,7 @@ def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...])
 def cache_status(cfg: CliConfig) -> None:
     """Usage, cap, watermarks, free space, reclaimable bytes and the last eviction."""
     with _client(cfg) as client:
-        status = client.get("/v1/cache/status")
+        status = client.cache_status()
     if cfg.output == "json":
         print_json(status)
         return

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient, CliFailure
+from appliance.cli.failures import CliFailure
 from appliance.planning.psql.args import LONG_WITH_VALUE, SHORT_WITH_VALUE, TARGET_FLAGS
+
+if TYPE_CHECKING:
+    from sqlrs_client import Client
 
 
 def check_run_args(args: list[str]) -> None:
@@ -57,7 +61,7 @@ def _positional(token: str) -> None:
                      "instance's (choose it with --instance)", exit_codes.USAGE)
 
 
-def newest_active_instance(instances: list[dict[str, Any]]) -> dict[str, Any]:
+def newest_active_instance(instances: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     active = [i for i in instances if i.get("status") == "active"]
     if not active:
         raise CliFailure("not_found", "no active instance; create one with `sqlrs prepare:psql`",
@@ -79,21 +83,22 @@ def split_password(dsn: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), unquote(parts.password)
 
 
-def run_psql(client: ApiClient, instance_ref: str | None, psql_args: list[str]) -> int:
+def run_psql(client: Client, instance_ref: str | None, psql_args: list[str]) -> int:
     """Replace this process with psql (same terminal, same signals); its exit code is psql's."""
     check_run_args(psql_args)
     psql = shutil.which("psql")
     if psql is None:
         raise CliFailure("psql_not_found", "psql is not on PATH; install the PostgreSQL client",
                          exit_codes.USAGE)
+    instance: Mapping[str, Any]
     if instance_ref:
-        instance = client.get(f"/v1/instances/{instance_ref}")
+        instance = client.instance(instance_ref)
     else:
-        instance = newest_active_instance(client.get_all("/v1/instances"))
+        instance = newest_active_instance(client.instances())
     if instance.get("status") != "active" or not instance.get("dsn"):
         raise CliFailure("invalid_argument", f"instance {instance['instance_id']} is {instance.get('status')}"
                          " and has no DSN", exit_codes.USAGE)
-    dsn, password = split_password(instance["dsn"])
+    dsn, password = split_password(str(instance["dsn"]))
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password

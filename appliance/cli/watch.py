@@ -1,23 +1,21 @@
-"""Follow a prepare job's event stream and show progress on stderr.
-
-The job's status (``GET /v1/prepare-jobs/{id}``: each task's type, summary, cached) is read
-when following starts and once more when the stream ends; in between, events move the display
-(a task event names the task and its new status). A task the status did not list yet (a
-Liquibase run plans its changesets on the worker) makes it read the status again. A TTY gets a
-rich live table; anything else gets one plain line per step, and rich is not even loaded.
+"""Show a prepare job's progress on stderr, as the client follows it (``Client.follow``: the
+status read once, then moved by the job's events). A TTY gets a rich live table; anything else
+gets one plain line per step, and rich is not even loaded.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from appliance.cli import exit_codes
-from appliance.cli.client import ApiClient
 from appliance.cli.failures import CliFailure
+from sqlrs_client.errors import SqlrsError
+from sqlrs_client.follow import TERMINAL
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-MAX_RECONNECTS = 5
+if TYPE_CHECKING:
+    from sqlrs_client import Client
+
 _ICONS = {"queued": "·", "running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "-"}
 
 
@@ -27,52 +25,25 @@ class ProgressView(Protocol):
     def close(self) -> None: ...
 
 
-def follow_job(client: ApiClient, job_id: str, err: TextIO) -> dict[str, Any]:
+def follow_job(client: Client, job_id: str, err: TextIO) -> dict[str, Any]:
     """Show progress until the job is terminal; return its final ``PrepareJobStatus``."""
     view: ProgressView = LiveView(err) if err.isatty() else PlainView(err)
+    status: Any = None
     try:
-        status = client.get(f"/v1/prepare-jobs/{job_id}")
-        view.update(status)
-        seen = 0
-        for _attempt in range(MAX_RECONNECTS + 1):
-            if status["status"] in TERMINAL:
-                return status
-            index = 0
-            for event in client.events(job_id):
-                index += 1
-                if index <= seen:
-                    continue  # a reconnect replays from the first event
-                seen = index
-                if event.get("type") == "log" and event.get("message"):
-                    view.log(event["message"])
-                elif not apply_event(status, event):
-                    status = client.get(f"/v1/prepare-jobs/{job_id}")
+        for progress in client.follow(job_id):
+            status = progress.job
+            if progress.log is not None:
+                view.log(progress.log)
+            else:
                 view.update(status)
-            status = client.get(f"/v1/prepare-jobs/{job_id}")
-            view.update(status)
-        if status["status"] in TERMINAL:
-            return status
+    except SqlrsError as error:
+        if error.code != "stream_ended":
+            raise
+        raise CliFailure("stream_ended", f"{error.message}; resume with: sqlrs watch {job_id}",
+                         exit_codes.UNAVAILABLE) from None
     finally:
         view.close()
-    raise CliFailure("stream_ended", f"the event stream of job {job_id} kept ending before the job did; "
-                     f"resume with: sqlrs watch {job_id}", exit_codes.UNAVAILABLE)
-
-
-def apply_event(status: dict[str, Any], event: dict[str, Any]) -> bool:
-    """Move ``status`` by one event, as the server moved the job; False when the event names
-    a task ``status`` does not hold (read the status again)."""
-    if event.get("type") == "status" and event.get("status"):
-        status["status"] = event["status"]
-    elif event.get("type") == "task":
-        task = next((t for t in status.get("tasks") or [] if t["task_id"] == event.get("task_id")), None)
-        if task is None:
-            return False
-        task["status"] = event.get("status") or task["status"]
-        if task["status"] == "running":
-            task["started_at"] = event.get("ts") or task.get("started_at")
-        elif task["status"] in TERMINAL:
-            task["finished_at"] = event.get("ts") or task.get("finished_at")
-    return True
+    return status
 
 
 def task_label(task: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("service",),
 ]
 # The CLI ships to users' machines: beside the foundation it may use only the pure planning.
-CLI_MAY_IMPORT = {"logs", "errors", "ids", "planning", "cli"}
+CLI_MAY_IMPORT = {"logs", "errors", "ids", "planning", "cli"}  # and the client package, sqlrs_client
 
 RANK = {part: n for n, parts in enumerate(LAYERS) for part in parts}
 
@@ -130,3 +130,35 @@ def test_the_rq_entry_points_call_the_worker_side_and_nothing_above_it():
 def test_every_package_says_what_lives_there_and_what_it_may_import(package):
     doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
     assert "May import" in doc, f"{package}/__init__.py: no 'May import:' line in its docstring"
+
+
+# The client package (``sqlrs_client``, beside ``appliance``) ships to programs and test suites:
+# of the appliance it uses the pure planning (to pack bundles as the server reads them) and the
+# foundation that planning stands on, never a part that runs on the server.
+CLIENT = ROOT.parent / "sqlrs_client"
+CLIENT_MAY_IMPORT = {"logs", "errors", "ids", "planning"}
+
+
+def client_violations() -> list[str]:
+    found = []
+    for path in sorted(CLIENT.rglob("*.py")):
+        parts = path.relative_to(CLIENT.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found += [f"{module} imports {target}: the client uses the appliance's planning and foundation only"
+                  for target in sorted(imported(module, path))
+                  if part_of(target) is not None and part_of(target) not in CLIENT_MAY_IMPORT]
+    return found
+
+
+def test_the_client_package_uses_only_the_appliance_planning_and_foundation():
+    assert client_violations() == []
+
+
+def test_the_client_check_finds_a_server_import():
+    module = CLIENT / "_throwaway_server_import.py"
+    module.write_text("from appliance.control.models import Task\n")
+    try:
+        assert client_violations() == ["sqlrs_client._throwaway_server_import imports appliance.control.models: "
+                                       "the client uses the appliance's planning and foundation only"]
+    finally:
+        module.unlink()

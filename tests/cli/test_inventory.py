@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.cli import exit_codes
-from appliance.cli.client import CliFailure
+from appliance.cli.failures import CliFailure
 from appliance.cli.inventory import Target, check_prefix, choose_target
 
 INSTANCE = {"instance_id": "abcdef0011112222333344445555aaaa"}
@@ -30,10 +30,6 @@ def test_an_exact_id_wins_over_longer_ids_it_prefixes():
     longer = {"state_id": INSTANCE["instance_id"] + "00"}
     assert choose_target(INSTANCE["instance_id"], [INSTANCE], [longer], []) == \
         Target("instance", INSTANCE["instance_id"])
-
-
-def test_a_state_target_deletes_through_the_states_route():
-    assert Target("state", "ab" * 16).path == "/v1/states/" + "ab" * 16
 
 
 def test_a_prefix_shorter_than_eight_characters_is_rejected():

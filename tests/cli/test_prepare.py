@@ -1,34 +1,11 @@
-"""prepare:psql's request body and how a finished job is reported."""
+"""How a finished prepare job is reported."""
 from __future__ import annotations
 
 import pytest
 
 from appliance.cli import exit_codes
-from appliance.cli.client import CliFailure
-from appliance.cli.prepare import build_request, job_failure, reads_stdin, report_prepared
-
-
-def test_unset_optional_fields_are_left_out_of_the_request():
-    body = build_request(image="postgres:15", psql_args=["-c", "select 1"], source=None, stdin=None,
-                         plan_only=False, ttl_seconds=None, name=None)
-    assert body == {"prepare_kind": "psql", "image_id": "postgres:15", "psql_args": ["-c", "select 1"],
-                    "plan_only": False}
-
-
-def test_ttl_and_name_go_into_the_instance_options():
-    body = build_request(image="postgres:15", psql_args=["-f", "a.sql"], source={"source_id": "0" * 64,
-                         "work_dir": "."}, stdin=None, plan_only=False, ttl_seconds=60, name="review")
-    assert body["instance"] == {"ttl_seconds": 60, "name": "review"}
-
-
-def test_a_plan_asks_for_no_instance():
-    body = build_request(image="postgres:15", psql_args=["-c", "select 1"], source=None, stdin=None,
-                         plan_only=True, ttl_seconds=60, name="review")
-    assert "instance" not in body and body["plan_only"] is True
-
-
-def test_dash_f_dash_reads_standard_input():
-    assert reads_stdin(["-f", "-"]) and not reads_stdin(["-f", "a.sql", "-c", "select 1"])
+from appliance.cli.failures import CliFailure
+from appliance.cli.prepare import job_failure, report_prepared
 
 
 def test_a_failed_job_is_reported_with_its_error_code_and_exit_code_one():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.cli.client import CliFailure
+from appliance.cli.failures import CliFailure
 from appliance.cli.run import check_run_args, newest_active_instance, split_password
 
 

@@ -1,10 +1,9 @@
-"""The plain (non-TTY) progress view: one line per finished step, cached or built, in order; and
-how events move a job's status between the two reads of it."""
+"""The plain (non-TTY) progress view: one line per finished step, cached or built, in order."""
 from __future__ import annotations
 
 import io
 
-from appliance.cli.watch import PlainView, apply_event, server_elapsed
+from appliance.cli.watch import PlainView, server_elapsed
 
 
 def task(task_id: str, type_: str, status: str, summary: str | None = None, cached: bool | None = None) -> dict:
@@ -56,23 +55,3 @@ def test_elapsed_time_comes_from_the_servers_timestamps():
 
 def test_a_task_that_never_started_has_no_elapsed_time():
     assert server_elapsed({"started_at": None, "finished_at": None}) is None
-
-
-def test_a_task_event_moves_that_task_and_stamps_it_with_the_server_time():
-    status = job("running", [task("execute-0", "state_execute", "running", "-f a.sql", True)])
-    assert apply_event(status, {"type": "task", "task_id": "execute-0", "status": "succeeded",
-                                "ts": "2024-01-01T00:00:02.250Z"})
-    assert status["tasks"][0]["status"] == "succeeded"
-    assert server_elapsed(status["tasks"][0]) == 2.25
-
-
-def test_a_status_event_moves_the_job():
-    status = job("queued", [])
-    assert apply_event(status, {"type": "status", "status": "running"})
-    assert status["status"] == "running"
-
-
-def test_a_task_the_status_does_not_hold_asks_for_the_status_again():
-    status = job("running", [task("plan", "plan", "succeeded")])
-    assert not apply_event(status, {"type": "task", "task_id": "changeset-3", "status": "running"})
-    assert [t["task_id"] for t in status["tasks"]] == ["plan"]

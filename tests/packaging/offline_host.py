@@ -29,8 +29,8 @@ CACHE = Path(os.environ.get("SQLRS_TEST_CACHE", "/var/cache/sqlrs-test"))
 SUITE = "bookworm"
 HOST_PACKAGES = ("python3", "openssh-server", "systemd", "systemd-sysv")
 # What goes into the bundle: a change to any of these builds a new one.
-BUNDLE_INPUTS = ("setup.cfg", "constraints.txt", "pyproject.toml", "README.md", "appliance", "jobs", "ansible", "systemd",
-                 "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image",
+BUNDLE_INPUTS = ("setup.cfg", "constraints.txt", "pyproject.toml", "README.md", "appliance", "jobs", "sqlrs_client",
+                 "ansible", "systemd", "nomad", "docs/install.md", "scripts/build-bundle", "scripts/build-postgres-image",
                  "scripts/build-liquibase-image")
 
 
