@@ -22,8 +22,55 @@ if TYPE_CHECKING:
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
+# The global options: before the verb, or after it (``sqlrs ls --output json``); after wins.
+_GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--url",), {"metavar": "URL", "help": "Appliance API base URL [env SQLRS_URL; default http://127.0.0.1:7433]."}),
+    (("--token",), {"metavar": "TOKEN", "help": "Bearer token [env SQLRS_TOKEN]. Prefer --token-file."}),
+    (("--token-file",), {"metavar": "FILE", "help": "File holding the bearer token [env SQLRS_TOKEN_FILE]."}),
+    (("--output",), {"type": click.Choice(["human", "json"]), "help": "Output format [env SQLRS_OUTPUT; default human]."}),
+    (("--org",), {"metavar": "ORG", "help": "Org to act in, for tokens of several orgs [env SQLRS_ORG]."}),
+    (("--config", "config_file"), {"metavar": "FILE", "type": click.Path(dir_okay=False, path_type=Path),
+                                   "help": "Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml]."}),
+]
+GLOBAL_NAMES = ("url", "token", "token_file", "output", "org", "config_file")
+_FLAGS = "sqlrs.global_flags"
+
+
+def _global_options(*, hidden: bool = False) -> list[click.Option]:
+    return [click.Option(list(decls), hidden=hidden, **kwargs) for decls, kwargs in _GLOBAL_OPTIONS]
+
+
+class SqlrsCommand(click.Command):
+    """A verb: takes the global options after its name too, and runs with the configuration
+    they resolve to (flags > environment > config file > defaults)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.params += _global_options(hidden=True)  # listed once, in ``sqlrs --help``
+
+    def invoke(self, ctx: click.Context) -> Any:
+        flags = dict(ctx.meta.get(_FLAGS) or {})
+        for name in GLOBAL_NAMES:
+            value = ctx.params.pop(name, None)
+            if value is not None:
+                flags[name] = value
+        ctx.obj = _resolve(flags)
+        return super().invoke(ctx)
+
+
+def _resolve(flags: dict[str, Any]) -> CliConfig:
+    env = os.environ
+    config_file = flags.get("config_file")
+    file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
+    return resolve_config({name: flags.get(name) for name in ("url", "token", "token_file", "output", "org")},
+                          env, file_values)
+
+
 class SqlrsGroup(click.Group):
     """Turns every failure into ``error: <code>: <message>`` on stderr and the documented exit code."""
+
+    command_class = SqlrsCommand
+    group_class = type  # ``cache`` and its verbs behave the same
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -64,24 +111,23 @@ def _print_error(code: str, message: str, hint: str | None = None) -> None:
         click.echo(f"hint: {hint}", err=True)
 
 
+def _with_global_options(function: Any) -> Any:
+    for decls, kwargs in reversed(_GLOBAL_OPTIONS):
+        function = click.option(*decls, **kwargs)(function)
+    return function
+
+
 @click.group(cls=SqlrsGroup, epilog=exit_codes.EPILOG,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--url", metavar="URL", help="Appliance API base URL [env SQLRS_URL; default http://127.0.0.1:7433].")
-@click.option("--token", metavar="TOKEN", help="Bearer token [env SQLRS_TOKEN]. Prefer --token-file.")
-@click.option("--token-file", metavar="FILE", help="File holding the bearer token [env SQLRS_TOKEN_FILE].")
-@click.option("--output", type=click.Choice(["human", "json"]), help="Output format [env SQLRS_OUTPUT; default human].")
-@click.option("--org", metavar="ORG", help="Org to act in, for tokens of several orgs [env SQLRS_ORG].")
-@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml].")
+@_with_global_options
 @click.version_option(__version__, prog_name="sqlrs")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, token: str | None, token_file: str | None, output: str | None,
-        org: str | None, config_file: Path | None) -> None:
-    """sqlrs: PostgreSQL databases in known, reproducible states, from the sqlrs appliance."""
-    env = os.environ
-    file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
-    ctx.obj = resolve_config({"url": url, "token": token, "token_file": token_file, "output": output,
-                              "org": org}, env, file_values)
+def cli(ctx: click.Context, **flags: Any) -> None:
+    """sqlrs: PostgreSQL databases in known, reproducible states, from the sqlrs appliance.
+
+    Global options may come before the verb or after it.
+    """
+    ctx.meta[_FLAGS] = flags  # each verb resolves them, with those it was given itself
 
 
 def _client(cfg: CliConfig) -> Client:

@@ -112,3 +112,25 @@ def test_the_sqlrs_process_loads_none_of_the_http_librarys_unused_parts(tmp_path
                           env={**os.environ, "SQLRS_URL": closed_port_url(), "SQLRS_TOKEN": "x"})
     assert done.returncode == exit_codes.UNAVAILABLE, done.stderr
     assert done.stdout.strip() == "['click', 'httpx']"
+
+
+def test_global_options_may_follow_the_verb(run):
+    url = closed_port_url()
+    result = run("ls", "--output", "json", "--url", url)
+    assert result.exit_code == exit_codes.UNAVAILABLE and url in result.output  # parsed, then no appliance
+
+
+def test_a_global_option_after_the_verb_wins_over_the_same_one_before_it(run):
+    before, after = closed_port_url(), closed_port_url()
+    result = run("--url", before, "status", "--url", after)
+    assert after in result.output and before not in result.output
+
+
+def test_global_options_after_a_verb_of_a_sub_group_are_taken_too(run):
+    url = closed_port_url()
+    assert url in run("cache", "status", "--url", url).output
+
+
+def test_global_options_after_the_psql_arguments_are_psql_arguments(run):
+    result = run("--url", closed_port_url(), "plan:psql", "--", "-c", "select 1", "--url", "x")
+    assert result.exit_code == exit_codes.USAGE  # psql has no --url: refused when the args are read
