@@ -392,7 +392,19 @@ def extend(cfg: CliConfig, instance_ref: str, ttl: int) -> None:
         sys.exit(extend_instance(client, instance_ref, ttl, cfg.output))
 
 
+@cli.command("completion", epilog="Example (bash): echo 'eval \"$(sqlrs completion bash)\"' >> ~/.bashrc")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish)."""
+    from appliance.cli.completion import script
+    click.echo(script(shell, cli), nl=False)
+
+
 def main() -> None:
+    import os
+    if os.environ.get("_SQLRS_COMPLETE"):  # a shell asking what may come next
+        from appliance.cli.completion import register
+        register()
     cli(prog_name="sqlrs")
 
 
