@@ -20,7 +20,7 @@ from sqlrs_client.errors import ApiError, InvalidInput, JobFailed, SqlrsError
 from sqlrs_client.types import Job, JobAccepted, JobResult, SourceAccepted
 
 BUNDLE_TYPE = "application/gzip"
-DEFAULT_IMAGE = "postgres:15"
+DEFAULT_IMAGE = "postgres:15"  # as sqlrs_client.project's
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from appliance.errors import ApplianceError, InvalidArgument
 from sqlrs_client.errors import ApiError, InvalidInput, JobFailed, SqlrsError
 
 if TYPE_CHECKING:
+    from appliance.cli.session import RunStage
     from sqlrs_client import Client
 
 PSQL_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -62,8 +63,19 @@ def _resolve(flags: dict[str, Any]) -> CliConfig:
     env = os.environ
     config_file = flags.get("config_file")
     file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
+    file_values.update(_project_values())
     return resolve_config({name: flags.get(name) for name in ("url", "token", "token_file", "output", "org")},
                           env, file_values)
+
+
+def _project_values() -> dict[str, str]:
+    """A project's sqlrs.toml (here or above) names its appliance and base image: over the
+    user's config file, under the environment and flags."""
+    from sqlrs_client.project import find
+    project = find()
+    if project is None:
+        return {}
+    return {"image": project.image, **({"url": project.url} if project.url else {})}
 
 
 class SqlrsGroup(click.Group):
@@ -137,42 +149,71 @@ def _client(cfg: CliConfig) -> Client:
 
 def _follow_and_report(client: Client, cfg: CliConfig, job_id: str, long: bool = False) -> int:
     from appliance.cli.prepare import report_finished
+    status = _follow(client, job_id)
+    return exit_codes.DETACHED if status is None else report_finished(status, cfg.output, long)
+
+
+def _follow(client: Client, job_id: str, *, skipped: str = "") -> dict[str, Any] | None:
+    """The job's final status, progress on stderr meanwhile; None when Ctrl+C detached from it."""
     from appliance.cli.watch import follow_job
     try:
-        status = follow_job(client, job_id, sys.stderr)
+        return follow_job(client, job_id, sys.stderr)
     except KeyboardInterrupt:
-        click.echo(f"\ndetached; job {job_id} keeps running.\n  resume: sqlrs watch {job_id}\n"
+        click.echo(f"\ndetached; job {job_id} keeps running{skipped}.\n  resume: sqlrs watch {job_id}\n"
                    f"  cancel: sqlrs cancel {job_id}", err=True)
+        return None
+
+
+def _prepare_then_run(client: Client, accepted: Any, stage: RunStage) -> int:
+    """The composite's second half: once the job has its instance, the run stage against it."""
+    from appliance.cli.prepare import prepared_instance
+    from appliance.cli.session import run_stage_with
+    status = accepted if accepted.get("result") else _follow(client, accepted["job_id"],
+                                                             skipped=f" (its {stage.verb} is skipped)")
+    if status is None:
         return exit_codes.DETACHED
-    return report_finished(status, cfg.output, long)
+    return run_stage_with(client, prepared_instance(status), stage)
+
+
+def _run_stage_of(args: tuple[str, ...], no_watch: bool) -> tuple[tuple[str, ...], RunStage | None]:
+    """The prepare's own args, and the run stage that follows them (checked before anything runs)."""
+    from appliance.cli.session import check_stage, split_run_stage
+    args, stage = split_run_stage(args)
+    if stage is not None:
+        if no_watch:
+            raise click.UsageError(f"--no-watch cannot be combined with {stage.verb}: the run needs the instance")
+        check_stage(stage)
+    return args, stage
 
 
 def _submit_and_follow(cfg: CliConfig, *, image: str | None, psql_args: tuple[str, ...], plan_only: bool,
                        ttl: int | None = None, instance_name: str | None = None, no_watch: bool = False,
-                       long: bool = False) -> None:
+                       long: bool = False, stage: RunStage | None = None) -> None:
     from appliance.cli.prepare import submit_psql
     if not psql_args:
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
     _follow_submission(cfg, lambda client: submit_psql(
         client, image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(), stdin_stream=sys.stdin,
-        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long)
+        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long, stage=stage)
 
 
 def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, liquibase_args: tuple[str, ...],
                           plan_only: bool, ttl: int | None = None, instance_name: str | None = None,
-                          no_watch: bool = False, long: bool = False) -> None:
+                          no_watch: bool = False, long: bool = False, stage: RunStage | None = None) -> None:
     from appliance.cli.prepare import submit_lb
     if not liquibase_args:
         raise click.UsageError("give Liquibase arguments after --, e.g. -- update --changelog-file db/changelog.xml")
     _follow_submission(cfg, lambda client: submit_lb(
         client, image=image or cfg.image, liquibase_args=list(liquibase_args), project=project,
-        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long)
+        plan_only=plan_only, ttl_seconds=ttl, name=instance_name), no_watch=no_watch, long=long, stage=stage)
 
 
-def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool) -> None:
+def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool, stage: RunStage | None = None) -> None:
     from appliance.cli.prepare import print_accepted, report_finished
     with _client(cfg) as client:
         accepted = submit(client)
+        if stage is not None:
+            sys.exit(_prepare_then_run(client, accepted, stage))
         if no_watch:
             print_accepted(accepted, cfg.url, cfg.output)
             sys.exit(exit_codes.OK)
@@ -208,9 +249,12 @@ def prepare_psql(cfg: CliConfig, image: str | None, ttl: int | None, instance_na
     """Build (or reuse) the state the psql scripts produce; print DSN=… of a fresh instance of it.
 
     Local files named by -f (and their includes) are uploaded; -f - reads standard input.
+    Followed by `run:psql -- PSQL ARGS` or `run -- COMMAND`, runs that against the instance,
+    then deletes it, and exits with the run's exit code.
     """
+    psql_args, stage = _run_stage_of(psql_args, no_watch)
     _submit_and_follow(cfg, image=image, psql_args=psql_args, plan_only=False, ttl=ttl,
-                       instance_name=instance_name, no_watch=no_watch, long=long)
+                       instance_name=instance_name, no_watch=no_watch, long=long, stage=stage)
 
 
 @cli.command("plan:psql", context_settings=PSQL_ARGS)
@@ -241,9 +285,12 @@ def prepare_lb(cfg: CliConfig, image: str | None, project: Path, ttl: int | None
     """Build (or reuse) one state per Liquibase changeset; print DSN=... of a fresh instance.
 
     The project directory is uploaded; the appliance supplies the connection (no --url etc.).
+    Followed by `run:psql -- PSQL ARGS` or `run -- COMMAND`, runs that against the instance,
+    then deletes it, and exits with the run's exit code.
     """
+    liquibase_args, stage = _run_stage_of(liquibase_args, no_watch)
     _submit_lb_and_follow(cfg, image=image, project=project, liquibase_args=liquibase_args, plan_only=False,
-                          ttl=ttl, instance_name=instance_name, no_watch=no_watch, long=long)
+                          ttl=ttl, instance_name=instance_name, no_watch=no_watch, long=long, stage=stage)
 
 
 @cli.command("plan:lb", context_settings=PSQL_ARGS)
@@ -390,6 +437,48 @@ def extend(cfg: CliConfig, instance_ref: str, ttl: int) -> None:
     from appliance.cli.inventory import extend_instance
     with _client(cfg) as client:
         sys.exit(extend_instance(client, instance_ref, ttl, cfg.output))
+
+
+@cli.command("run", context_settings=PSQL_ARGS,
+             epilog="Example: sqlrs run -- make test   (DATABASE_URL, PGHOST, PGPORT, PGUSER, PGPASSWORD, "
+                    "PGDATABASE are set for it)")
+@_instance_options
+@_long
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def run_command(cfg: CliConfig, ttl: int | None, instance_name: str | None, no_watch: bool, long: bool,
+                command: tuple[str, ...]) -> None:
+    """Prepare this project's database (sqlrs.toml), run COMMAND with it, then delete it.
+
+    The exit code is COMMAND's. For test runners that are not Python; see also `sqlrs init`.
+    """
+    from appliance.cli.project import project_here
+    from appliance.cli.session import RunStage, check_stage
+    if no_watch:
+        raise click.UsageError("--no-watch cannot be combined with run: the command needs the instance")
+    stage = RunStage("run", command[1:] if command[:1] == ("--",) else command)
+    check_stage(stage)
+    request = project_here().request(ttl_seconds=ttl, name=instance_name)
+    with _client(cfg) as client:
+        sys.exit(_prepare_then_run(client, client.submit(request), stage))
+
+
+@cli.command("init", context_settings=PSQL_ARGS,
+             epilog="Examples: sqlrs init psql --dir db -- -f schema.sql -f seed.sql\n"
+                    "          sqlrs init lb --dir db -- update --changelog-file changelog.xml")
+@click.argument("kind", type=click.Choice(["psql", "lb"]))
+@_image
+@click.option("--dir", "directory", default=".", show_default=True, metavar="DIR",
+              help="psql's working directory, or the Liquibase project (relative to here).")
+@click.option("--force", is_flag=True, help="Replace an existing sqlrs.toml.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def init(cfg: CliConfig, kind: str, image: str | None, directory: str, force: bool, args: tuple[str, ...]) -> None:
+    """Write sqlrs.toml here: how this project's database is prepared (KIND psql or lb, its
+    arguments after --, the base image, and the appliance URL when one is set)."""
+    from appliance.cli.project import write_project
+    write_project(cfg, kind, args[1:] if args[:1] == ("--",) else args, image=image, directory=directory,
+                  force=force)
 
 
 @cli.command("completion", epilog="Example (bash): echo 'eval \"$(sqlrs completion bash)\"' >> ~/.bashrc")

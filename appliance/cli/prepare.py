@@ -51,30 +51,39 @@ def print_accepted(accepted: Mapping[str, Any], url: str, output: str) -> None:
                      f"EVENTS_URL={url}{accepted['events_url']}\n")
 
 
-def job_failure(status: dict[str, Any]) -> CliFailure | None:
+def job_failure(status: Mapping[str, Any]) -> CliFailure | None:
     """A failed or cancelled job as the failure to report (exit 1); None when it succeeded."""
     if status["status"] == "succeeded":
         return None
-    failed = JobFailed(status)
+    failed = JobFailed(dict(status))
     return CliFailure(failed.code, failed.message, exit_codes.JOB_FAILED, failed.details or None)
 
 
-def report_prepared(status: dict[str, Any], output: str) -> int:
+def report_prepared(status: Mapping[str, Any], output: str) -> int:
     """Print a finished prepare job: JSON status, or ``DSN=…`` as the last line of stdout."""
-    failure = job_failure(status)
     if output == "json":
         print_json(status)
+        prepared_instance(status, quiet=True)
+        return exit_codes.OK
+    result = prepared_instance(status)
+    sys.stdout.write(f"DSN={result['dsn']}\n")
+    return exit_codes.OK
+
+
+def prepared_instance(status: Mapping[str, Any], *, quiet: bool = False) -> Mapping[str, Any]:
+    """The instance a finished prepare job made (noted on stderr); the job's failure, or
+    ``no_dsn`` when the instance is already gone."""
+    failure = job_failure(status)
     if failure is not None:
         raise failure
     result = status.get("result") or {}
-    if output == "json":
-        return exit_codes.OK
+    if quiet:
+        return result
     if not result.get("dsn"):
         raise CliFailure("no_dsn", f"job {status['job_id']} succeeded but its instance has no DSN any more "
                          "(expired or deleted?)", exit_codes.JOB_FAILED)
     note(f"instance {short(result.get('instance_id'))} of state {short(result.get('state_id'))}")
-    sys.stdout.write(f"DSN={result['dsn']}\n")
-    return exit_codes.OK
+    return result
 
 
 def report_planned(status: dict[str, Any], output: str, long: bool) -> int:
