@@ -53,6 +53,10 @@ cli-bench:  ## a cache hit through the sqlrs CLI vs the API, 1 GiB state, before
 	python3 bench/cli_bench.py --baseline-rev $(BASELINE_REV)
 	python3 bench/cli_bench.py --baseline-rev $(BASELINE_REV) --small-only --pool-size 2
 
+.PHONY: fixture-bench
+fixture-bench:  ## the pytest plugin's per-test database: its overhead with the warm pool off and on (writes bench/out/fixture.*)
+	python3 bench/fixture_bench.py
+
 .PHONY: history-bench
 history-bench:  ## admission, GET job, list pages, /metrics and a reconciler pass with a year of history vs none, SQLite and PostgreSQL (writes bench/out/history.*)
 	python3 bench/history_bench.py

@@ -86,3 +86,11 @@ def test_every_public_client_method_is_documented():
     text = doc("docs/client.md")
     missing = [name for name in sorted(_public_methods(Client) - {"close"}) if f"`{name}(" not in text]
     assert missing == []
+
+
+def test_every_fixture_and_option_of_the_pytest_plugin_is_documented():
+    from sqlrs_client import pytest_plugin
+    text = doc("docs/pytest.md")
+    fixtures = [name for name in vars(pytest_plugin) if name.startswith("sqlrs_")]
+    assert fixtures and [name for name in fixtures if f"`{name}`" not in text] == []
+    assert "--sqlrs-url" in text and "--sqlrs-keep" in text

@@ -17,13 +17,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from appliance.cli import exit_codes
 from appliance.cli.failures import CliFailure
 from appliance.cli.output import note, short
 from appliance.cli.run import check_run_args, split_password
 from appliance.planning.psql.args import LONG_WITH_VALUE, SHORT_WITH_VALUE
+from sqlrs_client.database import database_env
 
 if TYPE_CHECKING:
     from sqlrs_client import Client
@@ -71,18 +71,6 @@ def check_stage(stage: RunStage) -> None:
                          exit_codes.USAGE)
     elif shutil.which(stage.args[0]) is None:
         raise CliFailure("invalid_argument", f"{stage.args[0]}: command not found", exit_codes.USAGE)
-
-
-def database_env(dsn: str) -> dict[str, str]:
-    """``DATABASE_URL`` and the libpq variables for ``dsn``."""
-    parts = urlsplit(dsn)
-    env = {"DATABASE_URL": dsn, "PGHOST": parts.hostname or "", "PGPORT": str(parts.port or 5432),
-           "PGDATABASE": parts.path.lstrip("/") or "postgres"}
-    if parts.username is not None:
-        env["PGUSER"] = unquote(parts.username)
-    if parts.password is not None:
-        env["PGPASSWORD"] = unquote(parts.password)
-    return env
 
 
 def run_stage_with(client: Client, result: Mapping[str, Any], stage: RunStage) -> int:

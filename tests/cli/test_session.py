@@ -2,7 +2,8 @@
 gets."""
 from __future__ import annotations
 
-from appliance.cli.session import RunStage, database_env, split_run_stage
+from appliance.cli.session import RunStage, split_run_stage
+from sqlrs_client.database import database_env
 
 
 def test_run_psql_after_the_prepare_args_starts_the_run_stage():
