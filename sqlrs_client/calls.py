@@ -33,8 +33,9 @@ class Call:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: Any  # the JSON answer; None when there was none
+    body: Any  # the JSON answer; None when there was none (or it is not JSON: see ``content``)
     next_url: str | None = None  # a list's next page (its ``Link: rel="next"``)
+    content: bytes = b""
 
 
 Flow = Generator[Call, Answer, T]
@@ -61,11 +62,13 @@ def answer_of(call: Call, status: int, reason: str, body: bytes, links: Mapping[
     parsed = parse_json(body)
     if status not in call.ok:
         raise api_error(status, reason, parsed)
-    return Answer(status, parsed, (links.get("next") or {}).get("url"))
+    return Answer(status, parsed, (links.get("next") or {}).get("url"), body)
 
 
 def parse_json(body: bytes) -> Any:
     import json
+    if body[:1] not in (b"{", b"[", b'"') and body.strip()[:1] not in (b"{", b"["):
+        return None  # not JSON (an artifact, a proxy's page): no attempt to parse megabytes
     try:
         return json.loads(body) if body else None
     except ValueError:
@@ -125,6 +128,14 @@ def readiness() -> Flow[Any]:
 
 def delete(path: str, *, ok: tuple[int, ...] = OK, **params: Any) -> Flow[Any]:
     return (yield Call("DELETE", path, query(params), ok=ok)).body
+
+
+def put(path: str, body: Any) -> Flow[Any]:
+    return (yield Call("PUT", path, json=body)).body
+
+
+def download(path: str) -> Flow[bytes]:
+    return (yield Call("GET", path)).content
 
 
 PAGE_ROWS = 1000  # the most a list answers at once

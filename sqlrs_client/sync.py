@@ -12,7 +12,25 @@ from sqlrs_client import calls, prepare
 from sqlrs_client.calls import Answer, Call, Flow, T
 from sqlrs_client.follow import MAX_RECONNECTS, Progress, Replay, apply_event, is_done, stream_ended
 from sqlrs_client.settings import ClientSettings
-from sqlrs_client.types import DeleteResult, Event, Instance, Job, JobAccepted, JobEntry, JobResult, State, Task
+from sqlrs_client.types import (
+    Artifact,
+    AuditEntry,
+    CreatedToken,
+    DeleteResult,
+    Event,
+    Instance,
+    Job,
+    JobAccepted,
+    JobEntry,
+    JobResult,
+    Manifest,
+    OrgUsage,
+    Project,
+    Share,
+    State,
+    Task,
+    Token,
+)
 
 
 class Client:
@@ -164,7 +182,7 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         return self.run(calls.get("/v1/whoami"))
 
-    def usage(self, org: str) -> dict[str, Any]:
+    def usage(self, org: str) -> OrgUsage:
         return self.run(calls.get(f"/v1/orgs/{org}/usage"))
 
     def cache_status(self) -> dict[str, Any]:
@@ -173,6 +191,61 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         """Any GET of the API, for what has no method of its own yet."""
         return self.run(calls.get(path, **params))
+
+    # -- the org: tokens, quota, projects, audit ----------------------------------------------
+    def tokens(self, org: str) -> list[Token]:
+        """The org's API tokens (admins), never their secrets."""
+        return self.run(calls.every_row(f"/v1/orgs/{org}/tokens"))
+
+    def create_token(self, org: str, name: str, *, role: str = "member",
+                     ttl_seconds: int | None = None) -> CreatedToken:
+        """A new token; its secret (``token``) is in this answer only."""
+        body = {"name": name, "role": role, **({"ttl_seconds": ttl_seconds} if ttl_seconds else {})}
+        return self.run(calls.post(f"/v1/orgs/{org}/tokens", body))
+
+    def revoke_token(self, org: str, token_id: str) -> Token:
+        return self.run(calls.delete(f"/v1/orgs/{org}/tokens/{token_id}"))
+
+    def set_quota(self, org: str, **limits: int | float | None) -> OrgUsage:
+        """Change the limits given (operators); None returns one to the appliance default."""
+        return self.run(calls.put(f"/v1/orgs/{org}/quota", limits))
+
+    def projects(self) -> list[Project]:
+        return self.run(calls.every_row("/v1/projects"))
+
+    def create_project(self, name: str, repo_path: str) -> Project:
+        return self.run(calls.post("/v1/projects", {"name": name, "repo_path": repo_path}))
+
+    def audit(self, *, since: str | None = None, action: str | None = None, org: str | None = None,
+              at_most: int | None = None) -> list[AuditEntry]:
+        return self.run(calls.every_row("/v1/audit", at_most=at_most, since=since, action=action, org=org))
+
+    # -- sharing and moving states -----------------------------------------------------------
+    def shares(self, state_id: str) -> list[Share]:
+        return self.run(calls.every_row(f"/v1/states/{state_id}/shares"))
+
+    def share(self, state_id: str, org: str) -> Share:
+        """Let ``org`` use the state read-only (as a base for its own prepares too)."""
+        return self.run(calls.post(f"/v1/states/{state_id}/shares", {"org": org}))
+
+    def unshare(self, state_id: str, org: str) -> dict[str, Any]:
+        return self.run(calls.delete(f"/v1/states/{state_id}/shares/{org}"))
+
+    def export_state(self, state_id: str) -> Manifest:
+        """Stream the state to the object store; its manifest (another host imports it by id)."""
+        return self.run(calls.post(f"/v1/states/{state_id}/export"))
+
+    def import_state(self, state_id: str) -> State:
+        """Bring an exported state (and the chain it needs) onto this appliance."""
+        return self.run(calls.post("/v1/states/import", {"state_id": state_id}))
+
+    # -- a job's artifacts ---------------------------------------------------------------------
+    def artifacts(self, job_id: str) -> list[Artifact]:
+        return self.run(calls.get(f"/v1/prepare-jobs/{job_id}/artifacts"))
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        """One artifact's bytes (``logs/plan.log``, ``report.json``, …)."""
+        return self.run(calls.download(f"/v1/prepare-jobs/{job_id}/artifacts/{name}"))
 
     # -- driving flows ---------------------------------------------------------------------
     def run(self, flow: Flow[T]) -> T:

@@ -129,3 +129,91 @@ class SourceAccepted(TypedDict):
     source_id: str
     size_bytes: int
     created: bool
+
+
+class Token(TypedDict):
+    token_id: str
+    org: str
+    name: str
+    role: str
+    created_by: str | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+class CreatedToken(Token):
+    token: str  # the secret, shown this once
+
+
+class Share(TypedDict):
+    state_id: str
+    org: str
+    granted_by: str
+    created_at: str
+
+
+class Limits(TypedDict):
+    max_running_jobs: int
+    max_queued_jobs: int
+    max_instances: int
+    max_state_bytes: int | None
+    max_ttl_seconds: int
+    instance_memory_mb: int
+    instance_cpus: float
+
+
+class Usage(TypedDict):
+    running_jobs: int
+    queued_jobs: int
+    instances: int
+    state_bytes: int
+
+
+class OrgUsage(TypedDict):
+    org: str
+    limits: Limits
+    usage: Usage
+
+
+class Project(TypedDict):
+    name: str
+    repo_path: str
+    org: str
+    created_at: str
+
+
+class AuditEntry(TypedDict):
+    at: str
+    org: str
+    actor: str
+    action: str
+    object_kind: str | None
+    object_id: str | None
+    outcome: str
+    source: str | None
+    details: dict | None
+
+
+class Manifest(TypedDict):
+    format_version: int
+    state_id: str
+    parent_state_id: str | None
+    incremental_from: str | None
+    image_id: str
+    prepare_kind: str
+    task_hash: str
+    summary: str | None
+    size_bytes: int
+    driver: str
+    format: str
+    stream_sha256: str
+    stream_bytes: int
+    exported_at: str
+
+
+class Artifact(TypedDict):
+    name: str  # relative to the job: logs/plan.log, report.json, …
+    size_bytes: int
+    retain_until: str | None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import uuid
 
 import httpx
 import pytest
@@ -134,3 +136,56 @@ def test_the_async_client_raises_the_same_errors(appliance):
     with pytest.raises(ApiError) as error:
         asyncio.run(missing())
     assert error.value.code == "not_found"
+
+
+def test_a_token_is_created_listed_used_and_revoked(client, appliance):
+    org = client.whoami()["org"]
+    created = client.create_token(org, "ci robot", role="viewer", ttl_seconds=600)
+    assert created["token"] and created["role"] == "viewer"
+    assert created["token_id"] in [t["token_id"] for t in client.tokens(org)]
+    assert all("token" not in t for t in client.tokens(org))  # the secret is never listed
+    with Client(appliance.url, created["token"]) as robot:
+        assert robot.whoami()["role"] == "viewer"
+        with pytest.raises(ApiError) as refused:
+            robot.create_token(org, "escalation")
+        assert refused.value.status == 403
+    assert client.revoke_token(org, created["token_id"])["revoked_at"] is not None
+    with Client(appliance.url, created["token"]) as revoked, pytest.raises(ApiError) as error:
+        revoked.whoami()
+    assert error.value.code == "unauthenticated"
+
+
+def test_a_quota_change_shows_in_the_org_s_usage(client):
+    org = client.whoami()["org"]
+    try:
+        assert client.set_quota(org, max_instances=37)["limits"]["max_instances"] == 37
+        assert client.usage(org)["limits"]["max_instances"] == 37
+    finally:
+        client.set_quota(org, max_instances=None)
+    assert client.usage(org)["limits"]["max_instances"] != 37
+
+
+def test_a_state_is_shared_with_another_org_and_unshared(client, scripts):
+    result = client.prepare_psql(["-f", "schema.sql"], cwd=scripts)
+    share = client.share(result["state_id"], "partners")
+    assert (share["state_id"], share["org"]) == (result["state_id"], "partners")
+    assert [s["org"] for s in client.shares(result["state_id"])] == ["partners"]
+    assert client.unshare(result["state_id"], "partners")["revoked"] is True
+    assert client.shares(result["state_id"]) == []
+
+
+def test_a_job_s_artifacts_are_listed_and_read(client, scripts):
+    accepted = client.submit(psql_request(["-f", "schema.sql"], cwd=scripts))
+    client.wait(accepted["job_id"])
+    names = [a["name"] for a in client.artifacts(accepted["job_id"])]
+    assert names
+    assert all(isinstance(client.artifact(accepted["job_id"], name), bytes) for name in names)
+
+
+def test_projects_and_the_audit_log(client, appliance, tmp_path):
+    name = f"client-{uuid.uuid4().hex[:8]}"
+    repo = appliance.data_dir.parent / "projects" / name  # under the appliance's project root
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    created = client.create_project(name, str(repo))
+    assert created["name"] == name and name in [p["name"] for p in client.projects()]
+    assert any(e["action"].startswith("project") for e in client.audit(at_most=1000))
