@@ -1,0 +1,267 @@
+"""What an org's admin (and an operator) does: tokens, quota and usage, projects, the audit log,
+sharing states, and moving them between appliances (export/import). Each verb prints a table, or
+the API's JSON with ``--output json``."""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from appliance.cli.config import CliConfig
+from appliance.cli.group import SqlrsCommand, SqlrsGroup
+from appliance.cli.output import human_bytes, note, print_json, short, stdout_console, table
+
+if TYPE_CHECKING:
+    from sqlrs_client import Client
+
+
+def _client(cfg: CliConfig) -> Client:
+    from appliance import __version__
+    from sqlrs_client import Client
+    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")
+
+
+def _show(cfg: CliConfig, answer: Any, columns: list[str], cells: Callable[[Any], list[str]]) -> None:
+    """JSON as the API gave it, or a table of ``cells`` per row."""
+    if cfg.output == "json":
+        print_json(answer)
+        return
+    rows = answer if isinstance(answer, list) else [answer]
+    if not rows:
+        note("none")
+        return
+    stdout_console().print(table(columns, [cells(row) for row in rows]))
+
+
+def _org(cfg: CliConfig, client: Client) -> str:
+    """The org acted in: ``--org`` (a global option), else the token's."""
+    return cfg.org or client.whoami()["org"]
+
+
+# -- tokens ------------------------------------------------------------------------------------
+@click.group(cls=SqlrsGroup)
+def token() -> None:
+    """The org's API tokens (org admins)."""
+
+
+def _token_cells(t: dict[str, Any]) -> list[str]:
+    return [t["token_id"], t["name"], t["role"], t.get("expires_at") or "never", t.get("revoked_at") or "-",
+            t.get("last_used_at") or "-"]
+
+
+_TOKEN_COLUMNS = ["token", "name", "role", "expires", "revoked", "last used"]
+
+
+@token.command("ls")
+@click.pass_obj
+def token_ls(cfg: CliConfig) -> None:
+    """List the org's tokens (never their secrets)."""
+    with _client(cfg) as client:
+        _show(cfg, client.tokens(_org(cfg, client)), _TOKEN_COLUMNS, _token_cells)
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "member", "admin"]), default="member", show_default=True)
+@click.option("--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Lifetime (default: the appliance's).")
+@click.pass_obj
+def token_create(cfg: CliConfig, name: str, role: str, ttl: int | None) -> None:
+    """Create a token; its secret is printed once, to stdout (nothing else goes there)."""
+    with _client(cfg) as client:
+        created = client.create_token(_org(cfg, client), name, role=role, ttl_seconds=ttl)
+    if cfg.output == "json":
+        print_json(created)
+        return
+    note(f"token {created['token_id']} ({created['role']}), expires {created.get('expires_at') or 'never'}; "
+         "its secret follows, shown this once")
+    sys.stdout.write(created["token"] + "\n")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_obj
+def token_revoke(cfg: CliConfig, token_id: str) -> None:
+    """Revoke a token: it stops working at once."""
+    with _client(cfg) as client:
+        _show(cfg, client.revoke_token(_org(cfg, client), token_id), _TOKEN_COLUMNS, _token_cells)
+
+
+# -- quota and usage ---------------------------------------------------------------------------
+LIMITS = ("max_running_jobs", "max_queued_jobs", "max_instances", "max_state_bytes", "max_ttl_seconds",
+          "instance_memory_mb", "instance_cpus")
+
+
+def _usage_cells(answer: dict[str, Any]) -> list[list[str]]:
+    limits, usage = answer["limits"], answer["usage"]
+    used = {"max_running_jobs": usage["running_jobs"], "max_queued_jobs": usage["queued_jobs"],
+            "max_instances": usage["instances"], "max_state_bytes": human_bytes(usage["state_bytes"])}
+    return [[name, str(used.get(name, "-")), "none" if limits[name] is None else str(limits[name])] for name in LIMITS]
+
+
+@click.command("usage", cls=SqlrsCommand)
+@click.pass_obj
+def usage(cfg: CliConfig) -> None:
+    """The org's limits and what it uses of them now."""
+    with _client(cfg) as client:
+        answer = client.usage(_org(cfg, client))
+    if cfg.output == "json":
+        print_json(answer)
+        return
+    stdout_console().print(table(["limit", "in use", "limit value"], _usage_cells(dict(answer))))
+
+
+@click.command("quota", cls=SqlrsCommand)
+@click.argument("org_name", metavar="ORG")
+@click.option("--set", "changes", multiple=True, metavar="LIMIT=VALUE",
+              help=f"Change a limit (repeatable); VALUE 'default' returns it to the appliance's. LIMIT: {', '.join(LIMITS)}.")
+@click.pass_obj
+def quota(cfg: CliConfig, org_name: str, changes: tuple[str, ...]) -> None:
+    """Show an org's limits, or change them with --set (operators)."""
+    body: dict[str, Any] = {}
+    for change in changes:
+        name, _, value = change.partition("=")
+        if name not in LIMITS or not value:
+            raise click.UsageError(f"--set {change!r}: expected LIMIT=VALUE with LIMIT one of {', '.join(LIMITS)}")
+        body[name] = None if value == "default" else _number(name, value)
+    with _client(cfg) as client:
+        answer = client.set_quota(org_name, **body) if body else client.usage(org_name)
+    if cfg.output == "json":
+        print_json(answer)
+        return
+    stdout_console().print(table(["limit", "in use", "limit value"], _usage_cells(dict(answer))))
+
+
+def _number(name: str, value: str) -> int | float:
+    try:
+        return float(value) if name == "instance_cpus" else int(value)
+    except ValueError:
+        raise click.UsageError(f"--set {name}={value}: not a number") from None
+
+
+# -- projects and audit --------------------------------------------------------------------------
+@click.group(cls=SqlrsGroup)
+def project() -> None:
+    """Server-side repositories prepares can name (source.project)."""
+
+
+@project.command("ls")
+@click.pass_obj
+def project_ls(cfg: CliConfig) -> None:
+    """List the org's projects."""
+    with _client(cfg) as client:
+        _show(cfg, client.projects(), ["project", "repository", "created"],
+              lambda p: [p["name"], p["repo_path"], p["created_at"]])
+
+
+@project.command("add")
+@click.argument("name")
+@click.argument("repo_path")
+@click.pass_obj
+def project_add(cfg: CliConfig, name: str, repo_path: str) -> None:
+    """Register a git repository on the appliance (under one of its project roots) as NAME."""
+    with _client(cfg) as client:
+        _show(cfg, client.create_project(name, repo_path), ["project", "repository", "created"],
+              lambda p: [p["name"], p["repo_path"], p["created_at"]])
+
+
+@click.command("audit", cls=SqlrsCommand)
+@click.option("--since", metavar="TIME", help="Only events at or after this time (ISO 8601).")
+@click.option("--action", metavar="ACTION", help="Only this action, e.g. prepare.submitted.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, metavar="N")
+@click.pass_obj
+def audit(cfg: CliConfig, since: str | None, action: str | None, limit: int) -> None:
+    """The audit log: who did what, when, with what outcome (oldest first; an operator's
+    token sees every org's, or one org's with --org)."""
+    with _client(cfg) as client:
+        _show(cfg, client.audit(since=since, action=action, org=cfg.org, at_most=limit),
+              ["at", "org", "actor", "action", "object", "outcome"],
+              lambda e: [e["at"], e["org"], e["actor"], e["action"], short(e.get("object_id")), e["outcome"]])
+
+
+# -- sharing and moving states ---------------------------------------------------------------------
+_SHARE_COLUMNS = ["state", "org", "granted by", "since"]
+
+
+def _share_cells(s: dict[str, Any]) -> list[str]:
+    return [short(s["state_id"]), s["org"], s.get("granted_by", "-"), s.get("created_at", "-")]
+
+
+@click.group(cls=SqlrsGroup)
+def share() -> None:
+    """Share a state with another org (read-only: it can prepare from it, never change it)."""
+
+
+@share.command("ls")
+@click.argument("state_id")
+@click.pass_obj
+def share_ls(cfg: CliConfig, state_id: str) -> None:
+    """The orgs a state is shared with."""
+    with _client(cfg) as client:
+        _show(cfg, client.shares(state_id), _SHARE_COLUMNS, _share_cells)
+
+
+@share.command("add")
+@click.argument("state_id")
+@click.argument("grantee", metavar="ORG")
+@click.pass_obj
+def share_add(cfg: CliConfig, state_id: str, grantee: str) -> None:
+    """Share STATE_ID with ORG."""
+    with _client(cfg) as client:
+        _show(cfg, client.share(state_id, grantee), _SHARE_COLUMNS, _share_cells)
+
+
+@share.command("rm")
+@click.argument("state_id")
+@click.argument("grantee", metavar="ORG")
+@click.pass_obj
+def share_rm(cfg: CliConfig, state_id: str, grantee: str) -> None:
+    """Stop sharing STATE_ID with ORG."""
+    with _client(cfg) as client:
+        answer = client.unshare(state_id, grantee)
+    if cfg.output == "json":
+        print_json(answer)
+    else:
+        note(f"state {short(state_id)} is no longer shared with {grantee}")
+
+
+@contextlib.contextmanager
+def _working(what: str) -> Iterator[None]:
+    """A spinner with the time so far on a terminal (the appliance does the work in one request
+    and reports no progress of its own); one line when it is done."""
+    started = time.monotonic()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        with Console(file=sys.stderr).status(f"{what}…"):
+            yield
+    else:
+        yield
+    note(f"{what}: done in {time.monotonic() - started:.1f}s")
+
+
+@click.command("export", cls=SqlrsCommand)
+@click.argument("state_id")
+@click.pass_obj
+def export(cfg: CliConfig, state_id: str) -> None:
+    """Stream a state (and what it needs) to the object store; another appliance imports it by id."""
+    with _client(cfg) as client, _working(f"exporting state {short(state_id)}"):
+        manifest = client.export_state(state_id)
+    _show(cfg, manifest, ["state", "bytes", "format", "sha256"],
+          lambda m: [m["state_id"], human_bytes(m["stream_bytes"]), m["format"], m["stream_sha256"][:16]])
+
+
+@click.command("import", cls=SqlrsCommand)
+@click.argument("state_id")
+@click.pass_obj
+def import_(cfg: CliConfig, state_id: str) -> None:
+    """Bring an exported state onto this appliance (exit 0 also when it was already here)."""
+    with _client(cfg) as client, _working(f"importing state {short(state_id)}"):
+        state = client.import_state(state_id)
+    _show(cfg, state, ["state", "image", "size", "summary"],
+          lambda s: [s["state_id"], s["image_id"], human_bytes(s["size_bytes"]), s.get("summary") or "-"])
+
+
+VERBS = (token, usage, quota, project, audit, share, export, import_)
