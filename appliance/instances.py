@@ -160,17 +160,14 @@ def server_log_tail(ctx: AppContext, volume_id: str) -> bytes:
 
 
 def release_volume(ctx: AppContext, org: str, volume_id: str) -> bytes:
-    """Stop whatever runs on a clone, destroy it, then forget it (in that order, crash-safe).
+    """Stop whatever runs on a clone (immediately: what it holds is about to be destroyed),
+    destroy it, then forget it (in that order, crash-safe).
 
     Its run dir (socket, server log) goes last; the tail of the server log is returned, for a
     job to keep as an artifact. Cleanup is never cancelled, even inside a cancelled job."""
     path = volume_path(ctx, org, volume_id)
     with cancellable(None):
-        try:
-            if path.exists():
-                ctx.runtime.stop(path, mode="fast")
-        except Exception as exc:
-            log.warning("fast stop of %s failed (%s); stopping immediately", volume_id, exc)
+        if path.exists():  # its data goes with it: no shutdown checkpoint, nothing flushed to disk
             ctx.runtime.stop(path, mode="immediate")
         server_log = server_log_tail(ctx, volume_id)
         ctx.store.destroy_volume(org, volume_id)

@@ -55,8 +55,8 @@ class Sandbox:
         return prefix + [os.fspath(a) for a in argv]
 
     def server(self, argv: Sequence[str], *, writable: Iterable[Path]) -> list[str]:
-        """A Postgres server started by ``pg_ctl``: it outlives the wrapper, keeps the host's pid
-        and network namespaces (pg_ctl signals it by pid; instances listen on TCP) and sees only
+        """A Postgres server, started detached: it outlives the wrapper, keeps the host's pid and
+        network namespaces (the runtime signals it by pid; instances listen on TCP) and sees only
         its volume and socket directory."""
         if not self.enabled:
             return [os.fspath(a) for a in argv]
