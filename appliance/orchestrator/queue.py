@@ -1,7 +1,10 @@
 """The RQ queues the workers drain. Redis holds only these and locks: the Control DB is the truth.
 
 Each host has its own queue (``sqlrs-prepare@<host>``): a prepare builds and clones on one
-host's store, so only that host's workers may take it. A prepare's queue entry is a *token*:
+host's store, so only that host's workers may take it. Work that makes no one wait now (warm-pool
+refills, the artifacts of a hit answered at admission) goes to the host's second queue,
+``sqlrs-maintenance@<host>``, which a worker drains only when no prepare is waiting: under
+load, a queued prepare never waits behind pool refills. A prepare's queue entry is a *token*:
 the worker that takes it runs whichever queued job the scheduler names (see ``scheduling``).
 There is one token per queued job, so the reconciler can count what Redis forgot (after a
 Redis restart) and put it back. A token's RQ id is its job's id, which ``rq info`` shows.
@@ -26,6 +29,7 @@ from rq.serializers import JSONSerializer
 from appliance.ids import HEX_ID_PATTERN
 
 PREPARE_QUEUE = "sqlrs-prepare"
+MAINTENANCE_QUEUE = "sqlrs-maintenance"
 RUN_PREPARE = "jobs.prepare.run_prepare_job"
 REFILL_WARM_POOL = "jobs.pool.refill_warm_pool"
 REFILL_JOB_ID = "sqlrs-warm-pool-refill"
@@ -42,6 +46,15 @@ def queue_name(host: str) -> str:
 
 def prepare_queue(redis: Redis, host: str) -> Queue:
     return Queue(queue_name(host), connection=redis, serializer=SERIALIZER)
+
+
+def maintenance_queue(redis: Redis, host: str) -> Queue:
+    return Queue(f"{MAINTENANCE_QUEUE}@{host}", connection=redis, serializer=SERIALIZER)
+
+
+def worker_queues(redis: Redis, host: str) -> list[Queue]:
+    """What a host's workers drain, in order: prepares first, maintenance when none waits."""
+    return [prepare_queue(redis, host), maintenance_queue(redis, host)]
 
 
 def enqueue_token(redis: Redis, host: str, job_id: str, *, requeued: bool = False) -> None:
@@ -69,7 +82,7 @@ def is_known_to_redis(redis: Redis, job_id: str) -> bool:
 
 def enqueue_after_admission(redis: Redis, host: str, job_id: str) -> None:
     """A hit answered at admission: its artifacts and a pool refill, in one entry."""
-    prepare_queue(redis, host).enqueue(AFTER_ADMISSION, job_id, job_timeout=600, result_ttl=0, failure_ttl=3600,
+    maintenance_queue(redis, host).enqueue(AFTER_ADMISSION, job_id, job_timeout=600, result_ttl=0, failure_ttl=3600,
                                        description=f"artifacts of job {job_id}, then refill the warm pool")
 
 
@@ -77,5 +90,5 @@ def enqueue_refill(redis: Redis, host: str) -> None:
     """At most one refill per host waits in its queue: it tops up every hot state at once."""
     job_id = f"{REFILL_JOB_ID}-{re.sub(r'[^A-Za-z0-9_-]', '_', host)}"  # RQ job ids allow no more
     if not is_known_to_redis(redis, job_id):
-        prepare_queue(redis, host).enqueue(REFILL_WARM_POOL, job_id=job_id, job_timeout=600, result_ttl=0,
+        maintenance_queue(redis, host).enqueue(REFILL_WARM_POOL, job_id=job_id, job_timeout=600, result_ttl=0,
                                      failure_ttl=3600, description="refill the warm pool")

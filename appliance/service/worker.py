@@ -7,7 +7,7 @@ from redis import Redis
 from rq import SimpleWorker
 
 from appliance.context import build_context
-from appliance.orchestrator.queue import SERIALIZER, prepare_queue
+from appliance.orchestrator.queue import SERIALIZER, worker_queues
 from appliance.settings import Settings
 
 
@@ -23,6 +23,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
 
 
 def make_worker(redis: Redis, host: str) -> SimpleWorker:
-    """The RQ worker of ``host``'s queue. It decodes jobs with the queue's JSON serializer: a
-    pickle planted in Redis fails to decode instead of running."""
-    return SimpleWorker([prepare_queue(redis, host)], connection=redis, serializer=SERIALIZER)
+    """The RQ worker of ``host``'s queues (prepares first, then maintenance). It decodes jobs
+    with the queues' JSON serializer: a pickle planted in Redis fails to decode instead of
+    running."""
+    return SimpleWorker(worker_queues(redis, host), connection=redis, serializer=SERIALIZER)

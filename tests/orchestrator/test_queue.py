@@ -9,16 +9,37 @@ import zlib
 from pathlib import Path
 
 from rq import Queue
-from rq.serializers import PickleSerializer
+from rq.serializers import JSONSerializer, PickleSerializer
 
-from appliance.orchestrator.queue import RUN_PREPARE, enqueue_refill, enqueue_token, prepare_queue, queue_name
+from appliance.orchestrator.queue import (
+    RUN_PREPARE,
+    enqueue_after_admission,
+    enqueue_refill,
+    enqueue_token,
+    maintenance_queue,
+    prepare_queue,
+    queue_name,
+    worker_queues,
+)
+from appliance.service.worker import make_worker
 
 
 def test_a_warm_pool_refill_waits_once_on_its_hosts_queue_whatever_the_host_is_called(redis):
     for _ in range(2):
         enqueue_refill(redis, "db-7.example.com")
-    assert len(prepare_queue(redis, "db-7.example.com").job_ids) == 1
-    assert prepare_queue(redis, "other").job_ids == []
+    assert len(maintenance_queue(redis, "db-7.example.com").job_ids) == 1
+    assert maintenance_queue(redis, "other").job_ids == []
+
+
+def test_a_worker_takes_a_waiting_prepare_before_any_maintenance_queued_earlier(redis):
+    host = "busy-host"
+    enqueue_refill(redis, host)
+    enqueue_after_admission(redis, host, "c" * 32)
+    enqueue_token(redis, host, "d" * 32)
+    assert [q.name for q in make_worker(redis, host).queues] == [q.name for q in worker_queues(redis, host)]
+    job, queue = Queue.dequeue_any(worker_queues(redis, host), None, connection=redis, serializer=JSONSerializer)
+    assert (job.id, queue.name) == ("d" * 32, queue_name(host))
+    assert len(prepare_queue(redis, host).job_ids) == 0 and len(maintenance_queue(redis, host).job_ids) == 2
 
 
 def test_queue_entries_are_json_data(redis):
