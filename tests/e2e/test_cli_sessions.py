@@ -2,6 +2,7 @@
 ``prepare:psql … run:psql …`` / ``… run -- COMMAND``, and ``sqlrs init`` then ``sqlrs run``."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,26 @@ def test_init_refuses_a_file_its_arguments_name_that_does_not_exist(appliance, s
 def test_run_without_a_project_says_how_to_make_one(appliance, tmp_path):
     result = sqlrs(appliance, "run", "--", "true", cwd=tmp_path)
     assert result.returncode == 2 and "sqlrs init" in result.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shell-project"
+
+
+def test_the_shell_example_s_test_runner_passes_through_sqlrs_run(appliance, tmp_path):
+    before = live_instances(appliance)
+    result = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--url", appliance.url, "--token-file",
+                             str(appliance.data_dir / "admin.token"), "run", "--", "./run-tests.sh"],
+                            cwd=EXAMPLE, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok   ") == 4 and "FAIL" not in result.stdout
+    assert live_instances(appliance) == before
+
+
+def test_a_failing_shell_runner_s_exit_code_is_sqlrs_run_s(appliance, tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "project")
+    runner = tmp_path / "project" / "run-tests.sh"
+    runner.write_text(runner.read_text().replace('"10000"', '"10001"'))  # a check that now fails
+    result = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--url", appliance.url, "--token-file",
+                             str(appliance.data_dir / "admin.token"), "run", "--", "./run-tests.sh"],
+                            cwd=tmp_path / "project", capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1 and "FAIL money is never created" in result.stdout
