@@ -189,3 +189,38 @@ def test_projects_and_the_audit_log(client, appliance, tmp_path):
     created = client.create_project(name, str(repo))
     assert created["name"] == name and name in [p["name"] for p in client.projects()]
     assert any(e["action"].startswith("project") for e in client.audit(at_most=1000))
+
+
+def test_a_finished_job_is_deleted_and_the_instance_it_made_lives_on(client, scripts):
+    accepted = client.submit(psql_request(["-f", "schema.sql"], cwd=scripts))
+    job = client.wait(accepted["job_id"])
+    assert client.delete_job(accepted["job_id"])["outcome"] == "deleted"
+    with pytest.raises(ApiError) as gone:
+        client.job(accepted["job_id"])
+    assert gone.value.code == "not_found"
+    assert client.instance(job["result"]["instance_id"])["status"] == "active"
+    client.delete_instance(job["result"]["instance_id"])
+
+
+def test_a_state_is_exported_and_imported_back(client, scripts):
+    result = client.prepare_psql(["-f", "schema.sql"], cwd=scripts)
+    manifest = client.export_state(result["state_id"])
+    assert manifest["state_id"] == result["state_id"] and manifest["stream_bytes"] > 0
+    assert client.import_state(result["state_id"])["state_id"] == result["state_id"]
+
+
+def test_the_async_client_follows_a_job_through_its_events_to_the_end(appliance, scripts):
+    async def scenario():
+        async with AsyncClient(appliance.url, appliance.token) as client:
+            accepted = await client.submit(psql_request(["-f", "schema.sql", "-f", "data.sql"], cwd=scripts))
+            statuses = [progress.job["status"] async for progress in client.follow(accepted["job_id"])]
+            events = [event async for event in client.events(accepted["job_id"])]
+            cancelled = await client.cancel(accepted["job_id"])
+            job = await client.job(accepted["job_id"])
+            await client.delete_instance(job["result"]["instance_id"])
+            return statuses, events, cancelled, job
+
+    statuses, events, cancelled, job = asyncio.run(scenario())
+    assert statuses[-1] == "succeeded" and job["status"] == "succeeded"
+    assert any(e.get("type") == "status" and e.get("status") == "succeeded" for e in events)
+    assert not cancelled.requested
