@@ -12,17 +12,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from appliance.cli.config import CliConfig
-from appliance.cli.group import SqlrsCommand, SqlrsGroup
+from appliance.cli.group import SqlrsCommand, SqlrsGroup, client_for
 from appliance.cli.output import human_bytes, note, print_json, short, stdout_console, table
 
 if TYPE_CHECKING:
     from sqlrs_client import Client
-
-
-def _client(cfg: CliConfig) -> Client:
-    from appliance import __version__
-    from sqlrs_client import Client
-    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")
 
 
 def _show(cfg: CliConfig, answer: Any, columns: list[str], cells: Callable[[Any], list[str]]) -> None:
@@ -60,7 +54,7 @@ _TOKEN_COLUMNS = ["token", "name", "role", "expires", "revoked", "last used"]
 @click.pass_obj
 def token_ls(cfg: CliConfig) -> None:
     """List the org's tokens (never their secrets)."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.tokens(_org(cfg, client)), _TOKEN_COLUMNS, _token_cells)
 
 
@@ -71,7 +65,7 @@ def token_ls(cfg: CliConfig) -> None:
 @click.pass_obj
 def token_create(cfg: CliConfig, name: str, role: str, ttl: int | None) -> None:
     """Create a token; its secret is printed once, to stdout (nothing else goes there)."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         created = client.create_token(_org(cfg, client), name, role=role, ttl_seconds=ttl)
     if cfg.output == "json":
         print_json(created)
@@ -86,7 +80,7 @@ def token_create(cfg: CliConfig, name: str, role: str, ttl: int | None) -> None:
 @click.pass_obj
 def token_revoke(cfg: CliConfig, token_id: str) -> None:
     """Revoke a token: it stops working at once."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.revoke_token(_org(cfg, client), token_id), _TOKEN_COLUMNS, _token_cells)
 
 
@@ -106,7 +100,7 @@ def _usage_cells(answer: dict[str, Any]) -> list[list[str]]:
 @click.pass_obj
 def usage(cfg: CliConfig) -> None:
     """The org's limits and what it uses of them now."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         answer = client.usage(_org(cfg, client))
     if cfg.output == "json":
         print_json(answer)
@@ -127,7 +121,7 @@ def quota(cfg: CliConfig, org_name: str, changes: tuple[str, ...]) -> None:
         if name not in LIMITS or not value:
             raise click.UsageError(f"--set {change!r}: expected LIMIT=VALUE with LIMIT one of {', '.join(LIMITS)}")
         body[name] = None if value == "default" else _number(name, value)
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         answer = client.set_quota(org_name, **body) if body else client.usage(org_name)
     if cfg.output == "json":
         print_json(answer)
@@ -152,7 +146,7 @@ def project() -> None:
 @click.pass_obj
 def project_ls(cfg: CliConfig) -> None:
     """List the org's projects."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.projects(), ["project", "repository", "created"],
               lambda p: [p["name"], p["repo_path"], p["created_at"]])
 
@@ -163,7 +157,7 @@ def project_ls(cfg: CliConfig) -> None:
 @click.pass_obj
 def project_add(cfg: CliConfig, name: str, repo_path: str) -> None:
     """Register a git repository on the appliance (under one of its project roots) as NAME."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.create_project(name, repo_path), ["project", "repository", "created"],
               lambda p: [p["name"], p["repo_path"], p["created_at"]])
 
@@ -176,7 +170,7 @@ def project_add(cfg: CliConfig, name: str, repo_path: str) -> None:
 def audit(cfg: CliConfig, since: str | None, action: str | None, limit: int) -> None:
     """The audit log: who did what, when, with what outcome (oldest first; an operator's
     token sees every org's, or one org's with --org)."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.audit(since=since, action=action, org=cfg.org, at_most=limit),
               ["at", "org", "actor", "action", "object", "outcome"],
               lambda e: [e["at"], e["org"], e["actor"], e["action"], short(e.get("object_id")), e["outcome"]])
@@ -200,7 +194,7 @@ def share() -> None:
 @click.pass_obj
 def share_ls(cfg: CliConfig, state_id: str) -> None:
     """The orgs a state is shared with."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.shares(state_id), _SHARE_COLUMNS, _share_cells)
 
 
@@ -210,7 +204,7 @@ def share_ls(cfg: CliConfig, state_id: str) -> None:
 @click.pass_obj
 def share_add(cfg: CliConfig, state_id: str, grantee: str) -> None:
     """Share STATE_ID with ORG."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         _show(cfg, client.share(state_id, grantee), _SHARE_COLUMNS, _share_cells)
 
 
@@ -220,7 +214,7 @@ def share_add(cfg: CliConfig, state_id: str, grantee: str) -> None:
 @click.pass_obj
 def share_rm(cfg: CliConfig, state_id: str, grantee: str) -> None:
     """Stop sharing STATE_ID with ORG."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         answer = client.unshare(state_id, grantee)
     if cfg.output == "json":
         print_json(answer)
@@ -247,7 +241,7 @@ def _working(what: str) -> Iterator[None]:
 @click.pass_obj
 def export(cfg: CliConfig, state_id: str) -> None:
     """Stream a state (and what it needs) to the object store; another appliance imports it by id."""
-    with _client(cfg) as client, _working(f"exporting state {short(state_id)}"):
+    with client_for(cfg) as client, _working(f"exporting state {short(state_id)}"):
         manifest = client.export_state(state_id)
     _show(cfg, manifest, ["state", "bytes", "format", "sha256"],
           lambda m: [m["state_id"], human_bytes(m["stream_bytes"]), m["format"], m["stream_sha256"][:16]])
@@ -258,7 +252,7 @@ def export(cfg: CliConfig, state_id: str) -> None:
 @click.pass_obj
 def import_(cfg: CliConfig, state_id: str) -> None:
     """Bring an exported state onto this appliance (exit 0 also when it was already here)."""
-    with _client(cfg) as client, _working(f"importing state {short(state_id)}"):
+    with client_for(cfg) as client, _working(f"importing state {short(state_id)}"):
         state = client.import_state(state_id)
     _show(cfg, state, ["state", "image", "size", "summary"],
           lambda s: [s["state_id"], s["image_id"], human_bytes(s["size_bytes"]), s.get("summary") or "-"])

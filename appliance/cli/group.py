@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from appliance.cli.config import CliConfig, default_config_path, read_config_fil
 from appliance.cli.failures import CliFailure
 from appliance.errors import ApplianceError, InvalidArgument
 from sqlrs_client.errors import ApiError, InvalidInput, JobFailed, SqlrsError
+
+if TYPE_CHECKING:
+    from sqlrs_client import Client
 
 # The global options: before the verb, or after it (``sqlrs ls --output json``); after wins.
 _GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -122,3 +125,11 @@ def with_global_options(function: Any) -> Any:
     for decls, kwargs in reversed(_GLOBAL_OPTIONS):
         function = click.option(*decls, **kwargs)(function)
     return function
+
+
+def client_for(cfg: CliConfig) -> Client:
+    """The API client of every verb, as this configuration says (the CLI's own resolution of
+    URL and token is the only one: an empty token stops the client reading the environment again)."""
+    from appliance import __version__
+    from sqlrs_client import Client  # the HTTP library only for verbs that talk to the API
+    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")

@@ -11,7 +11,7 @@ import click
 from appliance import __version__
 from appliance.cli import exit_codes
 from appliance.cli.config import CliConfig
-from appliance.cli.group import GLOBAL_FLAGS, SqlrsGroup, with_global_options
+from appliance.cli.group import GLOBAL_FLAGS, SqlrsGroup, client_for, with_global_options
 from appliance.cli.output import print_json
 
 if TYPE_CHECKING:
@@ -32,11 +32,6 @@ def cli(ctx: click.Context, **flags: Any) -> None:
     Global options may come before the verb or after it.
     """
     ctx.meta[GLOBAL_FLAGS] = flags  # each verb resolves them, with those it was given itself
-
-
-def _client(cfg: CliConfig) -> Client:
-    from sqlrs_client import Client  # the HTTP library only for verbs that talk to the API
-    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")
 
 
 def _follow_and_report(client: Client, cfg: CliConfig, job_id: str, long: bool = False) -> int:
@@ -102,7 +97,7 @@ def _submit_lb_and_follow(cfg: CliConfig, *, image: str | None, project: Path, l
 
 def _follow_submission(cfg: CliConfig, submit, *, no_watch: bool, long: bool, stage: RunStage | None = None) -> None:
     from appliance.cli.prepare import print_accepted, report_finished
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         accepted = submit(client)
         if stage is not None:
             sys.exit(_prepare_then_run(client, accepted, stage))
@@ -213,7 +208,7 @@ def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...])
         raise click.UsageError("give psql arguments after --, e.g. -- -f schema.sql")
     request = psql_request_of(image=image or cfg.image, psql_args=list(psql_args), cwd=Path.cwd(),
                               stdin_stream=sys.stdin, plan_only=False)
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         answer = client.explain(request)
     if cfg.output == "json":
         print_json(answer)
@@ -228,7 +223,7 @@ def cache_explain(cfg: CliConfig, image: str | None, psql_args: tuple[str, ...])
 @click.pass_obj
 def cache_status(cfg: CliConfig) -> None:
     """Usage, cap, watermarks, free space, reclaimable bytes and the last eviction."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         status = client.cache_status()
     if cfg.output == "json":
         print_json(status)
@@ -252,7 +247,7 @@ def cache_status(cfg: CliConfig) -> None:
 @click.pass_obj
 def watch(cfg: CliConfig, job_id: str, long: bool) -> None:
     """Follow a prepare job until it ends, then print what prepare:psql prints."""
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(_follow_and_report(client, cfg, job_id, long))
 
 
@@ -262,7 +257,7 @@ def watch(cfg: CliConfig, job_id: str, long: bool) -> None:
 def cancel(cfg: CliConfig, job_id: str) -> None:
     """Cancel a queued or running prepare job."""
     from appliance.cli.inventory import cancel_job
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(cancel_job(client, job_id, cfg.output))
 
 
@@ -279,7 +274,7 @@ def cancel(cfg: CliConfig, job_id: str) -> None:
 def ls(cfg: CliConfig, what: str, job: str | None, limit: int | None, long: bool) -> None:
     """List instances, states, jobs or tasks."""
     from appliance.cli.inventory import list_objects
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(list_objects(client, what, job, cfg.output, long, at_most=limit))
 
 
@@ -294,7 +289,7 @@ def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id
     """Delete the one instance, state or job whose id starts with ID_PREFIX (8+ hex characters)."""
     from appliance.cli.inventory import check_prefix, remove
     check_prefix(id_prefix)  # before any network: a usage error needs no appliance
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(remove(client, id_prefix, recurse=recurse, force=force, dry_run=dry_run, output=cfg.output,
                         long=long))
 
@@ -304,7 +299,7 @@ def rm(cfg: CliConfig, recurse: bool, force: bool, dry_run: bool, long: bool, id
 def status(cfg: CliConfig) -> None:
     """Health, readiness and counts of the appliance."""
     from appliance.cli.inventory import show_status
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(show_status(client, cfg.output))
 
 
@@ -316,7 +311,7 @@ def run_psql_command(cfg: CliConfig, instance_ref: str | None, psql_args: tuple[
     """Run the local psql against an instance (connection flags are rejected); exits with psql's code."""
     from appliance.cli.run import check_run_args, run_psql
     check_run_args(list(psql_args))
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(run_psql(client, instance_ref, list(psql_args)))
 
 
@@ -327,7 +322,7 @@ def run_psql_command(cfg: CliConfig, instance_ref: str | None, psql_args: tuple[
 def extend(cfg: CliConfig, instance_ref: str, ttl: int) -> None:
     """Extend an instance's lifetime to SECONDS from now."""
     from appliance.cli.inventory import extend_instance
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(extend_instance(client, instance_ref, ttl, cfg.output))
 
 
@@ -351,7 +346,7 @@ def run_command(cfg: CliConfig, ttl: int | None, instance_name: str | None, no_w
     stage = RunStage("run", command[1:] if command[:1] == ("--",) else command)
     check_stage(stage)
     request = project_here().request(ttl_seconds=ttl, name=instance_name)
-    with _client(cfg) as client:
+    with client_for(cfg) as client:
         sys.exit(_prepare_then_run(client, client.submit(request), stage))
 
 
