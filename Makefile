@@ -7,6 +7,11 @@ demo:  ## run the embedded appliance and prepare the example database
 test:  ## install everything the tests need and run them
 	./scripts/test
 
+.PHONY: screenshots
+screenshots:  ## the web console's browser tests, keeping their screenshots in docs/ui (what docs/ui.md shows)
+	./scripts/install-deps --tests
+	SQLRS_CONSOLE_SHOTS=docs/ui python3 -m pytest -q tests/console
+
 # What the before/after benches compare against: main before the speed work.
 BASELINE_REV ?= e308f49
 

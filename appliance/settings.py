@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     oidc_groups_claim: str | None = Field(None, description=(
         "Claim listing memberships `<prefix><org>:<role>` (e.g. `groups`); overrides the two above."))
     oidc_group_prefix: str = Field("sqlrs:", description="Prefix of those memberships; other groups are ignored.")
+    oidc_client_id: str | None = Field(None, description=(
+        "The web console's OIDC client (public: authorization code with PKCE, no secret); its redirect URI is "
+        "`<the appliance's URL>/ui/`. Unset: the console signs in with pasted API tokens only."),
+        json_schema_extra={"shown_default": "none (console OIDC sign-in off)"})
+    oidc_scopes: str = Field("openid profile", description="Scopes the console asks the issuer for.")
     oidc_subject_claim: str = Field("sub", description="Claim naming the principal (what the audit log records).")
     oidc_jwks_cache_seconds: int = Field(600, gt=0, description="How long the issuer's JWKS is cached.")
     oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description=(

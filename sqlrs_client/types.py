@@ -60,6 +60,7 @@ class JobEntry(TypedDict):
     started_at: str | None
     finished_at: str | None
     org: str
+    submitted_by: NotRequired[str | None]  # who submitted it (servers from the web console on)
 
 
 class Job(JobEntry):
@@ -88,6 +89,7 @@ class Instance(TypedDict):
     expires_at: str
     name: str | None
     job_id: str | None
+    owner: NotRequired[str | None]  # the submitter of its job (servers from the web console on)
     teardown_error: NotRequired[str | None]
     teardown_attempts: NotRequired[int]
     teardown_retry_at: NotRequired[str | None]

@@ -94,3 +94,12 @@ def test_every_fixture_and_option_of_the_pytest_plugin_is_documented():
     fixtures = [name for name in vars(pytest_plugin) if name.startswith("sqlrs_")]
     assert fixtures and [name for name in fixtures if f"`{name}`" not in text] == []
     assert "--sqlrs-url" in text and "--sqlrs-keep" in text
+
+
+def test_the_console_guide_shows_every_screenshot_the_browser_tests_take_and_no_other():
+    shown = set(re.findall(r"\]\(ui/([a-z0-9-]+\.png)\)", doc("docs/ui.md")))
+    taken = {p.name for p in (ROOT / "docs" / "ui").glob("*.png")}
+    tests = (ROOT / "tests" / "console" / "test_console.py").read_text()
+    named = {f"{name}.png" for name in re.findall(r'screenshot\("([a-z0-9-]+)"\)', tests)}
+    named |= {f"phone-{route}.png" for route in ("states", "jobs", "instances", "org", "status")}  # one a page
+    assert shown == taken == named

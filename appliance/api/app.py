@@ -28,7 +28,8 @@ from appliance.logs import bind as bind_log_context
 from appliance.orchestrator.queue import UNAVAILABLE as QUEUE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-PUBLIC_PATHS = {"/v1/health", "/openapi.json"}
+PUBLIC_PATHS = {"/v1/health", "/v1/auth/config", "/openapi.json"}
+CONSOLE_PREFIX = "/ui"  # the web console's files: public, like any login page; its data comes through the API
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}  # change nothing: they work while the queue is down
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a client's own id is kept when it is sane
 
@@ -54,7 +55,7 @@ def create_app(ctx: AppContext) -> Quart:
         request_id = request.headers.get("X-Request-ID", "")
         g.request_id = request_id if REQUEST_ID.match(request_id) else secrets.token_hex(8)
         bind_log_context(request_id=g.request_id)
-        if request.path in PUBLIC_PATHS:
+        if _public(request.path):
             return
         # The peer address: behind a reverse proxy, the proxy's (no forwarded header is trusted).
         address = request.remote_addr or "unknown"
@@ -89,7 +90,9 @@ def create_app(ctx: AppContext) -> Quart:
     from appliance.api.routes import (
         artifacts,
         audit,
+        auth,
         cache,
+        console,
         health,
         instances,
         jobs,
@@ -99,9 +102,14 @@ def create_app(ctx: AppContext) -> Quart:
         tokens,
         transfer,
     )
-    for module in (health, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs):
+    for module in (health, auth, jobs, states, instances, sources, cache, transfer, artifacts, tokens, audit, orgs,
+                   console):
         app.register_blueprint(module.blueprint)
     return app
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 async def _limit(check: Callable[[], Any]) -> Any:

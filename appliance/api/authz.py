@@ -40,6 +40,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/projects"): "admin",
     ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/orgs/<org>/usage"): "viewer",
+    ("GET", "/v1/orgs/<org>/shares"): "viewer",
     ("PUT", "/v1/orgs/<org>/quota"): "operator",  # an org's admins may not raise their own limits
     ("GET", "/v1/orgs/<org>/tokens"): "admin",
     ("POST", "/v1/orgs/<org>/tokens"): "admin",

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import peewee as pw
@@ -39,6 +39,11 @@ class PageQuery(BaseModel):
                                description="Where the page starts: the `Sqlrs-Next-Cursor` of the previous page")
 
 
+class OrderedPageQuery(PageQuery):
+    """A list that also pages newest first."""
+    order: Literal["asc", "desc"] = Field("asc", description="`asc`: oldest first; `desc`: newest first")
+
+
 @dataclass(frozen=True)
 class Page:
     rows: list[Any]
@@ -47,7 +52,8 @@ class Page:
 
 def fingerprint(filters: dict[str, Any]) -> str:
     """The route and its filters (not the paging parameters): a cursor is good for these only."""
-    shown = {k: v for k, v in sorted(filters.items()) if k not in ("limit", "cursor") and v is not None}
+    shown = {k: v for k, v in sorted(filters.items())
+             if k not in ("limit", "cursor") and v is not None and (k, v) != ("order", "asc")}
     raw = json.dumps([request.path, shown], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -70,11 +76,14 @@ def decode_cursor(cursor: str, filters: str, width: int) -> list[Any]:
                             "without it", {"reason": str(exc)[:200]}) from None
 
 
-def after(columns: Sequence[pw.Field | pw.Node], key: Sequence[Any]) -> pw.Expression:
-    """``(c1, c2, …) > (k1, k2, …)`` in the expanded form every engine plans with an index."""
-    condition = columns[-1] > key[-1]
+def after(columns: Sequence[pw.Field | pw.Node], key: Sequence[Any], descending: bool = False) -> pw.Expression:
+    """``(c1, c2, …) > (k1, k2, …)`` (``<`` when descending) in the expanded form every engine
+    plans with an index."""
+    def beyond(column: Any, value: Any) -> pw.Expression:
+        return column < value if descending else column > value
+    condition = beyond(columns[-1], key[-1])
     for column, value in zip(reversed(columns[:-1]), reversed(key[:-1])):
-        condition = (column > value) | ((column == value) & condition)
+        condition = beyond(column, value) | ((column == value) & condition)
     return condition
 
 
@@ -83,9 +92,10 @@ def page(query: pw.ModelSelect, columns: Sequence[pw.Field | pw.Node], key_of: C
     """One page of ``query`` ordered by ``columns`` (the last one unique); ``key_of(row)`` gives a
     row's values of those columns."""
     made_for = fingerprint(filters)
+    descending = getattr(args, "order", "asc") == "desc"
     if args.cursor:
-        query = query.where(after(columns, decode_cursor(args.cursor, made_for, len(columns))))
-    rows = list(query.order_by(*columns).limit(args.limit + 1))
+        query = query.where(after(columns, decode_cursor(args.cursor, made_for, len(columns)), descending))
+    rows = list(query.order_by(*(c.desc() if descending else c for c in columns)).limit(args.limit + 1))
     more = len(rows) > args.limit
     rows = rows[: args.limit]
     return Page(rows, encode_cursor(key_of(rows[-1]), made_for) if more and rows else None)

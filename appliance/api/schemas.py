@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from appliance.api.paging import PageQuery
+from appliance.api.paging import OrderedPageQuery, PageQuery
 from appliance.ids import HEX_ID_PATTERN, ID_PREFIX_PATTERN, JOB_PREFIX_PATTERN, PROJECT_NAME_PATTERN, SOURCE_ID_PATTERN
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -89,6 +89,7 @@ class PrepareJobEntry(BaseModel):
     started_at: str | None
     finished_at: str | None
     org: str
+    submitted_by: str | None = Field(None, description="Who submitted it: `token:<token_id>` or `oidc:<subject>`")
 
 
 class PrepareJobResult(BaseModel):
@@ -156,6 +157,7 @@ class InstanceEntry(BaseModel):
     expires_at: str
     name: str | None
     job_id: str | None
+    owner: str | None = Field(None, description="Who asked for it: the submitter of its prepare job")
     teardown_error: str | None = None
     teardown_attempts: int = 0
     teardown_retry_at: str | None = None
@@ -189,7 +191,7 @@ class DeleteQuery(BaseModel):
     recurse: bool = False
 
 
-class JobListQuery(PageQuery):
+class JobListQuery(OrderedPageQuery):
     job: str | None = Field(None, pattern=JOB_PREFIX_PATTERN)
     status: TaskStatus | None = None
 
@@ -206,7 +208,7 @@ class StateListQuery(IdPrefixQuery):
     pass
 
 
-class InstanceListQuery(IdPrefixQuery):
+class InstanceListQuery(IdPrefixQuery, OrderedPageQuery):
     pass
 
 
@@ -240,6 +242,15 @@ class CacheEviction(BaseModel):
     usage_bytes_after: int
 
 
+class EvictionQueueEntry(BaseModel):
+    state_id: str
+    size_bytes: int
+    last_used_at: str
+    blocked_by: Literal["in_use", "job", "too_young"] | None = Field(
+        description="What keeps it: an instance runs on it, a job builds on it, or it is younger than "
+                    "`min_state_age_seconds`; null: it goes when the cache needs room")
+
+
 class CacheStatus(BaseModel):
     usage_bytes: int
     org_usage_bytes: int
@@ -255,6 +266,9 @@ class CacheStatus(BaseModel):
     reclaimable_bytes: int
     blocked_count: int
     pressure_reasons: list[str]
+    eviction_queue: list[EvictionQueueEntry] = Field(description=(
+        "Your org's leaf states on this host in the order eviction would take them (least recently used "
+        "first, at most 20), each with what blocks it; other orgs' states are counted above, never listed"))
     last_eviction: CacheEviction | None
 
 

@@ -5,6 +5,8 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from peewee import JOIN
+
 from appliance.control.models import Instance, JobEvent, PrepareJob, State, Task
 from appliance.instances import dsn
 
@@ -22,7 +24,8 @@ def job_entry(job: PrepareJob) -> dict[str, Any]:
     return {"job_id": job.job_id, "status": job.status, "prepare_kind": job.prepare_kind,
             "image_id": job.image_id, "resolved_image_id": job.resolved_image_id,
             "signature": job.signature, "plan_only": job.plan_only, "created_at": ts(job.created_at),
-            "started_at": ts(job.started_at), "finished_at": ts(job.finished_at), "org": job.org}
+            "started_at": ts(job.started_at), "finished_at": ts(job.finished_at), "org": job.org,
+            "submitted_by": job.submitted_by}
 
 
 def task_entry(task: Task, job_id: str) -> dict[str, Any]:
@@ -80,11 +83,21 @@ def sees_dsn(viewer: Principal, instance: Instance) -> bool:
     return instance.org == viewer.org and viewer.may("member")
 
 
+def with_owner(query):
+    """Instances with their owner (the submitter of the job that made or bound each), one query."""
+    return query.select_extend(PrepareJob.submitted_by).join(
+        PrepareJob, JOIN.LEFT_OUTER, on=(Instance.job_id == PrepareJob.job_id), attr="owning_job")
+
+
 def instance_entry(instance: Instance, viewer: Principal) -> dict[str, Any]:
+    job = getattr(instance, "owning_job", None)
+    if job is None and instance.job_id:
+        job = PrepareJob.select(PrepareJob.submitted_by).where(PrepareJob.job_id == instance.job_id).first()
     body = {"instance_id": instance.instance_id, "state_id": instance.state_id,
             "image_id": instance.image_id, "status": instance.status, "host": instance.host,
             "port": instance.port, "created_at": ts(instance.created_at),
-            "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id}
+            "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id,
+            "owner": job.submitted_by if job is not None else None}
     if instance.status == "deleting":  # a teardown that failed: why, and when the reconciler tries again
         body.update(teardown_error=instance.teardown_error, teardown_attempts=instance.teardown_attempts,
                     teardown_retry_at=ts(instance.teardown_retry_at))

@@ -85,8 +85,9 @@ def unshare(org: str, state_id: str, grantee: str) -> None:
         raise NotFound(f"state {state_id} is not shared with {grantee}")
 
 
-def live_shares(org: str, state_id: str) -> pw.ModelSelect:
-    """The grants of ``org``'s state that are not revoked (unordered: a list pages them)."""
-    return StateShare.select().where((StateShare.org == org) & (StateShare.state_id == state_id)
-                                     & StateShare.revoked_at.is_null())
+def live_shares(org: str, state_id: str | None = None) -> pw.ModelSelect:
+    """The grants of ``org``'s state (every state: None) that are not revoked (unordered: a list
+    pages them)."""
+    query = StateShare.select().where((StateShare.org == org) & StateShare.revoked_at.is_null())
+    return query if state_id is None else query.where(StateShare.state_id == state_id)
 

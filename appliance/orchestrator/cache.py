@@ -69,8 +69,10 @@ def capacity(ctx: AppContext) -> Capacity:
     return cap
 
 
-def eviction_candidates(ctx: AppContext) -> tuple[list[State], int]:
-    """Evictable leaves, least recently used first, and how many leaves are blocked."""
+def eviction_queue(ctx: AppContext) -> list[tuple[State, str | None]]:
+    """This host's leaves, least recently used first, each with what keeps it from eviction
+    (``in_use``: an instance runs on it; ``job``: a job builds on it; ``too_young``: younger than
+    ``cache_min_state_age_seconds``) or None: the eviction order, as a pass would walk it."""
     min_age = utcnow() - dt.timedelta(seconds=ctx.settings.cache_min_state_age_seconds)
     # A child copy on another host does not need ours: each host's snapshots stand alone.
     has_child = State.select(State.parent_state_id).where(State.parent_state_id.is_null(False)
@@ -83,14 +85,20 @@ def eviction_candidates(ctx: AppContext) -> tuple[list[State], int]:
     busy: set[tuple[str, str]] = set()
     for org in {leaf.org for leaf in leaves}:
         busy |= {(org, s) for s in deletion.states_in_use(org)}
-    candidates, blocked = [], 0
-    for leaf in leaves:
-        if ((leaf.org, leaf.state_id) in in_use or (leaf.org, leaf.state_id) in busy
-                or leaf.created_at > min_age):
-            blocked += 1
-        else:
-            candidates.append(leaf)
-    return candidates, blocked
+
+    def blocker(leaf: State) -> str | None:
+        if (leaf.org, leaf.state_id) in in_use:
+            return "in_use"
+        if (leaf.org, leaf.state_id) in busy:
+            return "job"
+        return "too_young" if leaf.created_at > min_age else None
+    return [(leaf, blocker(leaf)) for leaf in leaves]
+
+
+def eviction_candidates(ctx: AppContext) -> tuple[list[State], int]:
+    """Evictable leaves, least recently used first, and how many leaves are blocked."""
+    queue = eviction_queue(ctx)
+    return [leaf for leaf, blocked in queue if blocked is None], sum(1 for _, blocked in queue if blocked)
 
 
 def reclaimable_bytes(ctx: AppContext) -> int:
@@ -173,9 +181,17 @@ def ensure_room(ctx: AppContext, next_bytes: int = 0) -> None:
              "blocked_count": blocked})
 
 
+EVICTION_QUEUE_SHOWN = 20
+
+
 def status(ctx: AppContext, org: str) -> dict:
+    """The cache as ``org`` may see it: totals of the host, and the order its own leaves would go
+    in (other orgs' states are counted, never named)."""
     cap = capacity(ctx)
-    candidates, blocked = eviction_candidates(ctx)
+    queue = eviction_queue(ctx)
+    candidates = [leaf for leaf, blocked in queue if blocked is None]
+    blocked = len(queue) - len(candidates)
+    ours = [(leaf, why) for leaf, why in queue if leaf.org == org][:EVICTION_QUEUE_SHOWN]
     last = CacheEviction.select().order_by(CacheEviction.completed_at.desc()).first()
     return {
         "usage_bytes": cap.usage_bytes, "org_usage_bytes": _state_bytes(ctx, org),
@@ -186,6 +202,9 @@ def status(ctx: AppContext, org: str) -> dict:
         "state_count": State.select().where((State.host == ctx.host) & (State.org == org)).count(),
         "reclaimable_bytes": sum(c.size_bytes for c in candidates), "blocked_count": blocked,
         "pressure_reasons": cap.pressure_reasons,
+        "eviction_queue": [{"state_id": leaf.state_id, "size_bytes": leaf.size_bytes,
+                            "last_used_at": leaf.last_used_at.isoformat(timespec="milliseconds") + "Z",
+                            "blocked_by": why} for leaf, why in ours],
         "last_eviction": None if last is None else {
             "completed_at": last.completed_at.isoformat(timespec="milliseconds") + "Z", "trigger": last.trigger,
             "evicted_count": last.evicted_count, "freed_bytes": last.freed_bytes,

@@ -8,7 +8,17 @@ import json
 import pytest
 
 from appliance.api.auth.tokens import issue_token
-from appliance.control.models import ApiToken, Instance, PrepareJob, Project, SourceBundle, State, Task, utcnow
+from appliance.control.models import (
+    ApiToken,
+    Instance,
+    PrepareJob,
+    Project,
+    SourceBundle,
+    State,
+    StateShare,
+    Task,
+    utcnow,
+)
 from appliance.job_artifacts import write_job_artifacts
 from appliance.orchestrator.events import append_event
 
@@ -35,6 +45,7 @@ def org_a(ctx, client):
                     host_id=ctx.host, status="active", host="127.0.0.1", port=6500, password="a-secret",
                     expires_at=utcnow())
     Project.create(org=ORG_A, name="shop", repo_path="/srv/git/shop")
+    StateShare.create(org=ORG_A, state_id=STATE, grantee="friends", granted_by="test")
     SourceBundle.create(org=ORG_A, source_id=SOURCE, size_bytes=1)
     token, _ = issue_token(ORG_A, name="a-robot", role="member", ttl_seconds=3600, created_by="test")
     return {"token_id": token.token_id}
@@ -68,7 +79,8 @@ def targeted(token_id: str) -> list[tuple[str, str, dict]]:
         ("POST", f"{instance}/extend", {"json": {"ttl_seconds": 60}}),
         ("GET", f"/v1/orgs/{ORG_A}/tokens", {}), ("POST", f"/v1/orgs/{ORG_A}/tokens", {"json": {"name": "x"}}),
         ("DELETE", f"/v1/orgs/{ORG_A}/tokens/{token_id}", {}),
-        ("GET", f"/v1/orgs/{ORG_A}/usage", {}), ("PUT", f"/v1/orgs/{ORG_A}/quota", {"json": {"max_instances": 1}}),
+        ("GET", f"/v1/orgs/{ORG_A}/usage", {}), ("GET", f"/v1/orgs/{ORG_A}/shares", {}),
+        ("PUT", f"/v1/orgs/{ORG_A}/quota", {"json": {"max_instances": 1}}),
     ]
 
 
@@ -89,11 +101,11 @@ async def test_another_orgs_objects_answer_404_to_every_role_and_nothing_changes
 @pytest.mark.parametrize("role", ["admin", "member", "viewer"])
 async def test_another_orgs_objects_are_in_none_of_the_listings(client, org_a, role):
     headers = intruder(role)
-    for path in ("/v1/prepare-jobs", "/v1/states", "/v1/instances", "/v1/tasks", "/v1/projects"):
+    for path in ("/v1/prepare-jobs", "/v1/states", "/v1/instances", "/v1/tasks", "/v1/projects", f"/v1/orgs/{ORG_B}/shares"):
         listed = await (await client.get(path, headers=headers)).get_data(as_text=True)
         assert all(secret not in listed for secret in (JOB, STATE, INSTANCE, "shop", "a-secret")), path
     status = await (await client.get("/v1/cache/status", headers=headers)).get_json()
-    assert status["org_usage_bytes"] == 0 and status["state_count"] == 0
+    assert status["org_usage_bytes"] == 0 and status["state_count"] == 0 and status["eviction_queue"] == []
     if role == "admin":  # the audit log: B's own rows only
         audit = await (await client.get("/v1/audit", headers=headers)).get_data(as_text=True)
         assert all(secret not in audit for secret in (JOB, STATE, INSTANCE, ORG_A))

@@ -17,6 +17,7 @@ ROOT = Path(appliance.__file__).parent
 
 # Bottom to top. A part is a package or a top-level module of ``appliance``.
 LAYERS: list[tuple[str, ...]] = [
+    ("console",),  # the web console's files: imports nothing
     ("logs",),
     ("errors",),
     ("ids",),

@@ -6,6 +6,8 @@
   ``assert_rejected`` for the answer a bad request must get.
 - ``appliance``: a real running appliance for a module (``appliance_on``, ``start_appliance``)
   and ``FAST_RECOVERY``, the settings that make lost jobs and reconciliation quick.
+- ``browser``: a headless Chromium through selenium (``chromium``), and ``Console``, the web
+  console's pages as a person uses them (sign in, wait for, click, copy, screenshots).
 - ``btrfs``: skipping loudly where btrfs cannot be mounted, removing a tree of subvolumes,
   ``SMALL_IMAGE_BYTES``.
 - ``clusters``: ``ClusterTemplates`` (one initdb per runtime, copied per test; the

@@ -46,6 +46,8 @@ class Authenticator:
             principal = await asyncio.to_thread(verify_api_token, secret)
             principal = (_in_org(principal, org_header) if principal.global_admin
                          else _own_org_only(principal, org_header))
+            if not principal.global_admin:
+                principal = dataclasses.replace(principal, memberships=((principal.org, principal.role),))
         else:
             if self.oidc is None or self._oidc_pool is None:
                 raise Unauthenticated("invalid token")
@@ -53,7 +55,8 @@ class Authenticator:
             memberships = _valid_memberships(self.oidc.settings, self.oidc.memberships(claims))
             subject = str(claims.get(self.oidc.settings.oidc_subject_claim) or "unknown")
             org = _chosen_org(memberships, org_header)
-            principal = Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc")
+            principal = Principal(subject=f"oidc:{subject}", org=org, role=memberships[org], via="oidc",
+                                  memberships=tuple(sorted(memberships.items())))
         if not is_org(principal.org):  # every path above validated it; a principal never leaves without one
             raise Unauthenticated("invalid token: it names no valid org")
         return principal
@@ -93,7 +96,9 @@ def _chosen_org(memberships: dict[str, str], org_header: str | None) -> str:
         return org
     if len(memberships) > 1:
         raise InvalidArgument(f"you are a member of several orgs ({', '.join(sorted(memberships))}): "
-                              f"name one with the {ORG_HEADER} header")
+                              f"name one with the {ORG_HEADER} header",
+                              {"reason": "org_required",
+                               "orgs": [{"org": org, "role": role} for org, role in sorted(memberships.items())]})
     return next(iter(memberships))
 
 

@@ -19,6 +19,7 @@ class Principal:
     via: str  # api_token | oidc
     token_id: str | None = None
     global_admin: bool = False  # operator tokens (the token file, `sqlrs-appliance token`)
+    memberships: tuple[tuple[str, str], ...] = ()  # (org, role) of every org it may act in; () for operators
 
     def may(self, role: str) -> bool:
         if self.global_admin:

@@ -9,7 +9,7 @@ from quart import Blueprint, g
 from quart_schema import validate_querystring
 
 from appliance.api.listing import page_of, paged
-from appliance.api.paging import PageQuery
+from appliance.api.paging import OrderedPageQuery
 from appliance.api.serializers import ts
 from appliance.control import audit
 from appliance.control.models import AuditEvent
@@ -17,7 +17,7 @@ from appliance.control.models import AuditEvent
 blueprint = Blueprint("audit", __name__)
 
 
-class AuditQuery(PageQuery):
+class AuditQuery(OrderedPageQuery):
     model_config = ConfigDict(extra="forbid")
     since: dt.datetime | None = Field(None, description="Only events at or after this time (ISO 8601)")
     action: str | None = Field(None, pattern=r"^[a-z_.]{1,64}$", description="e.g. prepare.submitted")

@@ -36,8 +36,8 @@ def find_instance(s: OrgScope, ref: str) -> Instance:
 @document_response(list[InstanceEntry])
 async def list_instances(query_args: InstanceListQuery):
     s, principal = scope(), g.principal
-    q = with_id_prefix(s.select(Instance).where(Instance.status.not_in(UNBOUND)), Instance.instance_id,
-                       query_args.id_prefix)
+    q = with_id_prefix(serializers.with_owner(s.select(Instance)).where(Instance.status.not_in(UNBOUND)),
+                       Instance.instance_id, query_args.id_prefix)
     return await paged(page_of(q, (Instance.created_at, Instance.instance_id), lambda i: (i.created_at, i.instance_id),
                                query_args, lambda i: serializers.instance_entry(i, principal)), query_args)
 

@@ -9,6 +9,7 @@ from quart_schema import document_response, validate_querystring, validate_reque
 from appliance.api import paging, serializers
 from appliance.api.app import call, context, deletion_response, scope
 from appliance.api.listing import page_of, paged, with_id_prefix
+from appliance.api.routes.tokens import own_org
 from appliance.api.schemas import DeleteQuery, DeleteResult, StateEntry, StateListQuery
 from appliance.control import sharing
 from appliance.control.models import Instance, State, StateShare
@@ -204,6 +205,16 @@ async def list_shares(state_id: str, query_args: paging.PageQuery):
     state = await call(own_state, s, state_id)
     query = sharing.live_shares(s.org, state.state_id)
     return await paged(page_of(query, (StateShare.created_at, StateShare.grantee), lambda r: (r.created_at, r.grantee),
+                               query_args, _share_entry), query_args)
+
+
+@blueprint.get("/v1/orgs/<org>/shares")
+@validate_querystring(paging.PageQuery)
+@document_response(list[ShareEntry])
+async def list_org_shares(org: str, query_args: paging.PageQuery):
+    """Every live share the org gave, across its states."""
+    query = sharing.live_shares(own_org(org))
+    return await paged(page_of(query, (StateShare.created_at, StateShare.id), lambda r: (r.created_at, r.id),
                                query_args, _share_entry), query_args)
 
 

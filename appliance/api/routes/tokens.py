@@ -39,12 +39,18 @@ class CreatedToken(TokenEntry):
     token: str = Field(description="The secret, shown this once; only its hash is kept")
 
 
+class Membership(BaseModel):
+    org: str
+    role: str
+
+
 class Whoami(BaseModel):
     subject: str
     org: str
     role: str
     via: str
     global_admin: bool
+    orgs: list[Membership] = Field(description="Every org the caller may act in (empty for operators: any)")
 
 
 def _entry(row) -> dict:
@@ -64,7 +70,8 @@ def own_org(org: str) -> str:
 @validate_response(Whoami)
 async def whoami():
     p = g.principal
-    return {"subject": p.subject, "org": p.org, "role": p.role, "via": p.via, "global_admin": p.global_admin}
+    return {"subject": p.subject, "org": p.org, "role": p.role, "via": p.via, "global_admin": p.global_admin,
+            "orgs": [{"org": org, "role": role} for org, role in p.memberships]}
 
 
 @blueprint.get("/v1/orgs/<org>/tokens")

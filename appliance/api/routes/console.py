@@ -1,0 +1,77 @@
+"""Serves the web console's files (``appliance.console``) under ``/ui/``, with a strict CSP.
+
+The files are public, like any sign-in page: they hold no data. The console reads and changes
+everything through the v1 API with the signed-in principal's bearer token.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import mimetypes
+import re
+from urllib.parse import urlsplit
+
+from quart import Blueprint, Response, redirect
+from quart_schema import hide
+
+from appliance.api.app import context
+from appliance.console import STATIC
+from appliance.errors import NotFound
+
+blueprint = Blueprint("console", __name__)
+_INLINE_SCRIPT = re.compile(r"<script type=\"importmap\">(.*?)</script>", re.S)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")  # our files' names, nothing else
+_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+          ".html": "text/html; charset=utf-8", ".png": "image/png", ".json": "application/json"}
+
+
+@functools.cache
+def _index() -> tuple[bytes, str]:
+    """index.html and the hash of its one inline script (the import map), for the CSP."""
+    html = (STATIC / "index.html").read_text()
+    (importmap,) = _INLINE_SCRIPT.findall(html)
+    digest = base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode()
+    return html.encode(), f"'sha256-{digest}'"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _headers(response: Response) -> Response:
+    """No inline code but the import map, no framing, no referrer (URLs carry job ids), and
+    network access to this origin and the OIDC issuer only."""
+    settings = context().settings
+    connect = "'self'" + (f" {_origin(settings.oidc_issuer)}" if settings.oidc_issuer and settings.oidc_client_id else "")
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'self' {_index()[1]}; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-cache"  # revalidated each load: an upgrade is seen at once
+    return response
+
+
+@blueprint.get("/ui")
+@hide
+async def console_root():
+    return redirect("/ui/", 308)
+
+
+@blueprint.get("/ui/")
+@hide
+async def console_index():
+    return _headers(Response(_index()[0], content_type="text/html; charset=utf-8"))
+
+
+@blueprint.get("/ui/<path:name>")
+@hide
+async def console_file(name: str):
+    path = (STATIC / name).resolve()
+    if not _NAME.match(name) or not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+        raise NotFound(f"no console file {name[:100]}")
+    kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return _headers(Response(path.read_bytes(), content_type=kind))
