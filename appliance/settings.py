@@ -6,6 +6,7 @@ the entry points and passed down; no module reads the environment by itself.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -16,6 +17,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.ids import HOST_ID_PATTERN, ORG_PATTERN
+
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a bare web origin, nothing that could end a header
 
 
 def _default_data_dir() -> Path:
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
         "`<the appliance's URL>/ui/`. Unset: the console signs in with pasted API tokens only."),
         json_schema_extra={"shown_default": "none (console OIDC sign-in off)"})
     oidc_scopes: str = Field("openid profile", description="Scopes the console asks the issuer for.")
+    oidc_connect_origins: list[str] = Field(default_factory=list, description=(
+        "More origins the console's browser may call during sign-in, JSON list: the token endpoint's, when it is "
+        "not on the issuer's origin (e.g. `[\"https://oauth2.googleapis.com\"]`)."))
     oidc_subject_claim: str = Field("sub", description="Claim naming the principal (what the audit log records).")
     oidc_jwks_cache_seconds: int = Field(600, gt=0, description="How long the issuer's JWKS is cached.")
     oidc_jwks_refetch_seconds: float = Field(30.0, ge=0, description=(
@@ -333,6 +339,15 @@ class Settings(BaseSettings):
         relative = [str(root) for root in value if not root.is_absolute()]
         if relative:
             raise ValueError(f"project_roots must be absolute paths; refused: {', '.join(relative)}")
+        return value
+
+    @field_validator("oidc_connect_origins", mode="after")
+    @classmethod
+    def _bare_origins(cls, value: list[str]) -> list[str]:
+        refused = [origin for origin in value if not ORIGIN.fullmatch(origin)]
+        if refused:
+            raise ValueError("oidc_connect_origins must be origins like https://host or https://host:port; "
+                             f"refused: {', '.join(refused)[:200]}")
         return value
 
     @field_validator("oidc_algorithms", mode="after")

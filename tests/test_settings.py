@@ -106,3 +106,15 @@ def test_oidc_refuses_symmetric_and_none_algorithms(config_file):
     for algorithms in (["HS256"], ["none"], []):
         with pytest.raises(ValidationError, match="asymmetric"):
             load_settings(oidc_algorithms=algorithms)
+
+
+@pytest.mark.parametrize("origin", ["https://id.example.com; script-src *", "https://id.example.com/path",
+                                    "javascript:alert(1)", "https://a b.example.com"])
+def test_an_oidc_connect_origin_must_be_a_bare_origin(origin):
+    with pytest.raises((ValidationError, InvalidArgument)):
+        load_settings(oidc_connect_origins=[origin])
+
+
+def test_bare_origins_are_accepted_for_the_consoles_sign_in():
+    assert load_settings(oidc_connect_origins=["https://oauth2.googleapis.com", "http://127.0.0.1:8080"]
+                         ).oidc_connect_origins == ["https://oauth2.googleapis.com", "http://127.0.0.1:8080"]

@@ -94,7 +94,10 @@ def page(query: pw.ModelSelect, columns: Sequence[pw.Field | pw.Node], key_of: C
     made_for = fingerprint(filters)
     descending = getattr(args, "order", "asc") == "desc"
     if args.cursor:
-        query = query.where(after(columns, decode_cursor(args.cursor, made_for, len(columns)), descending))
+        key = decode_cursor(args.cursor, made_for, len(columns))
+        if not all(_fits(column, value) for column, value in zip(columns, key)):
+            raise InvalidCursor("the cursor is not one this list gave out for these filters; start again without it")
+        query = query.where(after(columns, key, descending))
     rows = list(query.order_by(*(c.desc() if descending else c for c in columns)).limit(args.limit + 1))
     more = len(rows) > args.limit
     rows = rows[: args.limit]
@@ -113,6 +116,17 @@ def paged_response(items: list[dict[str, Any]], next_cursor: str | None, args: P
         response.headers["Link"] = f'<{url}>; rel="next"'
         response.headers[NEXT_CURSOR_HEADER] = next_cursor
     return response
+
+
+def _fits(column: Any, value: Any) -> bool:
+    """A key value of the column's kind (what a cursor we made holds for it)."""
+    if isinstance(column, pw.DateTimeField):
+        return isinstance(value, dt.datetime)
+    if isinstance(column, (pw.IntegerField, pw.AutoField)):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(column, pw.CharField):
+        return isinstance(value, str)
+    return True  # an expression (an aggregate): its route checks it
 
 
 def _dump(value: Any) -> Any:

@@ -83,21 +83,33 @@ def sees_dsn(viewer: Principal, instance: Instance) -> bool:
     return instance.org == viewer.org and viewer.may("member")
 
 
+_UNJOINED = object()
+
+
 def with_owner(query):
     """Instances with their owner (the submitter of the job that made or bound each), one query."""
     return query.select_extend(PrepareJob.submitted_by).join(
-        PrepareJob, JOIN.LEFT_OUTER, on=(Instance.job_id == PrepareJob.job_id), attr="owning_job")
+        PrepareJob, JOIN.LEFT_OUTER, on=(Instance.job_id == PrepareJob.job_id) & (PrepareJob.org == Instance.org),
+        attr="owning_job")
+
+
+def owner(instance: Instance) -> str | None:
+    """Who asked for the instance: from :func:`with_owner`'s join, else one look-up."""
+    joined: Any = getattr(instance, "owning_job", _UNJOINED)  # None: joined, and its job is gone
+    if joined is not _UNJOINED:
+        return joined.submitted_by if joined is not None else None
+    if not instance.job_id:
+        return None
+    return PrepareJob.select(PrepareJob.submitted_by).where(
+        (PrepareJob.job_id == instance.job_id) & (PrepareJob.org == instance.org)).scalar()
 
 
 def instance_entry(instance: Instance, viewer: Principal) -> dict[str, Any]:
-    job = getattr(instance, "owning_job", None)
-    if job is None and instance.job_id:
-        job = PrepareJob.select(PrepareJob.submitted_by).where(PrepareJob.job_id == instance.job_id).first()
     body = {"instance_id": instance.instance_id, "state_id": instance.state_id,
             "image_id": instance.image_id, "status": instance.status, "host": instance.host,
             "port": instance.port, "created_at": ts(instance.created_at),
             "expires_at": ts(instance.expires_at), "name": instance.name, "job_id": instance.job_id,
-            "owner": job.submitted_by if job is not None else None}
+            "owner": owner(instance)}
     if instance.status == "deleting":  # a teardown that failed: why, and when the reconciler tries again
         body.update(teardown_error=instance.teardown_error, teardown_attempts=instance.teardown_attempts,
                     teardown_retry_at=ts(instance.teardown_retry_at))

@@ -3,7 +3,9 @@ every org a caller may pick, lists newest first, whose an instance is, the cache
 order, and the shares an org gave."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 
 import pytest
 from quart import Quart
@@ -86,6 +88,19 @@ async def test_a_cursor_of_the_oldest_first_order_is_refused_for_newest_first(cl
     first = await client.get("/v1/prepare-jobs", headers=client.auth, query_string={"limit": 1})
     response = await client.get("/v1/prepare-jobs", headers=client.auth, query_string={
         "order": "desc", "limit": 1, "cursor": first.headers["Sqlrs-Next-Cursor"]})
+    await assert_rejected(response, 400, "invalid_cursor")
+
+
+@pytest.mark.parametrize("forged", [["not a time", "0" * 32], [{"d": "2026-01-01T00:00:00"}, 7]])
+async def test_a_cursor_whose_key_does_not_fit_the_columns_is_refused_not_a_server_error(client, forged):
+    start = utcnow()
+    for n in range(3):
+        job(n, start + dt.timedelta(seconds=n))
+    first = await client.get("/v1/prepare-jobs", headers=client.auth, query_string={"limit": 1})
+    body = json.loads(base64.urlsafe_b64decode(first.headers["Sqlrs-Next-Cursor"] + "=="))
+    body["k"] = forged  # the fingerprint is kept: only a key of the wrong kinds
+    cursor = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    response = await client.get("/v1/prepare-jobs", headers=client.auth, query_string={"limit": 1, "cursor": cursor})
     await assert_rejected(response, 400, "invalid_cursor")
 
 

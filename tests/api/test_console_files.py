@@ -45,6 +45,14 @@ async def test_with_the_consoles_oidc_client_the_csp_lets_the_page_reach_the_iss
     assert "connect-src 'self' https://id.example.com;" in csp
 
 
+async def test_the_operators_extra_origins_join_the_issuers_in_connect_src(ctx):
+    ctx.settings = ctx.settings.model_copy(update={
+        "oidc_issuer": "https://accounts.example.com", "oidc_audience": AUDIENCE, "oidc_client_id": "console",
+        "oidc_connect_origins": ["https://oauth2.example.com"]})
+    csp = (await create_app(ctx).test_client().get("/ui/")).headers["Content-Security-Policy"]
+    assert "connect-src 'self' https://accounts.example.com https://oauth2.example.com;" in csp
+
+
 async def test_every_module_the_console_loads_is_served_as_javascript(client):
     html = await (await client.get("/ui/")).get_data(as_text=True)
     loaded = set(re.findall(r'"\./([^"]+\.mjs)"', html)) | set(re.findall(r'src="\./([^"]+)"', html))
@@ -59,7 +67,7 @@ async def test_every_module_the_console_loads_is_served_as_javascript(client):
 
 @pytest.mark.parametrize("path", ["/ui/../openapi.json", "/ui/%2e%2e/__init__.py", "/ui/..%2f__init__.py",
                                   "/ui/vendor/../../__init__.py", "/ui/.hidden", "/ui/pages/", "/ui/nope.js",
-                                  "/ui//etc/passwd"])
+                                  "/ui//etc/passwd", "/ui/a%00b", "/ui/" + "a" * 300, "/ui/app.mjs/x"])
 async def test_no_path_reaches_a_file_outside_the_consoles_files(client, path):
     response = await client.get(path)
     assert response.status_code in (404, 308), path

@@ -16,6 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
 from tests.support.browser import PHONE, Console
+from tests.support.oidc import AUDIENCE
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +67,20 @@ def test_a_person_signs_in_through_the_oidc_issuer_with_authorization_code_and_p
     assert exchange["grant_type"] == "authorization_code" and len(exchange["code_verifier"]) >= 43
     assert "code=" not in console.driver.current_url  # the single-use code does not stay in history
     assert "oidc:ada" in console.wait_for(".who").text
+
+
+def test_the_sign_in_asks_the_issuer_for_the_appliances_audience(console, issuer):
+    console.button("Sign in with your identity provider").click()
+    console.wait_for("header.top nav")
+    asked = issuer.authorize_requests[-1]
+    assert asked["audience"] == AUDIENCE and asked["code_challenge_method"] == "S256"
+
+
+def test_a_crafted_callback_link_is_ignored_and_shows_nothing_of_its_text(console, tokens):
+    console.sign_in_with_token(tokens["member"])
+    console.driver.get(f"{console.url}/ui/?error=x&error_description=Session+expired,+paste+your+token+at+evil.example")
+    console.wait_for("header.top nav")  # still signed in
+    assert "evil.example" not in console.text() and "?" not in console.driver.current_url
 
 
 def test_a_person_in_two_orgs_switches_org_and_sees_only_that_orgs_objects(console, appliance, scripts):

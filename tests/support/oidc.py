@@ -42,6 +42,7 @@ class LocalIssuer:
     person: dict[str, Any] = field(default_factory=lambda: {"sub": "ada", "org": "acme", "role": "member"})
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> what /authorize was asked
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    authorize_requests: list[dict[str, str]] = field(default_factory=list)
     _released: threading.Event = field(default_factory=threading.Event)
     _counting: threading.Lock = field(default_factory=threading.Lock)
 
@@ -124,6 +125,7 @@ class LocalIssuer:
     def authorize(self, query: dict[str, str]) -> tuple[int, str | None]:
         """(status, Location): an error page (400) for a client or redirect URI it does not know,
         else back to the redirect URI with a code (or with ``error=`` for a bad request)."""
+        self.authorize_requests.append(query)
         redirect = query.get("redirect_uri", "")
         if query.get("client_id") != self.client_id or redirect not in self.redirect_uris:
             return 400, None  # never redirect to an unregistered URI

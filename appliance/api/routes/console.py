@@ -18,12 +18,19 @@ from quart_schema import hide
 from appliance.api.app import context
 from appliance.console import STATIC
 from appliance.errors import NotFound
+from appliance.settings import ORIGIN
 
 blueprint = Blueprint("console", __name__)
 _INLINE_SCRIPT = re.compile(r"<script type=\"importmap\">(.*?)</script>", re.S)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")  # our files' names, nothing else
 _TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
           ".html": "text/html; charset=utf-8", ".png": "image/png", ".json": "application/json"}
+
+
+@functools.cache
+def _files() -> dict[str, bytes]:
+    """Every console file by its name under /ui/: the only names served (nothing else touches the disk)."""
+    return {path.relative_to(STATIC).as_posix(): path.read_bytes() for path in sorted(STATIC.rglob("*"))
+            if path.is_file() and not path.name.startswith(".")}
 
 
 @functools.cache
@@ -35,19 +42,24 @@ def _index() -> tuple[bytes, str]:
     return html.encode(), f"'sha256-{digest}'"
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+def _connect_sources() -> str:
+    """This origin, and with the console's OIDC client the issuer's origin and any the operator
+    added (a token endpoint elsewhere); settings validate those as bare origins."""
+    settings = context().settings
+    sources = ["'self'"]
+    if settings.oidc_issuer and settings.oidc_client_id:
+        parts = urlsplit(settings.oidc_issuer)
+        issuer = f"{parts.scheme}://{parts.netloc}"
+        sources += [*([issuer] if ORIGIN.fullmatch(issuer) else []), *settings.oidc_connect_origins]
+    return " ".join(dict.fromkeys(sources))
 
 
 def _headers(response: Response) -> Response:
     """No inline code but the import map, no framing, no referrer (URLs carry job ids), and
     network access to this origin and the OIDC issuer only."""
-    settings = context().settings
-    connect = "'self'" + (f" {_origin(settings.oidc_issuer)}" if settings.oidc_issuer and settings.oidc_client_id else "")
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'self' {_index()[1]}; style-src 'self'; img-src 'self' data:; "
-        f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        f"connect-src {_connect_sources()}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
@@ -70,8 +82,9 @@ async def console_index():
 @blueprint.get("/ui/<path:name>")
 @hide
 async def console_file(name: str):
-    path = (STATIC / name).resolve()
-    if not _NAME.match(name) or not path.is_relative_to(STATIC.resolve()) or not path.is_file():
-        raise NotFound(f"no console file {name[:100]}")
-    kind = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return _headers(Response(path.read_bytes(), content_type=kind))
+    body = _files().get(name)
+    if body is None:
+        raise NotFound(f"no console file {name[:100]!r}")
+    suffix = "." + name.rpartition(".")[2]
+    kind = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return _headers(Response(body, content_type=kind))

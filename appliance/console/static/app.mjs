@@ -2,7 +2,7 @@
 import { render } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Api, ApiError, authConfig, whoami } from "./api.mjs";
-import { clearSession, finishOidc, lastOrg, loadSession, saveSession, startOidc } from "./auth.mjs";
+import { clearSession, finishOidc, isOidcCallback, lastOrg, loadSession, saveSession, startOidc } from "./auth.mjs";
 import { ErrorBox, html } from "./ui.mjs";
 import { StatesPage } from "./pages/states.mjs";
 import { JobPage, JobsPage } from "./pages/jobs.mjs";
@@ -23,7 +23,7 @@ const PAGES = [
 ];
 
 function useRoute() {
-  const read = () => (location.hash.replace(/^#\/?/, "") || "states").split("/").map(decodeURIComponent);
+  const read = () => (location.hash.replace(/^#\/?/, "") || "states").split("/").map(decode);
   const [route, setRoute] = useState(read);
   useEffect(() => {
     const changed = () => setRoute(read());
@@ -32,6 +32,10 @@ function useRoute() {
     return () => removeEventListener("hashchange", changed);
   }, []);
   return route;
+}
+
+function decode(part) {
+  try { return decodeURIComponent(part); } catch { return part; }  // a malformed %-escape stays as typed
 }
 
 /** Who the session's token is in its org; a member of several orgs who named none gets the last org used. */
@@ -109,7 +113,7 @@ function OrgSwitcher({ me, org, onSwitch }) {
   </span>`;
 }
 
-function Shell({ session, me, onSwitch, onSignOut, onExpired }) {
+function Shell({ session, me, onSwitch, onSignOut, onExpired, switchError }) {
   const route = useRoute();
   const api = useMemo(() => new Api(session, onExpired), [session.token, session.org]);
   const admin = me.global_admin || me.role === "admin";
@@ -142,6 +146,7 @@ function Shell({ session, me, onSwitch, onSignOut, onExpired }) {
       </div>
     </header>
     <main id="main" ref=${main} tabindex="-1">
+      <${ErrorBox} error=${switchError} />
       ${detailJob ? html`<${JobPage} api=${api} me=${me} jobId=${rest[0]} />`
         : Page ? html`<${Page} api=${api} me=${me} org=${session.org || me.org} route=${rest} />`
         : html`<h1>Not found</h1><p>No page <code>${name}</code> here. <a href="#/states">States</a>.</p>`}
@@ -154,6 +159,7 @@ function App() {
   const [me, setMe] = useState(null);
   const [notice, setNotice] = useState("");
   const [error, setError] = useState(null);
+  const [switchError, setSwitchError] = useState(null);
 
   async function signIn(token, via, org = null) {
     const found = await identify(token, org);
@@ -171,9 +177,13 @@ function App() {
   }
   useEffect(() => {
     const params = new URLSearchParams(location.search);
-    if (params.has("code") || params.has("error")) {
+    const callback = isOidcCallback(params);
+    if (callback) {
       finishOidc(params).then((token) => signIn(token, "oidc"), (e) => setError(e));
-    } else if (session && !me) {
+    } else if (location.search) {
+      history.replaceState(null, "", "/ui/" + location.hash);  // parameters of no sign-in of ours: dropped unread
+    }
+    if (!callback && session && !me) {
       signIn(session.token, session.via, session.org).catch(() => signOut("Your session ended; sign in again."));
     }
   }, []);
@@ -182,8 +192,9 @@ function App() {
     <button type="button" onClick=${() => { setError(null); signOut(); }}>Back to sign-in</button></main>`;
   if (!session) return html`<${SignIn} onSignedIn=${signIn} notice=${notice} />`;
   if (!me) return html`<p class="boot" role="status">Signing in…</p>`;
+  const switchOrg = (org) => signIn(session.token, session.via, org).then(() => setSwitchError(null), setSwitchError);
   return html`<${Shell} session=${session} me=${me} onSignOut=${() => signOut()} onExpired=${expired}
-    onSwitch=${(org) => signIn(session.token, session.via, org).catch(setError)} />`;
+    onSwitch=${switchOrg} switchError=${switchError} />`;
 }
 
 const root = document.getElementById("app");

@@ -43,6 +43,12 @@ async function discover(issuer) {
   if (!(document.code_challenge_methods_supported || ["S256"]).includes("S256")) {
     throw new Error("the issuer does not support PKCE with S256");
   }
+  for (const name of ["authorization_endpoint", "token_endpoint"]) {
+    const url = new URL(document[name]);
+    if (url.protocol !== "https:" && url.origin !== new URL(issuer).origin) {
+      throw new Error(`the issuer's ${name} is neither https nor on the issuer's origin`);
+    }
+  }
   return document;
 }
 
@@ -58,8 +64,15 @@ export async function startOidc(config) {
   url.search = new URLSearchParams({
     response_type: "code", client_id: config.client_id, redirect_uri: redirectUri(), scope: config.scopes,
     state, code_challenge: challenge, code_challenge_method: "S256",
+    ...(config.audience ? { audience: config.audience } : {}),  // issuers that mint access tokens per API ask for it
   });
   location.assign(url.toString());
+}
+
+/** Is this page the issuer's answer to a sign-in this tab started? (Anything else is ignored.) */
+export function isOidcCallback(params) {
+  const pending = JSON.parse(sessionStorage.getItem(PENDING) || "null");
+  return Boolean(pending && params.get("state") === pending.state && (params.has("code") || params.has("error")));
 }
 
 /** Back from the issuer: the code becomes an access token (or the issuer's error is raised). */
@@ -67,8 +80,8 @@ export async function finishOidc(params) {
   const pending = JSON.parse(sessionStorage.getItem(PENDING) || "null");
   sessionStorage.removeItem(PENDING);
   history.replaceState(null, "", "/ui/");  // the code is single-use: keep it out of history
-  if (params.get("error")) throw new Error(`the issuer refused: ${params.get("error_description") || params.get("error")}`);
   if (!pending || params.get("state") !== pending.state) throw new Error("this sign-in was not started here (state mismatch); try again");
+  if (params.get("error")) throw new Error(`the issuer refused: ${params.get("error") === "access_denied" ? "access denied" : params.get("error")}`);
   const response = await fetch(pending.tokenEndpoint, {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },

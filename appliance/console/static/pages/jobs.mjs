@@ -53,7 +53,7 @@ export function JobsPage({ api }) {
         <td data-label="Submitted by" class="subject-cell">${j.submitted_by || "—"}</td><td data-label="Created"><${Time} at=${j.created_at} /></td><td data-label="Took">${duration(j)}</td></tr>`)}
       </tbody></table></div>
     ${!loading && rows.length === 0 ? html`<p>No jobs match.</p>` : null}
-    ${next ? html`<button type="button" onClick=${more}>Load older jobs</button>` : null}`;
+    ${next && !loading ? html`<button type="button" onClick=${more}>Load older jobs</button>` : null}`;
 }
 
 function StepState({ task }) {
@@ -90,7 +90,8 @@ function useLiveJob(api, jobId) {
 }
 
 function Artifacts({ api, jobId, done }) {
-  const { data, error } = useLoad((signal) => done ? api.get(`/v1/prepare-jobs/${jobId}/artifacts`, null, signal)
+  const job = encodeURIComponent(jobId);
+  const { data, error } = useLoad((signal) => done ? api.get(`/v1/prepare-jobs/${job}/artifacts`, null, signal)
     : Promise.resolve(null), [api, jobId, done]);
   const [shown, setShown] = useState(null);
   const [text, setText] = useState("");
@@ -98,7 +99,7 @@ function Artifacts({ api, jobId, done }) {
     setShown(name);
     setText("Loading…");
     try {
-      setText(await api.text(`/v1/prepare-jobs/${jobId}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`));
+      setText(await api.text(`/v1/prepare-jobs/${job}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`));
     } catch (e) { setText(`${e.code}: ${e.message}`); }
   }
   if (!done) return html`<p class="muted">Artifacts appear when the job ends.</p>`;

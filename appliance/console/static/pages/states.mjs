@@ -5,15 +5,18 @@ import { Badge, ErrorBox, Loading, Meter, Time, bytes, html, short, useLoad } fr
 
 const BLOCKERS = { in_use: "an instance runs on it", job: "a job builds on it", too_young: "too young to evict" };
 
-async function loadStates(api, signal) {
-  const [states, instances, cache] = await Promise.all([
+async function loadStates(api, org, signal) {
+  const [states, instances, cache, shares] = await Promise.all([
     api.all("/v1/states", {}, 5000, signal),
     api.all("/v1/instances", {}, 5000, signal),
     api.get("/v1/cache/status", null, signal),
+    api.all(`/v1/orgs/${encodeURIComponent(org)}/shares`, {}, 5000, signal),
   ]);
   const running = {};
   for (const i of instances.rows) if (i.status === "active") running[i.state_id] = (running[i.state_id] || 0) + 1;
-  return { states: states.rows, more: states.more, running, cache };
+  const sharedWith = {};
+  for (const s of shares.rows) (sharedWith[s.state_id] ||= []).push(s.org);
+  return { states: states.rows, more: states.more, running, cache, sharedWith };
 }
 
 /** Roots (no parent, or a parent not visible here) with their children, oldest first. */
@@ -27,7 +30,7 @@ function tree(states) {
   return roots;
 }
 
-function StateNode({ node, running, evictable, level }) {
+function StateNode({ node, running, sharedWith, evictable, level }) {
   const [open, setOpen] = useState(true);
   const kids = node.children.length;
   const label = node.summary || `${node.prepare_kind} state`;
@@ -43,11 +46,12 @@ function StateNode({ node, running, evictable, level }) {
         <span>used <${Time} at=${node.last_used_at} /> (${node.use_count}×)</span>
         ${running[node.state_id] ? html`<${Badge} kind="ok">${running[node.state_id]} instance${running[node.state_id] > 1 ? "s" : ""}<//>` : null}
         ${node.shared_from ? html`<${Badge} kind="muted">shared by ${node.shared_from}<//>` : null}
-        ${evictable.has(node.state_id) ? html`<${Badge} kind="wait">next to evict<//>` : null}
+        ${sharedWith[node.state_id] ? html`<${Badge} kind="muted">shared with ${sharedWith[node.state_id].join(", ")}<//>` : null}
+        ${evictable.has(node.state_id) ? html`<${Badge} kind="wait">first of yours to evict<//>` : null}
       </span>
     </div>
     ${kids && open ? html`<ul role="group" aria-label=${`Built on ${label}`}>
-      ${node.children.map((c) => html`<${StateNode} node=${c} running=${running} evictable=${evictable} level=${level + 1} />`)}
+      ${node.children.map((c) => html`<${StateNode} node=${c} running=${running} sharedWith=${sharedWith} evictable=${evictable} level=${level + 1} />`)}
     </ul>` : null}
   </li>`;
 }
@@ -58,8 +62,9 @@ function CachePressure({ cache }) {
     <h2 id="cache-h">Cache</h2>
     <${Meter} label="This host's state cache" value=${cache.usage_bytes} max=${cache.effective_max_bytes} format=${bytes} />
     <p>Your org holds ${bytes(cache.org_usage_bytes)} in ${cache.state_count} states here.
-      Eviction starts above ${Math.round(cache.high_watermark * 100)}% and stops at ${Math.round(cache.low_watermark * 100)}%.
-      ${" "}${bytes(cache.reclaimable_bytes)} could be reclaimed now; ${cache.blocked_count} leaf state(s) are blocked.</p>
+      Eviction starts above ${Math.round(cache.high_watermark * 100)}% and stops at ${Math.round(cache.low_watermark * 100)}%,
+      least recently used first, whichever org's. On this host (every org) ${bytes(cache.reclaimable_bytes)} could be
+      reclaimed now and ${cache.blocked_count} leaf state(s) are blocked.</p>
     <p>${reasons.length ? html`<${Badge} kind="bad">under pressure<//> ${reasons.join(", ").replaceAll("_", " ")}`
       : html`<${Badge} kind="ok">no pressure<//>`}</p>
     <h3>What eviction would take next</h3>
@@ -77,8 +82,8 @@ function CachePressure({ cache }) {
   </section>`;
 }
 
-export function StatesPage({ api }) {
-  const { data, error, loading, reload } = useLoad((signal) => loadStates(api, signal), [api]);
+export function StatesPage({ api, org }) {
+  const { data, error, loading, reload } = useLoad((signal) => loadStates(api, org, signal), [api, org]);
   const evictable = new Set((data?.cache.eviction_queue || []).filter((e) => !e.blocked_by).slice(0, 1).map((e) => e.state_id));
   return html`<h1>States</h1>
     <p class="lead">Every state your org built or was shared, each under the state it was built on.
@@ -90,7 +95,8 @@ export function StatesPage({ api }) {
         <h2 id="tree-h">State tree</h2>
         ${data.states.length === 0 ? html`<p>No states yet: run a prepare (<code>sqlrs prepare:psql …</code>).</p>` : html`
         <ul class="state-tree" aria-labelledby="tree-h">
-          ${tree(data.states).map((n) => html`<${StateNode} node=${n} running=${data.running} evictable=${evictable} level=${1} />`)}
+          ${tree(data.states).map((n) => html`<${StateNode} node=${n} running=${data.running} sharedWith=${data.sharedWith}
+            evictable=${evictable} level=${1} />`)}
         </ul>`}
         ${data.more ? html`<p class="muted">Showing the first ${data.states.length} states.</p>` : null}
       </section>
