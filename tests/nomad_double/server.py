@@ -207,9 +207,10 @@ class Cluster:
             alloc["DesiredDescription"] = "alloc is being stopped"
             for task in alloc["_group"].get("Tasks") or []:
                 container_id = alloc["_containers"].get(task["Name"])
-                if container_id:
+                if container_id:  # as a Nomad client does: in the background, the API answers at once
                     alloc["_events"][task["Name"]].append(_event("Killing", "Sent interrupt"))
-                    self.tasks.kill(container_id, task.get("KillSignal"), task.get("KillTimeout") or 5_000_000_000)
+                    threading.Thread(target=self.tasks.kill, daemon=True, args=(
+                        container_id, task.get("KillSignal"), task.get("KillTimeout") or 5_000_000_000)).start()
 
     # --- allocations -------------------------------------------------------------------------
     def allocation(self, namespace: str, alloc_id: str) -> dict:
