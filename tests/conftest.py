@@ -172,3 +172,13 @@ def nomad_double():
     from tests.support.docker import running_nomad_double
     with running_nomad_double() as double:
         yield double
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Path:
+    """A user's working directory of SQL scripts."""
+    marker = uuid.uuid4().hex  # every test builds its own states
+    (tmp_path / "schema.sql").write_text(f"create table items /* {marker} */ (id int primary key, name text);\n")
+    (tmp_path / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 100) g;\n")
+    (tmp_path / "more.sql").write_text("create index items_name on items (name);\n")
+    return tmp_path

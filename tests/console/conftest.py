@@ -6,7 +6,6 @@ docs/ui, which docs/ui.md shows) or in a temporary directory."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,11 +75,3 @@ def console(driver, appliance, shots) -> Iterator[Console]:
     errors = page.console_errors()
     assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
 
-
-@pytest.fixture
-def scripts(tmp_path: Path) -> Path:
-    marker = uuid.uuid4().hex
-    (tmp_path / "schema.sql").write_text(f"create table items /* {marker} */ (id int primary key, name text);\n")
-    (tmp_path / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 100) g;\n")
-    (tmp_path / "more.sql").write_text("create index items_name on items (name);\n")
-    return tmp_path

@@ -3,7 +3,6 @@ image store it mounts itself + Postgres instances on loopback."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +19,6 @@ def appliance(request) -> Iterator[Appliance]:
     yield from appliance_on(request, "btrfs")
 
 
-@pytest.fixture
-def scripts(tmp_path: Path) -> Path:
-    """A user's working directory of SQL scripts."""
-    marker = uuid.uuid4().hex  # every test builds its own states
-    (tmp_path / "schema.sql").write_text(f"create table items /* {marker} */ (id int primary key, name text);\n")
-    (tmp_path / "data.sql").write_text("insert into items select g, 'item ' || g from generate_series(1, 100) g;\n")
-    (tmp_path / "more.sql").write_text("create index items_name on items (name);\n")
-    return tmp_path
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def require_chromium() -> None:
         message = f"{' and '.join(missing)} missing: apt-get install chromium chromium-driver (scripts/install-deps --tests)"
         if os.environ.get("CI"):
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(f"!!! SKIPPING the console's browser tests: {message} !!!")
 
 
 @contextlib.contextmanager
@@ -143,8 +143,7 @@ class Console:
 
     def clipboard(self) -> str:
         """What the page copied (the browser grants this page the clipboard)."""
-        self.driver.execute_cdp_cmd("Browser.grantPermissions", {
-            "origin": self.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        self.grant_clipboard()
         return self.driver.execute_async_script(
             "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, e => done('ERROR ' + e))")
 

@@ -22,8 +22,7 @@ from appliance.settings import ORIGIN
 
 blueprint = Blueprint("console", __name__)
 _INLINE_SCRIPT = re.compile(r"<script type=\"importmap\">(.*?)</script>", re.S)
-_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-          ".html": "text/html; charset=utf-8", ".png": "image/png", ".json": "application/json"}
+_TYPES = {".mjs": "text/javascript", ".html": "text/html; charset=utf-8"}  # the rest: mimetypes knows them
 
 
 @functools.cache
@@ -36,7 +35,7 @@ def _files() -> dict[str, bytes]:
 @functools.cache
 def _index() -> tuple[bytes, str]:
     """index.html and the hash of its one inline script (the import map), for the CSP."""
-    html = (STATIC / "index.html").read_text()
+    html = _files()["index.html"].decode()
     (importmap,) = _INLINE_SCRIPT.findall(html)
     digest = base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode()
     return html.encode(), f"'sha256-{digest}'"
@@ -76,7 +75,7 @@ async def console_root():
 @blueprint.get("/ui/")
 @hide
 async def console_index():
-    return _headers(Response(_index()[0], content_type="text/html; charset=utf-8"))
+    return _headers(Response(_index()[0], content_type=_TYPES[".html"]))
 
 
 @blueprint.get("/ui/<path:name>")
