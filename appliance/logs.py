@@ -3,7 +3,12 @@
 A log line carries the context it was written in — ``request_id`` and ``org`` in the API,
 ``job_id``, ``org`` and ``task_id`` in a worker — so one job or request can be followed across
 processes with a single filter. Context lives in a ContextVar: ``asyncio.to_thread`` and the
-API's request tasks carry it along; a new thread starts without it.
+API's request tasks carry it along; a new thread starts without it. A line may add fields of its
+own with ``extra={"fields": {...}}`` (the access log does): JSON gets them as keys, text as
+``key=value`` after the message.
+
+Every process logs to stderr only: under systemd that is the journal (rotated by journald);
+under `sqlrs-appliance up` each worker's stderr goes to a file that ``up`` rotates itself.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname, "logger": record.name, "message": redact(record.getMessage()),
-                **_context.get()}
+                **_context.get(), **_fields(record)}
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
@@ -55,8 +60,13 @@ class JsonFormatter(logging.Formatter):
 class _TextWithContext(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = redact(super().format(record))
-        context = _context.get()
+        context = {**_context.get(), **_fields(record)}
         return text + "".join(f" {k}={v}" for k, v in context.items()) if context else text
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else {}
 
 
 def configure(level: str, fmt: str) -> None:

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from appliance.ids import HOST_ID_PATTERN, ORG_PATTERN
 
+TLS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.:-]{0,251}[A-Za-z0-9])?")  # a host name, IPv4 or IPv6 address
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a bare web origin, nothing that could end a header
 
 
@@ -38,6 +39,32 @@ class Settings(BaseSettings):
         json_schema_extra={"shown_default": (
             "`/var/lib/sqlrs-appliance` as root, else `$XDG_STATE_HOME/sqlrs-appliance`")})
     listen: str = Field("127.0.0.1:7433", description="host:port the API listens on.")
+    tls_cert_file: Path | None = Field(None, description=(
+        "PEM certificate (with its chain) the API serves HTTPS with; needs `tls_key_file`."),
+        json_schema_extra={"shown_default": "none (plain HTTP, unless `tls_self_signed`)"})
+    tls_key_file: Path | None = Field(None, description=(
+        "PEM private key of `tls_cert_file` (unencrypted; keep it 0600)."))
+    tls_self_signed: bool = Field(False, description=(
+        "HTTPS without certificate files: the appliance makes its own CA once (`data_dir/tls/ca.crt`, its key "
+        "0600) and with it a certificate for the hostname, its FQDN, localhost, the loopback addresses, the "
+        "`listen` address and `tls_names` (renewed at start within 30 days of expiry, reissued when the names "
+        "change). Clients trust `ca.crt`: `sqlrs --ca-cert`, `SQLRS_CA_CERT`."))
+    tls_names: list[str] = Field(default_factory=list, description=(
+        "More DNS names or addresses for the `tls_self_signed` certificate, JSON list (e.g. the name clients "
+        "use through a DNS alias)."))
+    access_log: bool = Field(True, description=(
+        "One log line per API request (logger `sqlrs.access`): request id, org, route, status, error code, peer "
+        "address and duration; separate fields in the JSON log format."))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description=(
+        "Lowest level logged, by every process (`sqlrs-appliance --log-level` overrides it for one command)."))
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "`text` for people; `json`: one JSON object a line, with `request_id`, `org`, `job_id`, `task_id`, `rq_job` "
+        "and the access log's fields as keys. Every process logs to stderr: under systemd, the journal."))
+    log_file_max_bytes: int = Field(50 * 1024**2, ge=64 * 1024, description=(
+        "Under `sqlrs-appliance up`, a worker's log file (`data_dir/logs/worker-N.log`) is rotated before it "
+        "grows past this."), json_schema_extra={"shown_default": "`52428800` (50 MiB)"})
+    log_file_backups: int = Field(5, ge=0, le=100, description=(
+        "Rotated worker log files kept (`worker-N.log.1` newest); older ones are deleted."))
     database_url: str | None = Field(None, description=(
         "Control DB: `postgresql://user:pass@host/db` or `sqlite:///path`. A `postgresql://` URL without a password "
         "is refused at start (see \"Credentials of the appliance's own services\")."),
@@ -360,6 +387,14 @@ class Settings(BaseSettings):
                              f"refused: {', '.join(refused) or 'an empty list'}")
         return value
 
+    @field_validator("tls_names")
+    @classmethod
+    def _tls_names_are_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not TLS_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError("tls_names must be DNS names or IP addresses; refused: " + ", ".join(map(repr, bad)))
+        return value
+
     @model_validator(mode="after")
     def _ranges_ordered(self) -> Settings:
         if self.port_min > self.port_max:
@@ -370,6 +405,10 @@ class Settings(BaseSettings):
             raise ValueError("cache_low_watermark must not exceed cache_high_watermark")
         if self.oidc_issuer and not self.oidc_audience:
             raise ValueError("oidc_audience is required when oidc_issuer is set")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
+        if self.tls_cert_file is not None and self.tls_self_signed:
+            raise ValueError("tls_self_signed makes its own certificate: unset it, or the tls_*_file settings")
         return self
 
     @model_validator(mode="after")

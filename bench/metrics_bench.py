@@ -23,9 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from appliance.api.metrics import render  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+
+from appliance.api.metrics import ControlDbCollector  # noqa: E402
 from appliance.control.db import close_database, open_database  # noqa: E402
 from appliance.control.migrations import migrate  # noqa: E402
+from appliance.settings import Settings  # noqa: E402
 from bench.history import History, fill  # noqa: E402
 from bench.outputs import write_outputs  # noqa: E402
 from bench.prepare_bench import machine_facts  # noqa: E402
@@ -44,6 +47,13 @@ class Row:
     @property
     def median(self) -> float:
         return statistics.median(self.scrapes)
+
+
+def render() -> bytes:
+    """The Control DB's part of a scrape (what grows with history; the rest is Redis and memory)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ControlDbCollector(Settings()))
+    return generate_latest(registry)
 
 
 def measure(url: str, engine: str, tasks: int, scrapes: int) -> Row:

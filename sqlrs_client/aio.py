@@ -3,6 +3,7 @@ on an ``httpx.AsyncClient``; for asyncio programs and async test suites."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,9 @@ class AsyncClient:
     """The v1 API of one appliance, awaited. See :class:`sqlrs_client.Client` for each method."""
 
     def __init__(self, url: str | None = None, token: str | None = None, *, org: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, user_agent: str | None = None):
-        self.settings = ClientSettings.resolve(url, token, org, user_agent)
+                 transport: httpx.AsyncBaseTransport | None = None, user_agent: str | None = None,
+                 ca_cert: str | os.PathLike[str] | None = None):
+        self.settings = ClientSettings.resolve(url, token, org, user_agent, ca_cert=ca_cert)
         self.url = self.settings.url
         self._http = httpx.AsyncClient(transport=transport, **self.settings.httpx_options())
 

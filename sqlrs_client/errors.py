@@ -39,8 +39,8 @@ class ApiError(SqlrsError):
 class Unavailable(SqlrsError):
     """The appliance could not be reached, or did not answer in time."""
 
-    def __init__(self, message: str):
-        super().__init__("unavailable", message)
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__("unavailable", message, hint=hint)
 
 
 class JobFailed(SqlrsError):

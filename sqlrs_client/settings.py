@@ -1,5 +1,6 @@
-"""Where the appliance is and who is asking: arguments first, then ``SQLRS_URL``,
-``SQLRS_TOKEN`` / ``SQLRS_TOKEN_FILE`` and ``SQLRS_ORG`` (the variables the CLI reads too)."""
+"""Where the appliance is, how to trust it and who is asking: arguments first, then ``SQLRS_URL``,
+``SQLRS_CA_CERT``, ``SQLRS_TOKEN`` / ``SQLRS_TOKEN_FILE`` and ``SQLRS_ORG`` (the variables the CLI
+reads too)."""
 from __future__ import annotations
 
 import os
@@ -25,10 +26,11 @@ class ClientSettings:
     token: str | None
     org: str | None
     user_agent: str
+    ca_cert: str | None = None  # PEM file of the CA to trust on https (the appliance's own `ca.crt`)
 
     @classmethod
     def resolve(cls, url: str | None, token: str | None, org: str | None, user_agent: str | None,
-                env: Any = None) -> ClientSettings:
+                env: Any = None, ca_cert: str | os.PathLike[str] | None = None) -> ClientSettings:
         env = os.environ if env is None else env
         if token is None and env.get("SQLRS_TOKEN"):
             token = env["SQLRS_TOKEN"]
@@ -39,7 +41,8 @@ class ClientSettings:
                 raise InvalidInput(f"cannot read SQLRS_TOKEN_FILE: {exc.strerror}") from None
         return cls(url=(url or env.get("SQLRS_URL") or DEFAULT_URL).rstrip("/"), token=token or None,
                    org=org or env.get("SQLRS_ORG") or None,
-                   user_agent=user_agent or f"sqlrs-client/{_version()}")
+                   user_agent=user_agent or f"sqlrs-client/{_version()}",
+                   ca_cert=str(ca_cert) if ca_cert else env.get("SQLRS_CA_CERT") or None)
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": self.user_agent}
@@ -50,13 +53,24 @@ class ClientSettings:
         return headers
 
     def httpx_options(self) -> dict[str, Any]:
-        """Certificates are verified on https (the default store); a plain-HTTP appliance needs
-        no store, and loading one costs about 40 ms. Redirects are not followed, so a request
-        never leaves the scheme of ``url``."""
+        """Certificates are verified on https: against ``ca_cert`` when given, else the default
+        store. A plain-HTTP appliance needs no store, and loading one costs about 40 ms. Redirects
+        are not followed, so a request never leaves the scheme of ``url``."""
         import httpx
-        return {"base_url": self.url, "headers": self.headers(), "verify": self.url.lower().startswith("https:"),
-                "follow_redirects": False,
+        return {"base_url": self.url, "headers": self.headers(), "verify": self._verify(), "follow_redirects": False,
                 "timeout": httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)}
+
+    def _verify(self) -> Any:
+        if not self.url.lower().startswith("https:"):
+            return False
+        if self.ca_cert is None:
+            return True
+        import ssl
+        try:
+            return ssl.create_default_context(cafile=self.ca_cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidInput(f"cannot load the CA certificate {self.ca_cert} (--ca-cert, SQLRS_CA_CERT): "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
 
     def stream_timeout(self) -> Any:
         import httpx
@@ -64,8 +78,20 @@ class ClientSettings:
 
     def unreachable(self, exc: Exception) -> Unavailable:
         import httpx
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return Unavailable(
+                f"the appliance at {self.url} presented a certificate this client does not trust "
+                f"({_verify_reason(exc)})",
+                hint="pass the CA that signed it with --ca-cert FILE or SQLRS_CA_CERT (an appliance with "
+                     "tls_self_signed: its data_dir/tls/ca.crt)")
         if isinstance(exc, httpx.ConnectError):
             return Unavailable(f"cannot connect to the appliance at {self.url} (is it running? set SQLRS_URL)")
         if isinstance(exc, httpx.TimeoutException):
             return Unavailable(f"the appliance at {self.url} did not answer in time")
         return Unavailable(f"connection to the appliance at {self.url} failed: {type(exc).__name__}")
+
+
+def _verify_reason(exc: Exception) -> str:
+    """OpenSSL's reason, e.g. ``self-signed certificate in certificate chain``."""
+    text = str(exc)
+    return text.split("certificate verify failed:", 1)[-1].split("(_ssl.c", 1)[0].strip(" )") or text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,17 @@ from sqlrs_client.types import (
 class Client:
     """The v1 API of one appliance, as one org's member (the token's).
 
-    ``url`` and ``token`` default to ``SQLRS_URL`` and ``SQLRS_TOKEN``/``SQLRS_TOKEN_FILE``.
+    ``url`` and ``token`` default to ``SQLRS_URL`` and ``SQLRS_TOKEN``/``SQLRS_TOKEN_FILE``; on
+    https, ``ca_cert`` (default ``SQLRS_CA_CERT``) names the CA certificate to trust instead of
+    the system's store.
     Every failure raises a :class:`~sqlrs_client.SqlrsError` carrying the API's ``code``.
     Use it as a context manager, or call :meth:`close`.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, *, org: str | None = None,
-                 transport: httpx.BaseTransport | None = None, user_agent: str | None = None):
-        self.settings = ClientSettings.resolve(url, token, org, user_agent)
+                 transport: httpx.BaseTransport | None = None, user_agent: str | None = None,
+                 ca_cert: str | os.PathLike[str] | None = None):
+        self.settings = ClientSettings.resolve(url, token, org, user_agent, ca_cert=ca_cert)
         self.url = self.settings.url
         self._http = httpx.Client(transport=transport, **self.settings.httpx_options())
 

@@ -18,6 +18,7 @@ from appliance.api.audit import record_failed_login, record_response
 from appliance.api.auth import ORG_HEADER, Authenticator
 from appliance.api.authz import require_role
 from appliance.api.errors import install_error_handlers
+from appliance.api.observability import HttpMetrics, request_finished, request_started
 from appliance.api.openapi import ApplianceOpenAPIProvider
 from appliance.api.ratelimit import AuthFailureLimiter, AuthFailuresLimited, RateLimiter
 from appliance.api.requests import JsonRequest
@@ -40,6 +41,7 @@ def create_app(ctx: AppContext) -> Quart:
     app.config["MAX_CONTENT_LENGTH"] = ctx.settings.max_bundle_bytes + 1024 * 1024
     app.config["BODY_TIMEOUT"] = 600
     app.extensions["sqlrs"] = ctx
+    app.extensions["sqlrs-http-metrics"] = http_metrics = HttpMetrics()
     # No browser UIs: they load scripts from CDNs, which air-gapped sites cannot reach.
     QuartSchema(app, info={"title": "sqlrs appliance", "version": __version__},
                 swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None,
@@ -52,6 +54,7 @@ def create_app(ctx: AppContext) -> Quart:
 
     @app.before_request
     async def _authenticate() -> None:
+        request_started()
         request_id = request.headers.get("X-Request-ID", "")
         g.request_id = request_id if REQUEST_ID.match(request_id) else secrets.token_hex(8)
         bind_log_context(request_id=g.request_id)
@@ -82,6 +85,7 @@ def create_app(ctx: AppContext) -> Quart:
         await record_response(response)
         if getattr(g, "request_id", None):
             response.headers["X-Request-ID"] = g.request_id  # what to quote when asking the operator
+        request_finished(http_metrics, response, access_log=ctx.settings.access_log)
         return response
 
     if ctx.settings.warm_pool_size > 0:

@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from appliance.api.observability import note_error
 from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE
 from appliance.control.db import first_line
 from appliance.errors import ApplianceError, ControlDbUnavailable, QueueUnavailable
@@ -35,6 +36,7 @@ def protocol_error_body(status: int) -> bytes:
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None):
+    note_error(code, details)  # for the access log and the HTTP series
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details

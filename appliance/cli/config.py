@@ -17,7 +17,7 @@ from appliance.ids import valid_org
 DEFAULT_URL = "http://127.0.0.1:7433"
 DEFAULT_IMAGE = "postgres:15"
 OUTPUT_FORMATS = ("human", "json")
-FILE_KEYS = frozenset({"url", "token_file", "output", "image", "org"})
+FILE_KEYS = frozenset({"url", "ca_cert", "token_file", "output", "image", "org"})
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,11 @@ class CliConfig:
     output: str
     image: str
     org: str | None = None  # for principals in several orgs (sent as X-Sqlrs-Org)
+    ca_cert: str | None = None  # the CA to trust on https instead of the system's store
 
     def __repr__(self) -> str:  # never show the token, not even in a traceback
         return f"CliConfig(url={self.url!r}, token={'***' if self.token else None}, " \
-               f"output={self.output!r}, image={self.image!r}, org={self.org!r})"
+               f"output={self.output!r}, image={self.image!r}, org={self.org!r}, ca_cert={self.ca_cert!r})"
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -60,7 +61,7 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
 
 def resolve_config(flags: Mapping[str, str | None], env: Mapping[str, str],
                    file_values: Mapping[str, str]) -> CliConfig:
-    """Merge the three sources; ``flags`` holds url, token, token_file, output (None = not given)."""
+    """Merge the three sources; ``flags`` holds url, ca_cert, token, token_file, output, org (None = not given)."""
     def pick(flag: str, env_name: str, file_key: str | None = None) -> str | None:
         for value in (flags.get(flag), env.get(env_name), file_values.get(file_key or flag)):
             if value:
@@ -76,7 +77,12 @@ def resolve_config(flags: Mapping[str, str | None], env: Mapping[str, str],
         output=output,
         image=file_values.get("image") or DEFAULT_IMAGE,
         org=_org(pick("org", "SQLRS_ORG")),
+        ca_cert=_path(pick("ca_cert", "SQLRS_CA_CERT")),
     )
+
+
+def _path(value: str | None) -> str | None:
+    return os.path.expanduser(value) if value else None
 
 
 def _org(org: str | None) -> str | None:

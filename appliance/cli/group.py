@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # The global options: before the verb, or after it (``sqlrs ls --output json``); after wins.
 _GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--url",), {"metavar": "URL", "help": "Appliance API base URL [env SQLRS_URL; default http://127.0.0.1:7433]."}),
+    (("--ca-cert",), {"metavar": "FILE", "help": "CA certificate to trust on https (an appliance's own: its "
+                                                 "data_dir/tls/ca.crt) [env SQLRS_CA_CERT]."}),
     (("--token",), {"metavar": "TOKEN", "help": "Bearer token [env SQLRS_TOKEN]. Prefer --token-file."}),
     (("--token-file",), {"metavar": "FILE", "help": "File holding the bearer token [env SQLRS_TOKEN_FILE]."}),
     (("--output",), {"type": click.Choice(["human", "json"]), "help": "Output format [env SQLRS_OUTPUT; default human]."}),
@@ -28,7 +30,7 @@ _GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--config", "config_file"), {"metavar": "FILE", "type": click.Path(dir_okay=False, path_type=Path),
                                    "help": "Config file [default $XDG_CONFIG_HOME/sqlrs/config.toml]."}),
 ]
-GLOBAL_NAMES = ("url", "token", "token_file", "output", "org", "config_file")
+GLOBAL_NAMES = ("url", "ca_cert", "token", "token_file", "output", "org", "config_file")
 GLOBAL_FLAGS = "sqlrs.global_flags"
 
 
@@ -62,7 +64,7 @@ def _resolve(flags: dict[str, Any]) -> CliConfig:
     config_file = flags.get("config_file")
     file_values = read_config_file(config_file or default_config_path(env), required=config_file is not None)
     file_values.update(_project_values())
-    return resolve_config({name: flags.get(name) for name in ("url", "token", "token_file", "output", "org")},
+    return resolve_config({name: flags.get(name) for name in ("url", "ca_cert", "token", "token_file", "output", "org")},
                           env, file_values)
 
 
@@ -132,4 +134,4 @@ def client_for(cfg: CliConfig) -> Client:
     URL and token is the only one: an empty token stops the client reading the environment again)."""
     from appliance import __version__
     from sqlrs_client import Client  # the HTTP library only for verbs that talk to the API
-    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}")
+    return Client(cfg.url, cfg.token or "", org=cfg.org, user_agent=f"sqlrs-cli/{__version__}", ca_cert=cfg.ca_cert)

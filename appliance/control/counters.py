@@ -30,12 +30,15 @@ from peewee import EXCLUDED
 from appliance.control.models import MetricCounter
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+BUCKET_BOUNDS = [str(b) for b in DURATION_BUCKETS] + ["+Inf"]  # the ``le`` labels, in order
 
 JOB_ERRORS = "sqlrs_job_errors"
 JOBS_FINISHED = "sqlrs_prepare_jobs_finished"
 STEPS = "sqlrs_steps"
 TASK_DURATION = "sqlrs_task_duration_seconds"
 SNAPSHOT_DURATION = "sqlrs_snapshot_duration_seconds"
+TRANSFER_BYTES = "sqlrs_transfer_bytes"
+TRANSFER_DURATION = "sqlrs_transfer_duration_seconds"
 
 
 def increment(name: str, labels: dict[str, str] | None = None, amount: float = 1.0) -> None:
@@ -107,6 +110,12 @@ def job_finished(status: str, error_code: str | None = None) -> None:
         increment(JOB_ERRORS, {"code": error_code})
 
 
+def transfer_finished(direction: str, stream_bytes: int, seconds: float) -> None:
+    """One state's snapshot stream went to (``export``) or came from (``import``) the object store."""
+    increment(TRANSFER_BYTES, {"direction": direction}, stream_bytes)
+    observe(TRANSFER_DURATION, seconds, {"direction": direction})
+
+
 def read_all() -> dict[str, list[tuple[dict[str, str], float]]]:
     """Every counter, by name: [(labels, value)], in a stable order."""
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -125,7 +134,7 @@ def histogram_rows(counters: dict, name: str) -> Iterable[tuple[tuple[str, ...],
     sums = {tuple(sorted(labels.items())): value for labels, value in counters.get(f"{name}_sum", [])}
     for label_items, by_bound in sorted(per_set.items()):
         running, buckets = 0.0, []
-        for bound in [str(b) for b in DURATION_BUCKETS] + ["+Inf"]:
+        for bound in BUCKET_BOUNDS:
             running += by_bound.get(bound, 0.0)
             buckets.append((bound, running))
         yield tuple(v for _, v in label_items), buckets, sums.get(label_items, 0.0)

@@ -13,18 +13,23 @@ from appliance.settings import load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True, envvar="SQLRS_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              help="Lowest level logged, by this command and the workers `up` starts (also SQLRS_LOG_LEVEL).")
-@click.option("--log-format", default="text", show_default=True, envvar="SQLRS_LOG_FORMAT",
-              type=click.Choice(["text", "json"]),
-              help="text: for people; json: one JSON object a line with job_id/task_id/org/request_id "
-                   "(also SQLRS_LOG_FORMAT).")
-def cli(log_level: str, log_format: str) -> None:
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+              help="Lowest level logged by this command and the workers `up` starts; overrides the `log_level` "
+                   "setting.")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="`text` or `json`; overrides the `log_format` setting.")
+def cli(log_level: str | None, log_format: str | None) -> None:
     """The sqlrs appliance service."""
+    from pydantic import ValidationError
+
     from appliance.logs import configure
-    configure(log_level, log_format)
-    os.environ.update(SQLRS_LOG_LEVEL=log_level, SQLRS_LOG_FORMAT=log_format)  # the workers `up` starts
+    try:  # the settings' own check is the command's, which reports it; logging starts either way
+        settings = load_settings()
+        level, fmt = log_level or settings.log_level, log_format or settings.log_format
+    except ValidationError:
+        level, fmt = log_level or "INFO", log_format or "text"
+    configure(level, fmt)
+    os.environ.update(SQLRS_LOG_LEVEL=level, SQLRS_LOG_FORMAT=fmt)  # the workers `up` starts, and every child
 
 
 @cli.command()
@@ -129,6 +134,33 @@ def migrate_cmd(data_dir: Path | None) -> None:
     from appliance.control.migrations import migrate
     applied = migrate(open_database(load_settings(data_dir=data_dir).control_db_url))
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
+
+
+@cli.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def backup_cmd(file: Path, data_dir: Path | None) -> None:
+    """Back up the Control DB to FILE (a tar.gz: manifest + SQLite online backup or pg_dump), 0600.
+    Safe while the appliance runs. States' data is not in it: it lives in the store and the object store."""
+    from appliance.service.backup import backup
+    click.echo(f"backed up to {file}: {backup(load_settings(data_dir=data_dir), file).summary()}")
+
+
+@cli.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True,
+              help="PostgreSQL Control DB: confirm that every API and worker, on every host, is stopped.")
+def restore_cmd(file: Path, data_dir: Path | None, yes: bool) -> None:
+    """Replace the Control DB with the one in FILE (made by `backup`); checks it first and changes
+    nothing if it is damaged, altered or from a newer release.
+
+    SQLite: refused while `up` runs on the data dir; the previous DB is kept beside it as
+    control.db.before-restore-<time>. PostgreSQL: one transaction; nothing can tell whether an API
+    or worker still uses it, so stop every one of them first and pass --yes. A backup of an older
+    schema is restored as it is: run `migrate` (or `up`) afterwards, then `reconcile`."""
+    from appliance.service.backup import restore
+    click.echo(restore(load_settings(data_dir=data_dir), file, confirmed=yes).summary())
 
 
 @cli.command("doctor")

@@ -1,6 +1,5 @@
 """The settings reference of docs/configuration.md, generated from its one source: each ``Settings``
-field's description (and, where the value alone would say too little, its ``shown_default``), and
-the help of the ``sqlrs-appliance`` options that have an ``SQLRS_*`` variable (logging).
+field's description (and, where the value alone would say too little, its ``shown_default``).
 
 ``scripts/settings-docs`` rewrites the block between the markers; tests/test_docs.py fails when the
 committed block differs from what this module generates.
@@ -11,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-import click
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -47,19 +45,6 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _option_rows() -> list[str]:
-    from appliance.service.main import cli  # the service command's global options
-    rows = []
-    for option in cli.params:
-        if isinstance(option, click.Option) and option.envvar:
-            choices = getattr(option.type, "choices", None)
-            meaning = option.help or ""
-            if choices:
-                meaning += " One of " + ", ".join(f"`{c}`" for c in choices) + "."
-            rows.append(f"| `{option.opts[0]}` | `{option.envvar}` | `{option.default}` | {_cell(meaning)} |")
-    return rows
-
-
 def render() -> str:
     """The generated block, markers included."""
     lines = [BEGIN, "", "| setting | environment | default | meaning |", "|---|---|---|---|"]
@@ -68,9 +53,8 @@ def render() -> str:
             raise ValueError(f"setting {name} has no description")
         lines.append(f"| `{name}` | `SQLRS_{name.upper()}` | {_cell(shown_default(name, field))} "
                      f"| {_cell(field.description)} |")
-    lines += ["", "Logging is set on the `sqlrs-appliance` command line, or by its variables (every command, "
-              "and the workers `up` starts, inherit them); it is not read from the TOML file.", "",
-              "| option | environment | default | meaning |", "|---|---|---|---|", *_option_rows(), "", END]
+    lines += ["", "`sqlrs-appliance --log-level` and `--log-format` override `log_level` and `log_format` for one "
+              "command (and the workers `up` starts).", "", END]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from appliance.errors import InternalError
 from appliance.isolation.traversal import require_traversable
 from appliance.orchestrator import hosts
 from appliance.orchestrator.reconciler import reconcile
+from appliance.service.log_files import RotatingLog, pump
 from appliance.service.processes import (
     CHILDREN_FILE,
     ChildRecord,
@@ -49,6 +51,7 @@ from appliance.service.processes import (
     stop_processes,
 )
 from appliance.service.resources import host_resources
+from appliance.service.tls import fingerprint, server_files
 from appliance.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -233,14 +236,22 @@ class Supervisor:
         (self.data_dir / CHILDREN_FILE).unlink(missing_ok=True)
 
 
-def worker_child(index: int, env: dict[str, str], log_dir: Path) -> Supervised:
+def worker_child(index: int, env: dict[str, str], log: RotatingLog) -> Supervised:
     def spawn() -> subprocess.Popen:
         """A long-lived child to supervise, not a command to run: hence Popen, not the Runner."""
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / f"worker-{index}.log", "ab") as log_file:
-            return subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
-                                    env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                                    stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+        log.path.parent.mkdir(parents=True, exist_ok=True)
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
+                                       env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=write_end,
+                                       stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # the worker holds it now: the pipe ends when the worker does
+        pump(read_end, log, f"worker-{index}")
+        return process
     return Supervised(f"worker-{index}", spawn, Backoff(first=1.0, cap=60.0))
 
 
@@ -258,7 +269,9 @@ def supervisor_for(settings: Settings) -> Supervisor:
 
     redis = None if settings.redis_url else redis_child(PrivateRedis.of(settings.data_dir))
     env = settings_env(settings)
-    workers = [worker_child(i, env, settings.data_dir / "logs") for i in range(settings.workers)]
+    logs = settings.data_dir / "logs"
+    workers = [worker_child(i, env, RotatingLog(logs / f"worker-{i}.log", settings.log_file_max_bytes,
+                                                settings.log_file_backups)) for i in range(settings.workers)]
     return Supervisor(settings.data_dir, redis, workers)
 
 
@@ -326,6 +339,14 @@ def serve_api(settings: Settings) -> None:
         stop.set()
 
 
+def _loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def _serve(ctx: AppContext) -> None:
     config = Config()
     config.bind = [ctx.settings.listen]
@@ -337,5 +358,13 @@ async def _serve(ctx: AppContext) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
     install_json_protocol_errors()  # hypercorn's own 400/431 answers carry the error envelope too
-    log.info("sqlrs appliance listening on http://%s", ctx.settings.listen)
+    scheme = "http"
+    if (tls := server_files(ctx.settings)) is not None:
+        config.certfile, config.keyfile, scheme = str(tls.cert), str(tls.key), "https"
+        if tls.ca is not None:
+            log.info("TLS: clients trust %s (sha256 %s): sqlrs --ca-cert, SQLRS_CA_CERT", tls.ca, fingerprint(tls.ca))
+    elif not _loopback(ctx.settings.listen):
+        log.warning("the API listens on %s without TLS: tokens cross the network in the clear; set "
+                    "tls_cert_file/tls_key_file or tls_self_signed", ctx.settings.listen)
+    log.info("sqlrs appliance listening on %s://%s", scheme, ctx.settings.listen)
     await serve(create_app(ctx), config, shutdown_trigger=shutdown.wait)

@@ -5,10 +5,27 @@ import logging
 
 from redis import Redis
 from rq import SimpleWorker
+from rq.job import Job
+from rq.queue import Queue
 
 from appliance.context import build_context
+from appliance.logs import log_context
 from appliance.orchestrator.queue import SERIALIZER, worker_queues
 from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ApplianceWorker(SimpleWorker):
+    """Runs each RQ job with its id (``rq_job``) in the log context, so RQ's own lines about it
+    (``Job OK``, a failure's traceback) carry it as a field, not only inside the message text.
+    The prepare job a queue entry ends up running (fair share picks it, not the entry) adds its
+    own ``job_id`` and ``org`` once it is chosen."""
+
+    def execute_job(self, job: Job, queue: Queue):
+        with log_context(rq_job=job.id):
+            log.info("running %s from %s", job.description, queue.name)
+            return super().execute_job(job, queue)
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -26,4 +43,4 @@ def make_worker(redis: Redis, host: str) -> SimpleWorker:
     """The RQ worker of ``host``'s queues (prepares first, then maintenance). It decodes jobs
     with the queues' JSON serializer: a pickle planted in Redis fails to decode instead of
     running."""
-    return SimpleWorker(worker_queues(redis, host), connection=redis, serializer=SERIALIZER)
+    return ApplianceWorker(worker_queues(redis, host), connection=redis, serializer=SERIALIZER)

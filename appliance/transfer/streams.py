@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 import peewee as pw
 
+from appliance.control import counters
 from appliance.control.db import write_transaction
 from appliance.control.models import State, utcnow
 from appliance.errors import Conflict, InternalError, InvalidArgument, NotFound
@@ -118,6 +120,7 @@ def export_state(ctx: AppContext, org: str, state_id: str) -> Manifest:
     parent = state.parent_state_id
     delta_possible = (parent is not None and _state_row(ctx, org, parent) is not None
                       and is_exported(ctx.objects, org, parent))
+    started = time.monotonic()
     command = ctx.store.send_state_command(org, state_id, parent if delta_possible else None)
     key = stream_key(org, state_id)
     hashing: list[HashingReader] = []
@@ -138,7 +141,9 @@ def export_state(ctx: AppContext, org: str, state_id: str) -> Manifest:
         format=command.format, stream_sha256=hashing[0].sha256, stream_bytes=hashing[0].bytes,
         exported_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     ctx.objects.put_bytes(manifest_key(org, state_id), manifest.to_json())
-    _mark_exported(org, state_id)
+    with write_transaction(State._meta.database):
+        _mark_exported(org, state_id)
+        counters.transfer_finished("export", manifest.stream_bytes, time.monotonic() - started)
     log.info("exported state %s of org %s (%d bytes, %s)", state_id, org, manifest.stream_bytes,
              "delta" if manifest.incremental_from else "full")
     return manifest
@@ -192,7 +197,7 @@ def _missing_chain(ctx: AppContext, org: str, state_id: str) -> list[Manifest]:
 
 
 def _receive(ctx: AppContext, org: str, manifest: Manifest) -> None:
-    state_id = manifest.state_id
+    state_id, started = manifest.state_id, time.monotonic()
     with ctx.objects.open(stream_key(org, state_id)) as stored:
         checked = HashingReader(stored, expect_sha256=manifest.stream_sha256, expect_bytes=manifest.stream_bytes,
                                 state_id=state_id)
@@ -214,6 +219,7 @@ def _receive(ctx: AppContext, org: str, manifest: Manifest) -> None:
                          image_id=manifest.image_id, prepare_kind=manifest.prepare_kind,
                          task_hash=manifest.task_hash, summary=manifest.summary, size_bytes=size,
                          host=ctx.host, exported_at=utcnow())
+            counters.transfer_finished("import", manifest.stream_bytes, time.monotonic() - started)
     except pw.IntegrityError:
         if _state_row(ctx, org, state_id) is None:
             ctx.store.destroy_state(org, state_id)

@@ -51,13 +51,34 @@ def test_the_metrics_count_exactly_the_work_done(appliance, tmp_path):
 
 
 COUNTED = ("_total", "_bucket", "_count", "_sum")
+PER_PROCESS = "sqlrs_http_"  # this API process's requests: they rise with every scrape
+
+
+def cluster_counters(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key[0].endswith(COUNTED) and not key[0].startswith(PER_PROCESS)}
 
 
 def test_deleting_every_job_lowers_no_counter(appliance, tmp_path):
     appliance.prepare(["-c", f"create table b (i int); -- {uuid.uuid4().hex}"], tmp_path)
-    before = {key: value for key, value in scrape(appliance).items() if key[0].endswith(COUNTED)}
+    before = cluster_counters(scrape(appliance))
     for job in appliance.get("/v1/prepare-jobs").json():
         assert appliance.delete(f"/v1/prepare-jobs/{job['job_id']}").status_code == 200
-    after = {key: value for key, value in scrape(appliance).items() if key[0].endswith(COUNTED)}
+    after = cluster_counters(scrape(appliance))
     assert appliance.get("/v1/prepare-jobs").json() == []
     assert before and after == before
+
+
+def test_the_operations_series_show_a_live_host_its_workers_and_the_requests_served(appliance, tmp_path):
+    status = appliance.prepare(["-c", f"select 1; -- {uuid.uuid4().hex}"], tmp_path)
+    assert status["status"] == "succeeded"
+    m = scrape(appliance)
+    (host,) = {dict(labels)["host"] for name, labels in m if name == "sqlrs_host_up"}
+    assert m[("sqlrs_host_up", (("host", host),))] == 1
+    assert m[("sqlrs_host_heartbeat_age_seconds", (("host", host),))] < 30
+    assert 0 < m[("sqlrs_store_free_bytes", (("host", host),))] <= m[("sqlrs_store_size_bytes", (("host", host),))]
+    workers = sum(value for (name, labels), value in m.items() if name == "sqlrs_workers" and dict(labels)["host"] == host)
+    assert workers == 2 and m[("sqlrs_redis_up", ())] == 1  # the two workers `up` starts
+    assert m[("sqlrs_queue_jobs", (("host", host),))] == 0
+    created = (("method", "POST"), ("route", "/v1/prepare-jobs"), ("status", "201"))
+    assert m[("sqlrs_http_requests_total", created)] >= 1
+    assert m[("sqlrs_http_request_duration_seconds_count", created[:2])] >= 1

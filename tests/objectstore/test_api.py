@@ -6,17 +6,7 @@ import json
 from appliance.api.auth.tokens import issue_token
 from appliance.control.models import PrepareJob, State
 from appliance.job_artifacts import write_job_artifacts
-
-ORG = "default"
-
-
-def make_state(ctx, state_id: str = "s1") -> None:
-    volume = ctx.store.create_volume(ORG, "v1")
-    (volume / "data").write_text("hello")
-    size = ctx.store.commit_state(ORG, "v1", state_id)
-    ctx.store.destroy_volume(ORG, "v1")
-    State.create(org=ORG, state_id=state_id, image_id="postgres:15", prepare_kind="psql", task_hash="h",
-                 size_bytes=size, host=ctx.host)
+from tests.support.states import ORG, make_state
 
 
 def other_org_auth() -> dict[str, str]:

@@ -2,7 +2,8 @@
 (the nearest one common to their users), and no module imports a conftest or a test module
 (tests/architecture/test_test_layout.py checks both).
 
-- ``api``: an app built without a running appliance (to list its routes), ``ServedApi`` and
+- ``api``: an app built without a running appliance (to list its routes), ``serve_api``
+  (`sqlrs-appliance api` really served, on HTTP or HTTPS) and its ``ServedApi``, and
   ``assert_rejected`` for the answer a bad request must get.
 - ``appliance``: a real running appliance for a module (``appliance_on``, ``start_appliance``)
   and ``FAST_RECOVERY``, the settings that make lost jobs and reconciliation quick.
@@ -32,6 +33,7 @@
 - ``psql``: psql against a DSN the appliance handed out.
 - ``recording``: ``RecordingRunner``, a strict double of the command runner for driver tests.
 - ``s3``: a real S3 server (moto) and the settings that point at it.
+- ``states``: a committed state on a store and its row, made without a build.
 - ``stock``: a stock PostgreSQL cluster and plain dumps of it.
 - ``tarballs``: hand-made tar.gz archives and tar entries.
 - ``tenants``: two orgs on one appliance, for the isolation suite.

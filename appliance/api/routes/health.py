@@ -53,6 +53,9 @@ async def ready():
 @blueprint.get("/metrics")
 async def metrics():
     from prometheus_client import CONTENT_TYPE_LATEST
+    from quart import current_app
 
     from appliance.api.metrics import render
-    return Response(await call(render), content_type=CONTENT_TYPE_LATEST)
+    ctx = context()
+    http = current_app.extensions["sqlrs-http-metrics"].collectors()
+    return Response(await call(render, ctx.settings, ctx.redis, *http), content_type=CONTENT_TYPE_LATEST)
