@@ -44,6 +44,10 @@ runtime-bench:  ## cache-hit time per runtime, warm pool off and on (writes benc
 density-bench:  ## idle instances per GB of RAM, default and reduced Postgres settings (writes bench/out/density.*)
 	python3 bench/density_bench.py
 
+.PHONY: transfer-bench
+transfer-bench:  ## export/import of a ~1 GB state on btrfs and zfs, raw vs compressed: MB/s and ratio (writes bench/out/transfer.*)
+	python3 bench/transfer_bench.py
+
 .PHONY: load-bench
 load-bench:  ## 54 clients in 3 orgs for 150 s: throughput, p50/p95/p99 to DSN, fairness (writes bench/out/load.*)
 	python3 bench/load_bench.py

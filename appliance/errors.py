@@ -46,6 +46,16 @@ class InvalidCursor(InvalidArgument):
     code = "invalid_cursor"
 
 
+class ManifestRefused(InvalidArgument):
+    """An export manifest that does not prove where it comes from: ``unsigned_manifest`` (no
+    signature), ``untrusted_signature`` (a key not in ``trusted_keys``), ``bad_signature``
+    (altered after it was signed)."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message, details)
+        self.code = code
+
+
 class PayloadTooLarge(InvalidArgument):
     """Same stable code as any bad input; the status tells HTTP clients to stop retrying."""
 

@@ -13,12 +13,13 @@ import shutil
 import time
 from pathlib import Path
 
+from appliance.certificates import authority, issue_server
 from appliance.context import AppContext
 from appliance.control.db import write_transaction
 from appliance.control.models import Instance, Volume, utcnow
 from appliance.control.quotas import instance_limits
 from appliance.faults import failpoint
-from appliance.runtime.base import SUPERUSER
+from appliance.runtime.base import SUPERUSER, ServerTls
 from appliance.runtime.cluster import SERVER_LOG
 from appliance.runtime.ports import PortPool
 from appliance.runtime.tenant_files import read_tail
@@ -36,7 +37,16 @@ def new_id() -> str:
 
 def dsn(instance: Instance) -> str:
     return (f"postgres://{SUPERUSER}:{instance.password}@{instance.host}:{instance.port}"
-            f"/postgres?sslmode=disable")
+            f"/postgres?sslmode={'require' if instance.tls else 'disable'}")
+
+
+def server_tls(ctx: AppContext, instance: Instance) -> ServerTls | None:
+    """A fresh certificate of this host's CA for an instance that serves TLS (one per start: no
+    instance holds the key of another), or None."""
+    if not instance.tls:
+        return None
+    issued = issue_server(authority(ctx.settings.data_dir / "tls"), [instance.host])
+    return ServerTls(issued.cert_pem, issued.key_pem)
 
 
 def volume_path(ctx: AppContext, org: str, volume_id: str) -> Path:
@@ -73,14 +83,15 @@ def create_instance(ctx: AppContext, *, org: str, state_id: str, image_id: str, 
                 instance_id=instance_id, org=org, state_id=state_id, image_id=image_id, job_id=job_id,
                 volume_id=volume_id, status="starting", host=ctx.settings.instance_host, host_id=ctx.host,
                 state_org=state_org, port=port,
-                password=ctx.runtime.new_password(), name=name,
+                password=ctx.runtime.new_password(), name=name, tls=ctx.settings.instance_tls,
                 expires_at=utcnow() + dt.timedelta(seconds=POOLED_LIFETIME if pooled else ttl_seconds))
     try:
         if not reuse_volume_id:
             ctx.store.clone_state(org, state_id, volume_id, from_org=state_org)
         endpoint = ctx.runtime.start(volume_path(ctx, org, volume_id), instance_run_dir(ctx, volume_id),
                                      port=port, listen_host=ctx.settings.instance_host,
-                                     labels=instance_labels(instance), limits=instance_limits(ctx.settings, org))
+                                     labels=instance_labels(instance), limits=instance_limits(ctx.settings, org),
+                                     tls=server_tls(ctx, instance))
         failpoint(ctx.settings, "instance-start")  # running, not yet active
         if not pooled:
             ctx.runtime.set_password(endpoint, instance.password)

@@ -200,6 +200,21 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = Field(None, description="S3 secret key; never logged or shown.")
     s3_secure: bool = Field(True, description="TLS to the S3 endpoint.")
     s3_region: str | None = Field(None, description="S3 region, where the server wants one.")
+    signing_key_file: Path | None = Field(None, description=(
+        "The installation's ed25519 signing key (PEM, mode 0600), which signs every export manifest. Made on the "
+        "first export when missing, with its public key beside it (`<file>.pub`, base64 of the raw key). Every host "
+        "of one installation must sign with the same key: copy the file to each host (or point this setting at "
+        "the same key on each)."),
+        json_schema_extra={"shown_default": "`<data_dir>/signing.key`"})
+    trusted_keys: list[str] = Field(default_factory=list, description=(
+        "Public keys (base64 of the raw 32-byte ed25519 key, as in another installation's `signing.key.pub`) "
+        "whose signed manifests this installation imports. Its own key is always trusted. A JSON list in the "
+        "environment (`SQLRS_TRUSTED_KEYS='[\"…\"]'`)."))
+    allow_unsigned_imports: bool = Field(False, description=(
+        "Import manifests that carry no signature (format 1, written before manifests were signed). Off: such a "
+        "state is refused with `unsigned_manifest`; export it again on its installation to sign it."))
+    transfer_progress_seconds: float = Field(1.0, gt=0, description=(
+        "How often a running export or import records its progress (and that it is alive)."))
 
     runtime: Literal["process", "docker", "nomad"] = Field("process", description=(
         "Instance runtime driver: `process` (`pg_ctl` on the host), `docker` (one container per instance) or `nomad` "
@@ -275,6 +290,11 @@ class Settings(BaseSettings):
         "Lowest uid (and gid) given to an org's OS user; users are made on first use, on each host."))
     tenant_uid_max: int = Field(299999, ge=1000, le=2**31 - 2, description="Highest uid given to an org's OS user.")
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
+    instance_tls: bool = Field(False, description=(
+        "Instances serve TLS too: each gets, at every start, its own certificate for `instance_host` signed by "
+        "the host's CA (`data_dir/tls/ca.crt`, the one `tls_self_signed` uses), and DSNs say `sslmode=require` "
+        "(clients may verify with that CA: `sslmode=verify-full&sslrootcert=ca.crt`). Applies to instances "
+        "started after it is set."))
     port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")
     port_max: int = Field(6999, ge=1024, le=65535, description="Last port of the instance port pool.")
     instance_ttl_seconds: int = Field(3600, gt=0, description="Lifetime of an instance when the request names none.")
@@ -355,10 +375,24 @@ class Settings(BaseSettings):
         "point (a file `data_dir/failpoints/<name>.armed`) pauses there so the test can kill it. Never set in "
         "production."))
 
-    @field_validator("data_dir", "store_dir", "pg_bin_dir", mode="after")
+    @field_validator("data_dir", "store_dir", "pg_bin_dir", "signing_key_file", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("trusted_keys", mode="after")
+    @classmethod
+    def _raw_ed25519_keys(cls, value: list[str]) -> list[str]:
+        import base64
+        import binascii
+        for key in value:
+            try:
+                raw = base64.b64decode(key.strip(), validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"trusted key {key[:16]!r}… is not base64 of a raw 32-byte ed25519 public key")
+        return [key.strip() for key in value]
 
     @field_validator("project_roots", mode="after")
     @classmethod
@@ -445,6 +479,10 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing.key"
 
 
 SECRET_FILE_SETTINGS = ("database_url", "redis_url", "s3_access_key", "s3_secret_key", "nomad_token")

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlrs_client.errors import SqlrsError
-from sqlrs_client.types import Event, Job
+from sqlrs_client.types import Event, Job, Transfer
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TRANSFER_POLL_SECONDS = 1.0  # a transfer records its progress about once a second
 MAX_RECONNECTS = 5  # an event stream that ends before its job is opened again, from the first event
 
 
@@ -21,6 +22,12 @@ class Progress:
 
 def is_done(job: Job) -> bool:
     return job["status"] in TERMINAL
+
+
+def transfer_moved(before: Transfer | None, now: Transfer) -> bool:
+    """Worth reporting: the first look, or a change of status or progress."""
+    return before is None or (before["status"], before["bytes_done"], before["bytes_total"]) != (
+        now["status"], now["bytes_done"], now["bytes_total"])
 
 
 def apply_event(job: Any, event: Event) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,16 @@ import httpx
 
 from sqlrs_client import calls, prepare
 from sqlrs_client.calls import Answer, Call, Flow, T
-from sqlrs_client.follow import MAX_RECONNECTS, Progress, Replay, apply_event, is_done, stream_ended
+from sqlrs_client.follow import (
+    MAX_RECONNECTS,
+    TRANSFER_POLL_SECONDS,
+    Progress,
+    Replay,
+    apply_event,
+    is_done,
+    stream_ended,
+    transfer_moved,
+)
 from sqlrs_client.settings import ClientSettings
 from sqlrs_client.types import (
     Artifact,
@@ -24,13 +34,13 @@ from sqlrs_client.types import (
     JobAccepted,
     JobEntry,
     JobResult,
-    Manifest,
     OrgUsage,
     Project,
     Share,
     State,
     Task,
     Token,
+    Transfer,
 )
 
 
@@ -235,13 +245,41 @@ class Client:
     def unshare(self, state_id: str, org: str) -> dict[str, Any]:
         return self.run(calls.delete(f"/v1/states/{state_id}/shares/{org}"))
 
-    def export_state(self, state_id: str) -> Manifest:
-        """Stream the state to the object store; its manifest (another host imports it by id)."""
+    def export_state(self, state_id: str) -> Transfer:
+        """Have the state streamed to the object store (by a worker of a host holding it): the
+        transfer, queued (or already under way), or succeeded when the state was exported already
+        (its ``manifest``: another installation imports the state by id). See :meth:`wait_transfer`."""
         return self.run(calls.post(f"/v1/states/{state_id}/export"))
 
-    def import_state(self, state_id: str) -> State:
-        """Bring an exported state (and the chain it needs) onto this appliance."""
+    def import_state(self, state_id: str) -> Transfer:
+        """Have an exported state (and the chain it needs) brought onto the appliance: the transfer,
+        queued, or succeeded when the org has the state already. Refused at once (``not_found``,
+        ``unsigned_manifest``, ``untrusted_signature``, ``bad_signature``) when its export is
+        missing or not trusted."""
         return self.run(calls.post("/v1/states/import", {"state_id": state_id}))
+
+    def transfer(self, transfer_id: str) -> Transfer:
+        return self.run(calls.get(f"/v1/transfers/{transfer_id}"))
+
+    def follow_transfer(self, transfer_id: str, *, poll_seconds: float = TRANSFER_POLL_SECONDS
+                        ) -> Iterator[Transfer]:
+        """The transfer each time its status or progress moved, until it is over (the last one)."""
+        before: Transfer | None = None
+        while True:
+            now = self.transfer(transfer_id)
+            if transfer_moved(before, now):
+                yield now
+            if now["status"] in ("succeeded", "failed"):
+                return
+            before = now
+            time.sleep(poll_seconds)
+
+    def wait_transfer(self, transfer_id: str, *, poll_seconds: float = TRANSFER_POLL_SECONDS) -> Transfer:
+        """The transfer once it is over: check ``status`` (``failed`` carries ``error``)."""
+        seen: list[Transfer] = []
+        for now in self.follow_transfer(transfer_id, poll_seconds=poll_seconds):
+            seen[:] = [now]
+        return seen[0]
 
     # -- a job's artifacts ---------------------------------------------------------------------
     def artifacts(self, job_id: str) -> list[Artifact]:

@@ -210,9 +210,30 @@ class Manifest(TypedDict):
     size_bytes: int
     driver: str
     format: str
-    stream_sha256: str
-    stream_bytes: int
+    stream_sha256: str  # of the stored (compressed) stream
+    stream_bytes: int  # of the stored (compressed) stream
     exported_at: str
+    compression: str  # "zstd"; "none" in format 1
+    raw_bytes: int | None  # the stream before compression
+    signature: dict | None  # {algorithm, key_id, value}; None in format 1
+
+
+class Transfer(TypedDict):
+    """An export or import, run by a worker of ``host``; poll it until ``status`` is over."""
+    transfer_id: str
+    kind: Literal["export", "import"]
+    state_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    host: str
+    bytes_done: int
+    bytes_total: int | None
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: ErrorBody | None
+    manifest: Manifest | None
+    status_url: str
 
 
 class Artifact(TypedDict):

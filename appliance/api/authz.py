@@ -37,6 +37,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/states/<state_id>/shares"): "admin",
     ("DELETE", "/v1/states/<state_id>/shares/<grantee>"): "admin",
     ("POST", "/v1/states/import"): "admin",
+    ("GET", "/v1/transfers/<transfer_id>"): "viewer",
     ("POST", "/v1/projects"): "admin",
     ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/orgs/<org>/usage"): "viewer",

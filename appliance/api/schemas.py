@@ -289,3 +289,21 @@ class CacheExplainResponse(BaseModel):
     host: str | None = Field(description="The host a prepare would run on now, whose cache the answer describes "
                                          "(none for decision unknown)")
     steps: list[ExplainStep]
+
+
+class TransferEntry(BaseModel):
+    transfer_id: str
+    kind: Literal["export", "import"]
+    state_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    host: str = Field(description="The host whose worker runs (or ran) it")
+    bytes_done: int
+    bytes_total: int | None = Field(description="Export: the state's size while it runs (an estimate), the bytes "
+                                                "streamed once done; import: the stored bytes of the chain")
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: ErrorBody | None
+    manifest: dict | None = Field(description="The state's manifest once the transfer succeeded")
+    status_url: str

@@ -3,15 +3,16 @@ sharing states, and moving them between appliances (export/import). Each verb pr
 the API's JSON with ``--output json``."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from appliance.cli import exit_codes
 from appliance.cli.config import CliConfig
+from appliance.cli.failures import CliFailure
 from appliance.cli.group import SqlrsCommand, SqlrsGroup, client_for
 from appliance.cli.output import human_bytes, note, print_json, short, stdout_console, table
 
@@ -222,40 +223,133 @@ def share_rm(cfg: CliConfig, state_id: str, grantee: str) -> None:
         note(f"state {short(state_id)} is no longer shared with {grantee}")
 
 
-@contextlib.contextmanager
-def _working(what: str) -> Iterator[None]:
-    """A spinner with the time so far on a terminal (the appliance does the work in one request
-    and reports no progress of its own); one line when it is done."""
-    started = time.monotonic()
-    if sys.stderr.isatty():
-        from rich.console import Console
-        with Console(file=sys.stderr).status(f"{what}…"):
-            yield
+class _ProgressLines:
+    """A transfer's progress on stderr: a rich bar on a terminal, else a line per ~10%."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.started, self._shown_tenth = what, time.monotonic(), -1
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _ProgressLines:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                                 console=Console(file=sys.stderr), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.what, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def show(self, transfer: Any) -> None:
+        done, total = transfer["bytes_done"], transfer["bytes_total"]
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total or None,
+                             description=f"{self.what} ({transfer['status']})")
+            return
+        tenth = min(10, done * 10 // total) if total else 0
+        if transfer["status"] in ("running", "succeeded") and tenth > self._shown_tenth:
+            self._shown_tenth = tenth
+            note(f"{self.what}: {tenth * 10}% ({human_bytes(done)} of {human_bytes(total)})")
+
+    def done(self, transfer: Any) -> None:
+        note(f"{self.what}: {transfer['status']}, done in {time.monotonic() - self.started:.1f}s")
+
+
+def _transfer(cfg: CliConfig, client: Client, transfer: Any, what: str, wait: bool) -> Any:
+    """Follow the transfer to its end (unless ``--no-wait``); a failed one ends the command."""
+    final = transfer
+    if wait and transfer["status"] not in ("succeeded", "failed"):
+        with _ProgressLines(what) as lines:
+            for final in client.follow_transfer(transfer["transfer_id"]):
+                if cfg.output != "json":
+                    lines.show(final)
+        if cfg.output != "json":
+            lines.done(final)
+    elif final["status"] == "succeeded" and cfg.output != "json":
+        note(f"{what}: nothing to do (done already)")
+    if final["status"] == "failed":
+        error = final.get("error") or {"code": "internal_error", "message": "the transfer failed"}
+        if cfg.output == "json":
+            print_json(final)
+        raise CliFailure(error["code"], f"{what} failed: {error['message']}", exit_codes.JOB_FAILED,
+                         hint=f"its record: sqlrs transfer {final['transfer_id']}")
+    return final
+
+
+_TRANSFER_COLUMNS = ["transfer", "kind", "state", "status", "host", "progress"]
+
+
+def _transfer_cells(t: dict[str, Any]) -> list[str]:
+    total = t["bytes_total"]
+    progress = f"{human_bytes(t['bytes_done'])} of {human_bytes(total)}" if total else human_bytes(t["bytes_done"])
+    return [t["transfer_id"], t["kind"], short(t["state_id"]), t["status"], t["host"], progress]
+
+
+def _manifest_cells(t: dict[str, Any]) -> list[str]:
+    m = t.get("manifest") or {}
+    ratio = f"{m['raw_bytes'] / m['stream_bytes']:.1f}x" if m.get("raw_bytes") and m.get("stream_bytes") else "-"
+    return [t["state_id"], human_bytes(m.get("stream_bytes")), ratio, m.get("format", "-"),
+            (m.get("signature") or {}).get("key_id", "unsigned")]
+
+
+def _queued_only(cfg: CliConfig, transfer: dict[str, Any]) -> None:
+    """``--no-wait``: the transfer's id (its JSON with ``--output json``)."""
+    if cfg.output == "json":
+        print_json(transfer)
     else:
-        yield
-    note(f"{what}: done in {time.monotonic() - started:.1f}s")
+        click.echo(transfer["transfer_id"])
 
 
 @click.command("export", cls=SqlrsCommand)
 @click.argument("state_id")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the export to its end (with progress), or print its transfer id and return.")
 @click.pass_obj
-def export(cfg: CliConfig, state_id: str) -> None:
-    """Stream a state (and what it needs) to the object store; another appliance imports it by id."""
-    with client_for(cfg) as client, _working(f"exporting state {short(state_id)}"):
-        manifest = client.export_state(state_id)
-    _show(cfg, manifest, ["state", "bytes", "format", "sha256"],
-          lambda m: [m["state_id"], human_bytes(m["stream_bytes"]), m["format"], m["stream_sha256"][:16]])
+def export(cfg: CliConfig, state_id: str, wait: bool) -> None:
+    """Stream a state (and what it needs) to the object store; another appliance imports it by id.
+    A worker of a host holding the state does it; this follows its progress. ``--output json``
+    prints the manifest."""
+    with client_for(cfg) as client:
+        final = _transfer(cfg, client, client.export_state(state_id), f"exporting state {short(state_id)}", wait)
+    if final["status"] != "succeeded":
+        _queued_only(cfg, final)
+    elif cfg.output == "json":
+        print_json(final["manifest"])
+    else:
+        _show(cfg, final, ["state", "stored", "ratio", "format", "signed by"], _manifest_cells)
 
 
 @click.command("import", cls=SqlrsCommand)
 @click.argument("state_id")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Follow the import to its end (with progress), or print its transfer id and return.")
 @click.pass_obj
-def import_(cfg: CliConfig, state_id: str) -> None:
-    """Bring an exported state onto this appliance (exit 0 also when it was already here)."""
-    with client_for(cfg) as client, _working(f"importing state {short(state_id)}"):
-        state = client.import_state(state_id)
+def import_(cfg: CliConfig, state_id: str, wait: bool) -> None:
+    """Bring an exported state onto this appliance (exit 0 also when it was already here). Its
+    manifest must be signed by this installation or a key in trusted_keys. ``--output json``
+    prints the state."""
+    with client_for(cfg) as client:
+        final = _transfer(cfg, client, client.import_state(state_id), f"importing state {short(state_id)}", wait)
+        if final["status"] != "succeeded":
+            _queued_only(cfg, final)
+            return
+        state = client.state(state_id)
     _show(cfg, state, ["state", "image", "size", "summary"],
           lambda s: [s["state_id"], s["image_id"], human_bytes(s["size_bytes"]), s.get("summary") or "-"])
 
 
-VERBS = (token, usage, quota, project, audit, share, export, import_)
+@click.command("transfer", cls=SqlrsCommand)
+@click.argument("transfer_id")
+@click.pass_obj
+def transfer(cfg: CliConfig, transfer_id: str) -> None:
+    """Show an export or import: its status and progress (``--output json``: also its manifest)."""
+    with client_for(cfg) as client:
+        _show(cfg, client.transfer(transfer_id), _TRANSFER_COLUMNS, _transfer_cells)
+
+
+VERBS = (token, usage, quota, project, audit, share, export, import_, transfer)

@@ -174,6 +174,18 @@ def _v16_first_copies_index(db: pw.Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS state_org_created_at_state_id ON state (org, created_at, state_id)")
 
 
+def _v17_transfers(db: pw.Database) -> None:
+    """Exports and imports run as jobs on a worker (``appliance.transfer.jobs``)."""
+    db.create_tables([m.Transfer], safe=True)
+
+
+def _v18_instance_tls(db: pw.Database) -> None:
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+    if not _has_column(db, "instance", "tls"):
+        apply(SchemaMigrator.from_database(db).add_column("instance", "tls", pw.BooleanField(default=False)))
+
+
 def _replace_unique_index(db: pw.Database, table: str, old: list[str], new: list[str]) -> None:
     for index in db.get_indexes(table):
         if index.unique and list(index.columns) == old:
@@ -205,6 +217,8 @@ MIGRATIONS: list[tuple[int, Callable[[pw.Database], None]]] = [
     (14, _v14_parked_jobs),
     (15, _v15_page_indexes),
     (16, _v16_first_copies_index),
+    (17, _v17_transfers),
+    (18, _v18_instance_tls),
 ]
 
 

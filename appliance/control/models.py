@@ -226,6 +226,7 @@ class Instance(BaseModel):
     port = pw.IntegerField(null=True)
     password = pw.CharField(max_length=128)
     name = pw.CharField(max_length=128, null=True)
+    tls = pw.BooleanField(default=False)  # serves TLS with a certificate of the appliance's CA (DSN: sslmode=require)
     created_at = pw.DateTimeField(default=utcnow)
     expires_at = pw.DateTimeField()
     # While ``deleting``: what the row becomes once torn down (None: it goes), the failed attempts,
@@ -338,6 +339,35 @@ class LiquibasePlan(BaseModel):
         indexes = ((("org", "plan_key"), True),)
 
 
+class Transfer(BaseModel):
+    """An export of a state to the object store, or an import from it, run by a worker of
+    ``host`` (``appliance.transfer.jobs``). ``bytes_done``/``bytes_total``: raw bytes of the send
+    stream against the state's size for an export, stored bytes of the chain for an import.
+    ``heartbeat_at``: written with the progress while it runs; the reconciler fails a transfer
+    whose heartbeat went stale."""
+
+    transfer_id = pw.CharField(primary_key=True, max_length=32)
+    org = pw.CharField(max_length=63)
+    kind = pw.CharField(max_length=8)  # export | import
+    state_id = pw.CharField(max_length=64)
+    host = pw.CharField(max_length=63)
+    status = pw.CharField(max_length=16, index=True)  # queued | running | succeeded | failed
+    bytes_done = pw.BigIntegerField(default=0)
+    bytes_total = pw.BigIntegerField(null=True)
+    error_code = pw.CharField(max_length=64, null=True)
+    error_message = pw.TextField(null=True)
+    manifest_json = pw.TextField(null=True)  # the state's manifest once it succeeded
+    created_by = pw.CharField(max_length=255, null=True)
+    worker = pw.CharField(max_length=255, null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    heartbeat_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("org", "state_id", "kind"), False),)
+
+
 ALL_MODELS = [SchemaVersion, Host, Org, ApiToken, SourceBundle, Project, PrepareJob, Task, JobEvent,
               BaseImage, State, Volume, Instance, CacheEviction, AuditEvent, OrgQuota, StateShare, LiquibasePlan,
-              MetricCounter, Installation]
+              MetricCounter, Installation, Transfer]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -36,7 +37,7 @@ class LocalObjectStore:
     # -- writing --------------------------------------------------------------------------
     def put_stream(self, key: str, stream: BinaryIO, *, metadata: dict[str, str] | None = None,
                    retain_until: dt.datetime | None = None) -> ObjectInfo:
-        target = self._data(check_key(key))
+        check_key(key)  # before anything is written
         meta = metadata_with_retention(metadata, retain_until)
         tmp_dir = self.root / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -48,11 +49,7 @@ class LocalObjectStore:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            tmp_meta.write_text(json.dumps(meta))
-            self._meta(key).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_meta, self._meta(key))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_data, target)
+            self._publish(key, tmp_data, tmp_meta, meta)
         finally:
             for leftover in (tmp_data, tmp_meta):
                 leftover.unlink(missing_ok=True)
@@ -61,6 +58,54 @@ class LocalObjectStore:
     def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
                   retain_until: dt.datetime | None = None) -> ObjectInfo:
         return self.put_stream(key, io.BytesIO(data), metadata=metadata, retain_until=retain_until)
+
+    def put_stream_resumable(self, key: str, stream: BinaryIO, *,
+                             metadata: dict[str, str] | None = None) -> tuple[ObjectInfo, int]:
+        """The unfinished upload is a file named after the key under ``.tmp``: its bytes are
+        compared with the stream's and kept while equal; at the first difference it is cut there
+        and the rest written."""
+        check_key(key)  # before anything is written
+        meta = metadata_with_retention(metadata, None)
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        partial = tmp_dir / f"resumable-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+        tmp_meta = tmp_dir / secrets.token_hex(8)
+        kept = 0
+        try:
+            with open(partial, "a+b") as out:
+                out.seek(0)
+                chunk = b""
+                while chunk := stream.read(_CHUNK):
+                    stored = out.read(len(chunk))
+                    if stored != chunk:
+                        out.seek(kept)
+                        out.truncate()
+                        out.write(chunk)
+                        break
+                    kept += len(chunk)
+                if chunk:  # a difference: the rest is written anew
+                    while chunk := stream.read(_CHUNK):
+                        out.write(chunk)
+                else:
+                    out.truncate(kept)  # what an earlier, longer stream left beyond this one's end
+                out.flush()
+                os.fsync(out.fileno())
+            self._publish(key, partial, tmp_meta, meta)
+        except Exception:
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            tmp_meta.unlink(missing_ok=True)
+        return self.stat(key), kept
+
+    def _publish(self, key: str, data: Path, tmp_meta: Path, meta: dict[str, str]) -> None:
+        """The written ``data`` becomes the object: its metadata first, then the bytes, each by
+        a rename (a reader sees the old object or the new one, never a half-written file)."""
+        tmp_meta.write_text(json.dumps(meta))
+        self._meta(key).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_meta, self._meta(key))
+        self._data(key).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(data, self._data(key))
 
     def delete(self, key: str) -> None:
         self._data(check_key(key)).unlink(missing_ok=True)

@@ -78,6 +78,10 @@ class OwnedObjectStore:
                   retain_until: dt.datetime | None = None) -> ObjectInfo:
         return self.inner.put_bytes(key, data, metadata=self._stamped(metadata), retain_until=retain_until)
 
+    def put_stream_resumable(self, key: str, stream: BinaryIO, *,
+                             metadata: dict[str, str] | None = None) -> tuple[ObjectInfo, int]:
+        return self.inner.put_stream_resumable(key, stream, metadata=self._stamped(metadata))
+
     def delete(self, key: str) -> None:
         try:
             info = self.inner.stat(key)

@@ -4,19 +4,24 @@ Streams of unknown length go up as multipart uploads of ``PART_SIZE`` parts, one
 time: with parallel parts the SDK only reports a failure after reading the whole input,
 and memory stays at about two parts. The SDK aborts the multipart upload when the stream
 raises an ``Exception``; for anything else (an interrupt) this module aborts it, so a
-truncated object is never visible and no incomplete upload is left behind.
+truncated object is never visible and no incomplete upload is left behind. The exception:
+``put_stream_resumable`` (exports) keeps an upload its writer did not finish (killed) for the next
+attempt to resume.
 Credentials live only inside the client: errors name the endpoint and key, never a secret.
 """
 from __future__ import annotations
 
 import builtins
 import datetime as dt
+import hashlib
 import io
 import threading
 from typing import BinaryIO, cast
 
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
+from minio.helpers import genheaders
 
 from appliance.errors import InternalError, NotFound
 from appliance.objectstore.store import (
@@ -65,6 +70,71 @@ class S3ObjectStore:
     def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
                   retain_until: dt.datetime | None = None) -> ObjectInfo:
         return self.put_stream(key, io.BytesIO(data), metadata=metadata, retain_until=retain_until)
+
+    def put_stream_resumable(self, key: str, stream: BinaryIO, *,
+                             metadata: dict[str, str] | None = None) -> tuple[ObjectInfo, int]:
+        """A multipart upload of ``PART_SIZE`` parts that survives its writer: an unfinished
+        upload of the key (ListMultipartUploads) is taken over, and each of its parts, in order,
+        is skipped when the stream's next ``PART_SIZE`` bytes have its size and MD5 (its ETag);
+        from the first part that differs on, every part is uploaded (replacing what that number
+        held), and the upload is completed with this stream's parts only."""
+        name = self._name(check_key(key))
+        headers = genheaders(dict(metadata_with_retention(metadata, None)) or None, None, None, None, False)
+        headers["Content-Type"] = "application/octet-stream"
+        self._ensure_bucket()
+        try:
+            upload_id, earlier = self._unfinished_upload(name)
+            first = _read_full(stream, PART_SIZE)
+            if upload_id is None and len(first) < PART_SIZE:  # one small object: no multipart upload
+                self._client.put_object(self.bucket, name, io.BytesIO(first), len(first), metadata=(
+                    dict(metadata_with_retention(metadata, None)) or None))
+                return self.stat(key), 0
+            if upload_id is None:
+                upload_id = self._client._create_multipart_upload(self.bucket, name, headers)
+            parts, skipped, data, number = [], 0, first, 1
+            matching = True
+            while data or number == 1:
+                known = earlier.get(number)
+                if matching and known is not None and known.size == len(data) \
+                        and known.etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest():
+                    parts.append(Part(number, known.etag))
+                    skipped += len(data)
+                else:
+                    matching = False
+                    parts.append(Part(number, self._client._upload_part(self.bucket, name, data, None, upload_id,
+                                                                        number)))
+                if len(data) < PART_SIZE:
+                    break
+                data, number = _read_full(stream, PART_SIZE), number + 1
+                if not data:
+                    break
+            self._client._complete_multipart_upload(self.bucket, name, upload_id, parts)
+        except Exception as exc:
+            self._abort_incomplete_uploads(name)
+            if isinstance(exc, S3Error):
+                raise self._error(exc, key) from None
+            raise
+        return self.stat(key), skipped
+
+    def _unfinished_upload(self, name: str) -> tuple[str | None, dict[int, Part]]:
+        """The newest unfinished multipart upload of ``name`` and its parts by number (the older
+        ones are aborted); (None, {}) when there is none."""
+        uploads = sorted(((u.initiated_time or dt.datetime.min.replace(tzinfo=dt.UTC), u.upload_id)
+                          for u in self._client._list_multipart_uploads(self.bucket, prefix=name).uploads
+                          if u.object_name == name and u.upload_id is not None), key=lambda u: u[0])
+        if not uploads:
+            return None, {}
+        for _, stale in uploads[:-1]:
+            self._client._abort_multipart_upload(self.bucket, name, stale)
+        upload_id = uploads[-1][1]
+        parts: dict[int, Part] = {}
+        marker = None
+        while True:
+            listed = self._client._list_parts(self.bucket, name, upload_id, part_number_marker=marker)
+            parts.update({p.part_number: p for p in listed.parts})
+            if not listed.is_truncated or not listed.next_part_number_marker:
+                return upload_id, parts
+            marker = listed.next_part_number_marker
 
     def delete(self, key: str) -> None:
         self._ensure_bucket()
@@ -161,6 +231,18 @@ class S3ObjectStore:
         if exc.code in _MISSING:
             return NotFound(f"object {key} not found")
         return InternalError(f"object store error on {key}: {exc.code}", {"endpoint": self.endpoint})
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the stream."""
+    chunks, missing = [], size
+    while missing > 0:
+        chunk = stream.read(missing)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
 
 
 class _ResponseReader(io.RawIOBase):

@@ -48,6 +48,16 @@ class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes, *, metadata: dict[str, str] | None = None,
                   retain_until: dt.datetime | None = None) -> ObjectInfo: ...
 
+    def put_stream_resumable(self, key: str, stream: BinaryIO, *,
+                             metadata: dict[str, str] | None = None) -> tuple[ObjectInfo, int]:
+        """``put_stream`` for a stream that can be produced again byte for byte (an export): an
+        upload of ``key`` that an earlier attempt left unfinished (a killed worker) is resumed.
+        What was stored already is compared with what ``stream`` produces (a part's MD5 against
+        its ETag on S3, the bytes themselves in a directory) and not written again while equal;
+        from the first difference on, everything is written anew. A stream that raises an
+        ``Exception`` leaves nothing; an interrupt leaves the unfinished upload for the next
+        attempt. Returns the object's info and the bytes not written again."""
+
     def open(self, key: str) -> BinaryIO:
         """A streaming reader (close it); ``NotFound`` when the key does not exist."""
 

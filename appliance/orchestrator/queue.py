@@ -36,6 +36,7 @@ REFILL_JOB_ID = "sqlrs-warm-pool-refill"
 QUOTA_WAIT = "waiting: the org is at its running-jobs quota"
 TOKEN_ID = re.compile(HEX_ID_PATTERN.removesuffix("$") + r"(-w[0-9]+)?$")  # a job id, or a job id and when it went back
 AFTER_ADMISSION = "jobs.artifacts.after_admission"
+RUN_TRANSFER = "jobs.transfer.run_transfer"
 SERIALIZER = JSONSerializer  # the one serializer of every queue, job and worker (see above)
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)  # what a Redis that is down or restarting raises
 
@@ -92,3 +93,11 @@ def enqueue_refill(redis: Redis, host: str) -> None:
     if not is_known_to_redis(redis, job_id):
         maintenance_queue(redis, host).enqueue(REFILL_WARM_POOL, job_id=job_id, job_timeout=600, result_ttl=0,
                                      failure_ttl=3600, description="refill the warm pool")
+
+
+def enqueue_transfer(redis: Redis, host: str, transfer_id: str) -> None:
+    """An export or import for ``host``'s workers (its RQ id is the transfer's id). No RQ timeout:
+    a big state streams for as long as it takes, watched through the transfer's heartbeat."""
+    maintenance_queue(redis, host).enqueue(RUN_TRANSFER, transfer_id, job_id=transfer_id, job_timeout=-1,
+                                           result_ttl=3600, failure_ttl=7 * 86400,
+                                           description=f"transfer {transfer_id}")

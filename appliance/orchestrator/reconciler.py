@@ -24,7 +24,7 @@ from appliance.errors import InternalError
 from appliance.ids import is_hex_id
 from appliance.job_artifacts import sweep_expired_artifacts
 from appliance.objectstore import ownership
-from appliance.orchestrator import cache, hosts, parking, retention, warm_pool
+from appliance.orchestrator import cache, hosts, parking, retention, transfers, warm_pool
 from appliance.orchestrator.events import TERMINAL_STATUSES, append_event
 from appliance.orchestrator.locks import build_lock_key
 from appliance.orchestrator.placement import place
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ReconcileReport:
     lost_jobs: list[str] = field(default_factory=list)
+    lost_transfers: list[str] = field(default_factory=list)
+    requeued_transfers: list[str] = field(default_factory=list)
     requeued_jobs: list[str] = field(default_factory=list)
     woken_jobs: list[str] = field(default_factory=list)  # parked on a lock nobody holds any more
     replaced_jobs: list[str] = field(default_factory=list)
@@ -67,7 +69,9 @@ def reconcile(ctx: AppContext, *, orphan_grace_seconds: float | None = None,
     lost_after = dt.timedelta(seconds=ctx.settings.job_lost_after_seconds)
     if control_db_reachable_since is None or utcnow() - control_db_reachable_since >= lost_after:
         _fail_lost_jobs(ctx, report)
+        report.lost_transfers = transfers.fail_lost_transfers(ctx)
     _requeue_forgotten_jobs(ctx, report)
+    report.requeued_transfers = transfers.requeue_forgotten_transfers(ctx)
     report.woken_jobs = parking.wake_orphans(ctx.redis)
     _move_jobs_off_unavailable_hosts(ctx, report)
     _finish_requested_deletions(ctx, report)
@@ -253,9 +257,16 @@ def _revive_stopped_instances(ctx: AppContext, report: ReconcileReport) -> None:
             continue
         try:
             ctx.runtime.stop(path, mode="immediate")  # clears what a killed postmaster left behind
-            ctx.runtime.start(path, instances.instance_run_dir(ctx, instance.volume_id), port=instance.port,
-                              listen_host=ctx.settings.instance_host, labels=instances.instance_labels(instance),
-                              limits=quotas.instance_limits(ctx.settings, instance.org))
+            endpoint = ctx.runtime.start(path, instances.instance_run_dir(ctx, instance.volume_id),
+                                         port=instance.port, listen_host=ctx.settings.instance_host,
+                                         labels=instances.instance_labels(instance),
+                                         limits=quotas.instance_limits(ctx.settings, instance.org),
+                                         tls=instances.server_tls(ctx, instance))
+            # Instances commit without waiting for the WAL (synchronous_commit = off): a password
+            # set moments before the crash may not have survived it. The Control DB's is the truth
+            # (a pooled clone has none yet: it is set when the clone is bound).
+            if instance.status == "active":
+                ctx.runtime.set_password(endpoint, instance.password)
             report.revived_instances.append(instance.instance_id)
             log.warning("instance %s was not running; started it again", instance.instance_id)
         except Exception as exc:

@@ -48,6 +48,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class ServerTls:
+    """A certificate and its key for a cluster to serve TLS with (PEM)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+
+    def __repr__(self) -> str:  # the key never reaches a log or a traceback
+        return "ServerTls(<certificate and key>)"
+
+
+@dataclass(frozen=True)
 class Limits:
     """CPU and memory for one instance (an org's quota). Container runtimes enforce them; the
     process runtime cannot, and says so (``enforces_limits``)."""
@@ -94,12 +105,15 @@ class InstanceRuntime(Protocol):
     """Whether ``start(limits=…)`` is enforced (containers) or cannot be (host processes)."""
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None,
+              tls: ServerTls | None = None) -> Endpoint:
         """Start the cluster; socket and log go to ``run_dir``; returns once it accepts connections.
 
         ``labels`` (org, job, state, instance ids) let an operator tell what a container or a
         scheduler job is; runtimes without such a place ignore them. ``limits`` override the
-        runtime's configured CPU/memory for this cluster where the runtime enforces limits."""
+        runtime's configured CPU/memory for this cluster where the runtime enforces limits.
+        With ``tls`` the cluster also serves TLS on TCP (``ssl = on``), its certificate and key
+        kept in ``run_dir`` (never in pgdata: that is snapshotted into every clone)."""
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         """Stop the cluster (no-op when it is not running); ``fast`` leaves a clean checkpoint."""

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import Conflict, InternalError, InvalidArgument, NotFound
-from appliance.runtime.base import pgdata_of
-from appliance.runtime.tenant_files import append
+from appliance.runtime.base import ServerTls, pgdata_of
+from appliance.runtime.tenant_files import append, replace
 from appliance.shell import RunAs
 
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@:/-]*$")
@@ -219,6 +219,30 @@ def checked_stop(volume: Path, mode: str) -> Path:
 
 
 SERVER_LOG = "postgres.log"
+TLS_CERT, TLS_KEY = "server.crt", "server.key"  # in the run dir, the server's user's own
+
+
+def server_options(*, listen: str, port: int, run_dir_seen: str, tls: bool) -> list[str]:
+    """The ``-c`` settings every runtime starts Postgres with, ``run_dir_seen`` being the run dir
+    as the server sees it (its own path, or where a container mounts it)."""
+    options = ["-c", f"listen_addresses={listen}", "-c", f"port={port}", "-c", f"unix_socket_directories={run_dir_seen}"]
+    if tls:
+        options += ["-c", "ssl=on", "-c", f"ssl_cert_file={run_dir_seen}/{TLS_CERT}",
+                    "-c", f"ssl_key_file={run_dir_seen}/{TLS_KEY}", "-c", "ssl_min_protocol_version=TLSv1.2"]
+    return options
+
+
+def write_server_tls(run_dir: Path, tls: ServerTls | None, identity: RunAs | None) -> None:
+    """The cluster's certificate and key into its run dir, the server's user's own (Postgres
+    refuses a key others may read); without ``tls``, any earlier ones go. The run dir is the
+    org's: files are written without following links (``tenant_files``)."""
+    owner = (identity.uid, identity.gid) if identity is not None else None
+    if tls is None:
+        for name in (TLS_CERT, TLS_KEY):
+            (run_dir / name).unlink(missing_ok=True)
+        return
+    replace(run_dir / TLS_CERT, tls.cert_pem, owner, 0o644)
+    replace(run_dir / TLS_KEY, tls.key_pem, owner, 0o600)
 
 
 def prepare_run_dir(run_dir: Path, port: int, own_dir: Callable[[Path], None]) -> None:

@@ -26,7 +26,7 @@ import requests.exceptions
 from docker.types import Mount
 
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
-from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, ServerTls, StopMode
 from appliance.runtime.cluster import (
     INITDB_OPTIONS,
     PIN_CACHE_SECONDS,
@@ -38,6 +38,7 @@ from appliance.runtime.cluster import (
     prepare_empty_pgdata,
     remembered_for,
     safe_path,
+    server_options,
 )
 from appliance.runtime.docker_containers import (
     _LABEL_KEY,
@@ -109,18 +110,19 @@ class DockerRuntime(SharedRuntime):
         self._finish_new_cluster(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None,
+              tls: ServerTls | None = None) -> Endpoint:
         limits = limits or self.limits
         pgdata, run_dir, port, listen = checked_start(volume, run_dir, port, listen_host)
         all_labels = self._labels(volume, labels)
         self._refuse_running(volume)
         name = container_name(volume)
         self._remove_container(name)  # one that was killed from outside and never stopped
-        self._clear_for_start(volume, pgdata, run_dir, port)
+        self._clear_for_start(volume, pgdata, run_dir, port, tls)
         image_ref = _local_id(self.installed_image().pinned)
         uid, gid = self._owner_of(pgdata)
-        command = ["postgres", "-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}",
-                   "-c", f"port={port}", "-c", f"unix_socket_directories={CONTAINER_RUN_DIR}"]
+        command = ["postgres", "-D", CONTAINER_PGDATA,
+                   *server_options(listen=listen, port=port, run_dir_seen=CONTAINER_RUN_DIR, tls=tls is not None)]
         argv = ["docker", "run", "--name", name, image_ref, *command]
         try:
             container = self._create(

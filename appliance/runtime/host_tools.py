@@ -21,8 +21,15 @@ import psycopg2
 from appliance.errors import CommandFailed, Conflict, InvalidArgument, NotFound
 from appliance.runtime import admin_connections
 from appliance.runtime.admin_connections import ReadyPasswords, WarmConnections
-from appliance.runtime.base import Endpoint, InstalledImage
-from appliance.runtime.cluster import cluster_identity, configure_new_cluster, match_image, owner, prepare_run_dir
+from appliance.runtime.base import Endpoint, InstalledImage, ServerTls
+from appliance.runtime.cluster import (
+    cluster_identity,
+    configure_new_cluster,
+    match_image,
+    owner,
+    prepare_run_dir,
+    write_server_tls,
+)
 from appliance.runtime.postmaster import remove_stale_pidfile
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
 from appliance.runtime.scram import scram_sha256_verifier
@@ -181,11 +188,14 @@ class SharedRuntime:
         if self.is_running(volume):
             raise Conflict(f"the cluster in {volume} is already running")
 
-    def _clear_for_start(self, volume: Path, pgdata: Path, run_dir: Path, port: int) -> None:
+    def _clear_for_start(self, volume: Path, pgdata: Path, run_dir: Path, port: int,
+                         tls: ServerTls | None = None) -> None:
         """Nothing a killed server left may stop the start: a stale postmaster.pid goes, and the
-        run dir is made (or kept) the cluster's own, without an old socket lock."""
+        run dir is made (or kept) the cluster's own, without an old socket lock, holding this
+        start's TLS certificate and key (or none)."""
         remove_stale_pidfile(pgdata)
         prepare_run_dir(run_dir, port, owner(self.identity(volume)))
+        write_server_tls(run_dir, tls, self.identity(volume))
 
 
 # --- module helpers ---------------------------------------------------------------------------

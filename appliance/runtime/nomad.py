@@ -24,7 +24,7 @@ import nomad.api.exceptions as nomad_errors
 
 import nomad
 from appliance.errors import CommandFailed, InternalError, InvalidArgument, NotFound
-from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, ServerTls, StopMode
 from appliance.runtime.cluster import (
     INITDB_OPTIONS,
     PIN_CACHE_SECONDS,
@@ -45,7 +45,8 @@ from appliance.runtime.nomad_jobs import (
     JobSettings,
     initdb_job,
     instance_job,
-    job_id_for,
+    served_volume_key,
+    volume_key,
 )
 from appliance.runtime.postmaster import postmaster_pid_lines, says_ready
 from appliance.runtime.scram import ITERATIONS as SCRAM_ITERATIONS
@@ -86,6 +87,10 @@ class NomadRuntime(SharedRuntime):
         self._shared = JobSettings(namespace=namespace, region=region, datacenters=tuple(datacenters),
                                    node_id=node_id or self._sole_node(), image=image,
                                    memory_mb=memory_mb, cpus=float(cpus))
+        # volume key -> the ID of its server's job, as last listed or registered here: a hint that
+        # spares is_running a listing of every job. Trusted only when that job runs: another
+        # process may have replaced it since.
+        self._seen_jobs: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, runner: Runner, settings: Any) -> NomadRuntime:
@@ -121,20 +126,23 @@ class NomadRuntime(SharedRuntime):
         self._finish_new_cluster(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None,
+              tls: ServerTls | None = None) -> Endpoint:
         pgdata, run_dir, port, listen = checked_start(volume, run_dir, port, listen_host)
         self._refuse_running(volume)
         pinned = self.installed_image().pinned
-        job_id = job_id_for(volume)
-        self._purge(job_id)  # a dead job of an earlier run: re-registering it would place nothing
-        self._clear_for_start(volume, pgdata, run_dir, port)
+        for dead in self._server_jobs(volume):  # of an earlier run: re-registering one would place nothing
+            self._purge(dead)
+        self._clear_for_start(volume, pgdata, run_dir, port, tls)
         shared = self._with_image(pinned)
         if limits is not None:
             shared = dataclasses.replace(shared, memory_mb=limits.memory_mb, cpus=float(limits.cpus))
         job = instance_job(self.template, shared, volume=volume, pgdata=pgdata,
                            run_dir=run_dir, port=port, listen=listen, tcp=listen_host is not None,
-                           user=self._user(volume), labels=labels)
+                           user=self._user(volume), labels=labels, tls=tls is not None)
+        job_id = job["Job"]["ID"]
         self._call(self._nomad.jobs.register_job, job)
+        self._seen_jobs[volume_key(volume)] = job_id
         try:
             self._wait_until_ready(job_id, pgdata)
         except CommandFailed:
@@ -144,17 +152,8 @@ class NomadRuntime(SharedRuntime):
 
     def stop(self, volume: Path, *, mode: StopMode = "fast") -> None:
         pgdata = checked_stop(volume, mode)
-        job_id = job_id_for(volume)
-        for alloc in self._allocations(job_id):
-            if alloc["ClientStatus"] != "running":
-                continue
-            try:
-                self._call(self._nomad.client.allocation.signal_allocation, alloc["ID"], _STOP_SIGNALS[mode], TASK_NAME)
-            except NomadAPIError:
-                pass  # it exited meanwhile; deregistering below kills whatever is left
-            self._wait_for_terminal(job_id, self.stop_timeout)
-        self._keep_log(job_id)
-        self._purge(job_id)
+        for job_id in self._server_jobs(volume):
+            self._stop_job(job_id, mode)
         if mode == "fast" and (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists():
             self._host.flush(pgdata)
 
@@ -169,7 +168,12 @@ class NomadRuntime(SharedRuntime):
         return "ok" if status == "ready" else f"error: Nomad node {node_id} is {status or 'unknown'}"
 
     def is_running(self, volume: Path) -> bool:
-        return any(a["ClientStatus"] in _LIVE for a in self._allocations(job_id_for(volume)))
+        """One request when the job last seen for the volume runs (the reconciler's question, for
+        every instance, every pass); a listing of the appliance's jobs when it does not."""
+        hint = self._seen_jobs.get(volume_key(volume))
+        if hint is not None and self._is_live(hint):
+            return True
+        return any(self._is_live(job_id) for job_id in self._server_jobs(volume))
 
     def running_volumes(self) -> list[Path]:
         """Clones with a job of this appliance in its namespace (ours by ID prefix and ``Meta``)."""
@@ -187,7 +191,7 @@ class NomadRuntime(SharedRuntime):
         """The Postgres task's log as Nomad keeps it (Postgres logs to stderr)."""
         if stream not in ("stdout", "stderr"):
             raise InvalidArgument("stream must be stdout or stderr")
-        allocs = self._allocations(job_id_for(volume))
+        allocs = [a for job_id in self._server_jobs(volume) for a in self._allocations(job_id)]
         if not allocs:
             raise NotFound(f"no Nomad allocation for volume {volume}")
         latest = max(allocs, key=lambda a: a.get("CreateIndex", 0))
@@ -195,10 +199,12 @@ class NomadRuntime(SharedRuntime):
 
     def job(self, volume: Path) -> dict | None:
         """The volume's Nomad job as Nomad reports it (Meta, Status, ...), or None."""
-        try:
-            return self._call(self._nomad.job.get_job, job_id_for(volume))
-        except NotFound:
-            return None
+        for job_id in self._server_jobs(volume):
+            try:
+                return self._call(self._nomad.job.get_job, job_id)
+            except NotFound:
+                continue  # purged meanwhile
+        return None
 
     # --- Nomad helpers ---------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -213,6 +219,32 @@ class NomadRuntime(SharedRuntime):
             raise NomadAPIError(f"Nomad rejected {_what(method, args)}: {_text(exc)}") from None
         except (nomad_errors.BaseNomadException, nomad_errors.TimeoutNomadException) as exc:
             raise NomadAPIError(f"Nomad at {self.addr} failed {_what(method, args)}: {_text(exc)}") from None
+
+    def _server_jobs(self, volume: Path) -> list[str]:
+        """The IDs of the jobs of the server on ``volume``, from a listing of the appliance's jobs:
+        this version's end in the volume's key, the last version's (``sqlrs-pg-…``) are found too,
+        so what an appliance started before an upgrade is still seen running, and stopped."""
+        listed = [stub["ID"] for stub in self._call(self._nomad.jobs.get_jobs, prefix=JOB_ID_PREFIX) or []]
+        servers = {job_id: key for job_id in listed if (key := served_volume_key(job_id)) is not None}
+        self._seen_jobs = {key: job_id for job_id, key in servers.items()}
+        wanted = volume_key(volume)
+        return [job_id for job_id, key in servers.items() if key == wanted]
+
+    def _is_live(self, job_id: str) -> bool:
+        return any(a["ClientStatus"] in _LIVE for a in self._allocations(job_id))
+
+    def _stop_job(self, job_id: str, mode: StopMode) -> None:
+        """Signal the task (fast or immediate shutdown), wait for it, keep its log, purge the job."""
+        for alloc in self._allocations(job_id):
+            if alloc["ClientStatus"] != "running":
+                continue
+            try:
+                self._call(self._nomad.client.allocation.signal_allocation, alloc["ID"], _STOP_SIGNALS[mode], TASK_NAME)
+            except NomadAPIError:
+                pass  # it exited meanwhile; deregistering below kills whatever is left
+            self._wait_for_terminal(job_id, self.stop_timeout)
+        self._keep_log(job_id)
+        self._purge(job_id)
 
     def _allocations(self, job_id: str) -> list[dict]:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import InternalError, InvalidArgument, NotFound
+from appliance.runtime.cluster import server_options
 
 #: Where the operator-readable job specs live (the repository's ``nomad/`` directory).
 # Shipped inside the package (wheels too); nomad/postgres-instance.nomad.json links here for operators.
@@ -35,14 +36,106 @@ _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+# --- job IDs --------------------------------------------------------------------------------
+# Every job of this appliance starts with the prefix, so one listing by prefix finds them all.
+# A server's job reads ``sqlrs-<org>-<what it serves>-<volume key>``; the volume key, a hash of
+# the clone's path, ends it, because the runtime is asked about a clone by its path alone (stop,
+# is_running) and must find its job without knowing the org or the instance.
 JOB_ID_PREFIX = "sqlrs-"
+VOLUME_KEY_LENGTH = 12
+# Nomad refuses IDs with a space or NUL; ours are lowercase letters, digits and dashes (the ID is a
+# segment of Nomad's URLs) and short enough for the columns of `nomad job status`.
+MAX_JOB_ID_LENGTH = 128
+_READABLE_LENGTH = MAX_JOB_ID_LENGTH - len(JOB_ID_PREFIX) - 1 - VOLUME_KEY_LENGTH
+# How an appliance before readable IDs named every server's job: sqlrs-pg-<volume name>-<16 hex>
+# (initdb jobs still end in those 16 hex digits).
+_LEGACY_SERVER_PREFIX = f"{JOB_ID_PREFIX}pg-"
+_LEGACY_HASH_LENGTH = 16
+_HEX = re.compile(r"[0-9a-f]+")
 
 
-def job_id_for(volume: Path, purpose: str = "pg") -> str:
-    """A stable, Nomad-safe job ID per volume: found again after a restart of the appliance."""
-    real = os.path.realpath(os.fspath(volume))
-    stem = re.sub(r"[^a-z0-9-]", "-", os.path.basename(real).lower())[:40].strip("-") or "volume"
-    return f"{JOB_ID_PREFIX}{purpose}-{stem}-{hashlib.sha256(real.encode()).hexdigest()[:16]}"
+def volume_key(volume: Path) -> str:
+    """What ends the job ID of a clone's server: the first hex digits of the sha256 of its real path."""
+    return _path_hash(volume)[:VOLUME_KEY_LENGTH]
+
+
+def server_job_id(volume: Path, labels: Mapping[str, str] | None) -> str:
+    """``sqlrs-<org>-<instance id>-<volume key>`` for an instance; a build's server reads
+    ``sqlrs-<org>-build-<job id>-…``, the base cluster's ``sqlrs-<org>-base-…``, one started
+    without labels ``sqlrs-<volume name>-…``. The instance's id, not its name: a warm-pool
+    instance gets its name after its job started, and a job cannot be renamed."""
+    known = _labels(labels)
+    words = [_slug(known.get("org", "")), _slug(_served(known) or os.path.basename(os.path.realpath(volume)))]
+    readable = "-".join(w for w in words if w)[:_READABLE_LENGTH].strip("-") or "volume"
+    return f"{JOB_ID_PREFIX}{readable}-{volume_key(volume)}"
+
+
+def initdb_job_id(volume: Path) -> str:
+    """``sqlrs-initdb-<volume name>-<16 hex>``: a one-off job, found by this ID alone and never
+    taken for the volume's server (its hash is not a volume key: see ``served_volume_key``)."""
+    stem = _slug(os.path.basename(os.path.realpath(volume)))[:40].strip("-") or "volume"
+    return f"{JOB_ID_PREFIX}initdb-{stem}-{_path_hash(volume)[:_LEGACY_HASH_LENGTH]}"
+
+
+def served_volume_key(job_id: str) -> str | None:
+    """The volume key of the clone whose server ``job_id`` runs; None for any other job (initdb,
+    the appliance's own service jobs, a job of someone else). An appliance before readable IDs
+    named a server's job ``sqlrs-pg-<volume name>-<16 hex>``, whose hash starts with the volume
+    key: after an upgrade, what it started is still seen running, and stopped."""
+    last = job_id.rpartition("-")[2]
+    if not job_id.startswith(JOB_ID_PREFIX) or not _HEX.fullmatch(last):
+        return None
+    if len(last) == VOLUME_KEY_LENGTH:
+        return last
+    if len(last) == _LEGACY_HASH_LENGTH and job_id.startswith(_LEGACY_SERVER_PREFIX):
+        return last[:VOLUME_KEY_LENGTH]
+    return None
+
+
+def _path_hash(volume: Path) -> str:
+    return hashlib.sha256(os.path.realpath(os.fspath(volume)).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _served(labels: Mapping[str, str]) -> str:
+    """What a server serves, for its job ID: the instance, else its purpose and the job's id."""
+    if labels.get("instance"):
+        return labels["instance"]
+    return "-".join(v for v in (labels.get("purpose"), labels.get("job")) if v)
+
+
+# --- Meta -----------------------------------------------------------------------------------
+# The labels callers give ``start`` (org, instance, state, job, purpose: see runtime.base) and the
+# Meta key each becomes, as nomad/README.md lists them. Any other label becomes sqlrs_<label>.
+META_KEYS = {"org": "sqlrs_org", "instance": "sqlrs_instance_id", "state": "sqlrs_state_id",
+             "job": "sqlrs_job_id", "purpose": "sqlrs_purpose"}
+
+
+def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels by their bare name (``sqlrs.org`` and ``org`` are both ``org``), empty ones left out."""
+    found = {}
+    for key, value in (labels or {}).items():
+        if value is None or str(value) == "":
+            continue
+        found[str(key).removeprefix("sqlrs.")] = str(value)
+    return found
+
+
+def meta_from_labels(labels: Mapping[str, str] | None, volume: Path, purpose: str) -> dict[str, str]:
+    """Job ``Meta``, so the Nomad UI says what a job is: ``sqlrs_managed`` (the appliance's own: the
+    reconciler lists those), ``sqlrs_purpose`` (a ``purpose`` label overrides the default),
+    ``sqlrs_volume``, then the org, instance, state and job ids that apply (``META_KEYS``)."""
+    meta = {"sqlrs_purpose": purpose}
+    for name, value in _labels(labels).items():
+        key = META_KEYS.get(name) or "sqlrs_" + re.sub(r"[^A-Za-z0-9_]", "_", name).removeprefix("sqlrs_")
+        if not _META_KEY.match(key):
+            raise InvalidArgument(f"label {name!r} cannot be a Nomad Meta key")
+        meta[key] = value[:1024]
+    # Last, so no label can pass a job off as someone else's or as serving another clone.
+    return {**meta, "sqlrs_managed": "true", "sqlrs_volume": os.path.realpath(volume)}
 
 
 @dataclass(frozen=True)
@@ -88,37 +181,33 @@ def render(template: Path, values: Mapping[str, Any]) -> dict:
     return fill(json.loads(_load(template)))
 
 
-def meta_from_labels(labels: Mapping[str, str] | None, volume: Path, purpose: str) -> dict[str, str]:
-    """Job ``Meta`` (org, job, state, instance ids) so the Nomad UI says what a job is."""
-    meta = {"sqlrs_managed": "true", "sqlrs_purpose": purpose, "sqlrs_volume": os.path.realpath(volume)}
-    for key, value in (labels or {}).items():
-        name = re.sub(r"[^A-Za-z0-9_]", "_", str(key))
-        if not _META_KEY.match(name):
-            raise InvalidArgument(f"label {key!r} cannot be a Nomad Meta key")
-        meta[f"sqlrs_{name}" if not name.startswith("sqlrs_") else name] = str(value)[:1024]
-    return meta
-
-
 def instance_job(template: Path, shared: JobSettings, *, volume: Path, pgdata: Path, run_dir: Path,
-                 port: int, listen: str, tcp: bool, user: str, labels: Mapping[str, str] | None) -> dict:
-    """The batch job that runs Postgres on ``pgdata`` until it is signalled."""
-    job_id = job_id_for(volume)
+                 port: int, listen: str, tcp: bool, user: str, labels: Mapping[str, str] | None,
+                 tls: bool = False) -> dict:
+    """The batch job that runs Postgres on ``pgdata`` until it is signalled (serving TLS with the
+    certificate in its run dir when ``tls``)."""
+    job_id = server_job_id(volume, labels)
     meta = meta_from_labels(labels, volume, "instance")
     networks = [{"Mode": "host", "ReservedPorts": [{"Label": "pg", "Value": port}]}] if tcp else None
-    args = ["-D", CONTAINER_PGDATA, "-c", f"listen_addresses={listen}", "-c", f"port={port}",
-            "-c", f"unix_socket_directories={CONTAINER_RUN_DIR}"]
+    args = ["-D", CONTAINER_PGDATA, *server_options(listen=listen, port=port, run_dir_seen=CONTAINER_RUN_DIR, tls=tls)]
     return _job(template, shared, job_id=job_id, meta=meta, networks=networks, network_mode="host",
                 command="postgres", args=args, user=user, mounts=_mounts(pgdata, run_dir),
-                description=f"sqlrs Postgres instance on {meta['sqlrs_volume']}")
+                description=_description(meta))
 
 
 def initdb_job(template: Path, shared: JobSettings, *, volume: Path, pgdata: Path, user: str,
                initdb_args: list[str]) -> dict:
     """A short batch job that runs initdb into an empty ``pgdata`` and exits."""
     meta = meta_from_labels(None, volume, "initdb")
-    return _job(template, shared, job_id=job_id_for(volume, "initdb"), meta=meta, networks=None,
+    return _job(template, shared, job_id=initdb_job_id(volume), meta=meta, networks=None,
                 network_mode="none", command="initdb", args=["-D", CONTAINER_PGDATA, *initdb_args],
-                user=user, mounts=_mounts(pgdata, None), description=f"sqlrs initdb of {meta['sqlrs_volume']}")
+                user=user, mounts=_mounts(pgdata, None), description=_description(meta))
+
+
+def _description(meta: Mapping[str, str]) -> str:
+    """The line the Nomad UI shows under the job's name: Postgres for what, of which org, on which clone."""
+    org = f" of org {meta['sqlrs_org']}" if meta.get("sqlrs_org") else ""
+    return f"sqlrs Postgres ({meta['sqlrs_purpose']}){org} on {meta['sqlrs_volume']}"
 
 
 def _mounts(pgdata: Path, run_dir: Path | None) -> list[dict]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from appliance.errors import CommandFailed, InternalError
 from appliance.isolation.sandbox import Sandbox, real
-from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, StopMode, pgdata_of
+from appliance.runtime.base import SUPERUSER, Endpoint, InstalledImage, Limits, ServerTls, StopMode, pgdata_of
 from appliance.runtime.cluster import (
     INITDB_OPTIONS,
     SERVER_LOG,
@@ -32,6 +32,7 @@ from appliance.runtime.cluster import (
     owner,
     prepare_empty_pgdata,
     safe_path,
+    server_options,
 )
 from appliance.runtime.host_tools import TOOLS, HostTools, SharedRuntime
 from appliance.runtime.postmaster import (
@@ -103,16 +104,17 @@ class ProcessRuntime(SharedRuntime):
         self._finish_new_cluster(pgdata)
 
     def start(self, volume: Path, run_dir: Path, *, port: int, listen_host: str | None,
-              labels: Mapping[str, str] | None = None, limits: Limits | None = None) -> Endpoint:
+              labels: Mapping[str, str] | None = None, limits: Limits | None = None,
+              tls: ServerTls | None = None) -> Endpoint:
         pgdata, run_dir, port, listen = checked_start(volume, run_dir, port, listen_host)
         self._refuse_running(volume)
-        self._clear_for_start(volume, pgdata, run_dir, port)
+        self._clear_for_start(volume, pgdata, run_dir, port, tls)
         identity = self.identity(volume)
         if self.sandbox.enabled:  # the sandbox binds real paths: name them so inside
             pgdata, run_dir = real(pgdata), real(run_dir)
         log = run_dir / SERVER_LOG
         argv = ["/bin/sh", "-c", BACKGROUND_START, "start", str(log), str(self.bin_dir / "postgres"), "-D", str(pgdata),
-                "-c", f"listen_addresses={listen}", "-c", f"port={port}", "-c", f"unix_socket_directories={run_dir}"]
+                *server_options(listen=listen, port=port, run_dir_seen=str(run_dir), tls=tls is not None)]
         try:
             self._host.run(self.sandbox.server(argv, writable=[pgdata.parent, run_dir]), run_as=identity,
                            timeout=self.start_timeout + 30)

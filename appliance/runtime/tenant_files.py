@@ -15,6 +15,7 @@ from pathlib import Path
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_REPLACE = os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class NotARegularFile(OSError):
@@ -61,5 +62,18 @@ def append(path: Path, data: bytes, owner: tuple[int, int] | None) -> None:
         os.write(fd, data)
         if owner is not None:
             os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+def replace(path: Path, data: bytes, owner: tuple[int, int] | None, mode: int) -> None:
+    """``path`` holds exactly ``data`` (made if missing), with ``mode`` and ``owner`` set through
+    the open handle."""
+    fd = _open_regular(path, _REPLACE, mode)
+    try:
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.write(fd, data)
     finally:
         os.close(fd)

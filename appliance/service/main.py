@@ -45,9 +45,16 @@ def up(data_dir: Path | None, listen: str | None, workers: int | None) -> None:
 @cli.command("api")
 @click.option("--listen", help="host:port for the API; overrides SQLRS_LISTEN.")
 def api_cmd(listen: str | None) -> None:
-    """Serve the API and run the reconciler, without workers or a private Redis."""
+    """Serve the API only: the reconciler and the workers run as processes of their own."""
     from appliance.service.supervisor import serve_api
     serve_api(load_settings(listen=listen))
+
+
+@cli.command("reconciler")
+def reconciler_cmd() -> None:
+    """Run this host's reconciler until SIGTERM: host heartbeat, expiry, crash repair, warm pool."""
+    from appliance.service.supervisor import run_reconciler
+    run_reconciler(load_settings())
 
 
 @cli.command("token")

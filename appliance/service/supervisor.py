@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from appliance.api.app import create_app
 from appliance.api.auth import ensure_admin_token
 from appliance.api.wire import install_json_protocol_errors
+from appliance.certificates import fingerprint
 from appliance.connections import redact_url
 from appliance.context import AppContext, build_context
 from appliance.control.db import UNAVAILABLE as CONTROL_DB_UNAVAILABLE
@@ -51,7 +52,7 @@ from appliance.service.processes import (
     stop_processes,
 )
 from appliance.service.resources import host_resources
-from appliance.service.tls import fingerprint, server_files
+from appliance.service.tls import server_files
 from appliance.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -316,27 +317,41 @@ def up(settings: Settings) -> None:
         lock.release()
 
 
-def serve_api(settings: Settings) -> None:
-    """The API and the reconciler only, for sites that run workers separately (systemd units,
-    Nomad service jobs): Redis and the Control DB are shared, and already migrated."""
+def _require_shared_services(settings: Settings, command: str):
+    """What a process of a split deployment needs before it starts: a shared Redis and a Control
+    DB already migrated (by `sqlrs-appliance migrate`, the migrations unit or job)."""
     from appliance.control.migrations import current_version, latest_version
     from appliance.errors import InvalidArgument
 
     if not settings.redis_url:
-        raise InvalidArgument("`sqlrs-appliance api` needs SQLRS_REDIS_URL (a Redis the workers share); "
+        raise InvalidArgument(f"`sqlrs-appliance {command}` needs SQLRS_REDIS_URL (a Redis the workers share); "
                               "`sqlrs-appliance up` starts a private one instead")
-    ctx = build_context(settings)
+    ctx = build_context(settings, wait_for_control_db=command == "reconciler")
     if (version := current_version(ctx.db)) != latest_version():
         raise InvalidArgument(f"the Control DB schema is at version {version}, this release needs "
                               f"{latest_version()}: run `sqlrs-appliance migrate` first")
     claim_object_store(ctx)
+    return ctx
+
+
+def serve_api(settings: Settings) -> None:
+    """The API only, for sites that run the reconciler and the workers as processes of their own
+    (systemd units, Nomad service jobs): Redis and the Control DB are shared, and already migrated."""
+    ctx = _require_shared_services(settings, "api")
+    asyncio.run(_serve(ctx))
+
+
+def run_reconciler(settings: Settings) -> None:
+    """This host's reconciler, until SIGTERM: it registers the host and keeps its heartbeat,
+    brings the store up after a reboot, and repairs what crashes left (see reconcile_forever)."""
+    ctx = _require_shared_services(settings, "reconciler")
     hosts.register(ctx)
+    ctx.store.activate()  # e.g. LVM volumes are neither active nor mounted after a reboot
     stop = threading.Event()
-    threading.Thread(target=reconcile_forever, args=(ctx, stop), daemon=True, name="reconciler").start()
-    try:
-        asyncio.run(_serve(ctx))
-    finally:
-        stop.set()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("reconciler of host %s: a pass every %.1f s", ctx.host, settings.reconcile_interval_seconds)
+    reconcile_forever(ctx, stop)
 
 
 def _loopback(listen: str) -> bool:

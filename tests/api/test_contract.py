@@ -52,7 +52,7 @@ async def test_metrics_count_jobs_but_not_the_steps_of_a_plan(client):
     await client.post("/v1/prepare-jobs", json=body, headers=client.auth)
     text = (await (await client.get("/metrics", headers=client.auth)).get_data()).decode()
     assert 'sqlrs_prepare_jobs_finished_total{status="succeeded"} 1.0' in text
-    assert "sqlrs_steps_total{" not in text
+    assert 'sqlrs_steps_total{outcome="built"} 0.0' in text and 'sqlrs_steps_total{outcome="cache_hit"} 0.0' in text
     assert "sqlrs_states 0.0" in text
 
 

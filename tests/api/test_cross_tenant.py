@@ -17,13 +17,14 @@ from appliance.control.models import (
     State,
     StateShare,
     Task,
+    Transfer,
     utcnow,
 )
 from appliance.job_artifacts import write_job_artifacts
 from appliance.orchestrator.events import append_event
 
 ORG_A, ORG_B = "default", "intruders"
-JOB, STATE, INSTANCE, SOURCE = "a" * 32, "5" * 64, "b" * 32, "c" * 64
+JOB, STATE, INSTANCE, SOURCE, TRANSFER = "a" * 32, "5" * 64, "b" * 32, "c" * 64, "7" * 32
 
 
 @pytest.fixture
@@ -47,6 +48,7 @@ def org_a(ctx, client):
     Project.create(org=ORG_A, name="shop", repo_path="/srv/git/shop")
     StateShare.create(org=ORG_A, state_id=STATE, grantee="friends", granted_by="test")
     SourceBundle.create(org=ORG_A, source_id=SOURCE, size_bytes=1)
+    Transfer.create(transfer_id=TRANSFER, org=ORG_A, kind="export", state_id=STATE, host=ctx.host, status="running")
     token, _ = issue_token(ORG_A, name="a-robot", role="member", ttl_seconds=3600, created_by="test")
     return {"token_id": token.token_id}
 
@@ -55,7 +57,7 @@ def snapshot() -> str:
     """Everything of org A's, to compare before and after."""
     rows = {model.__name__: sorted(json.dumps(r, default=str, sort_keys=True)
                                    for r in model.select().where(model.org == ORG_A).dicts())
-            for model in (PrepareJob, State, Instance, Project, SourceBundle, ApiToken)}
+            for model in (PrepareJob, State, Instance, Project, SourceBundle, ApiToken, Transfer)}
     return json.dumps(rows, sort_keys=True)
 
 
@@ -73,6 +75,7 @@ def targeted(token_id: str) -> list[tuple[str, str, dict]]:
         ("GET", state, {}), ("GET", f"/v1/states/{STATE[:12]}", {}),
         ("DELETE", state, {"query_string": {"recurse": "true", "force": "true"}}),
         ("POST", f"{state}/export", {}), ("POST", "/v1/states/import", {"json": {"state_id": STATE}}),
+        ("GET", f"/v1/transfers/{TRANSFER}", {}), ("GET", f"/v1/transfers/{TRANSFER[:12]}", {}),
         ("GET", f"{state}/shares", {}), ("POST", f"{state}/shares", {"json": {"org": ORG_B}}),
         ("DELETE", f"{state}/shares/{ORG_B}", {}),
         ("GET", instance, {}), ("DELETE", instance, {"query_string": {"force": "true"}}),
@@ -96,6 +99,7 @@ async def test_another_orgs_objects_answer_404_to_every_role_and_nothing_changes
         if response.status_code == 403:  # a role denial, decided before any lookup
             assert "required_role" in body["details"] and ORG_A not in body["message"], (method, path, body)
     assert snapshot() == before
+    assert Transfer.select().where(Transfer.org == ORG_B).count() == 0  # nothing queued for B either
 
 
 @pytest.mark.parametrize("role", ["admin", "member", "viewer"])

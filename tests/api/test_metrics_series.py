@@ -13,6 +13,7 @@ from appliance.control.models import State
 from appliance.orchestrator import hosts
 from appliance.service.worker import make_worker
 from tests.support.states import make_state
+from tests.support.transfers import transferred
 
 
 async def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -118,10 +119,13 @@ async def test_a_429_is_counted_by_the_limit_that_was_spent(ctx, token):
 
 async def test_an_export_and_an_import_count_their_bytes_and_time(ctx, client):
     make_state(ctx)
-    manifest = await (await client.post("/v1/states/s1/export", headers=client.auth)).get_json()
+    exported = await transferred(client, ctx, await client.post("/v1/states/s1/export", headers=client.auth))
+    manifest = exported["manifest"]
     ctx.store.destroy_state("default", "s1")
     State.delete().where(State.state_id == "s1").execute()
-    assert (await client.post("/v1/states/import", json={"state_id": "s1"}, headers=client.auth)).status_code == 201
+    imported = await transferred(client, ctx, await client.post("/v1/states/import", json={"state_id": "s1"},
+                                                                headers=client.auth))
+    assert imported["status"] == "succeeded"
     m = await scrape(client)
     for direction in ("export", "import"):
         assert series(m, "sqlrs_transfer_bytes_total", direction=direction) == manifest["stream_bytes"]

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.orchestrator import hosts
 from tests.support.states import make_state
+from tests.support.transfers import transferred
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 RULES = OPS / "prometheus" / "sqlrs-rules.yml"
@@ -52,7 +53,8 @@ async def served_series(ctx, client) -> tuple[str, set[str]]:
     """One scrape after a little of everything: a registered host, an export, requests, a 401."""
     hosts.register(ctx)
     make_state(ctx)
-    assert (await client.post("/v1/states/s1/export", headers=client.auth)).status_code == 200
+    assert (await transferred(client, ctx, await client.post("/v1/states/s1/export", headers=client.auth)))[
+        "status"] == "succeeded"
     await client.get("/v1/states", headers={"Authorization": "Bearer sqlrs_wrong"})
     text = (await (await client.get("/metrics", headers=client.auth)).get_data()).decode()
     return text, {name for family in text_string_to_metric_families(text) for name in sample_names(family)}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROUTES = Path(__file__).resolve().parents[2] / "appliance" / "api" / "routes"
 TENANT_MODELS = ("PrepareJob", "Task", "JobEvent", "State", "Instance", "Project", "SourceBundle", "ApiToken",
-                 "BaseImage", "Volume", "AuditEvent", "OrgQuota")
+                 "BaseImage", "Volume", "AuditEvent", "OrgQuota", "Transfer")
 DIRECT_QUERY = re.compile(rf"\b({'|'.join(TENANT_MODELS)})\.(select|get|get_or_none|get_by_id|update|delete|"
                           rf"create|insert)\(")
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from cryptography import x509
 
-from appliance.service.tls import ensure_own_ca, fingerprint
+from appliance.certificates import fingerprint
+from appliance.service.tls import ensure_own_ca
 from appliance.settings import Settings
 
 

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("shell",),
     ("connections",),
     ("settings",),
+    ("certificates",),  # the appliance's own CA
     ("faults",),
     ("planning",),  # pure: request -> content-addressed steps
     ("isolation",),

@@ -20,7 +20,7 @@ PAIRS = [(types.JobAccepted, schemas.PrepareJobAccepted), (types.JobResult, sche
          (types.DeleteNode, schemas.DeleteTreeNode), (types.SourceAccepted, schemas.SourceAccepted),
          (types.ErrorBody, schemas.ErrorBody), (types.Token, tokens.TokenEntry),
          (types.CreatedToken, tokens.CreatedToken), (types.Share, states.ShareEntry), (types.OrgUsage, orgs.OrgUsage),
-         (types.Project, schemas.ProjectEntry)]
+         (types.Project, schemas.ProjectEntry), (types.Transfer, schemas.TransferEntry)]
 DATACLASSES = [(types.Limits, quotas.Limits), (types.Usage, quotas.Usage), (types.Manifest, Manifest)]
 
 

@@ -77,4 +77,23 @@ def test_an_exported_state_is_imported_back_by_its_id(appliance, scripts):
     assert manifest["state_id"] == state_id and manifest["stream_bytes"] > 0
     imported = sqlrs(appliance, "import", state_id, cwd=scripts)
     assert imported.returncode == 0, imported.stderr
-    assert state_id[:12] in imported.stdout and "done in" in imported.stderr
+    assert state_id[:12] in imported.stdout and "nothing to do" in imported.stderr  # the appliance has it
+
+
+def test_export_follows_its_transfer_with_progress_lines_or_returns_its_id_at_once(appliance, scripts):
+    state_id = as_json(sqlrs(appliance, "--output", "json", "prepare:psql", "--", "-f", "schema.sql", "-c",
+                             f"create table t_{uuid.uuid4().hex[:8]} as select 1 as x", cwd=scripts))["result"]["state_id"]
+    queued = sqlrs(appliance, "export", state_id, "--no-wait", cwd=scripts)
+    assert queued.returncode == 0, queued.stderr
+    transfer_id = queued.stdout.strip()
+    assert len(transfer_id) == 32
+    followed = sqlrs(appliance, "export", state_id, cwd=scripts)  # the same export: followed to its end
+    assert followed.returncode == 0, followed.stderr
+    assert "done" in followed.stderr and state_id[:12] in followed.stdout
+    shown = as_json(sqlrs(appliance, "transfer", transfer_id, "--output", "json", cwd=scripts))
+    assert shown["status"] == "succeeded" and shown["manifest"]["compression"] == "zstd"
+
+
+def test_an_import_of_a_state_never_exported_fails_with_its_code(appliance, scripts):
+    refused = sqlrs(appliance, "import", "f" * 64, cwd=scripts)
+    assert refused.returncode == 2 and "error: not_found:" in refused.stderr

@@ -204,9 +204,12 @@ def test_a_finished_job_is_deleted_and_the_instance_it_made_lives_on(client, scr
 
 def test_a_state_is_exported_and_imported_back(client, scripts):
     result = client.prepare_psql(["-f", "schema.sql"], cwd=scripts)
-    manifest = client.export_state(result["state_id"])
-    assert manifest["state_id"] == result["state_id"] and manifest["stream_bytes"] > 0
-    assert client.import_state(result["state_id"])["state_id"] == result["state_id"]
+    exported = client.wait_transfer(client.export_state(result["state_id"])["transfer_id"], poll_seconds=0.1)
+    manifest = exported["manifest"]
+    assert exported["status"] == "succeeded" and exported["bytes_done"] == exported["bytes_total"] > 0
+    assert manifest is not None and manifest["state_id"] == result["state_id"] and manifest["stream_bytes"] > 0
+    again = client.import_state(result["state_id"])  # the appliance has it: nothing to do
+    assert (again["status"], again["kind"], again["state_id"]) == ("succeeded", "import", result["state_id"])
 
 
 def test_the_async_client_follows_a_job_through_its_events_to_the_end(appliance, scripts):

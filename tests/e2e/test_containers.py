@@ -8,8 +8,8 @@ import docker
 import pytest
 
 from appliance.runtime.docker import container_name
-from appliance.runtime.nomad_jobs import job_id_for
 from tests.support.appliance import appliance_on
+from tests.support.clusters import nomad_task_containers
 
 
 @pytest.fixture(scope="module", params=["docker", "nomad"])
@@ -27,7 +27,7 @@ def containers_of(appliance, volume) -> list:
     client = docker.from_env()
     if appliance.env["SQLRS_RUNTIME"] == "docker":
         return client.containers.list(all=True, filters={"name": container_name(volume)})
-    return client.containers.list(filters={"label": f"com.hashicorp.nomad.job_id={job_id_for(volume)}"})
+    return nomad_task_containers(volume)
 
 
 def test_deleting_an_instance_removes_its_container_or_nomad_job_and_its_clone(appliance, scripts):

@@ -11,6 +11,7 @@ import pytest
 from tests.support.appliance import appliance_on
 from tests.support.prepares import THREE_STEPS, executes
 from tests.support.s3 import s3_env
+from tests.support.transfers import finished
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,12 @@ def test_no_secret_appears_in_logs_events_audit_rows_or_artifacts(appliance, scr
         hit = appliance.prepare(THREE_STEPS, scripts)
         (scripts / "broken.sql").write_text("select * from no_such_table;\n")
         failed = appliance.prepare(["-f", "schema.sql", "-f", "broken.sql"], scripts)
-        exported = appliance.post(f"/v1/states/{executes(built)[0]['output_state_id']}/export")
+        exported, _ = finished(appliance, appliance.post(f"/v1/states/{executes(built)[0]['output_state_id']}/export"))
         extended = appliance.post(f"/v1/instances/{hit['result']['instance_id']}/extend", json={"ttl_seconds": 600})
     finally:
         appliance.token = operator
     assert (built["status"], hit["status"], failed["status"]) == ("succeeded", "succeeded", "failed")
-    assert exported.status_code == 200 and extended.status_code == 200
+    assert exported["status"] == "succeeded" and extended.status_code == 200
     passwords = [i["dsn"].split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
                  for i in appliance.get("/v1/instances", headers=as_robot).json() if i.get("dsn")]
     deleted = appliance.delete(f"/v1/instances/{built['result']['instance_id']}", params={"force": "true"})

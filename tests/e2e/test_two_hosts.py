@@ -35,6 +35,7 @@ def cluster(control_postgres, redis_url):
     shared = public_tmpdir("sqlrs-two-hosts-")
     env = {**FAST_RECOVERY, "SQLRS_DATABASE_URL": control_postgres.new_database_url(), "SQLRS_REDIS_URL": redis_url,
            "SQLRS_ARTIFACTS_URL": f"file://{shared / 'objects'}",
+           "SQLRS_SIGNING_KEY_FILE": str(shared / "signing.key"),  # one installation: one signing key
            "SQLRS_HOST_DOWN_AFTER_SECONDS": str(DOWN_AFTER_SECONDS), "SQLRS_WORKERS": "1"}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, shared, ignore_errors=True)
@@ -123,14 +124,15 @@ def test_with_host_b_drained_the_prepare_is_rebuilt_on_host_a(cluster, tmp_path)
 
 
 def test_with_host_b_drained_a_state_it_exported_is_imported_on_host_a(cluster, tmp_path):
-    a, b, marker = cluster["host-a"], cluster["host-b"], uuid.uuid4().hex
+    a, marker = cluster["host-a"], uuid.uuid4().hex
     with drained(a, "host-a"):
         seeded = a.prepare(steps("x1", "x2", marker=marker, sleep=3), tmp_path)  # x1 took 3 s to build
     chain = [t["output_state_id"] for t in executes(seeded)]
-    refused = a.post(f"/v1/states/{chain[0]}/export")  # host A holds no copy to stream
-    assert refused.status_code == 409 and refused.json()["details"]["hosts"] == ["host-b"]
-    for state_id in chain:
-        assert b.post(f"/v1/states/{state_id}/export").status_code == 200
+    for state_id in chain:  # asked of host A's API, which holds no copy: host B's worker streams it
+        exported = a.post(f"/v1/states/{state_id}/export")
+        assert exported.status_code == 202 and exported.json()["host"] == "host-b", exported.text
+        transfer = wait_for_transfer(a, exported.json()["status_url"])
+        assert transfer["status"] == "succeeded", transfer
 
     with drained(a, "host-b"):
         served = a.prepare(steps("x1", "x2", "x3", marker=marker, sleep=3), tmp_path)
@@ -142,6 +144,14 @@ def test_with_host_b_drained_a_state_it_exported_is_imported_on_host_a(cluster, 
     assert [t["cached"] for t in executes(served)] == [True, True, False]
     assert state_hosts(a, chain[1]) == ["host-a", "host-b"]
     assert psql(served["result"]["dsn"], "select count(*) from x1").stdout.strip() == "0"
+
+
+def wait_for_transfer(app: Appliance, url: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while (transfer := app.get(url).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"transfer still {transfer['status']}"
+        time.sleep(0.2)
+    return transfer
 
 
 def test_an_instance_deleted_through_the_other_hosts_api_is_torn_down_by_its_own_host(cluster, tmp_path):

@@ -161,22 +161,23 @@ class FaultRig:
 
     @contextlib.contextmanager
     def workers_apart(self, count: int = 2):
-        """The split deployment for the block: `api` plus ``count`` `sqlrs-appliance worker`
-        processes of their own (as systemd units run them), so the API can die alone; `up` again after."""
+        """The split deployment for the block: `api`, `reconciler` and ``count`` `sqlrs-appliance
+        worker` processes of their own (as systemd units run them), so the API can die alone; `up`
+        again after."""
         self.app.stop()
-        workers = [subprocess.Popen([sys.executable, "-m", "appliance.service.main", "worker"],
-                                    env={**self.app.env, "SQLRS_DATA_DIR": str(self.app.data_dir)},
-                                    stdout=self.app.log, stderr=subprocess.STDOUT, start_new_session=True)
-                   for _ in range(count)]
-        self.stray_groups += [w.pid for w in workers]
+        apart = [subprocess.Popen([sys.executable, "-m", "appliance.service.main", command],
+                                  env={**self.app.env, "SQLRS_DATA_DIR": str(self.app.data_dir)},
+                                  stdout=self.app.log, stderr=subprocess.STDOUT, start_new_session=True)
+                 for command in ["reconciler"] + ["worker"] * count]
+        self.stray_groups += [p.pid for p in apart]
         try:
             self.app.start(command="api")
             yield
         finally:
             self.app.stop()
-            for worker in workers:
-                worker.terminate()
-                worker.wait()
+            for process in apart:
+                process.terminate()
+                process.wait()
             self.app.start()
 
     # -- counting ----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_api_killed_mid_stream_and_restarted_the_client_resumes_without_gaps(rig
         job = rig.submit(tmp_path, "select pg_sleep(1.5);", "select pg_sleep(1.5);", "select pg_sleep(1.5);")
         before = sse_events(rig, job, until=lambda e: e["type"] == "task" and e.get("task_id") == "execute-1"
                             and e.get("status") == "running")
-        rig.kill_supervisor_only()  # the API and the reconciler die; the workers go on building
+        rig.kill_supervisor_only()  # the API dies; the reconciler and the workers go on
         outcome.injected += 1
         rig.app.start(command="api")
         after = sse_events(rig, job, last_event_id=before[-1]["id"])

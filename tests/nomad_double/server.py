@@ -163,15 +163,12 @@ class Cluster:
 
     def list_jobs(self, namespace: str, prefix: str) -> list[dict]:
         """JobListStubs, as Nomad lists them: no Meta unless asked (this client never asks)."""
-        with self.lock:
+        with self.lock:  # one snapshot, as Nomad answers from one state index: a job purged meanwhile is not half-listed
             ids = sorted(job_id for ns, job_id in self.jobs if ns == namespace and job_id.startswith(prefix))
-        stubs = []
-        for job_id in ids:
-            job = self.job(namespace, job_id)
-            stubs.append({key: job.get(key) for key in ("ID", "ParentID", "Name", "Namespace", "Datacenters",
-                                                        "Type", "Priority", "Status", "Stop", "CreateIndex",
-                                                        "ModifyIndex", "JobModifyIndex")})
-        return stubs
+            jobs = [self.job(namespace, job_id) for job_id in ids]
+        return [{key: job.get(key) for key in ("ID", "ParentID", "Name", "Namespace", "Datacenters", "Type", "Priority",
+                                               "Status", "Stop", "CreateIndex", "ModifyIndex", "JobModifyIndex")}
+                for job in jobs]
 
     def job_allocations(self, namespace: str, job_id: str) -> list[dict]:
         with self.lock:

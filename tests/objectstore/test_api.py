@@ -7,6 +7,7 @@ from appliance.api.auth.tokens import issue_token
 from appliance.control.models import PrepareJob, State
 from appliance.job_artifacts import write_job_artifacts
 from tests.support.states import ORG, make_state
+from tests.support.transfers import transferred
 
 
 def other_org_auth() -> dict[str, str]:
@@ -14,28 +15,52 @@ def other_org_auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def test_export_answers_the_manifest(client, ctx):
+async def test_export_is_queued_and_its_transfer_ends_with_the_manifest(client, ctx):
     make_state(ctx)
     response = await client.post("/v1/states/s1/export", headers=client.auth)
-    body = await response.get_json()
-    assert response.status_code == 200 and (body["state_id"], body["driver"], body["format"]) == ("s1", "copy", "tar")
+    queued = await response.get_json()
+    assert response.status_code == 202 and queued["status"] == "queued" and queued["kind"] == "export"
+    assert response.headers["Location"] == queued["status_url"] == f"/v1/transfers/{queued['transfer_id']}"
+    assert not ctx.objects.exists(f"{ORG}/states/s1/manifest.json")  # the API streams nothing itself
+    done = await transferred(client, ctx, response)
+    manifest = done["manifest"]
+    assert done["status"] == "succeeded" and done["bytes_done"] == done["bytes_total"] > 0
+    assert (manifest["state_id"], manifest["driver"], manifest["format"], manifest["compression"]) == (
+        "s1", "copy", "tar", "zstd")
 
 
-async def test_importing_a_removed_exported_state_answers_201_and_restores_it(client, ctx):
+async def test_exporting_an_exported_state_answers_200_with_its_finished_transfer(client, ctx):
     make_state(ctx)
-    await client.post("/v1/states/s1/export", headers=client.auth)
+    first = await transferred(client, ctx, await client.post("/v1/states/s1/export", headers=client.auth))
+    again = await client.post("/v1/states/s1/export", headers=client.auth)
+    assert again.status_code == 200 and (await again.get_json())["transfer_id"] == first["transfer_id"]
+
+
+async def test_an_export_asked_twice_while_queued_is_one_transfer(client, ctx):
+    make_state(ctx)
+    first = await (await client.post("/v1/states/s1/export", headers=client.auth)).get_json()
+    second = await client.post("/v1/states/s1/export", headers=client.auth)
+    assert second.status_code == 202 and (await second.get_json())["transfer_id"] == first["transfer_id"]
+
+
+async def test_importing_a_removed_exported_state_restores_it(client, ctx):
+    make_state(ctx)
+    await transferred(client, ctx, await client.post("/v1/states/s1/export", headers=client.auth))
     State.delete().where(State.state_id == "s1").execute()
     ctx.store.destroy_state(ORG, "s1")
     response = await client.post("/v1/states/import", json={"state_id": "s1"}, headers=client.auth)
-    assert response.status_code == 201 and (await response.get_json())["state_id"] == "s1"
+    assert response.status_code == 202
+    done = await transferred(client, ctx, response)
+    assert (done["status"], done["kind"], done["state_id"]) == ("succeeded", "import", "s1")
     assert (ctx.store.state_path(ORG, "s1") / "data").read_text() == "hello"
+    assert (await client.get("/v1/states/s1", headers=client.auth)).status_code == 200
 
 
 async def test_importing_a_state_that_is_present_answers_200(client, ctx):
     make_state(ctx)
-    await client.post("/v1/states/s1/export", headers=client.auth)
+    await transferred(client, ctx, await client.post("/v1/states/s1/export", headers=client.auth))
     response = await client.post("/v1/states/import", json={"state_id": "s1"}, headers=client.auth)
-    assert response.status_code == 200
+    assert response.status_code == 200 and (await response.get_json())["status"] == "succeeded"
 
 
 async def test_exporting_an_unknown_state_answers_404(client):

@@ -3,55 +3,25 @@ real drivers (copy, btrfs), real S3 server, two Control DBs."""
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 
 import pytest
+import zstandard
 
 from appliance.control.models import State
 from appliance.errors import CommandFailed, InvalidArgument, NotFound
-from appliance.transfer.manifest import Manifest
+from appliance.transfer import signing
 from appliance.transfer.streams import export_state, import_state, manifest_key, stream_key
-from tests.support.objectstores import Host, incomplete_uploads
-
-ORG = "acme"
-CHAIN = ("s1", "s2", "s3")
-
-
-def build_chain(host: Host) -> None:
-    """Three states, each a clone of its parent with one file changed and one added."""
-    store = host.ctx.store
-    with host.active():
-        parent = None
-        for n, state_id in enumerate(CHAIN, start=1):
-            volume = store.clone_state(ORG, parent, f"v{n}") if parent else store.create_volume(ORG, f"v{n}")
-            (volume / "data").write_text(f"version {n}")
-            (volume / f"file{n}").write_bytes(os.urandom(64 * 1024))
-            size = store.commit_state(ORG, f"v{n}", state_id)
-            store.destroy_volume(ORG, f"v{n}")
-            State.create(org=ORG, state_id=state_id, parent_state_id=parent, image_id="postgres:15@sha256:x",
-                         prepare_kind="psql", task_hash=f"hash-{state_id}", summary=f"step {n}", size_bytes=size,
-                         host=host.ctx.host)
-            parent = state_id
-
-
-def export_chain(host: Host) -> dict[str, Manifest]:
-    with host.active() as ctx:
-        return {state_id: export_state(ctx, ORG, state_id) for state_id in CHAIN}
-
-
-def files_of(host: Host, state_id: str) -> dict[str, bytes]:
-    root = host.ctx.store.state_path(ORG, state_id)
-    return {name: (root / name).read_bytes() for name in sorted(os.listdir(root))}
-
-
-def state_rows(host: Host) -> list[tuple[str, str | None]]:
-    with host.active():
-        return [(s.state_id, s.parent_state_id) for s in State.select().order_by(State.state_id)]
-
-
-def leftovers(host: Host) -> list[str]:
-    states = host.ctx.store.root / "orgs" / ORG / "states"
-    return sorted(os.listdir(states)) if states.exists() else []
+from tests.support.objectstores import (
+    CHAIN,
+    ORG,
+    build_chain,
+    export_chain,
+    files_of,
+    incomplete_uploads,
+    leftovers,
+    state_rows,
+)
 
 
 def test_a_chain_imported_into_another_store_has_the_same_ids_and_the_same_data(hosts):
@@ -94,7 +64,10 @@ def test_the_manifest_describes_the_stream(hosts):
         body = stored.read()
     assert (manifest.stream_sha256, manifest.stream_bytes) == (hashlib.sha256(body).hexdigest(), len(body))
     assert (manifest.state_id, manifest.parent_state_id, manifest.task_hash, manifest.driver, manifest.format_version) \
-        == ("s2", "s1", "hash-s2", a.ctx.store.driver.name, 1)
+        == ("s2", "s1", "hash-s2", a.ctx.store.driver.name, 2)
+    assert manifest.compression == "zstd" and manifest.raw_bytes == len(zstandard.ZstdDecompressor().decompressobj()
+                                                                         .decompress(body))
+    assert manifest.signature is not None and manifest.signature["algorithm"] == "ed25519"
 
 
 def test_a_child_is_a_delta_when_its_parent_was_exported_and_the_driver_can_send_one(hosts):
@@ -139,8 +112,9 @@ def test_a_stream_of_another_driver_is_refused_before_anything_is_received(hosts
     a, b = hosts
     build_chain(a)
     manifest = export_chain(a)["s1"]
-    foreign = Manifest(**{**manifest.to_dict(), "driver": "zfs", "format": "zfs-send"})
-    a.ctx.objects.put_bytes(manifest_key(ORG, "s1"), foreign.to_json())
+    foreign = signing.sign({**manifest.to_dict(), "driver": "zfs", "format": "zfs-send"},
+                           signing.signing_key(a.ctx.settings))  # signed: the format check is what refuses it
+    a.ctx.objects.put_bytes(manifest_key(ORG, "s1"), json.dumps(foreign).encode())
     with b.active() as ctx, pytest.raises(InvalidArgument, match="zfs"):
         import_state(ctx, ORG, "s3")
     assert state_rows(b) == [] and leftovers(b) == []

@@ -52,8 +52,16 @@ def scaling_checks() -> dict[str, dict]:
     return {name: body[0] for entry in policy["check"] for name, body in entry.items()}
 
 
-def test_the_nomad_directory_holds_an_api_job_and_a_workers_job():
-    assert JOBS == ["sqlrs-api.nomad.json", "sqlrs-workers.nomad.json"]
+def test_the_nomad_directory_holds_an_api_job_a_reconciler_job_and_a_workers_job():
+    assert JOBS == ["sqlrs-api.nomad.json", "sqlrs-reconciler.nomad.json", "sqlrs-workers.nomad.json"]
+
+
+def test_exactly_one_reconciler_runs_on_every_store_node():
+    reconciler = job("sqlrs-reconciler.nomad.json")
+    assert reconciler["Type"] == "system"  # one allocation per eligible node, and one on each node that joins
+    assert {"LTarget": "${meta.sqlrs_store}", "RTarget": "true", "Operand": "="} in reconciler["Constraints"]
+    ((group, task),) = list(tasks("sqlrs-reconciler.nomad.json"))
+    assert group["Count"] == 1 and task["Config"]["args"] == ["reconciler"]
 
 
 @pytest.mark.parametrize("name", JOBS)

@@ -141,12 +141,38 @@ def test_playbook_installs_from_the_bundle(installed):
     assert host.exec("/etc/init.d/sqlrs-appliance", "status").returncode == 0
 
 
-def test_nomad_client_configuration(installed):
+def nomad_client_drop_in(host: OfflineHost) -> str:
+    return host.exec("cat", "/etc/nomad.d/sqlrs-client.hcl").stdout
+
+
+def test_the_nomad_client_drop_in_enables_raw_exec_for_the_service_jobs(installed):
     host, *_ = installed
-    hcl = host.exec("cat", "/etc/nomad.d/sqlrs-client.hcl").stdout
-    assert re.search(r'plugin "docker" \{\s*config \{\s*allow_privileged = true\s*volumes \{\s*enabled = true', hcl)
-    assert re.search(r'host_volume "sqlrs-data" \{\s*path\s*= "/var/lib/sqlrs-appliance"', hcl)
-    assert re.search(r'meta \{\s*"sqlrs_host" = "sqlrs-host1"\s*"sqlrs_store" = "true"', hcl)
+    assert re.search(r'plugin "raw_exec" \{\s*config \{\s*enabled = true\s*\}', nomad_client_drop_in(host))
+
+
+def test_the_nomad_client_drop_in_allows_no_privileged_container(installed):
+    host, *_ = installed
+    assert "privileged" not in nomad_client_drop_in(host)
+
+
+def test_the_nomad_client_drop_in_declares_no_host_volume(installed):
+    host, *_ = installed
+    assert "host_volume" not in nomad_client_drop_in(host)
+
+
+def test_the_nomad_client_drop_in_enables_no_docker_bind_mounts_on_a_process_runtime_host(installed):
+    host, *_ = installed
+    assert 'plugin "docker"' not in nomad_client_drop_in(host)
+
+
+def test_the_nomad_client_drop_in_raises_max_kill_timeout_to_the_workers_five_minutes(installed):
+    host, *_ = installed
+    assert re.search(r'^\s*max_kill_timeout = "5m"$', nomad_client_drop_in(host), re.MULTILINE)
+
+
+def test_the_nomad_client_drop_in_marks_the_node_as_a_store_host(installed):
+    host, *_ = installed
+    assert re.search(r'meta \{\s*"sqlrs_host" = "sqlrs-host1"\s*"sqlrs_store" = "true"', nomad_client_drop_in(host))
 
 
 def test_smoke_prepare_psql(installed):
@@ -230,7 +256,8 @@ def test_systemd_host(tmp_path):
         measured(f"systemd host: first playbook run (install): {seconds:.0f} s")
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
-        units = ["sqlrs-api", "sqlrs-worker@1", "sqlrs-worker@2", "sqlrs-migrate", "postgresql@15-main", "redis-server"]
+        units = ["sqlrs-api", "sqlrs-reconciler", "sqlrs-worker@1", "sqlrs-worker@2", "sqlrs-migrate", "postgresql@15-main",
+                 "redis-server"]
         assert host.exec("systemctl", "is-active", *units, check=False).stdout.split() == ["active"] * len(units)
         assert host.exec("systemctl", "is-enabled", "sqlrs.target", "sqlrs-worker@2").stdout.split() == ["enabled"] * 2
         caps = host.exec("systemctl", "show", "--property=CapabilityBoundingSet", "sqlrs-worker@1").stdout

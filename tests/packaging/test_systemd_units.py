@@ -16,7 +16,7 @@ from appliance.service.main import cli as service_cli
 from tests.packaging.units import UNIT_DIR, UNITS, VENV_BIN, directives, instance, make_root, value, words
 
 SERVICES = [u for u in UNITS if u.endswith(".service")]
-LONG_RUNNING = ["sqlrs-api.service", "sqlrs-worker@.service"]
+LONG_RUNNING = ["sqlrs-api.service", "sqlrs-reconciler.service", "sqlrs-worker@.service"]
 # What the storage and instance drivers use; each is explained in sqlrs-worker@.service.
 DRIVER_CAPABILITIES = {"cap_sys_admin", "cap_mknod", "cap_chown", "cap_fowner", "cap_dac_override",
                        "cap_setuid", "cap_setgid", "cap_kill", "cap_sys_ptrace"}
@@ -40,8 +40,9 @@ def security(root: Path, unit: str) -> dict[str, bool | None]:
     return {entry["json_field"]: entry["set"] for entry in json.loads(done.stdout)}
 
 
-def test_the_systemd_directory_holds_the_api_workers_migrations_and_a_target():
-    assert UNITS == ["sqlrs-api.service", "sqlrs-migrate.service", "sqlrs-worker@.service", "sqlrs.target"]
+def test_the_systemd_directory_holds_the_api_reconciler_workers_migrations_and_a_target():
+    assert UNITS == ["sqlrs-api.service", "sqlrs-migrate.service", "sqlrs-reconciler.service", "sqlrs-worker@.service",
+                     "sqlrs.target"]
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -175,7 +176,7 @@ def test_migrations_have_no_capabilities_at_all():
 
 
 @pytest.mark.parametrize("unit,threshold", [("sqlrs-migrate.service", 25), ("sqlrs-api.service", 70),
-                                            ("sqlrs-worker@.service", 70)])
+                                            ("sqlrs-reconciler.service", 70), ("sqlrs-worker@.service", 70)])
 def test_overall_exposure_stays_below(root, unit, threshold):
     done = analyze("security", "--offline=true", f"--root={root}", f"--threshold={threshold}", instance(unit))
     assert done.returncode == 0, done.stdout[-400:]

@@ -150,10 +150,10 @@ def any_start(any_runtime, run_dir_for, free_port) -> Iterator[Callable[..., End
     """Start a volume's cluster on the runtime under test; stopped again after the test."""
     started: list[Path] = []
 
-    def do_start(volume: Path, *, listen_host: str | None = None, labels=None) -> Endpoint:
+    def do_start(volume: Path, *, listen_host: str | None = None, labels=None, tls=None) -> Endpoint:
         started.append(volume)
         return any_runtime.start(volume, run_dir_for(volume), port=free_port(), listen_host=listen_host,
-                                 labels=labels)
+                                 labels=labels, tls=tls)
 
     yield do_start
     for volume in started:

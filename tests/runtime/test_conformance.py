@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import subprocess
 
+import psycopg2
 import pytest
 
+from appliance.certificates import authority, issue_server
 from appliance.errors import Conflict, InvalidArgument
-from appliance.runtime.base import InstanceRuntime
+from appliance.runtime.base import InstanceRuntime, ServerTls
 from appliance.runtime.ports import port_is_bindable
 from tests.support.clusters import kill_from_outside
 from tests.support.polling import eventually
@@ -70,6 +72,53 @@ def test_a_wrong_password_is_refused_over_tcp(any_runtime, runner, any_volume, a
     result = tcp_psql(any_runtime, runner, endpoint, "battery staple", "select 1")
     assert result.returncode != 0
     assert "password authentication failed" in result.stderr
+
+
+def server_tls(tmp_path) -> ServerTls:
+    issued = issue_server(authority(tmp_path / "ca"), ["127.0.0.1"])
+    return ServerTls(issued.cert_pem, issued.key_pem)
+
+
+def ssl_of(endpoint, password: str, sslmode: str, **extra) -> bool:
+    with psycopg2.connect(host=endpoint.host, port=endpoint.port, user=endpoint.user, password=password,
+                          dbname="postgres", sslmode=sslmode, connect_timeout=10, **extra) as conn, \
+            conn.cursor() as cur:
+        cur.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        (on,) = cur.fetchone()
+    conn.close()
+    return on
+
+
+def test_a_cluster_started_with_tls_serves_it_under_its_certificate(any_runtime, any_volume, any_start, tmp_path):
+    endpoint = any_start(any_volume, listen_host="127.0.0.1", tls=server_tls(tmp_path))
+    any_runtime.set_password(endpoint, "correct horse")
+    assert ssl_of(endpoint, "correct horse", "verify-full", sslrootcert=str(tmp_path / "ca" / "ca.crt")) is True
+
+
+def test_a_cluster_started_without_tls_refuses_sslmode_require(any_runtime, any_volume, any_start):
+    endpoint = any_start(any_volume, listen_host="127.0.0.1")
+    any_runtime.set_password(endpoint, "correct horse")
+    with pytest.raises(psycopg2.OperationalError, match="does not support SSL"):
+        ssl_of(endpoint, "correct horse", "require")
+
+
+def test_the_key_is_the_server_users_alone_in_the_run_dir(any_runtime, any_volume, any_start, run_dir_for, tmp_path):
+    any_start(any_volume, listen_host="127.0.0.1", tls=server_tls(tmp_path))
+    key = run_dir_for(any_volume) / "server.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert key.stat().st_uid == (any_volume / "pgdata").stat().st_uid
+
+
+def test_a_link_planted_in_place_of_the_key_is_not_written_through(any_runtime, any_volume, any_start, run_dir_for,
+                                                                  tmp_path):
+    target = tmp_path / "not-yours"
+    target.write_text("untouched")
+    run_dir = run_dir_for(any_volume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "server.key").symlink_to(target)
+    with pytest.raises(OSError):
+        any_start(any_volume, listen_host="127.0.0.1", tls=server_tls(tmp_path))
+    assert target.read_text() == "untouched"
 
 
 def test_a_fast_stop_leaves_a_clean_shutdown(any_runtime, runner, any_volume, any_start):

@@ -23,7 +23,8 @@
 - ``lvm``: a strict double of lvm2 and util-linux.
 - ``measurements``: numbers the packaging tests print at the end of the run.
 - ``mounts``: a read-only bind mount.
-- ``objectstores``: multipart uploads left open, and two hosts sharing one object store.
+- ``objectstores``: multipart uploads left open, two hosts sharing one object store, and a chain of
+  three states built and exported on one of them.
 - ``oidc``: a local OIDC issuer.
 - ``polling``: the one polling loop, ``eventually`` and ``wait_until``.
 - ``ports``: a free loopback TCP port.
@@ -37,6 +38,7 @@
 - ``stock``: a stock PostgreSQL cluster and plain dumps of it.
 - ``tarballs``: hand-made tar.gz archives and tar entries.
 - ``tenants``: two orgs on one appliance, for the isolation suite.
+- ``transfers``: exports and imports the API queued, run in-process as a worker runs them.
 - ``tmpdirs``: temporary directories the unprivileged Postgres user can traverse.
 - ``zfs``: a file-backed zfs pool and the zfs driver on a fresh dataset of it.
 

@@ -19,7 +19,9 @@ from tests.support.ports import free_tcp_port
 from tests.support.tmpdirs import public_tmpdir
 from tests.support.zfs import file_backed_pool
 
-_port_ranges = iter([(27000 + 100 * i, 27099 + 100 * i) for i in range(50)])
+# One instance port range per appliance a test session starts (no two share a port), all below
+# the kernel's ephemeral ports (32768 up), which clients' own connections take.
+_port_ranges = iter([(12000 + 100 * i, 12099 + 100 * i) for i in range(200)])
 
 
 def start_appliance(extra_env: dict[str, str] | None = None) -> Appliance:

@@ -55,10 +55,16 @@ def kill_from_outside(runtime: InstanceRuntime, volume: Path) -> None:
 
 def nomad_task_container(volume: Path):
     """The container the double started for a volume's instance job (found by Nomad's labels)."""
-    import docker
-
-    from appliance.runtime.nomad_jobs import job_id_for
-
-    found = docker.from_env().containers.list(filters={"label": f"com.hashicorp.nomad.job_id={job_id_for(volume)}"})
+    found = nomad_task_containers(volume)
     assert len(found) == 1, f"expected one running task container for {volume}, found {len(found)}"
     return found[0]
+
+
+def nomad_task_containers(volume: Path) -> list:
+    """The running containers of the jobs serving a volume: those whose job ID ends in its key."""
+    import docker
+
+    from appliance.runtime.nomad_jobs import served_volume_key, volume_key
+
+    labelled = docker.from_env().containers.list(filters={"label": "com.hashicorp.nomad.job_id"})
+    return [c for c in labelled if served_volume_key(c.labels["com.hashicorp.nomad.job_id"]) == volume_key(volume)]

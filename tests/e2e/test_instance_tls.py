@@ -1,0 +1,55 @@
+"""``instance_tls``: instances serve TLS under the appliance's CA and their DSNs ask for it."""
+from __future__ import annotations
+
+import subprocess
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg2
+import pytest
+
+from tests.support.appliance import appliance_on
+from tests.support.polling import wait_until
+
+
+@pytest.fixture(scope="module")
+def appliance(request):
+    yield from appliance_on(request, "btrfs", {"SQLRS_INSTANCE_TLS": "true"})
+
+
+def ssl_in_use(dsn: str, **extra) -> bool:
+    with psycopg2.connect(dsn, connect_timeout=10, **extra) as conn, conn.cursor() as cur:
+        cur.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        (on,) = cur.fetchone()
+    conn.close()
+    return on
+
+
+def test_a_prepared_instances_dsn_requires_tls_and_gets_it(appliance, scripts):
+    dsn = appliance.prepare(["-f", "schema.sql"], scripts)["result"]["dsn"]
+    assert parse_qs(urlsplit(dsn).query)["sslmode"] == ["require"]
+    assert ssl_in_use(dsn) is True
+
+
+def test_a_client_may_verify_the_instance_against_the_appliances_ca(appliance, scripts):
+    dsn = appliance.prepare(["-f", "schema.sql"], scripts)["result"]["dsn"]
+    ca = appliance.data_dir / "tls" / "ca.crt"
+    assert ssl_in_use(dsn, sslmode="verify-full", sslrootcert=str(ca)) is True
+
+
+def test_an_instance_revived_after_its_postgres_died_still_serves_tls(appliance, scripts):
+    status = appliance.prepare(["-f", "schema.sql"], scripts)
+    dsn, port = status["result"]["dsn"], urlsplit(status["result"]["dsn"]).port
+    volume = next(p for p in (appliance.data_dir / "store" / "orgs").glob("*/volumes/*")
+                  if (p / "pgdata" / "postmaster.pid").exists()
+                  and int((p / "pgdata" / "postmaster.pid").read_text().splitlines()[3]) == port)
+    postmaster = int((volume / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+    subprocess.run(["kill", "-9", str(postmaster)], check=True)
+    wait_until(lambda: _answers(dsn), 60, "the instance to answer again")
+    assert ssl_in_use(dsn) is True
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        return ssl_in_use(dsn)
+    except psycopg2.OperationalError:
+        return False
