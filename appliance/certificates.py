@@ -1,16 +1,23 @@
-"""The appliance's own certificate authority, and the server certificates it signs.
+"""The appliance's own certificate authorities, and the server certificates they sign.
 
-One CA per installation directory (``data_dir/tls``: ``ca.crt`` for anyone to trust, ``ca.key``
-0600). It signs the API's certificate (``tls_self_signed``) and, with ``instance_tls``, one
-certificate per instance. ECDSA P-256 throughout: a key and a signature take well under a
-millisecond, so an instance's certificate costs nothing measurable at its start.
+Two CAs per data dir (``data_dir/tls``), each a ``<name>.crt`` for anyone to trust and a
+``<name>.key`` (0600): ``ca`` signs the API's certificate (``tls_self_signed``), what API clients
+trust; ``instances-ca`` signs one certificate per instance start (``instance_tls``). They are
+apart because an instance's owner is superuser in it and can read its key: a certificate the
+API's clients trust must never be in a tenant's hands. ECDSA P-256 throughout: a key and a
+signature take well under a millisecond, so an instance's certificate costs nothing measurable
+at its start. A CA is made once, under a lock, by whichever process needs it first.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
+import secrets
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,20 +43,38 @@ class Issued:
     key_pem: bytes
 
 
-def authority(folder: Path) -> Authority:
-    """The CA kept in ``folder`` (made on first use; readable ``ca.crt``, private ``ca.key``)."""
+API_CA = "ca"
+INSTANCES_CA = "instances-ca"
+
+
+def authority(folder: Path, name: str = API_CA) -> Authority:
+    """The CA ``name`` kept in ``folder`` (made on first use; readable ``.crt``, private ``.key``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o711)  # clients on this host may read ca.crt by its name; nobody lists the keys
-    cert_path, key_path = folder / "ca.crt", folder / "ca.key"
+    folder.chmod(0o711)  # clients on this host may read a .crt by its name; nobody lists the keys
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
     if not cert_path.exists() or not key_path.exists():
-        _write_ca(cert_path, key_path)
+        with _locked(folder):
+            if not cert_path.exists() or not key_path.exists():
+                _write_ca(cert_path, key_path, name)
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{key_path} is not an ECDSA key")
-    return Authority(cert_path, x509.load_pem_x509_certificate(cert_path.read_bytes()), key)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or cert.public_key() != key.public_key():
+        raise ValueError(f"{key_path} is not the key of {cert_path}: remove both and a new CA is made")
+    return Authority(cert_path, cert, key)
 
 
-def issue_server(ca: Authority, names: list[str], days: int = SERVER_DAYS) -> Issued:
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One maker of a CA at a time, across processes (the API, the reconciler, the workers)."""
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def issue_server(ca: Authority, names: list[str], days: float = SERVER_DAYS) -> Issued:
     """A server certificate for ``names`` (DNS names or IP addresses; the first is its CN)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -83,7 +108,7 @@ def fingerprint(cert_path: Path) -> str:
 
 def write_private(path: Path, data: bytes) -> None:
     """Written as 0600 from the start, then renamed into place: never readable by others, never half-written."""
-    temp = path.with_name(path.name + ".tmp")
+    temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
@@ -91,7 +116,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def write_public(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + ".tmp")
+    temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     temp.write_bytes(data)
     temp.chmod(0o644)
     temp.replace(path)
@@ -102,10 +127,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write_ca(cert_path: Path, key_path: Path) -> None:
+def _write_ca(cert_path: Path, key_path: Path, purpose: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
+    title = "sqlrs appliance CA" if purpose == API_CA else "sqlrs instances CA"
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sqlrs appliance"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, f"sqlrs appliance CA ({socket.gethostname()})"[:64])])
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{title} ({socket.gethostname()})"[:64])])
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from appliance.certificates import authority, issue_server
+from appliance.certificates import INSTANCES_CA, authority, issue_server
 from appliance.context import AppContext
 from appliance.control.db import write_transaction
 from appliance.control.models import Instance, Volume, utcnow
@@ -41,11 +41,13 @@ def dsn(instance: Instance) -> str:
 
 
 def server_tls(ctx: AppContext, instance: Instance) -> ServerTls | None:
-    """A fresh certificate of this host's CA for an instance that serves TLS (one per start: no
-    instance holds the key of another), or None."""
+    """A fresh certificate of this host's instances CA for an instance that serves TLS, or None.
+    One per start (no instance holds the key of another), valid no longer than an instance may
+    live; the API's CA never signs one (the instance's owner can read its key)."""
     if not instance.tls:
         return None
-    issued = issue_server(authority(ctx.settings.data_dir / "tls"), [instance.host])
+    days = ctx.settings.instance_max_ttl_seconds / 86400 + 1
+    issued = issue_server(authority(ctx.settings.data_dir / "tls", INSTANCES_CA), [instance.host], days=days)
     return ServerTls(issued.cert_pem, issued.key_pem)
 
 

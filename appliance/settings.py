@@ -292,9 +292,9 @@ class Settings(BaseSettings):
     instance_host: str = Field("127.0.0.1", description="Address instances listen on and DSNs name.")
     instance_tls: bool = Field(False, description=(
         "Instances serve TLS too: each gets, at every start, its own certificate for `instance_host` signed by "
-        "the host's CA (`data_dir/tls/ca.crt`, the one `tls_self_signed` uses), and DSNs say `sslmode=require` "
-        "(clients may verify with that CA: `sslmode=verify-full&sslrootcert=ca.crt`). Applies to instances "
-        "started after it is set."))
+        "the host's instances CA (`data_dir/tls/instances-ca.crt`; never the API's CA, since an instance's owner "
+        "can read its key), and DSNs say `sslmode=require` (clients may verify with that CA: "
+        "`sslmode=verify-full&sslrootcert=instances-ca.crt`). Applies to instances started after it is set."))
     port_min: int = Field(6500, ge=1024, le=65535, description="First port of the instance port pool.")
     port_max: int = Field(6999, ge=1024, le=65535, description="Last port of the instance port pool.")
     instance_ttl_seconds: int = Field(3600, gt=0, description="Lifetime of an instance when the request names none.")

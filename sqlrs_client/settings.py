@@ -62,6 +62,9 @@ class ClientSettings:
 
     def _verify(self) -> Any:
         if not self.url.lower().startswith("https:"):
+            if self.ca_cert is not None:  # someone expects TLS: never send the token in the clear instead
+                raise InvalidInput(f"a CA certificate is set (--ca-cert, SQLRS_CA_CERT) but {self.url} is not "
+                                   "https: use the appliance's https:// URL")
             return False
         if self.ca_cert is None:
             return True

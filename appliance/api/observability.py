@@ -21,6 +21,8 @@ from quart import Response, g, request
 
 ACCESS_LOG = logging.getLogger("sqlrs.access")
 UNMATCHED_ROUTE = "unmatched"  # any path no route has: one label value, however many paths are tried
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"  # any other token a client sends: one label value, not one series each
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 LIMIT_SCOPES = ("principal", "org", "address")
 disable_created_metrics()  # a ``_created`` twin of every series is noise to our dashboards and alerts
@@ -46,6 +48,7 @@ class HttpMetrics:
         return [self.requests, self.latency, self.auth_failures, self.rate_limited]
 
     def observe(self, method: str, route: str, status: int, seconds: float, limit_scope: str | None) -> None:
+        method = method if method in METHODS else OTHER_METHOD
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
         if status == 401:
@@ -69,8 +72,15 @@ def request_finished(metrics: HttpMetrics, response: Response, *, access_log: bo
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
     metrics.observe(request.method, route, response.status_code, seconds, getattr(g, "limit_scope", None))
     if access_log:
-        fields = {"method": request.method, "route": route, "path": request.path, "status": response.status_code,
+        method, path = _printable(request.method), _printable(request.path)
+        fields = {"method": method, "route": route, "path": path, "status": response.status_code,
                   "duration_ms": round(seconds * 1000, 2), "code": getattr(g, "error_code", None),
                   "remote_addr": request.remote_addr}
-        ACCESS_LOG.info("%s %s %d %.1f ms", request.method, request.path, response.status_code, seconds * 1000,
+        ACCESS_LOG.info("%s %s %d %.1f ms", method, path, response.status_code, seconds * 1000,
                         extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+
+
+def _printable(text: str) -> str:
+    """What a client sent, with control characters escaped: a decoded ``%0A`` in a path must not
+    start a forged line in a text log."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

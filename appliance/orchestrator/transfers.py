@@ -12,10 +12,14 @@ worker of the chosen host (``appliance.transfer.jobs``), never in the API proces
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import secrets
+from collections.abc import Iterator
+
+from redis.exceptions import LockError
 
 from appliance.context import AppContext
 from appliance.control.db import write_transaction
@@ -37,6 +41,12 @@ def request_export(ctx: AppContext, org: str, state_id: str, created_by: str | N
         (State.org == org) & (State.state_id == state_id))})
     if not holders:
         raise NotFound(f"state {state_id} not found")
+    with _admission(ctx, org, state_id, "export"):
+        return _admit_export(ctx, org, state_id, holders, created_by)
+
+
+def _admit_export(ctx: AppContext, org: str, state_id: str, holders: list[str],
+                  created_by: str | None) -> tuple[Transfer, bool]:
     active = _active(org, state_id, "export")
     if active is not None:
         return active, True
@@ -68,6 +78,11 @@ def request_import(ctx: AppContext, org: str, state_id: str, created_by: str | N
         manifest = read_manifest(ctx.objects, org, state_id)
         return _finished(org, "import", state_id, held.host, created_by,
                          manifest.to_dict() if manifest is not None else None, 0), False
+    with _admission(ctx, org, state_id, "import"):
+        return _admit_import(ctx, org, state_id, created_by)
+
+
+def _admit_import(ctx: AppContext, org: str, state_id: str, created_by: str | None) -> tuple[Transfer, bool]:
     active = _active(org, state_id, "import")
     if active is not None:
         return active, True
@@ -76,6 +91,21 @@ def request_import(ctx: AppContext, org: str, state_id: str, created_by: str | N
     present = [m.parent_state_id for m in chain[-1:] if m.parent_state_id is not None]  # the ancestor held
     placement = place(ctx, org, present + [m.state_id for m in reversed(chain)])
     return _queue(ctx, org, "import", state_id, placement.host_id, created_by), True
+
+
+@contextlib.contextmanager
+def _admission(ctx: AppContext, org: str, state_id: str, kind: str) -> Iterator[None]:
+    """One admission at a time per (org, state, kind), on every API process: two requests at once
+    must not queue two transfers that stream into the same upload."""
+    lock = ctx.redis.lock(f"sqlrs:lock:transfer:{kind}:{org}:{state_id}", timeout=60, blocking_timeout=30)
+    if not lock.acquire():
+        raise Conflict(f"another {kind} of state {state_id} is being admitted right now; retry in a moment",
+                       {"state_id": state_id})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LockError):  # expired meanwhile: nothing of ours to release
+            lock.release()
 
 
 def _active(org: str, state_id: str, kind: str) -> Transfer | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_REPLACE = os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_REPLACE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # truncated once checked
 
 
 class NotARegularFile(OSError):
@@ -71,6 +71,7 @@ def replace(path: Path, data: bytes, owner: tuple[int, int] | None, mode: int) -
     the open handle."""
     fd = _open_regular(path, _REPLACE, mode)
     try:
+        os.ftruncate(fd, 0)  # only now: a hard link to someone else's file was refused before anything changed
         os.fchmod(fd, mode)
         if owner is not None:
             os.fchown(fd, *owner)

@@ -8,7 +8,9 @@ split across files by it, and the worker never has to reopen anything.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -36,12 +38,14 @@ class RotatingLog:
     def _rotate(self) -> None:
         assert self._fd is not None
         os.close(self._fd)
+        self._fd = None  # never written to again: the number may be another file's by now
         for older in range(self.backups - 1, 0, -1):
             source = self.path.with_name(f"{self.path.name}.{older}")
             if source.exists():
                 source.replace(self.path.with_name(f"{self.path.name}.{older + 1}"))
         if self.backups:
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+            with contextlib.suppress(FileNotFoundError):  # an operator removed it meanwhile
+                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -56,9 +60,18 @@ class RotatingLog:
 def pump(read_fd: int, log: RotatingLog, name: str) -> threading.Thread:
     """Copy everything written to the pipe into ``log`` until every writer has closed it."""
     def run() -> None:
+        complained = False
         try:
             while data := _read_lines(read_fd):
-                log.write(data)
+                try:
+                    log.write(data)
+                except OSError as exc:  # a full disk: lose these lines, never block or kill the worker
+                    if not complained:
+                        print(f"cannot write {log.path} ({exc.strerror}); dropping {name}'s log lines until "
+                              "it can", file=sys.stderr, flush=True)
+                    complained = True
+                else:
+                    complained = False
         finally:
             os.close(read_fd)
     thread = threading.Thread(target=run, name=f"log-{name}", daemon=True)

@@ -254,7 +254,7 @@ def export_state(ctx: AppContext, org: str, state_id: str, progress: Progress | 
     try:
         ctx.runner.pipe_from(command.argv, upload)
     except BaseException:
-        _forget(ctx.objects, stored)  # normally never visible; covers a producer failing after EOF
+        _forget_unpublished(ctx.objects, org, state_id)  # normally never visible; covers a producer failing after EOF
         raise
     compressing, hashing = readers[0]
     unsigned = Manifest(
@@ -281,6 +281,18 @@ def _current_manifest(ctx: AppContext, org: str, state_id: str) -> Manifest | No
     """The state's export when it is of today's format (signed): an older one counts as none."""
     manifest = read_manifest(ctx.objects, org, state_id)
     return manifest if manifest is not None and manifest.signature is not None else None
+
+
+def _forget_unpublished(objects: ObjectStore, org: str, state_id: str) -> None:
+    """Remove the stream of an export that failed, unless another export of the state finished
+    with it meanwhile (its manifest names it): a finished export's stream is never removed."""
+    try:
+        published = read_manifest(objects, org, state_id) is not None
+    except Exception:  # keep the original error; when in doubt, remove nothing
+        log.warning("could not tell whether state %s has a finished export; its stream is kept", state_id)
+        return
+    if not published:
+        _forget(objects, stream_key(org, state_id))
 
 
 def _forget(objects: ObjectStore, key: str) -> None:

@@ -130,3 +130,20 @@ async def test_an_export_and_an_import_count_their_bytes_and_time(ctx, client):
     for direction in ("export", "import"):
         assert series(m, "sqlrs_transfer_bytes_total", direction=direction) == manifest["stream_bytes"]
         assert series(m, "sqlrs_transfer_duration_seconds_count", direction=direction) == 1
+
+
+async def test_a_made_up_http_method_is_counted_as_other_not_as_a_series_of_its_own(client):
+    for method in ("FOO1", "BAR2"):
+        await client.open("/v1/states", method=method, headers=client.auth)
+    m = await scrape(client)
+    assert not [labels for name, labels in m if name == "sqlrs_http_requests_total" and ("method", "FOO1") in labels]
+    other = [(dict(labels), v) for (name, labels), v in m.items()
+             if name == "sqlrs_http_requests_total" and dict(labels)["method"] == "other"]
+    assert sum(v for _, v in other) == 2, other
+
+
+async def test_a_newline_in_a_path_cannot_forge_an_access_log_line(client, caplog):
+    caplog.set_level("INFO", logger="sqlrs.access")
+    await client.get("/v1/x%0A2026-12-05 INFO forged line", headers=client.auth)
+    (record,) = [r for r in caplog.records if r.name == "sqlrs.access"]
+    assert "\n" not in record.getMessage() and "\\n2026-12-05" in record.getMessage()

@@ -2,17 +2,19 @@
 handshake when it trusts the appliance's CA, and refuses, saying how to fix it, when it does not."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import ssl
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
 
-from appliance.certificates import fingerprint
+from appliance.certificates import authority, fingerprint
 from appliance.service.tls import ensure_own_ca
 from appliance.settings import Settings
 
@@ -105,3 +107,21 @@ def test_the_ca_survives_restarts_and_new_names_reissue_only_the_server_certific
 def test_tls_settings_that_cannot_work_are_refused_at_start(settings, problem):
     with pytest.raises(ValueError, match=problem):
         Settings(**settings)
+
+
+def _authority_fingerprint(folder: str) -> str:
+    from appliance.certificates import authority
+    ca = authority(Path(folder))
+    return fingerprint(ca.cert_path)
+
+
+def test_processes_making_the_ca_at_once_agree_on_one_whose_key_matches(tmp_path):
+    """The API, the reconciler and the workers may all need the CA first: one of them makes it.
+    Ten fresh folders, each asked for by six processes at once."""
+    folders = [str(tmp_path / f"tls-{n}") for n in range(10)]
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        seen = pool.map(_authority_fingerprint, [f for f in folders for _ in range(6)], chunksize=1)
+    assert all(len(set(seen[6 * n:6 * n + 6])) == 1 for n in range(10)), seen
+    for folder in folders:
+        ca = authority(Path(folder))
+        assert ca.cert.public_key() == ca.key.public_key()

@@ -70,3 +70,9 @@ def test_importing_the_errors_loads_no_http_library():
     code = "import sys, sqlrs_client.errors; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_ca_certificate_with_a_plain_http_url_is_refused_before_any_token_is_sent(tmp_path):
+    with pytest.raises(SqlrsError) as refused:
+        Client("http://127.0.0.1:7433", "sqlrs_token", ca_cert=tmp_path / "ca.crt")
+    assert refused.value.code == "invalid_argument" and "not https" in refused.value.message

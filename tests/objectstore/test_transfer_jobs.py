@@ -3,6 +3,7 @@ worker's entry point runs it (here without a worker process, as the worker would
 reconciler fails one whose worker died, and every transfer is its org's alone."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -82,3 +83,12 @@ async def test_a_failed_export_records_the_error_code_and_message(client, ctx):
     failed = await (await client.get(queued["status_url"], headers=client.auth)).get_json()
     assert failed["status"] == "failed" and failed["error"]["code"] and failed["error"]["message"]
     assert not ctx.objects.exists(manifest_key(ORG, "s1"))
+
+
+async def test_two_exports_asked_at_once_queue_one_transfer(client, ctx):
+    make_state(ctx)
+    first, second = await asyncio.gather(*(client.post("/v1/states/s1/export", headers=client.auth) for _ in range(2)))
+    answers = [await first.get_json(), await second.get_json()]
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert answers[0]["transfer_id"] == answers[1]["transfer_id"]
+    assert Transfer.select().where(Transfer.kind == "export").count() == 1

@@ -5,6 +5,7 @@ parametrized over the runtimes; a new runtime joins by adding its name to ``any_
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 import psycopg2
@@ -116,6 +117,18 @@ def test_a_link_planted_in_place_of_the_key_is_not_written_through(any_runtime, 
     run_dir = run_dir_for(any_volume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "server.key").symlink_to(target)
+    with pytest.raises(OSError):
+        any_start(any_volume, listen_host="127.0.0.1", tls=server_tls(tmp_path))
+    assert target.read_text() == "untouched"
+
+
+def test_a_hard_link_planted_in_place_of_the_key_is_refused_before_anything_is_written(
+        any_runtime, any_volume, any_start, run_dir_for, tmp_path):
+    run_dir = run_dir_for(any_volume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir.parent / f"{run_dir.name}-not-yours"  # the same filesystem, so a hard link is possible
+    target.write_text("untouched")
+    os.link(target, run_dir / "server.key")
     with pytest.raises(OSError):
         any_start(any_volume, listen_host="127.0.0.1", tls=server_tls(tmp_path))
     assert target.read_text() == "untouched"

@@ -45,3 +45,13 @@ def test_log_files_are_readable_by_their_owner_only(tmp_path):
     log = RotatingLog(tmp_path / "worker-0.log", max_bytes=64 * 1024, backups=2)
     run_writer(log, 10)
     assert oct(log.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_log_removed_under_the_writer_rotates_on_and_keeps_writing(tmp_path):
+    log = RotatingLog(tmp_path / "worker-0.log", max_bytes=64 * 1024, backups=2)
+    log.write(b"x" * 60_000 + b"\n")
+    log.path.unlink()  # an operator freeing space; the open file lives on until the rotation
+    log.write(b"y" * 10_000 + b"\n")
+    log.write(b"after the rotation\n")
+    log.close()
+    assert log.path.read_bytes().endswith(b"after the rotation\n")
