@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -52,7 +51,7 @@ from appliance.service.processes import (
     stop_processes,
 )
 from appliance.service.resources import host_resources
-from appliance.service.tls import server_files
+from appliance.service.tls import is_loopback, server_files
 from appliance.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -354,14 +353,6 @@ def run_reconciler(settings: Settings) -> None:
     reconcile_forever(ctx, stop)
 
 
-def _loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 async def _serve(ctx: AppContext) -> None:
     config = Config()
     config.bind = [ctx.settings.listen]
@@ -378,7 +369,7 @@ async def _serve(ctx: AppContext) -> None:
         config.certfile, config.keyfile, scheme = str(tls.cert), str(tls.key), "https"
         if tls.ca is not None:
             log.info("TLS: clients trust %s (sha256 %s): sqlrs --ca-cert, SQLRS_CA_CERT", tls.ca, fingerprint(tls.ca))
-    elif not _loopback(ctx.settings.listen):
+    elif not is_loopback(ctx.settings.listen):
         log.warning("the API listens on %s without TLS: tokens cross the network in the clear; set "
                     "tls_cert_file/tls_key_file or tls_self_signed", ctx.settings.listen)
     log.info("sqlrs appliance listening on %s://%s", scheme, ctx.settings.listen)

@@ -10,6 +10,7 @@ certificate is renewed (at start, within 30 days of its expiry) or reissued for 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
@@ -61,11 +62,25 @@ def ensure_own_ca(settings: Settings) -> ServerFiles:
 
 def subject_names(settings: Settings) -> list[str]:
     """The DNS names and addresses clients may reach the API by, sorted, without duplicates."""
-    host = settings.listen.rsplit(":", 1)[0].strip("[]")
+    host = listen_host(settings.listen)
     names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn(), *settings.tls_names}
     if host not in ("", "0.0.0.0", "::"):
         names.add(host)
     return sorted(n for n in names if n)
+
+
+def listen_host(listen: str) -> str:
+    """The host part of ``host:port`` (``[::1]:7433`` too)."""
+    return listen.rsplit(":", 1)[0].strip("[]")
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether only this host can reach the address: where plain HTTP exposes no token."""
+    host = listen_host(listen)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _needs_new_cert(cert_path: Path, key_path: Path, names: list[str]) -> bool:

@@ -14,19 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.certificates import authority
 from tests.support.appliance import appliance_on
 from tests.support.polling import wait_until
+from tests.support.psql import ssl_in_use
 
 
 @pytest.fixture(scope="module")
 def appliance(request):
     yield from appliance_on(request, "btrfs", {"SQLRS_INSTANCE_TLS": "true"})
-
-
-def ssl_in_use(dsn: str, **extra) -> bool:
-    with psycopg2.connect(dsn, connect_timeout=10, **extra) as conn, conn.cursor() as cur:
-        cur.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
-        (on,) = cur.fetchone()
-    conn.close()
-    return on
 
 
 def test_a_prepared_instances_dsn_requires_tls_and_gets_it(appliance, scripts):

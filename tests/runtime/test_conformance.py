@@ -17,6 +17,7 @@ from appliance.runtime.base import InstanceRuntime, ServerTls
 from appliance.runtime.ports import port_is_bindable
 from tests.support.clusters import kill_from_outside
 from tests.support.polling import eventually
+from tests.support.psql import ssl_in_use
 
 from .pg import controldata_state, socket_psql, tcp_psql
 
@@ -81,13 +82,8 @@ def server_tls(tmp_path) -> ServerTls:
 
 
 def ssl_of(endpoint, password: str, sslmode: str, **extra) -> bool:
-    with psycopg2.connect(host=endpoint.host, port=endpoint.port, user=endpoint.user, password=password,
-                          dbname="postgres", sslmode=sslmode, connect_timeout=10, **extra) as conn, \
-            conn.cursor() as cur:
-        cur.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
-        (on,) = cur.fetchone()
-    conn.close()
-    return on
+    return ssl_in_use(host=endpoint.host, port=endpoint.port, user=endpoint.user, password=password,
+                      dbname="postgres", sslmode=sslmode, **extra)
 
 
 def test_a_cluster_started_with_tls_serves_it_under_its_certificate(any_runtime, any_volume, any_start, tmp_path):
